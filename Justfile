@@ -1,0 +1,20 @@
+# Velarium tasks. `just --list` shows them.
+
+shared := env_var_or_default("VELARIUM_SHARED", "../shared")
+
+# The main job: import the shipped 600-block chain and verify every state root.
+demo:
+    cargo run --release -p velarium -- import --genesis {{shared}}/fixtures/chains/geth-devp2p/genesis.json {{shared}}/fixtures/chains/geth-devp2p/chain.rlp
+
+# Everything CI runs.
+test:
+    bash tests/run-all.sh
+
+# Conformance fixtures only.
+blocktest *ARGS:
+    cargo run --release -p velarium -- blocktest {{ARGS}} {{shared}}/fixtures/eest-stable-v5.4.0-blockchain_tests.tar.xz {{shared}}/fixtures/ethereum-tests-v14.1-BlockchainTests.tar.xz
+
+# Lints: rustfmt and clippy, warnings are errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --workspace --all-targets -- -D warnings

@@ -1,0 +1,59 @@
+//! `velarium`: import chains, run Ethereum's conformance fixtures, replay and benchmark blocks.
+
+mod blocktest;
+mod import;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use velarium_executor::Engine;
+
+/// Velarium: a parallel, contention-aware Ethereum block executor.
+#[derive(Debug, Parser)]
+#[command(name = "velarium", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Engine selection shared by the commands that execute blocks.
+#[derive(Debug, Clone, clap::Args)]
+struct EngineArgs {
+    /// Execution engine: `sequential` (the oracle).
+    #[arg(long, default_value = "sequential", value_parser = parse_engine)]
+    engine: Engine,
+    /// Worker threads of the parallel engine (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_engine(name: &str) -> Result<Engine, String> {
+    Engine::from_name(name).ok_or_else(|| format!("unknown engine `{name}` (expected: sequential)"))
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run blockchain conformance fixtures (JSON files, directories or .tar.xz archives).
+    Blocktest(blocktest::Args),
+    /// Import a chain (genesis.json + concatenated RLP blocks) and verify every block.
+    Import(import::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Blocktest(args) => blocktest::run(args),
+        Command::Import(args) => import::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The machine's logical cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

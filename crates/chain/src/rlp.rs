@@ -1,0 +1,134 @@
+//! Reading chain exports: concatenated RLP blocks, as `geth export` and `reth import` use them.
+
+use crate::EthBlock;
+use alloy_rlp::Decodable;
+use std::{io::Read, path::Path};
+
+/// Errors reading a chain file.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainFileError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A block failed to decode.
+    #[error("{path}: block #{index} at byte offset {offset}: {source}")]
+    Decode {
+        /// The file.
+        path: String,
+        /// Position of the block in the file (0-based).
+        index: usize,
+        /// Byte offset of the block (in the decompressed stream).
+        offset: usize,
+        /// The RLP error.
+        source: alloy_rlp::Error,
+    },
+}
+
+/// Reads a whole chain file into memory, transparently gunzipping `.gz` files.
+pub fn read_chain_file(path: &Path) -> Result<Vec<u8>, ChainFileError> {
+    let io = |source| ChainFileError::Io { path: path.display().to_string(), source };
+    let raw = std::fs::read(path).map_err(io)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(io)?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Decodes concatenated RLP blocks; fails on the first undecodable block or trailing bytes.
+pub fn decode_blocks(bytes: &[u8], path: &str) -> Result<Vec<EthBlock>, ChainFileError> {
+    let mut blocks = Vec::new();
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let offset = bytes.len() - buf.len();
+        let block = EthBlock::decode(&mut buf).map_err(|source| ChainFileError::Decode {
+            path: path.to_string(),
+            index: blocks.len(),
+            offset,
+            source,
+        })?;
+        blocks.push(block);
+    }
+    Ok(blocks)
+}
+
+/// Decodes exactly one block from `bytes`, rejecting trailing data.
+pub fn decode_block(bytes: &[u8]) -> Result<EthBlock, alloy_rlp::Error> {
+    let mut buf = bytes;
+    let block = EthBlock::decode(&mut buf)?;
+    if !buf.is_empty() {
+        return Err(alloy_rlp::Error::Custom("trailing bytes after block"));
+    }
+    Ok(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{Header, BlockBody};
+    use alloy_rlp::Encodable;
+
+    fn sample_block(number: u64) -> EthBlock {
+        EthBlock {
+            header: Header { number, gas_limit: 30_000_000, ..Default::default() },
+            body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: None },
+        }
+    }
+
+    #[test]
+    fn round_trip_and_concatenation() {
+        let mut bytes = Vec::new();
+        sample_block(1).encode(&mut bytes);
+        sample_block(2).encode(&mut bytes);
+        let blocks = decode_blocks(&bytes, "x").unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].header.number, 2);
+        assert_eq!(decode_blocks(&[], "x").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn truncated_and_garbage_input_are_errors_not_panics() {
+        let mut bytes = Vec::new();
+        sample_block(1).encode(&mut bytes);
+        sample_block(2).encode(&mut bytes);
+        let cut = &bytes[..bytes.len() - 3];
+        match decode_blocks(cut, "f") {
+            Err(ChainFileError::Decode { index, offset, .. }) => {
+                assert_eq!(index, 1);
+                assert!(offset > 0);
+            }
+            other => panic!("expected decode error, got {other:?}"),
+        }
+        for garbage in [&[0xffu8][..], &[0xc0], &[0xf9, 0xff], &[0x80, 0x80]] {
+            assert!(decode_blocks(garbage, "g").is_err(), "{garbage:?}");
+        }
+        let mut one = Vec::new();
+        sample_block(1).encode(&mut one);
+        one.push(0x00);
+        assert!(decode_block(&one).is_err());
+    }
+
+    #[test]
+    fn gzip_is_transparent() {
+        use std::io::Write;
+        let mut bytes = Vec::new();
+        sample_block(7).encode(&mut bytes);
+        let dir = std::env::temp_dir().join(format!("velarium-rlp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.rlp.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).unwrap();
+        std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        let read = read_chain_file(&path).unwrap();
+        assert_eq!(read, bytes);
+        assert!(matches!(read_chain_file(&dir.join("missing")), Err(ChainFileError::Io { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,75 @@
+//! The list of conformance cases we do not run, each with its reason.
+//!
+//! File format (`tests/conformance-skips.txt`), one rule per line, `#` starts a comment:
+//!
+//! ```text
+//! network <NAME>: <reason>
+//! case <EXACT CASE NAME>: <reason>
+//! ```
+
+/// Skip rules: by network name or by exact case name.
+#[derive(Debug, Clone, Default)]
+pub struct SkipList {
+    networks: Vec<(String, String)>,
+    cases: Vec<(String, String)>,
+}
+
+impl SkipList {
+    /// Parses a skip file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut list = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = || format!("skip file line {}: expected `network|case NAME: reason`", n + 1);
+            let (kind, rest) = line.split_once(' ').ok_or_else(bad)?;
+            let (name, reason) = rest.rsplit_once(": ").ok_or_else(bad)?;
+            let entry = (name.trim().to_string(), reason.trim().to_string());
+            if entry.0.is_empty() || entry.1.is_empty() {
+                return Err(bad());
+            }
+            match kind {
+                "network" => list.networks.push(entry),
+                "case" => list.cases.push(entry),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(list)
+    }
+
+    /// Reads a skip file; a missing file is an empty list.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Why a case is skipped, if it is.
+    pub fn reason(&self, case: &str, network: &str) -> Option<&str> {
+        self.cases
+            .iter()
+            .find(|(n, _)| n == case)
+            .or_else(|| self.networks.iter().find(|(n, _)| n == network))
+            .map(|(_, r)| r.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_match() {
+        let list = SkipList::parse("# c\nnetwork Constantinople: no rules\ncase a::b[x: y]: too slow\n").unwrap();
+        assert_eq!(list.reason("zz", "Constantinople"), Some("no rules"));
+        assert_eq!(list.reason("a::b[x: y]", "Cancun"), Some("too slow"));
+        assert_eq!(list.reason("a", "Cancun"), None);
+        assert!(SkipList::parse("bogus line").is_err());
+        assert!(SkipList::parse("network X:").is_err());
+        assert!(SkipList::parse("thing X: y").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! Runs the pre-execution rules over the ethereum/tests `BlockchainTests` fixtures.
+//!
+//! Every block of every case is decoded and checked against its parent (found by hash among the
+//! case's imported blocks), standalone, body and ommers. Blocks without `expectException` must
+//! pass; invalid blocks are tallied by exception kind, caught or not (many are only detectable by
+//! execution). Skipped, with a message, when the fixtures are not extracted.
+
+use alloy_consensus::{Block, Header, TxEnvelope};
+use alloy_primitives::{hex, map::B256Map, B256, U256};
+use alloy_rlp::Decodable;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+use velarium_chainspec::ChainSpec;
+use velarium_consensus::{
+    validate_block_pre_execution, validate_header, validate_ommers, ConsensusError,
+};
+
+/// Root of the extracted fixtures.
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/BlockchainTests")
+}
+
+/// All `.json` files below `dir`, sorted.
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            json_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+/// A block the case has imported.
+struct Known {
+    header: Header,
+    ommer_hashes: Vec<B256>,
+    total_difficulty: U256,
+}
+
+/// Why an invalid block was rejected, or that it was not.
+enum Outcome {
+    /// The RLP does not decode.
+    Decode,
+    /// The parent is not among the imported blocks.
+    UnknownParent,
+    /// A consensus rule rejected it.
+    Rule(ConsensusError),
+}
+
+/// Tallies over the whole run.
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    skipped_networks: BTreeMap<String, usize>,
+    valid_blocks: usize,
+    valid_failures: Vec<String>,
+    /// exception kind -> (caught, not caught, one uncaught example)
+    invalid: BTreeMap<String, (usize, usize, Option<String>)>,
+}
+
+fn decode_block(hex_rlp: &str) -> Option<Block<TxEnvelope>> {
+    let bytes = hex::decode(hex_rlp).ok()?;
+    let mut slice = bytes.as_slice();
+    let block = Block::<TxEnvelope>::decode(&mut slice).ok()?;
+    slice.is_empty().then_some(block)
+}
+
+/// Checks one block against the imported ones.
+fn check(spec: &mut ChainSpec, known: &B256Map<Known>, block: &Block<TxEnvelope>) -> Result<(), Outcome> {
+    let Some(parent) = known.get(&block.header.parent_hash) else {
+        return Err(Outcome::UnknownParent);
+    };
+    if let Some(ttd) = spec.pending_merge_ttd() {
+        // A block is proof-of-stake once its parent reached the terminal total difficulty.
+        if parent.total_difficulty >= ttd {
+            spec.set_merge_block(block.header.number);
+        }
+    }
+    let ancestor = |hash: &B256| known.get(hash).map(|k| (k.header.clone(), k.ommer_hashes.clone()));
+    validate_header(spec, &block.header, &parent.header)
+        .and_then(|()| validate_block_pre_execution(spec, block))
+        .and_then(|()| validate_ommers(spec, &block.header, &block.body.ommers, &ancestor))
+        .map_err(Outcome::Rule)
+}
+
+fn run_case(name: &str, case: &serde_json::Value, tally: &mut Tally) {
+    let network = case["network"].as_str().unwrap_or_default();
+    let mut spec = match ChainSpec::from_network(network, 1) {
+        Ok(spec) => spec,
+        Err(_) => {
+            *tally.skipped_networks.entry(network.to_string()).or_default() += 1;
+            return;
+        }
+    };
+    tally.cases += 1;
+    let genesis = decode_block(case["genesisRLP"].as_str().expect("genesisRLP"))
+        .unwrap_or_else(|| panic!("{name}: genesis RLP does not decode"));
+    let mut known: B256Map<Known> = B256Map::default();
+    known.insert(
+        genesis.header.hash_slow(),
+        Known {
+            total_difficulty: genesis.header.difficulty,
+            header: genesis.header,
+            ommer_hashes: Vec::new(),
+        },
+    );
+    for (i, entry) in case["blocks"].as_array().expect("blocks").iter().enumerate() {
+        let expected = entry.get("expectException").and_then(|e| e.as_str());
+        let rlp = entry["rlp"].as_str().unwrap_or_default();
+        let outcome = match decode_block(rlp) {
+            None => Err(Outcome::Decode),
+            Some(block) => {
+                let res = check(&mut spec, &known, &block);
+                if res.is_ok() && expected.is_none() {
+                    let parent_td = known[&block.header.parent_hash].total_difficulty;
+                    known.insert(
+                        block.header.hash_slow(),
+                        Known {
+                            total_difficulty: parent_td + block.header.difficulty,
+                            ommer_hashes: block.body.ommers.iter().map(Header::hash_slow).collect(),
+                            header: block.header,
+                        },
+                    );
+                }
+                res
+            }
+        };
+        match (expected, outcome) {
+            (None, Ok(())) => tally.valid_blocks += 1,
+            (None, Err(err)) => {
+                let why = match err {
+                    Outcome::Decode => "RLP does not decode".to_string(),
+                    Outcome::UnknownParent => "unknown parent".to_string(),
+                    Outcome::Rule(e) => e.to_string(),
+                };
+                tally.valid_failures.push(format!("{name} block {i}: {why}"));
+            }
+            (Some(kind), outcome) => {
+                let slot = tally.invalid.entry(kind.to_string()).or_default();
+                match outcome {
+                    Ok(()) => {
+                        slot.1 += 1;
+                        slot.2.get_or_insert_with(|| format!("{name} block {i}"));
+                    }
+                    Err(err) => {
+                        slot.0 += 1;
+                        if std::env::var_os("VELARIUM_CONSENSUS_VERBOSE").is_some() {
+                            let why = match err {
+                                Outcome::Decode => "RLP does not decode".to_string(),
+                                Outcome::UnknownParent => "unknown parent".to_string(),
+                                Outcome::Rule(e) => e.to_string(),
+                            };
+                            println!("  {name} block {i} [{kind}]: {why}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn blockchain_tests_pre_execution() {
+    let root = fixtures_root();
+    if !root.is_dir() {
+        eprintln!(
+            "skipping: {} is absent (extract ../shared/fixtures/ethereum-tests-v14.1-BlockchainTests.tar.xz \
+             under target/fixtures)",
+            root.display()
+        );
+        return;
+    }
+    let mut dirs = vec!["InvalidBlocks", "ValidBlocks", "TransitionTests"];
+    if std::env::var_os("VELARIUM_CONSENSUS_STATE_TESTS").is_some() {
+        dirs.push("GeneralStateTests");
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        json_files(&root.join(dir), &mut files);
+    }
+    let mut tally = Tally::default();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read fixture");
+        let cases: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).expect("parse fixture");
+        for (name, case) in &cases {
+            run_case(name, case, &mut tally);
+        }
+    }
+
+    println!("{} files, {} cases, {} valid blocks accepted", files.len(), tally.cases, tally.valid_blocks);
+    println!("skipped networks: {:?}", tally.skipped_networks);
+    let (mut caught, mut missed) = (0, 0);
+    println!("invalid blocks by exception (caught / not caught pre-execution):");
+    for (kind, (c, m, example)) in &tally.invalid {
+        caught += c;
+        missed += m;
+        let example = example.as_deref().map(|e| format!("  e.g. {e}")).unwrap_or_default();
+        println!("  {c:5} / {m:5}  {kind}{example}");
+    }
+    println!("invalid blocks: {caught} rejected, {missed} only detectable by execution");
+    for failure in &tally.valid_failures {
+        println!("VALID BLOCK REJECTED: {failure}");
+    }
+    assert!(tally.valid_failures.is_empty(), "{} valid blocks rejected", tally.valid_failures.len());
+}

@@ -1,0 +1,113 @@
+//! Block execution: the sequential oracle (and, from the parallel-engine issue on, the engine).
+//!
+//! [`execute_sequential`] runs a block exactly as reth does: alloy-evm's `EthBlockExecutor` over
+//! revm's `State`, with the pre-execution system calls (EIP-2935 block hashes, EIP-4788 beacon
+//! root), every transaction, and the post-execution changes (EIP-6110/7002/7251 requests,
+//! withdrawals, block and ommer rewards, the DAO fork's irregular state change). Its
+//! [`BlockOutput`] is the reference every other engine must reproduce bit for bit.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod sequential;
+
+pub use sequential::{evm_env, execute_sequential};
+
+use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
+use alloy_eips::{eip4895::Withdrawal, eip7685::Requests};
+use alloy_evm::block::BlockExecutionError;
+use alloy_primitives::Address;
+use revm::database::BundleState;
+
+/// A transaction with its recovered sender.
+pub type RecoveredTx = alloy_consensus::transaction::Recovered<TxEnvelope>;
+
+/// Everything needed to execute one block on top of its parent's state.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockInput<'a> {
+    /// The block's header.
+    pub header: &'a Header,
+    /// Transactions with recovered senders, in block order.
+    pub transactions: &'a [RecoveredTx],
+    /// Ommer (uncle) headers.
+    pub ommers: &'a [Header],
+    /// Withdrawals (Shanghai and later).
+    pub withdrawals: Option<&'a [Withdrawal]>,
+}
+
+/// The result of executing a block: what the header commits to, and the state changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutput {
+    /// One receipt per transaction (status, cumulative gas, logs, bloom).
+    pub receipts: Vec<ReceiptEnvelope>,
+    /// Total gas used by the block.
+    pub gas_used: u64,
+    /// Total blob gas used by the block's transactions (0 before Cancun).
+    pub blob_gas_used: u64,
+    /// EIP-7685 requests (empty before Prague).
+    pub requests: Requests,
+    /// State changes with original values, as revm's `State::take_bundle` returns them.
+    pub bundle: BundleState,
+}
+
+/// Why a block could not be executed. The block is invalid; the state is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// alloy-evm rejected the block (an invalid transaction, a failed system call, ...).
+    #[error(transparent)]
+    Block(#[from] BlockExecutionError),
+    /// A transaction's sender could not be recovered from its signature.
+    #[error("transaction {index}: invalid signature")]
+    InvalidSignature {
+        /// Position of the transaction in the block.
+        index: usize,
+    },
+    /// The engine itself failed (a worker panicked, an invariant broke); not the block's fault.
+    #[error("executor fault: {0}")]
+    Internal(String),
+}
+
+/// Recovers the senders of a block's transactions.
+pub fn recover_senders(txs: &[TxEnvelope]) -> Result<Vec<RecoveredTx>, ExecutionError> {
+    use alloy_consensus::transaction::SignerRecoverable;
+    txs.iter()
+        .enumerate()
+        .map(|(index, tx)| {
+            let signer: Address =
+                tx.recover_signer().map_err(|_| ExecutionError::InvalidSignature { index })?;
+            Ok(RecoveredTx::new_unchecked(tx.clone(), signer))
+        })
+        .collect()
+}
+
+/// Which engine executes blocks. Every engine returns exactly the oracle's [`BlockOutput`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The sequential oracle (alloy-evm's `EthBlockExecutor`, what reth runs today).
+    #[default]
+    Sequential,
+}
+
+impl Engine {
+    /// Executes `block` on top of `db` with this engine.
+    pub fn execute<DB>(
+        &self,
+        spec: &velarium_chainspec::ChainSpec,
+        db: &DB,
+        block: BlockInput<'_>,
+    ) -> Result<BlockOutput, ExecutionError>
+    where
+        DB: revm::DatabaseRef + std::fmt::Debug + Sync,
+        DB::Error: Send + Sync + 'static,
+    {
+        match self {
+            Self::Sequential => execute_sequential(spec, db, block),
+        }
+    }
+
+    /// Parses an engine name as the CLI spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sequential" => Some(Self::Sequential),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Scheduler tests: a scripted single-thread interleaving, and multi-threaded simulations
+//! against a sequential baseline.
+
+use crate::*;
+use std::{
+    collections::HashMap,
+    sync::{mpsc, Mutex},
+    time::Duration,
+};
+use velarium_mvmemory::{MvMemory, ReadOrigin, ReadResult, ReadSet, WriteSet, WriteValue};
+
+use SchedulerTask::{Done, Execute, Retry, Validate};
+
+#[test]
+fn scripted_dependency_graph() {
+    let s = Scheduler::new(3);
+    assert_eq!(s.next_task(), Execute(Version::new(0, 0)));
+    // Validation of 0 is attempted while it is still executing: nothing to do.
+    assert_eq!(s.next_task(), Retry);
+    assert_eq!(s.next_task(), Execute(Version::new(1, 0)));
+    // Txn 1 reads an estimate of txn 0: suspended.
+    assert!(s.add_dependency(1, 0));
+    assert_eq!(s.status(1), ExecutionStatus::Suspended(0));
+    assert_eq!(s.next_task(), Retry);
+    assert_eq!(s.next_task(), Execute(Version::new(2, 0)));
+    assert_eq!(s.finish_execution(2, 0, false), None);
+    // Txn 0 finishes: txn 1 resumes with incarnation 1; 0 is validated by the same worker.
+    assert_eq!(s.finish_execution(0, 0, false), Some(Validate(Version::new(0, 0))));
+    assert_eq!(s.status(1), ExecutionStatus::ReadyToExecute(1));
+    assert!(!s.add_dependency(2, 0), "0 already executed: re-read instead");
+    assert_eq!(s.finish_validation(0, false), None);
+    assert_eq!(s.next_task(), Execute(Version::new(1, 1)));
+    // Txn 1 wrote a new location: validation drops back to it.
+    assert_eq!(s.finish_execution(1, 1, true), None);
+    assert_eq!(s.next_task(), Validate(Version::new(1, 1)));
+    assert_eq!(s.finish_validation(1, false), None);
+    // The execution sweep passes txn 2 (already executed) before validation reaches it.
+    assert_eq!(s.next_task(), Retry);
+    assert_eq!(s.next_task(), Validate(Version::new(2, 0)));
+    assert!(s.try_validation_abort(2, 0));
+    assert!(!s.try_validation_abort(2, 0), "only one validator aborts");
+    assert_eq!(s.finish_validation(2, true), Some(Execute(Version::new(2, 1))));
+    assert_eq!(s.finish_execution(2, 1, false), Some(Validate(Version::new(2, 1))));
+    assert_eq!(s.finish_validation(2, false), None);
+    assert_eq!(s.next_task(), Done);
+    assert!(s.done());
+    assert_eq!(s.invariant_error(), None);
+    assert_eq!(
+        s.counters(),
+        SchedulerCounters { executions: 5, validations: 4, aborts: 1, suspensions: 1 }
+    );
+}
+
+#[test]
+fn empty_block_is_done() {
+    let s = Scheduler::new(0);
+    assert!(matches!(s.next_task(), Done | Retry));
+    assert_eq!(s.next_task(), Done);
+}
+
+#[test]
+fn halt_stops_everyone() {
+    let s = Scheduler::new(10);
+    assert_eq!(s.next_task(), Execute(Version::new(0, 0)));
+    s.halt();
+    assert!(s.is_halted());
+    assert_eq!(s.next_task(), Done);
+    assert_eq!(s.invariant_error(), None);
+}
+
+#[test]
+fn broken_invariant_halts() {
+    let s = Scheduler::new(4);
+    assert_eq!(s.finish_execution(2, 0, false), None);
+    assert!(matches!(
+        s.invariant_error(),
+        Some(SchedulerError::Invariant { operation: "finish_execution", txn_idx: 2, .. })
+    ));
+    assert_eq!(s.next_task(), Done);
+    let s = Scheduler::new(4);
+    assert!(s.add_dependency(1, 3));
+    assert!(s.invariant_error().is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulation: transactions read, write and add to cells of a model multi-version memory.
+
+/// One operation of a model transaction.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// Read a cell into the running hash.
+    Read(u32),
+    /// Write the running hash (mixed with the txn index) to a cell.
+    Write(u32),
+    /// Add a constant to a cell without reading it (a delta).
+    Add(u32, u64),
+}
+
+type Block = Vec<Vec<Op>>;
+type Mem = MvMemory<u32, u64, u64>;
+
+const CELLS: u32 = 6;
+
+fn storage(cell: u32) -> u64 {
+    u64::from(cell) * 1_000
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn random_block(rng: &mut XorShift) -> Block {
+    let len = 1 + rng.below(48) as usize;
+    (0..len)
+        .map(|_| {
+            (0..1 + rng.below(4))
+                .map(|_| {
+                    let cell = rng.below(u64::from(CELLS)) as u32;
+                    match rng.below(3) {
+                        0 => Op::Read(cell),
+                        1 => Op::Write(cell),
+                        _ => Op::Add(cell, 1 + rng.below(9)),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn mix(acc: u64, v: u64) -> u64 {
+    acc.wrapping_mul(0x100_0000_01B3).wrapping_add(v)
+}
+
+/// Sequential baseline: final cells and each transaction's output hash.
+fn run_sequential(block: &Block) -> (Vec<u64>, Vec<u64>) {
+    let mut cells: Vec<u64> = (0..CELLS).map(storage).collect();
+    let outputs = block
+        .iter()
+        .enumerate()
+        .map(|(i, ops)| {
+            let mut acc = i as u64;
+            for op in ops {
+                match *op {
+                    Op::Read(c) => acc = mix(acc, cells[c as usize]),
+                    Op::Write(c) => cells[c as usize] = acc ^ i as u64,
+                    Op::Add(c, x) => cells[c as usize] = cells[c as usize].wrapping_add(x),
+                }
+            }
+            acc
+        })
+        .collect();
+    (cells, outputs)
+}
+
+fn resolve(result: ReadResult<u64, u64>, cell: u32) -> u64 {
+    let (base, deltas) = match result {
+        ReadResult::Value { value, deltas, .. } => (value, deltas),
+        ReadResult::NotFound { deltas } => (storage(cell), deltas),
+        ReadResult::Dependency { .. } => unreachable!(),
+    };
+    deltas.iter().fold(base, |v, (_, d)| v.wrapping_add(*d))
+}
+
+/// What an incarnation produced: read set, write set, output hash.
+type Executed = (ReadSet<u32>, WriteSet<u32, u64, u64>, u64);
+
+/// Executes one incarnation; `None` if it was suspended on a dependency.
+fn execute(ops: &[Op], txn_idx: TxnIndex, mem: &Mem, scheduler: &Scheduler) -> Option<Executed> {
+    let mut acc = u64::from(txn_idx);
+    let mut local: HashMap<u32, WriteValue<u64, u64>> = HashMap::new();
+    let mut reads = ReadSet::new();
+    for op in ops {
+        match *op {
+            Op::Read(c) => {
+                let own_delta = match local.get(&c) {
+                    Some(WriteValue::Value(v)) => {
+                        acc = mix(acc, *v);
+                        continue;
+                    }
+                    Some(WriteValue::Delta(d)) => *d,
+                    None => 0,
+                };
+                let value = loop {
+                    let result = mem.read(&c, txn_idx);
+                    if let ReadResult::Dependency { blocking_txn_idx } = result {
+                        if scheduler.add_dependency(txn_idx, blocking_txn_idx) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    reads.push(c, ReadOrigin::from_read_result(&result).unwrap());
+                    break resolve(result, c);
+                };
+                acc = mix(acc, value.wrapping_add(own_delta));
+            }
+            Op::Write(c) => {
+                local.insert(c, WriteValue::Value(acc ^ u64::from(txn_idx)));
+            }
+            Op::Add(c, x) => {
+                let new = match local.get(&c) {
+                    Some(WriteValue::Value(v)) => WriteValue::Value(v.wrapping_add(x)),
+                    Some(WriteValue::Delta(d)) => WriteValue::Delta(d.wrapping_add(x)),
+                    None => WriteValue::Delta(x),
+                };
+                local.insert(c, new);
+            }
+        }
+        if acc % 7 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    Some((reads, local.into_iter().collect(), acc))
+}
+
+/// Parallel run: final cells, outputs, counters.
+fn run_parallel(block: &Block, threads: usize) -> (Vec<u64>, Vec<u64>, SchedulerCounters) {
+    let n = block.len();
+    let scheduler = Scheduler::new(n);
+    let mem = Mem::new(n);
+    let outputs: Vec<Mutex<u64>> = (0..n).map(|_| Mutex::new(0)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut task = None;
+                loop {
+                    match task.take().unwrap_or_else(|| scheduler.next_task()) {
+                        Execute(version) => {
+                            let txn_idx = version.txn_idx;
+                            if let Some((reads, writes, out)) =
+                                execute(&block[txn_idx as usize], txn_idx, &mem, &scheduler)
+                            {
+                                *outputs[txn_idx as usize].lock().unwrap() = out;
+                                let wrote_new = mem.record(version, reads, writes);
+                                task = scheduler.finish_execution(
+                                    txn_idx,
+                                    version.incarnation,
+                                    wrote_new,
+                                );
+                            }
+                        }
+                        Validate(version) => {
+                            let txn_idx = version.txn_idx;
+                            let aborted = !mem.validate_read_set(txn_idx)
+                                && scheduler.try_validation_abort(txn_idx, version.incarnation);
+                            if aborted {
+                                mem.convert_writes_to_estimates(txn_idx);
+                            }
+                            task = scheduler.finish_validation(txn_idx, aborted);
+                        }
+                        Retry => std::thread::yield_now(),
+                        Done => break,
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(scheduler.invariant_error(), None);
+    assert!(!scheduler.is_halted());
+    for txn_idx in 0..n as TxnIndex {
+        assert!(matches!(scheduler.status(txn_idx), ExecutionStatus::Executed(_)));
+    }
+    let cells = (0..CELLS).map(|c| resolve(mem.read(&c, n as TxnIndex), c)).collect();
+    let outputs = outputs.into_iter().map(|o| o.into_inner().unwrap()).collect();
+    (cells, outputs, scheduler.counters())
+}
+
+/// Runs `f` on another thread and fails if it takes longer than 60 s (a hang).
+fn with_timeout(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => handle.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: propagate its message.
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("scheduler simulation hung for 60 s"),
+    }
+}
+
+fn simulate(seeds: std::ops::Range<u64>) {
+    for seed in seeds {
+        let mut rng =
+            XorShift(0x2545_F491_4F6C_DD1D ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let block = random_block(&mut rng);
+        let threads = 2 + (seed % 7) as usize;
+        let (cells, outputs) = run_sequential(&block);
+        let (par_cells, par_outputs, counters) = run_parallel(&block, threads);
+        assert_eq!(par_cells, cells, "seed {seed}: final state");
+        assert_eq!(par_outputs, outputs, "seed {seed}: outputs");
+        let n = block.len() as u64;
+        assert_eq!(counters.executions, n + counters.aborts + counters.suspensions, "seed {seed}");
+        assert!(counters.validations >= n, "seed {seed}: {counters:?}");
+    }
+}
+
+#[test]
+fn parallel_matches_sequential_random_blocks() {
+    with_timeout(|| simulate(0..300));
+}
+
+#[test]
+fn parallel_matches_sequential_single_thread() {
+    with_timeout(|| {
+        let mut rng = XorShift(42);
+        for _ in 0..50 {
+            let block = random_block(&mut rng);
+            let (cells, outputs) = run_sequential(&block);
+            let (par_cells, par_outputs, counters) = run_parallel(&block, 1);
+            assert_eq!((par_cells, par_outputs), (cells, outputs));
+            assert_eq!(counters.aborts + counters.suspensions, 0);
+        }
+    });
+}
+
+/// A hot cell every transaction reads and writes: maximal conflicts.
+#[test]
+fn parallel_matches_sequential_hot_cell() {
+    with_timeout(|| {
+        for threads in [2, 4, 8] {
+            let block: Block =
+                (0..64).map(|_| vec![Op::Read(0), Op::Write(0), Op::Add(1, 1)]).collect();
+            let (cells, outputs) = run_sequential(&block);
+            let (par_cells, par_outputs, counters) = run_parallel(&block, threads);
+            assert_eq!((par_cells, par_outputs), (cells, outputs));
+            assert_eq!(counters.executions, 64 + counters.aborts + counters.suspensions);
+        }
+    });
+}
