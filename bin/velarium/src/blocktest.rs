@@ -97,9 +97,15 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!("{:<36} {:>8} {:>8} {:>8} {:>8}", "network", "cases", "passed", "failed", "skipped");
+        println!(
+            "{:<36} {:>8} {:>8} {:>8} {:>8}",
+            "network", "cases", "passed", "failed", "skipped"
+        );
         for (network, t) in &summary.by_network {
-            println!("{network:<36} {:>8} {:>8} {:>8} {:>8}", t.cases, t.passed, t.failed, t.skipped);
+            println!(
+                "{network:<36} {:>8} {:>8} {:>8} {:>8}",
+                t.cases, t.passed, t.failed, t.skipped
+            );
         }
         println!(
             "{:<36} {:>8} {:>8} {:>8} {:>8}",

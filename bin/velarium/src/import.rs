@@ -31,7 +31,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let genesis = load_genesis_file(&args.genesis)?;
     let genesis_hash = genesis.header.hash_slow();
-    let mut chain = Blockchain::new(genesis.spec, genesis.header, genesis.state, args.engine.engine);
+    let mut chain =
+        Blockchain::new(genesis.spec, genesis.header, genesis.state, args.engine.engine);
     chain.set_prune(true);
     if !args.json {
         eprintln!("genesis {genesis_hash}, engine {:?}", args.engine.engine);
@@ -51,7 +52,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 .wrap_err_with(|| format!("block {number} ({})", block.header.hash_slow()))?;
             exec_time += t.elapsed();
             if !imported.is_head {
-                bail!("block {number} ({}) did not become the head: the chain forks", imported.hash);
+                bail!(
+                    "block {number} ({}) did not become the head: the chain forks",
+                    imported.hash
+                );
             }
             blocks += 1;
             txs += imported.tx_count as u64;

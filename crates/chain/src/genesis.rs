@@ -42,9 +42,10 @@ pub struct LoadedGenesis {
 /// Reads and parses a genesis file.
 pub fn load_genesis_file(path: &std::path::Path) -> Result<LoadedGenesis, GenesisError> {
     let p = path.display().to_string();
-    let json = std::fs::read_to_string(path).map_err(|source| GenesisError::Io { path: p.clone(), source })?;
-    let (genesis, spec) =
-        ChainSpec::genesis_from_json(&json).map_err(|source| GenesisError::Spec { path: p, source })?;
+    let json = std::fs::read_to_string(path)
+        .map_err(|source| GenesisError::Io { path: p.clone(), source })?;
+    let (genesis, spec) = ChainSpec::genesis_from_json(&json)
+        .map_err(|source| GenesisError::Spec { path: p, source })?;
     Ok(build_genesis(&genesis, spec))
 }
 

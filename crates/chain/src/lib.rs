@@ -154,7 +154,8 @@ impl Blockchain {
         velarium_consensus::validate_header_standalone(&spec, header)?;
         velarium_consensus::validate_header_against_parent(&spec, header, &parent.header)?;
         velarium_consensus::validate_block_pre_execution(&spec, block)?;
-        let ancestor = |h: &B256| self.blocks.get(h).map(|e| (e.header.clone(), e.ommer_hashes.clone()));
+        let ancestor =
+            |h: &B256| self.blocks.get(h).map(|e| (e.header.clone(), e.ommer_hashes.clone()));
         velarium_consensus::validate_ommers(&spec, header, &block.body.ommers, &ancestor)?;
 
         let transactions = recover_senders(&block.body.transactions)?;
@@ -171,7 +172,11 @@ impl Blockchain {
         state.apply_bundle(&output.bundle);
         let state_root = state.state_root();
         if state_root != header.state_root {
-            return Err(PostExecutionError::StateRoot { expected: header.state_root, got: state_root }.into());
+            return Err(PostExecutionError::StateRoot {
+                expected: header.state_root,
+                got: state_root,
+            }
+            .into());
         }
         state.insert_block_hash(header.number, hash);
 
@@ -185,11 +190,7 @@ impl Blockchain {
         // Fork choice: before the merge the heaviest chain wins (first seen on ties); after it,
         // the consensus layer picks the head, which in an ordered import is the newest block.
         let head_td = self.blocks[&self.head].total_difficulty;
-        let is_head = if spec.is_merged(header.number) {
-            true
-        } else {
-            total_difficulty > head_td
-        };
+        let is_head = if spec.is_merged(header.number) { true } else { total_difficulty > head_td };
         self.spec = spec;
         let parent_hash = header.parent_hash;
         self.blocks.insert(hash, entry);

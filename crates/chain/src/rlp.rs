@@ -48,7 +48,9 @@ pub fn decode_blocks(bytes: &[u8], path: &str) -> Result<Vec<EthBlock>, ChainFil
     let mut buf = bytes;
     while !buf.is_empty() {
         let offset = bytes.len() - buf.len();
-        let block = EthBlock::decode(&mut buf).map_err(|source| ChainFileError::Decode {
+        let block = EthBlock::decode(&mut buf)
+            .and_then(|b| check_canonical_body(&b).map(|()| b))
+            .map_err(|source| ChainFileError::Decode {
             path: path.to_string(),
             index: blocks.len(),
             offset,
@@ -59,6 +61,19 @@ pub fn decode_blocks(bytes: &[u8], path: &str) -> Result<Vec<EthBlock>, ChainFil
     Ok(blocks)
 }
 
+/// Rejects encodings that decode but are not a block body's canonical form: a blob transaction
+/// in its network wrapper (with blobs, commitments and proofs) belongs to the mempool only.
+fn check_canonical_body(block: &EthBlock) -> Result<(), alloy_rlp::Error> {
+    use alloy_consensus::TxEip4844Variant;
+    let with_sidecar = block.body.transactions.iter().any(|tx| {
+        tx.as_eip4844().is_some_and(|t| matches!(t.tx(), TxEip4844Variant::TxEip4844WithSidecar(_)))
+    });
+    if with_sidecar {
+        return Err(alloy_rlp::Error::Custom("blob transaction with sidecar in block body"));
+    }
+    Ok(())
+}
+
 /// Decodes exactly one block from `bytes`, rejecting trailing data.
 pub fn decode_block(bytes: &[u8]) -> Result<EthBlock, alloy_rlp::Error> {
     let mut buf = bytes;
@@ -66,13 +81,14 @@ pub fn decode_block(bytes: &[u8]) -> Result<EthBlock, alloy_rlp::Error> {
     if !buf.is_empty() {
         return Err(alloy_rlp::Error::Custom("trailing bytes after block"));
     }
+    check_canonical_body(&block)?;
     Ok(block)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_consensus::{Header, BlockBody};
+    use alloy_consensus::{BlockBody, Header};
     use alloy_rlp::Encodable;
 
     fn sample_block(number: u64) -> EthBlock {

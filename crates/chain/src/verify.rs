@@ -64,7 +64,10 @@ pub fn verify_outputs(
     output: &BlockOutput,
 ) -> Result<(), PostExecutionError> {
     if output.gas_used != header.gas_used {
-        return Err(PostExecutionError::GasUsed { expected: header.gas_used, got: output.gas_used });
+        return Err(PostExecutionError::GasUsed {
+            expected: header.gas_used,
+            got: output.gas_used,
+        });
     }
     if spec.is_byzantium_active_at_block(header.number) {
         let got = calculate_receipt_root(&output.receipts);

@@ -21,7 +21,8 @@ use alloy_primitives::{address, Address, U256};
 pub use revm::primitives::hardfork::SpecId;
 
 /// The mainnet deposit contract (EIP-6110), also used by the conformance fixtures.
-pub const MAINNET_DEPOSIT_CONTRACT: Address = address!("0x00000000219ab540356cbb839cbe05303d7705fa");
+pub const MAINNET_DEPOSIT_CONTRACT: Address =
+    address!("0x00000000219ab540356cbb839cbe05303d7705fa");
 
 /// Errors building a [`ChainSpec`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -237,8 +238,8 @@ impl ChainSpec {
                 ForkCondition::Block(0)
             };
             // "Constantinople" without the fix stops before Petersburg.
-            let skip = fork == EthereumHardfork::Petersburg
-                && (last == EthereumHardfork::Constantinople);
+            let skip =
+                fork == EthereumHardfork::Petersburg && (last == EthereumHardfork::Constantinople);
             if !skip {
                 let cond = if past_from {
                     match (transition, fork) {
@@ -324,7 +325,8 @@ impl ChainSpec {
             (EthereumHardfork::Bpo5, c.bpo5_time),
             (EthereumHardfork::Amsterdam, c.amsterdam_time),
         ];
-        forks.extend(times.iter().filter_map(|(f, t)| t.map(|t| (*f, ForkCondition::Timestamp(t)))));
+        forks
+            .extend(times.iter().filter_map(|(f, t)| t.map(|t| (*f, ForkCondition::Timestamp(t)))));
         let mut spec = Self::with_forks(c.chain_id, forks);
         spec.pending_merge_ttd = pending_merge_ttd;
         spec.dao_fork_block = c.dao_fork_block;
@@ -337,10 +339,7 @@ impl ChainSpec {
             let fork = blob_fork_by_key(name).ok_or_else(|| {
                 ChainSpecError::BlobSchedule(name.clone(), "unknown fork".to_string())
             })?;
-            let params = if matches!(
-                fork,
-                EthereumHardfork::Cancun | EthereumHardfork::Prague
-            ) {
+            let params = if matches!(fork, EthereumHardfork::Cancun | EthereumHardfork::Prague) {
                 *params
             } else {
                 params
@@ -451,7 +450,8 @@ impl ChainSpec {
     /// Resolves a pending merge: Paris rules apply from `number` on.
     pub fn set_merge_block(&mut self, number: u64) {
         if let Some(ttd) = self.pending_merge_ttd.take() {
-            if let Some(entry) = self.forks.iter_mut().find(|(f, _)| *f == EthereumHardfork::Paris) {
+            if let Some(entry) = self.forks.iter_mut().find(|(f, _)| *f == EthereumHardfork::Paris)
+            {
                 entry.1 = ForkCondition::TTD {
                     activation_block_number: number,
                     fork_block: Some(number),

@@ -137,7 +137,12 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Runs every case of the given files on `jobs` threads (files are the unit of work).
-pub fn run_files(files: &[PathBuf], engine: Engine, skips: &SkipList, jobs: usize) -> Vec<CaseResult> {
+pub fn run_files(
+    files: &[PathBuf],
+    engine: Engine,
+    skips: &SkipList,
+    jobs: usize,
+) -> Vec<CaseResult> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -178,12 +183,9 @@ pub fn run_file(path: &Path, engine: Engine, skips: &SkipList) -> Vec<CaseResult
     cases
         .into_iter()
         .map(|(name, value)| {
-            let network = value
-                .get("network")
-                .and_then(|n| n.as_str())
-                .unwrap_or("<unknown>")
-                .to_string();
-            let outcome = if let Some(reason) = skips.reason(&name, &network) {
+            let network =
+                value.get("network").and_then(|n| n.as_str()).unwrap_or("<unknown>").to_string();
+            let outcome = if let Some(reason) = skips.reason(&file, &name, &network) {
                 Outcome::Skipped(reason.to_string())
             } else {
                 match serde_json::from_value::<Case>(value) {
@@ -193,7 +195,9 @@ pub fn run_file(path: &Path, engine: Engine, skips: &SkipList) -> Vec<CaseResult
                             run_case(&case, engine)
                         })) {
                             Ok(outcome) => outcome,
-                            Err(panic) => Outcome::Failed(format!("panic: {}", panic_message(&panic))),
+                            Err(panic) => {
+                                Outcome::Failed(format!("panic: {}", panic_message(&panic)))
+                            }
                         }
                     }
                 }
@@ -213,13 +217,17 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Builds a state from a fixture alloc.
-fn state_from_alloc(alloc: &BTreeMap<alloy_primitives::Address, FixtureAccount>) -> Result<InMemoryState, String> {
+fn state_from_alloc(
+    alloc: &BTreeMap<alloy_primitives::Address, FixtureAccount>,
+) -> Result<InMemoryState, String> {
     let mut state = InMemoryState::new();
     for (address, account) in alloc {
-        let nonce = u64::try_from(account.nonce).map_err(|_| format!("nonce of {address} overflows u64"))?;
+        let nonce = u64::try_from(account.nonce)
+            .map_err(|_| format!("nonce of {address} overflows u64"))?;
         let code = (!account.code.is_empty())
             .then(|| revm::bytecode::Bytecode::new_raw(account.code.clone()));
-        let storage = account.storage.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (*k, *v)).collect();
+        let storage =
+            account.storage.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (*k, *v)).collect();
         state.insert_account(*address, account.balance, nonce, code, storage);
     }
     Ok(state)
@@ -265,11 +273,17 @@ fn try_run_case(case: &Case, engine: Engine) -> Result<(), CaseError> {
     let genesis = decode_block(&case.genesis_rlp).map_err(|e| format!("genesis RLP: {e}"))?;
     let genesis_hash = genesis.header.hash_slow();
     if genesis_hash != case.genesis_block_header.hash {
-        return Err(format!("genesis hash {genesis_hash} != fixture {}", case.genesis_block_header.hash).into());
+        return Err(format!(
+            "genesis hash {genesis_hash} != fixture {}",
+            case.genesis_block_header.hash
+        )
+        .into());
     }
     let root = state.state_root();
     if root != genesis.header.state_root {
-        return Err(format!("genesis state root {root} != header {}", genesis.header.state_root).into());
+        return Err(
+            format!("genesis state root {root} != header {}", genesis.header.state_root).into()
+        );
     }
 
     let mut chain = Blockchain::new(spec, genesis.header, state, engine);
@@ -291,7 +305,9 @@ fn try_run_case(case: &Case, engine: Engine) -> Result<(), CaseError> {
     }
 
     if chain.head_hash() != case.lastblockhash {
-        return Err(format!("head {} != lastblockhash {}", chain.head_hash(), case.lastblockhash).into());
+        return Err(
+            format!("head {} != lastblockhash {}", chain.head_hash(), case.lastblockhash).into()
+        );
     }
     let head_state = chain.head_state();
     if let Some(post) = &case.post_state {
@@ -321,26 +337,38 @@ fn compare_post_state(
             ));
         }
         if U256::from(account.info.nonce) != expected.nonce {
-            return Err(format!("post state: {address} nonce {} != {}", account.info.nonce, expected.nonce));
+            return Err(format!(
+                "post state: {address} nonce {} != {}",
+                account.info.nonce, expected.nonce
+            ));
         }
-        let code = state.code(&account.info.code_hash).map(|c| c.original_bytes()).unwrap_or_default();
+        let code =
+            state.code(&account.info.code_hash).map(|c| c.original_bytes()).unwrap_or_default();
         if code != expected.code {
             return Err(format!("post state: {address} code differs"));
         }
         for (slot, value) in &expected.storage {
             let got = account.storage.get(slot).copied().unwrap_or_default();
             if got != *value {
-                return Err(format!("post state: {address} slot {slot:#x} = {got:#x}, expected {value:#x}"));
+                return Err(format!(
+                    "post state: {address} slot {slot:#x} = {got:#x}, expected {value:#x}"
+                ));
             }
         }
         let extra = account.storage.iter().find(|(k, _)| !expected.storage.contains_key(k));
         if let Some((slot, value)) = extra {
-            return Err(format!("post state: {address} has unexpected slot {slot:#x} = {value:#x}"));
+            return Err(format!(
+                "post state: {address} has unexpected slot {slot:#x} = {value:#x}"
+            ));
         }
     }
     if state.len() != post.len() {
         let extra = state.accounts().map(|(a, _)| a).find(|a| !post.contains_key(*a));
-        return Err(format!("post state: {} accounts, expected {}; first extra: {extra:?}", state.len(), post.len()));
+        return Err(format!(
+            "post state: {} accounts, expected {}; first extra: {extra:?}",
+            state.len(),
+            post.len()
+        ));
     }
     Ok(())
 }

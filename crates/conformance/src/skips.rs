@@ -5,13 +5,15 @@
 //! ```text
 //! network <NAME>: <reason>
 //! case <EXACT CASE NAME>: <reason>
+//! file <PATH SUFFIX>: <reason>
 //! ```
 
-/// Skip rules: by network name or by exact case name.
+/// Skip rules: by network name, by exact case name, or by fixture file path suffix.
 #[derive(Debug, Clone, Default)]
 pub struct SkipList {
     networks: Vec<(String, String)>,
     cases: Vec<(String, String)>,
+    files: Vec<(String, String)>,
 }
 
 impl SkipList {
@@ -23,7 +25,8 @@ impl SkipList {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || format!("skip file line {}: expected `network|case NAME: reason`", n + 1);
+            let bad =
+                || format!("skip file line {}: expected `network|case|file NAME: reason`", n + 1);
             let (kind, rest) = line.split_once(' ').ok_or_else(bad)?;
             let (name, reason) = rest.rsplit_once(": ").ok_or_else(bad)?;
             let entry = (name.trim().to_string(), reason.trim().to_string());
@@ -33,6 +36,7 @@ impl SkipList {
             match kind {
                 "network" => list.networks.push(entry),
                 "case" => list.cases.push(entry),
+                "file" => list.files.push(entry),
                 _ => return Err(bad()),
             }
         }
@@ -48,11 +52,12 @@ impl SkipList {
         }
     }
 
-    /// Why a case is skipped, if it is.
-    pub fn reason(&self, case: &str, network: &str) -> Option<&str> {
+    /// Why a case of fixture file `file` is skipped, if it is.
+    pub fn reason(&self, file: &str, case: &str, network: &str) -> Option<&str> {
         self.cases
             .iter()
             .find(|(n, _)| n == case)
+            .or_else(|| self.files.iter().find(|(suffix, _)| file.ends_with(suffix.as_str())))
             .or_else(|| self.networks.iter().find(|(n, _)| n == network))
             .map(|(_, r)| r.as_str())
     }
@@ -64,10 +69,14 @@ mod tests {
 
     #[test]
     fn parse_and_match() {
-        let list = SkipList::parse("# c\nnetwork Constantinople: no rules\ncase a::b[x: y]: too slow\n").unwrap();
-        assert_eq!(list.reason("zz", "Constantinople"), Some("no rules"));
-        assert_eq!(list.reason("a::b[x: y]", "Cancun"), Some("too slow"));
-        assert_eq!(list.reason("a", "Cancun"), None);
+        let list = SkipList::parse(
+            "# c\nnetwork Constantinople: no rules\ncase a::b[x: y]: too slow\nfile st/x.json: gap\n",
+        )
+        .unwrap();
+        assert_eq!(list.reason("f.json", "zz", "Constantinople"), Some("no rules"));
+        assert_eq!(list.reason("f.json", "a::b[x: y]", "Cancun"), Some("too slow"));
+        assert_eq!(list.reason("dir/st/x.json", "q", "Cancun"), Some("gap"));
+        assert_eq!(list.reason("dir/st/y.json", "a", "Cancun"), None);
         assert!(SkipList::parse("bogus line").is_err());
         assert!(SkipList::parse("network X:").is_err());
         assert!(SkipList::parse("thing X: y").is_err());

@@ -234,6 +234,42 @@ pub enum ConsensusError {
         /// Index of the transaction in the block.
         index: usize,
     },
+    /// A blob transaction is in its network form, with the sidecar, inside a block.
+    #[error("transaction {index}: blob transaction with sidecar inside a block")]
+    BlobSidecarInBlock {
+        /// Index of the transaction in the block.
+        index: usize,
+    },
+    /// A transaction's priority fee is above its max fee.
+    #[error("transaction {index}: max priority fee {tip} above max fee {max_fee}")]
+    PriorityFeeAboveMaxFee {
+        /// Index of the transaction in the block.
+        index: usize,
+        /// Max priority fee per gas.
+        tip: u128,
+        /// Max fee per gas.
+        max_fee: u128,
+    },
+    /// A transaction's max fee (gas price) is below the block's base fee.
+    #[error("transaction {index}: max fee {max_fee} below base fee {base_fee}")]
+    MaxFeeBelowBaseFee {
+        /// Index of the transaction in the block.
+        index: usize,
+        /// Max fee per gas (gas price for legacy transactions).
+        max_fee: u128,
+        /// The block's base fee.
+        base_fee: u64,
+    },
+    /// A blob transaction's max fee per blob gas is below the block's blob base fee.
+    #[error("transaction {index}: max fee per blob gas {max_blob_fee} below blob base fee {blob_base_fee}")]
+    MaxBlobFeeBelowBlobBaseFee {
+        /// Index of the transaction in the block.
+        index: usize,
+        /// Max fee per blob gas.
+        max_blob_fee: u128,
+        /// The block's blob base fee.
+        blob_base_fee: u128,
+    },
     /// A blob transaction carries no blobs.
     #[error("transaction {index}: blob transaction has no blobs")]
     BlobTransactionWithoutBlobs {

@@ -89,12 +89,12 @@ pub fn validate_header_standalone(spec: &ChainSpec, header: &Header) -> Result<(
 /// Checks that each fork-introduced header field is present exactly when its fork is active.
 fn validate_fork_fields(spec: &ChainSpec, header: &Header) -> Result<(), ConsensusError> {
     let (number, timestamp) = (header.number, header.timestamp);
-    let presence = |present: bool, active: bool, field: &'static str, fork: &'static str| {
-        match (active, present) {
-            (true, false) => Err(ConsensusError::MissingField { field, fork }),
-            (false, true) => Err(ConsensusError::UnexpectedField { field, fork }),
-            _ => Ok(()),
-        }
+    let presence = |present: bool, active: bool, field: &'static str, fork: &'static str| match (
+        active, present,
+    ) {
+        (true, false) => Err(ConsensusError::MissingField { field, fork }),
+        (false, true) => Err(ConsensusError::UnexpectedField { field, fork }),
+        _ => Ok(()),
     };
     let london = spec.is_london_active_at_block(number);
     presence(header.base_fee_per_gas.is_some(), london, "base_fee_per_gas", "London")?;
@@ -210,7 +210,8 @@ fn validate_gas_limit(
     parent: &Header,
 ) -> Result<(), ConsensusError> {
     let mut parent_gas_limit = parent.gas_limit;
-    if spec.is_london_active_at_block(header.number) && !spec.is_london_active_at_block(parent.number)
+    if spec.is_london_active_at_block(header.number)
+        && !spec.is_london_active_at_block(parent.number)
     {
         // At the London fork block the target becomes limit / 2, so the limit doubles.
         let elasticity = BaseFeeParams::ethereum().elasticity_multiplier as u64;
@@ -260,4 +261,386 @@ pub fn expected_excess_blob_gas(spec: &ChainSpec, timestamp: u64, parent: &Heade
         used,
         parent.base_fee_per_gas.unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        test_utils::{child, genesis, spec},
+        validate_header,
+    };
+    use alloy_primitives::{Bytes, B256, U256};
+
+    /// A valid Cancun parent/child pair.
+    fn cancun_pair() -> (ChainSpec, Header, Header) {
+        let spec = spec("Cancun");
+        let parent = genesis(&spec);
+        let header = child(&spec, &parent, 12);
+        (spec, parent, header)
+    }
+
+    fn check(spec: &ChainSpec, header: &Header, parent: &Header) -> Result<(), ConsensusError> {
+        validate_header(spec, header, parent)
+    }
+
+    #[test]
+    fn valid_child_passes_every_fork() {
+        for network in [
+            "Frontier",
+            "Homestead",
+            "Byzantium",
+            "Istanbul",
+            "Berlin",
+            "London",
+            "Paris",
+            "Shanghai",
+            "Cancun",
+            "Prague",
+            "Osaka",
+        ] {
+            let spec = spec(network);
+            let parent = genesis(&spec);
+            let header = child(&spec, &parent, 12);
+            assert_eq!(check(&spec, &header, &parent), Ok(()), "{network}");
+        }
+    }
+
+    #[test]
+    fn extra_data_size() {
+        let (spec, parent, mut header) = cancun_pair();
+        header.extra_data = Bytes::from(vec![0u8; 32]);
+        assert_eq!(check(&spec, &header, &parent), Ok(()));
+        header.extra_data = Bytes::from(vec![0u8; 33]);
+        let err = check(&spec, &header, &parent).unwrap_err();
+        assert_eq!(err, ConsensusError::ExtraDataTooLong { len: 33, max: 32 });
+        assert_eq!(err.to_string(), "extra data length 33 exceeds maximum 32");
+    }
+
+    #[test]
+    fn gas_used_and_gas_limit_caps() {
+        let (spec, parent, mut header) = cancun_pair();
+        header.gas_used = header.gas_limit;
+        assert_eq!(validate_header_standalone(&spec, &header), Ok(()));
+        header.gas_used = header.gas_limit + 1;
+        assert!(matches!(
+            validate_header_standalone(&spec, &header),
+            Err(ConsensusError::GasUsedExceedsGasLimit { .. })
+        ));
+        header.gas_used = 0;
+        header.gas_limit = MAXIMUM_GAS_LIMIT;
+        assert_eq!(validate_header_standalone(&spec, &header), Ok(()));
+        header.gas_limit = MAXIMUM_GAS_LIMIT + 1;
+        assert!(matches!(
+            validate_header_standalone(&spec, &header),
+            Err(ConsensusError::GasLimitTooHigh { .. })
+        ));
+        let _ = parent;
+    }
+
+    #[test]
+    fn post_merge_constants() {
+        let (spec, parent, header) = cancun_pair();
+        let mut h = header.clone();
+        h.difficulty = U256::from(1);
+        assert!(matches!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::DifficultyNonZeroPostMerge { .. })
+        ));
+        let mut h = header.clone();
+        h.nonce = B64::from(1u64);
+        assert!(matches!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::NonceNonZeroPostMerge { .. })
+        ));
+        let mut h = header;
+        h.ommers_hash = B256::repeat_byte(1);
+        assert!(matches!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::OmmersHashNotEmptyPostMerge { .. })
+        ));
+        // Before the merge the same values are fine (difficulty aside).
+        let spec = crate::test_utils::spec("London");
+        let parent = genesis(&spec);
+        let mut h = child(&spec, &parent, 12);
+        h.nonce = B64::from(42u64);
+        h.ommers_hash = B256::repeat_byte(1);
+        assert_eq!(validate_header_standalone(&spec, &h), Ok(()));
+    }
+
+    #[test]
+    fn fork_fields_present_exactly_from_their_fork() {
+        type Setter = fn(&mut Header, bool);
+        let cases: [(&str, &str, &str, Setter); 6] = [
+            ("Berlin", "London", "base_fee_per_gas", |h, on| h.base_fee_per_gas = on.then_some(7)),
+            ("Paris", "Shanghai", "withdrawals_root", |h, on| {
+                h.withdrawals_root = on.then_some(B256::ZERO)
+            }),
+            ("Shanghai", "Cancun", "blob_gas_used", |h, on| h.blob_gas_used = on.then_some(0)),
+            ("Shanghai", "Cancun", "excess_blob_gas", |h, on| h.excess_blob_gas = on.then_some(0)),
+            ("Shanghai", "Cancun", "parent_beacon_block_root", |h, on| {
+                h.parent_beacon_block_root = on.then_some(B256::ZERO)
+            }),
+            ("Cancun", "Prague", "requests_hash", |h, on| {
+                h.requests_hash = on.then_some(B256::ZERO)
+            }),
+        ];
+        for (before, fork, field, set) in cases {
+            let spec_before = spec(before);
+            let mut h = genesis(&spec_before);
+            assert_eq!(validate_header_standalone(&spec_before, &h), Ok(()));
+            set(&mut h, true);
+            assert_eq!(
+                validate_header_standalone(&spec_before, &h),
+                Err(ConsensusError::UnexpectedField { field, fork }),
+                "{field} before {fork}"
+            );
+            let spec_at = spec(fork);
+            let mut h = genesis(&spec_at);
+            assert_eq!(validate_header_standalone(&spec_at, &h), Ok(()));
+            set(&mut h, false);
+            assert_eq!(
+                validate_header_standalone(&spec_at, &h),
+                Err(ConsensusError::MissingField { field, fork }),
+                "{field} at {fork}"
+            );
+        }
+    }
+
+    #[test]
+    fn blob_gas_used_granularity_and_max() {
+        let (spec, _, mut header) = cancun_pair();
+        header.blob_gas_used = Some(6 * DATA_GAS_PER_BLOB);
+        assert_eq!(validate_header_standalone(&spec, &header), Ok(()));
+        header.blob_gas_used = Some(DATA_GAS_PER_BLOB + 1);
+        assert!(matches!(
+            validate_header_standalone(&spec, &header),
+            Err(ConsensusError::BlobGasUsedNotMultipleOfBlobGas { .. })
+        ));
+        header.blob_gas_used = Some(7 * DATA_GAS_PER_BLOB);
+        assert_eq!(
+            validate_header_standalone(&spec, &header),
+            Err(ConsensusError::BlobGasUsedAboveMax { blob_gas_used: 917_504, max: 786_432 })
+        );
+        // Prague raises the maximum to 9 blobs.
+        let spec = crate::test_utils::spec("Prague");
+        let mut header = genesis(&spec);
+        header.blob_gas_used = Some(9 * DATA_GAS_PER_BLOB);
+        assert_eq!(validate_header_standalone(&spec, &header), Ok(()));
+        header.blob_gas_used = Some(10 * DATA_GAS_PER_BLOB);
+        assert!(validate_header_standalone(&spec, &header).is_err());
+    }
+
+    #[test]
+    fn number_hash_and_timestamp_link() {
+        let (spec, parent, header) = cancun_pair();
+        let mut h = header.clone();
+        h.number = 2;
+        assert_eq!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::InvalidBlockNumber { number: 2, parent_number: 0 })
+        );
+        let mut h = header.clone();
+        h.parent_hash = B256::repeat_byte(9);
+        assert!(matches!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::ParentHashMismatch { .. })
+        ));
+        let mut h = header.clone();
+        h.timestamp = parent.timestamp;
+        h.excess_blob_gas = expected_excess_blob_gas(&spec, h.timestamp, &parent);
+        assert_eq!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::TimestampNotAfterParent {
+                timestamp: 1000,
+                parent_timestamp: 1000
+            })
+        );
+        let mut h = header;
+        h.timestamp = parent.timestamp + 1;
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+    }
+
+    #[test]
+    fn gas_limit_bounds() {
+        let (spec, parent, header) = cancun_pair();
+        let bound = parent.gas_limit / 1024;
+        for (limit, ok) in [
+            (parent.gas_limit + bound - 1, true),
+            (parent.gas_limit - bound + 1, true),
+            (parent.gas_limit + bound, false),
+            (parent.gas_limit - bound, false),
+        ] {
+            let mut h = header.clone();
+            h.gas_limit = limit;
+            let res = check(&spec, &h, &parent);
+            assert_eq!(res.is_ok(), ok, "{limit}: {res:?}");
+            if !ok {
+                assert!(matches!(res, Err(ConsensusError::GasLimitChangeTooLarge { .. })));
+            }
+        }
+        // Minimum 5000.
+        let mut parent = parent;
+        parent.gas_limit = 5000;
+        parent.gas_used = 0;
+        let mut h = child(&spec, &parent, 12);
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        h.gas_limit = 4999;
+        let err = check(&spec, &h, &parent).unwrap_err();
+        assert_eq!(err.to_string(), "gas limit 4999 below minimum 5000");
+    }
+
+    #[test]
+    fn london_fork_block_doubles_gas_limit_and_sets_initial_base_fee() {
+        let spec = spec("BerlinToLondonAt5");
+        let mut parent = genesis(&spec);
+        parent.number = 4;
+        parent.gas_limit = 10_000_000;
+        let mut h = child(&spec, &parent, 12);
+        assert_eq!(h.base_fee_per_gas, Some(INITIAL_BASE_FEE));
+        h.gas_limit = 20_000_000;
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        // Unchanged limit is a change of 10M against the doubled 20M: too large.
+        h.gas_limit = 10_000_000;
+        assert!(matches!(
+            check(&spec, &h, &parent),
+            Err(ConsensusError::GasLimitChangeTooLarge { .. })
+        ));
+        h.gas_limit = 20_000_000;
+        h.base_fee_per_gas = Some(INITIAL_BASE_FEE + 1);
+        assert_eq!(
+            check(&spec, &h, &parent).unwrap_err().to_string(),
+            "invalid base fee: expected 1000000000, got 1000000001"
+        );
+    }
+
+    #[test]
+    fn base_fee_follows_eip1559() {
+        let spec = spec("London");
+        let mut parent = genesis(&spec);
+        parent.number = 10;
+        parent.base_fee_per_gas = Some(1_000_000_000);
+        // At target: unchanged; full: +12.5%; empty: -12.5%.
+        for (used, expected) in
+            [(15_000_000, 1_000_000_000), (30_000_000, 1_125_000_000), (0, 875_000_000)]
+        {
+            parent.gas_used = used;
+            assert_eq!(expected_base_fee(&spec, &parent), expected);
+            let h = child(&spec, &parent, 12);
+            assert_eq!(check(&spec, &h, &parent), Ok(()));
+            let mut bad = h.clone();
+            bad.base_fee_per_gas = Some(expected - 1);
+            assert_eq!(
+                check(&spec, &bad, &parent),
+                Err(ConsensusError::InvalidBaseFee { expected, got: expected - 1 })
+            );
+        }
+    }
+
+    #[test]
+    fn excess_blob_gas_cancun_formula() {
+        let (spec, mut parent, _) = cancun_pair();
+        parent.excess_blob_gas = Some(0);
+        parent.blob_gas_used = Some(4 * DATA_GAS_PER_BLOB);
+        let h = child(&spec, &parent, 12);
+        assert_eq!(h.excess_blob_gas, Some(DATA_GAS_PER_BLOB));
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        let mut bad = h;
+        bad.excess_blob_gas = Some(0);
+        assert_eq!(
+            check(&spec, &bad, &parent),
+            Err(ConsensusError::InvalidExcessBlobGas { expected: DATA_GAS_PER_BLOB, got: 0 })
+        );
+        // Below target the excess resets to zero.
+        parent.blob_gas_used = Some(DATA_GAS_PER_BLOB);
+        assert_eq!(expected_excess_blob_gas(&spec, 1012, &parent), Some(0));
+    }
+
+    #[test]
+    fn excess_blob_gas_at_cancun_fork_block_uses_zero_parent_fields() {
+        let spec = spec("ShanghaiToCancunAtTime15k");
+        let mut parent = genesis(&spec);
+        parent.timestamp = 14_990;
+        assert_eq!(parent.excess_blob_gas, None);
+        let h = child(&spec, &parent, 12);
+        assert_eq!(h.excess_blob_gas, Some(0));
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        let mut bad = h;
+        bad.excess_blob_gas = Some(DATA_GAS_PER_BLOB);
+        assert!(matches!(
+            check(&spec, &bad, &parent),
+            Err(ConsensusError::InvalidExcessBlobGas { .. })
+        ));
+    }
+
+    #[test]
+    fn excess_blob_gas_osaka_reserve_price() {
+        let spec = spec("Osaka");
+        let mut parent = genesis(&spec);
+        parent.excess_blob_gas = Some(10 * DATA_GAS_PER_BLOB);
+        parent.blob_gas_used = Some(8 * DATA_GAS_PER_BLOB);
+        // Reserve price (8192 * base fee) above the blob price: excess grows by used * 3 / 9.
+        parent.base_fee_per_gas = Some(1_000_000_000);
+        let expected = 10 * DATA_GAS_PER_BLOB + 8 * DATA_GAS_PER_BLOB * 3 / 9;
+        assert_eq!(expected_excess_blob_gas(&spec, 1012, &parent), Some(expected));
+        let h = child(&spec, &parent, 12);
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        let mut bad = h;
+        bad.excess_blob_gas = Some(10 * DATA_GAS_PER_BLOB + 2 * DATA_GAS_PER_BLOB);
+        assert_eq!(
+            check(&spec, &bad, &parent),
+            Err(ConsensusError::InvalidExcessBlobGas { expected, got: 12 * DATA_GAS_PER_BLOB })
+        );
+        // Cheap execution gas: the EIP-4844 formula (target 6 blobs).
+        parent.base_fee_per_gas = Some(7);
+        assert_eq!(expected_excess_blob_gas(&spec, 1012, &parent), Some(12 * DATA_GAS_PER_BLOB));
+    }
+
+    #[test]
+    fn pow_difficulty_checked_against_parent() {
+        let spec = spec("Byzantium");
+        let parent = genesis(&spec);
+        let h = child(&spec, &parent, 12);
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        let mut bad = h;
+        bad.difficulty += U256::from(1);
+        assert!(matches!(
+            check(&spec, &bad, &parent),
+            Err(ConsensusError::InvalidDifficulty { .. })
+        ));
+    }
+
+    #[test]
+    fn dao_extra_data_window() {
+        let spec = spec("HomesteadToDaoAt5");
+        let mut parent = genesis(&spec);
+        parent.number = 4;
+        let mut h = child(&spec, &parent, 12);
+        assert!(matches!(
+            validate_header_standalone(&spec, &h),
+            Err(ConsensusError::DaoExtraData { number: 5, support: true, .. })
+        ));
+        h.extra_data = Bytes::from_static(DAO_FORK_EXTRA_DATA);
+        assert_eq!(check(&spec, &h, &parent), Ok(()));
+        let mut late = h.clone();
+        late.number = 15;
+        late.extra_data = Bytes::new();
+        assert_eq!(validate_header_standalone(&spec, &late), Ok(()));
+        late.number = 14;
+        assert!(validate_header_standalone(&spec, &late).is_err());
+
+        // A chain opposing the fork forbids the marker.
+        let (_, anti) = ChainSpec::genesis_from_json(
+            r#"{"config":{"chainId":1,"homesteadBlock":0,"daoForkBlock":5,"daoForkSupport":false},
+                "nonce":"0x0","timestamp":"0x0","extraData":"0x","gasLimit":"0x1000000",
+                "difficulty":"0x20000","alloc":{}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            validate_header_standalone(&anti, &h),
+            Err(ConsensusError::DaoExtraData { support: false, .. })
+        ));
+        h.extra_data = Bytes::new();
+        assert_eq!(validate_header_standalone(&anti, &h), Ok(()));
+    }
 }

@@ -28,6 +28,8 @@ mod difficulty;
 mod error;
 mod header;
 mod ommers;
+#[cfg(test)]
+mod test_utils;
 
 pub use alloy_consensus::Header;
 pub use body::{validate_block_pre_execution, MAX_OMMERS};
@@ -38,7 +40,7 @@ pub use header::{
     validate_header_standalone, DAO_FORK_EXTRA_DATA, DAO_FORK_EXTRA_RANGE, MAXIMUM_EXTRA_DATA_SIZE,
     MAXIMUM_GAS_LIMIT, MINIMUM_GAS_LIMIT,
 };
-pub use ommers::{validate_ommers, MAX_OMMER_DEPTH};
+pub use ommers::{validate_ommers, AncestorLookup, MAX_OMMER_DEPTH};
 use velarium_chainspec::ChainSpec;
 
 /// Every header rule: [`validate_header_standalone`] then [`validate_header_against_parent`].

@@ -11,6 +11,9 @@ use std::collections::HashSet;
 /// an ommer is at most a sixth-degree cousin).
 pub const MAX_OMMER_DEPTH: usize = 7;
 
+/// Looks up a known block by hash: its header and the hashes of the ommers it included.
+pub type AncestorLookup<'a> = dyn Fn(&B256) -> Option<(Header, Vec<B256>)> + 'a;
+
 /// Checks the ommers `header`'s block includes.
 ///
 /// `ancestor(hash)` returns a known block's header and the hashes of the ommers it included; it
@@ -27,7 +30,7 @@ pub fn validate_ommers(
     spec: &velarium_chainspec::ChainSpec,
     header: &Header,
     ommers: &[Header],
-    ancestor: &dyn Fn(&B256) -> Option<(Header, Vec<B256>)>,
+    ancestor: &AncestorLookup<'_>,
 ) -> Result<(), ConsensusError> {
     if ommers.is_empty() {
         return Ok(());
@@ -84,4 +87,163 @@ pub fn validate_ommers(
             })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_utils::{child, genesis, spec};
+    use alloy_primitives::{Bytes, U256};
+    use velarium_chainspec::ChainSpec;
+
+    /// A proof-of-work chain of `len` blocks after genesis, and its blocks' included ommers.
+    struct Chain {
+        spec: ChainSpec,
+        headers: Vec<Header>,
+        included: B256Map<Vec<B256>>,
+    }
+
+    impl Chain {
+        fn new(len: usize) -> Self {
+            let spec = spec("Byzantium");
+            let mut headers = vec![genesis(&spec)];
+            for _ in 0..len {
+                let next = child(&spec, headers.last().unwrap(), 12);
+                headers.push(next);
+            }
+            Self { spec, headers, included: B256Map::default() }
+        }
+
+        /// A sibling of block `number` (child of `number - 1`), distinguished by extra data.
+        fn ommer(&self, number: usize) -> Header {
+            let mut ommer = child(&self.spec, &self.headers[number - 1], 13);
+            ommer.extra_data = Bytes::from_static(b"ommer");
+            ommer
+        }
+
+        /// The next block's header.
+        fn next(&self) -> Header {
+            child(&self.spec, self.headers.last().unwrap(), 12)
+        }
+
+        fn validate(&self, header: &Header, ommers: &[Header]) -> Result<(), ConsensusError> {
+            let lookup = |hash: &B256| {
+                self.headers
+                    .iter()
+                    .find(|h| h.hash_slow() == *hash)
+                    .map(|h| (h.clone(), self.included.get(hash).cloned().unwrap_or_default()))
+            };
+            validate_ommers(&self.spec, header, ommers, &lookup)
+        }
+    }
+
+    #[test]
+    fn valid_ommers() {
+        let chain = Chain::new(8);
+        let header = chain.next(); // block 9
+                                   // Siblings of blocks 3..=8 (parents at generations 2..=7).
+        for n in 3..=8 {
+            assert_eq!(chain.validate(&header, &[chain.ommer(n)]), Ok(()), "sibling of {n}");
+        }
+        assert_eq!(chain.validate(&header, &[chain.ommer(7), chain.ommer(8)]), Ok(()));
+        assert_eq!(chain.validate(&header, &[]), Ok(()));
+    }
+
+    #[test]
+    fn ommer_too_old_or_dangling() {
+        let chain = Chain::new(8);
+        let header = chain.next();
+        // Parent at generation 8: too far back.
+        let old = chain.ommer(2);
+        assert_eq!(
+            chain.validate(&header, std::slice::from_ref(&old)),
+            Err(ConsensusError::DanglingOmmer {
+                hash: old.hash_slow(),
+                parent_hash: old.parent_hash
+            })
+        );
+        // Sibling of the block itself (parent = the block's parent).
+        let sibling = {
+            let mut s = child(&chain.spec, &chain.headers[8], 13);
+            s.extra_data = Bytes::from_static(b"x");
+            s
+        };
+        assert!(matches!(
+            chain.validate(&header, &[sibling]),
+            Err(ConsensusError::DanglingOmmer { .. })
+        ));
+        // Unknown parent.
+        let mut orphan = chain.ommer(8);
+        orphan.parent_hash = B256::repeat_byte(7);
+        assert!(matches!(
+            chain.validate(&header, &[orphan]),
+            Err(ConsensusError::DanglingOmmer { .. })
+        ));
+    }
+
+    #[test]
+    fn duplicate_and_ancestor_ommers() {
+        let mut chain = Chain::new(8);
+        let header = chain.next();
+        let ommer = chain.ommer(7);
+        assert_eq!(
+            chain.validate(&header, &[ommer.clone(), ommer.clone()]),
+            Err(ConsensusError::DuplicateOmmer { hash: ommer.hash_slow() })
+        );
+        let ancestor = chain.headers[5].clone();
+        assert_eq!(
+            chain.validate(&header, std::slice::from_ref(&ancestor)),
+            Err(ConsensusError::OmmerIsAncestor { hash: ancestor.hash_slow() })
+        );
+        // Already included by block 8.
+        let block8 = chain.headers[8].hash_slow();
+        chain.included.insert(block8, vec![ommer.hash_slow()]);
+        assert_eq!(
+            chain.validate(&header, std::slice::from_ref(&ommer)),
+            Err(ConsensusError::DuplicateOmmer { hash: ommer.hash_slow() })
+        );
+    }
+
+    #[test]
+    fn ommer_must_be_valid_header() {
+        let chain = Chain::new(8);
+        let header = chain.next();
+        let mut ommer = chain.ommer(7);
+        ommer.difficulty += U256::from(1);
+        let err = chain.validate(&header, &[ommer]).unwrap_err();
+        assert!(matches!(
+            &err,
+            ConsensusError::InvalidOmmer { source, .. } if matches!(**source, ConsensusError::InvalidDifficulty { .. })
+        ));
+        let mut ommer = chain.ommer(7);
+        ommer.extra_data = Bytes::from(vec![0; 33]);
+        assert!(matches!(
+            chain.validate(&header, &[ommer]),
+            Err(ConsensusError::InvalidOmmer { .. })
+        ));
+        let mut ommer = chain.ommer(7);
+        ommer.number = header.number;
+        assert!(matches!(
+            chain.validate(&header, &[ommer]),
+            Err(ConsensusError::OmmerNumberTooHigh { .. })
+        ));
+    }
+
+    #[test]
+    fn ommer_count_and_merge() {
+        let chain = Chain::new(8);
+        let header = chain.next();
+        let ommers = [chain.ommer(6), chain.ommer(7), chain.ommer(8)];
+        assert_eq!(
+            chain.validate(&header, &ommers),
+            Err(ConsensusError::TooManyOmmers { count: 3, max: 2 })
+        );
+        let paris = spec("Paris");
+        let parent = genesis(&paris);
+        let header = child(&paris, &parent, 12);
+        assert_eq!(
+            validate_ommers(&paris, &header, std::slice::from_ref(&parent), &|_| None),
+            Err(ConsensusError::OmmersPostMerge { count: 1 })
+        );
+    }
 }

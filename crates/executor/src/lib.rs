@@ -60,6 +60,9 @@ pub enum ExecutionError {
         /// Position of the transaction in the block.
         index: usize,
     },
+    /// A system contract the block must call (EIP-7002, EIP-7251) has no code.
+    #[error("system contract {0} has no code")]
+    SystemContractEmpty(Address),
     /// The engine itself failed (a worker panicked, an invariant broke); not the block's fault.
     #[error("executor fault: {0}")]
     Internal(String),

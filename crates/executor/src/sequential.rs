@@ -2,25 +2,97 @@
 
 use crate::{BlockInput, BlockOutput, ExecutionError};
 use alloy_evm::{
-    block::BlockExecutor,
-    eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutionCtx, EthBlockExecutor},
-    EthEvmFactory, EvmEnv, EvmFactory,
+    block::{BlockExecutionError, BlockExecutor, BlockValidationError},
+    eth::{
+        dao_fork::{DAO_HARDFORK_ACCOUNTS, DAO_HARDFORK_BENEFICIARY},
+        receipt_builder::AlloyReceiptBuilder,
+        spec::EthExecutorSpec,
+        EthBlockExecutionCtx, EthBlockExecutor,
+    },
+    EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
+use alloy_primitives::Address;
 use revm::{
-    database::{states::bundle_state::BundleRetention, State},
-    DatabaseRef,
+    database::{states::bundle_state::BundleRetention, DatabaseCommitExt, State},
+    Database, DatabaseCommit, DatabaseRef,
 };
 use std::borrow::Cow;
-use velarium_chainspec::ChainSpec;
+use velarium_chainspec::{ChainSpec, EthereumHardfork, EthereumHardforks, ForkCondition};
+
+/// The chain spec as alloy-evm's executor sees it: without the DAO fork, whose irregular state
+/// change we apply before the transactions (as go-ethereum and the conformance tests do) rather
+/// than after them (where alloy-evm 0.38 puts it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlloySpec<'a>(pub(crate) &'a ChainSpec);
+
+impl EthereumHardforks for AlloySpec<'_> {
+    fn ethereum_fork_activation(&self, fork: EthereumHardfork) -> ForkCondition {
+        if fork == EthereumHardfork::Dao {
+            ForkCondition::Never
+        } else {
+            self.0.fork(fork)
+        }
+    }
+}
+
+impl EthExecutorSpec for AlloySpec<'_> {
+    fn deposit_contract_address(&self) -> Option<Address> {
+        self.0.deposit_contract_address
+    }
+}
+
+/// EIP-7002 and EIP-7251: from Prague, a block whose request system contracts have no code is
+/// invalid (the post-block calls would otherwise "succeed" on an empty account).
+pub(crate) fn check_system_contracts<DB: Database>(
+    spec: &ChainSpec,
+    timestamp: u64,
+    db: &mut DB,
+) -> Result<(), ExecutionError> {
+    if !spec.is_prague_active_at_timestamp(timestamp) {
+        return Ok(());
+    }
+    for address in [
+        alloy_eips::eip7002::WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS,
+        alloy_eips::eip7251::CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
+    ] {
+        let has_code = db
+            .basic(address)
+            .map_err(|e| ExecutionError::Internal(format!("reading {address}: {e}")))?
+            .is_some_and(|info| info.code_hash != revm::primitives::KECCAK_EMPTY);
+        if !has_code {
+            return Err(ExecutionError::SystemContractEmpty(address));
+        }
+    }
+    Ok(())
+}
+
+/// The DAO fork's irregular state change, at the start of the DAO block: every listed account's
+/// balance moves to the refund contract.
+pub(crate) fn apply_dao_fork<DB>(
+    spec: &ChainSpec,
+    number: u64,
+    db: &mut DB,
+) -> Result<(), BlockExecutionError>
+where
+    DB: Database + DatabaseCommit,
+{
+    if !spec.fork(EthereumHardfork::Dao).transitions_at_block(number) {
+        return Ok(());
+    }
+    let drained: u128 = db
+        .drain_balances(DAO_HARDFORK_ACCOUNTS)
+        .map_err(|_| BlockValidationError::IncrementBalanceFailed)?
+        .into_iter()
+        .sum();
+    db.increment_balances([(DAO_HARDFORK_BENEFICIARY, drained)])
+        .map_err(|_| BlockValidationError::IncrementBalanceFailed)?;
+    Ok(())
+}
 
 /// The EVM environment (rule set, chain id, block fields, blob fee) for a block.
 pub fn evm_env(spec: &ChainSpec, header: &alloy_consensus::Header) -> EvmEnv {
-    let mut env = EvmEnv::for_eth_block(
-        header,
-        spec,
-        spec.chain_id,
-        spec.blob_params_at(header.timestamp),
-    );
+    let mut env =
+        EvmEnv::for_eth_block(header, spec, spec.chain_id, spec.blob_params_at(header.timestamp));
     // alloy maps forks to revm rule sets the same way; ours also resolves pending merges.
     env.cfg_env.spec = spec.spec_id(header.number, header.timestamp);
     env
@@ -51,11 +123,14 @@ where
     };
     let result = {
         let evm = EthEvmFactory::default().create_evm(&mut state, evm_env(spec, header));
-        let mut executor = EthBlockExecutor::new(evm, ctx, spec, AlloyReceiptBuilder::default());
+        let mut executor =
+            EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
+        apply_dao_fork(spec, header.number, executor.evm_mut().db_mut())?;
         executor.apply_pre_execution_changes()?;
         for tx in block.transactions {
             executor.execute_transaction(tx)?;
         }
+        check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         executor.finish()?.1
     };
     state.merge_transitions(BundleRetention::PlainState);

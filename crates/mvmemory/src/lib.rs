@@ -51,6 +51,22 @@
 //! location, every remaining entry in transaction order, from which the engine builds the final
 //! state (the last `Data` plus every later `Delta`, or storage plus every `Delta`).
 //!
+//! # Caller protocol
+//!
+//! - Per transaction, one incarnation at a time: `record` and `convert_writes_to_estimates` of
+//!   `txn_idx` are called only by the worker that owns its current task (the scheduler
+//!   guarantees this). `read` and `validate_read_set` may run concurrently with anything.
+//! - Every incarnation that runs to completion is recorded, even if the transaction reverted or
+//!   was invalid (it may have read stale data; validation decides). An incarnation abandoned on
+//!   a dependency is *not* recorded: its previous entries (estimates) stay.
+//! - The read set holds every read served by this memory, built with
+//!   [`ReadOrigin::from_read_result`], including reads of a location the transaction also
+//!   added a delta to. Reads served from the transaction's own earlier full-value writes are not
+//!   recorded.
+//! - The write set has one write per location: a value, or one combined delta.
+//! - Validation compares origins (versions), not values: a rewrite by a lower transaction fails
+//!   validation even if it wrote the same value.
+//!
 //! # Entry life cycle for one `(location, txn_idx)`
 //!
 //! ```text

@@ -246,7 +246,7 @@ impl DatabaseRef for InMemoryState {
 mod tests {
     use super::*;
     use alloy_primitives::{address, b256, bytes};
-    use revm::database::{states::StorageSlot, BundleAccount, AccountStatus};
+    use revm::database::{states::StorageSlot, AccountStatus, BundleAccount};
 
     #[test]
     fn empty_state_root() {
@@ -289,7 +289,12 @@ mod tests {
         let mut bundle = BundleState::default();
         bundle.state.insert(
             a,
-            BundleAccount::new(None, Some(info), slots.into_iter().collect(), AccountStatus::Changed),
+            BundleAccount::new(
+                None,
+                Some(info),
+                slots.into_iter().collect(),
+                AccountStatus::Changed,
+            ),
         );
         state.apply_bundle(&bundle);
         assert_eq!(state.storage_ref(a, U256::from(1)).unwrap(), U256::ZERO);

@@ -17,6 +17,18 @@ use velarium_consensus::{
     validate_block_pre_execution, validate_header, validate_ommers, ConsensusError,
 };
 
+/// Block exceptions only execution can detect.
+const POST_EXECUTION: &[&str] = &[
+    "BlockException.INVALID_GAS_USED",
+    "BlockException.INVALID_LOG_BLOOM",
+    "BlockException.INVALID_RECEIPTS_ROOT",
+    "BlockException.INVALID_STATE_ROOT",
+    "BlockException.INVALID_REQUESTS",
+    "BlockException.INVALID_DEPOSIT_EVENT_LAYOUT",
+    "BlockException.SYSTEM_CONTRACT_CALL_FAILED",
+    "BlockException.SYSTEM_CONTRACT_EMPTY",
+];
+
 /// Root of the extracted fixtures.
 fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/BlockchainTests")
@@ -53,6 +65,10 @@ enum Outcome {
     Rule(ConsensusError),
 }
 
+/// Invalid blocks of one exception kind: (caught, not caught, one uncaught example,
+/// catching rule -> count).
+type InvalidTally = (usize, usize, Option<String>, BTreeMap<String, usize>);
+
 /// Tallies over the whole run.
 #[derive(Default)]
 struct Tally {
@@ -60,8 +76,17 @@ struct Tally {
     skipped_networks: BTreeMap<String, usize>,
     valid_blocks: usize,
     valid_failures: Vec<String>,
-    /// exception kind -> (caught, not caught, one uncaught example)
-    invalid: BTreeMap<String, (usize, usize, Option<String>)>,
+    /// exception kind -> (caught, not caught, one uncaught example, catching rule -> count)
+    invalid: BTreeMap<String, InvalidTally>,
+}
+
+/// The variant name of an error (the rule that fired), ommer errors by their cause.
+fn rule_name(err: &ConsensusError) -> String {
+    if let ConsensusError::InvalidOmmer { source, .. } = err {
+        return format!("InvalidOmmer({})", rule_name(source));
+    }
+    let debug = format!("{err:?}");
+    debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
 }
 
 fn decode_block(hex_rlp: &str) -> Option<Block<TxEnvelope>> {
@@ -72,7 +97,11 @@ fn decode_block(hex_rlp: &str) -> Option<Block<TxEnvelope>> {
 }
 
 /// Checks one block against the imported ones.
-fn check(spec: &mut ChainSpec, known: &B256Map<Known>, block: &Block<TxEnvelope>) -> Result<(), Outcome> {
+fn check(
+    spec: &mut ChainSpec,
+    known: &B256Map<Known>,
+    block: &Block<TxEnvelope>,
+) -> Result<(), Outcome> {
     let Some(parent) = known.get(&block.header.parent_hash) else {
         return Err(Outcome::UnknownParent);
     };
@@ -82,7 +111,8 @@ fn check(spec: &mut ChainSpec, known: &B256Map<Known>, block: &Block<TxEnvelope>
             spec.set_merge_block(block.header.number);
         }
     }
-    let ancestor = |hash: &B256| known.get(hash).map(|k| (k.header.clone(), k.ommer_hashes.clone()));
+    let ancestor =
+        |hash: &B256| known.get(hash).map(|k| (k.header.clone(), k.ommer_hashes.clone()));
     validate_header(spec, &block.header, &parent.header)
         .and_then(|()| validate_block_pre_execution(spec, block))
         .and_then(|()| validate_ommers(spec, &block.header, &block.body.ommers, &ancestor))
@@ -91,13 +121,21 @@ fn check(spec: &mut ChainSpec, known: &B256Map<Known>, block: &Block<TxEnvelope>
 
 fn run_case(name: &str, case: &serde_json::Value, tally: &mut Tally) {
     let network = case["network"].as_str().unwrap_or_default();
-    let mut spec = match ChainSpec::from_network(network, 1) {
+    let config = case.get("config");
+    let chain_id = config
+        .and_then(|c| c.get("chainid"))
+        .and_then(velarium_chainspec::parse_quantity)
+        .unwrap_or(1);
+    let mut spec = match ChainSpec::from_network(network, chain_id) {
         Ok(spec) => spec,
         Err(_) => {
             *tally.skipped_networks.entry(network.to_string()).or_default() += 1;
             return;
         }
     };
+    if let Some(schedule) = config.and_then(|c| c.get("blobSchedule")).and_then(|s| s.as_object()) {
+        spec.apply_fixture_blob_schedule(schedule).expect("fixture blob schedule");
+    }
     tally.cases += 1;
     let genesis = decode_block(case["genesisRLP"].as_str().expect("genesisRLP"))
         .unwrap_or_else(|| panic!("{name}: genesis RLP does not decode"));
@@ -150,6 +188,12 @@ fn run_case(name: &str, case: &serde_json::Value, tally: &mut Tally) {
                     }
                     Err(err) => {
                         slot.0 += 1;
+                        let rule = match &err {
+                            Outcome::Decode => "RLP decoding".to_string(),
+                            Outcome::UnknownParent => "unknown parent".to_string(),
+                            Outcome::Rule(e) => rule_name(e),
+                        };
+                        *slot.3.entry(rule).or_default() += 1;
                         if std::env::var_os("VELARIUM_CONSENSUS_VERBOSE").is_some() {
                             let why = match err {
                                 Outcome::Decode => "RLP does not decode".to_string(),
@@ -168,6 +212,12 @@ fn run_case(name: &str, case: &serde_json::Value, tally: &mut Tally) {
 #[test]
 fn blockchain_tests_pre_execution() {
     let root = fixtures_root();
+    if std::env::var_os("VELARIUM_CONSENSUS_EEST").is_some() {
+        // execution-spec-tests fixtures (Prague, Osaka, ...), same format.
+        let mut files = Vec::new();
+        json_files(&root.join("../blockchain_tests"), &mut files);
+        return run_files(&files);
+    }
     if !root.is_dir() {
         eprintln!(
             "skipping: {} is absent (extract ../shared/fixtures/ethereum-tests-v14.1-BlockchainTests.tar.xz \
@@ -184,8 +234,13 @@ fn blockchain_tests_pre_execution() {
     for dir in dirs {
         json_files(&root.join(dir), &mut files);
     }
+    run_files(&files);
+}
+
+/// Runs every case of `files`, prints the tallies, fails if a valid block is rejected.
+fn run_files(files: &[PathBuf]) {
     let mut tally = Tally::default();
-    for file in &files {
+    for file in files {
         let text = std::fs::read_to_string(file).expect("read fixture");
         let cases: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&text).expect("parse fixture");
@@ -194,19 +249,43 @@ fn blockchain_tests_pre_execution() {
         }
     }
 
-    println!("{} files, {} cases, {} valid blocks accepted", files.len(), tally.cases, tally.valid_blocks);
+    println!(
+        "{} files, {} cases, {} valid blocks accepted",
+        files.len(),
+        tally.cases,
+        tally.valid_blocks
+    );
     println!("skipped networks: {:?}", tally.skipped_networks);
     let (mut caught, mut missed) = (0, 0);
     println!("invalid blocks by exception (caught / not caught pre-execution):");
-    for (kind, (c, m, example)) in &tally.invalid {
+    for (kind, (c, m, example, rules)) in &tally.invalid {
         caught += c;
         missed += m;
         let example = example.as_deref().map(|e| format!("  e.g. {e}")).unwrap_or_default();
         println!("  {c:5} / {m:5}  {kind}{example}");
+        if !rules.is_empty() {
+            println!("                 caught by {rules:?}");
+        }
     }
     println!("invalid blocks: {caught} rejected, {missed} only detectable by execution");
     for failure in &tally.valid_failures {
         println!("VALID BLOCK REJECTED: {failure}");
     }
-    assert!(tally.valid_failures.is_empty(), "{} valid blocks rejected", tally.valid_failures.len());
+    assert!(
+        tally.valid_failures.is_empty(),
+        "{} valid blocks rejected",
+        tally.valid_failures.len()
+    );
+    // Block-level exceptions must all be caught, except those that need execution.
+    let missed_block_rules: Vec<_> = tally
+        .invalid
+        .iter()
+        .filter(|(kind, (_, missed, _, _))| {
+            *missed > 0
+                && !kind.contains("TransactionException")
+                && !kind.split('|').any(|k| POST_EXECUTION.contains(&k))
+        })
+        .map(|(kind, (_, missed, example, _))| format!("{kind}: {missed} missed, e.g. {example:?}"))
+        .collect();
+    assert!(missed_block_rules.is_empty(), "block rules not enforced: {missed_block_rules:#?}");
 }
