@@ -69,9 +69,6 @@ fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
 }
 
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
-    if args.engine.threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
     let skips = SkipList::load(&args.skips).map_err(|e| eyre!(e))?;
     let mut files = Vec::new();
     for path in &args.paths {
@@ -90,7 +87,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     let jobs = args.jobs.unwrap_or_else(default_threads);
     let started = Instant::now();
-    let results = run_files(&files, args.engine.engine, &skips, jobs);
+    let results = run_files(&files, args.engine.engine(), &skips, jobs);
     let elapsed = started.elapsed();
     let summary = Summary::of(&results);
 
@@ -127,7 +124,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             summary.cases,
             elapsed.as_secs_f64(),
             jobs,
-            args.engine.engine
+            args.engine.engine()
         );
         // The plain closing line CI tooling reads.
         println!(

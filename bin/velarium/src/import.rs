@@ -32,10 +32,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let genesis = load_genesis_file(&args.genesis)?;
     let genesis_hash = genesis.header.hash_slow();
     let mut chain =
-        Blockchain::new(genesis.spec, genesis.header, genesis.state, args.engine.engine);
+        Blockchain::new(genesis.spec, genesis.header, genesis.state, args.engine.engine());
     chain.set_prune(true);
     if !args.json {
-        eprintln!("genesis {genesis_hash}, engine {:?}", args.engine.engine);
+        eprintln!("genesis {genesis_hash}, engine {:?}", args.engine.engine());
     }
 
     let started = Instant::now();

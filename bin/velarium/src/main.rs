@@ -18,16 +18,20 @@ struct Cli {
 /// Engine selection shared by the commands that execute blocks.
 #[derive(Debug, Clone, clap::Args)]
 struct EngineArgs {
-    /// Execution engine: `sequential` (the oracle).
-    #[arg(long, default_value = "sequential", value_parser = parse_engine)]
-    engine: Engine,
+    /// Execution engine: `parallel` (Block-STM) or `sequential` (the oracle).
+    #[arg(long = "engine", default_value = "parallel", value_parser = ["parallel", "sequential"])]
+    engine_name: String,
     /// Worker threads of the parallel engine (default: the machine's cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
 }
 
-fn parse_engine(name: &str) -> Result<Engine, String> {
-    Engine::from_name(name).ok_or_else(|| format!("unknown engine `{name}` (expected: sequential)"))
+impl EngineArgs {
+    /// The selected engine.
+    fn engine(&self) -> Engine {
+        let threads = self.threads.map_or_else(default_threads, |t| t as usize);
+        Engine::from_name(&self.engine_name, threads).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Subcommand)]

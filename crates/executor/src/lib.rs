@@ -7,8 +7,10 @@
 //! [`BlockOutput`] is the reference every other engine must reproduce bit for bit.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod parallel;
 mod sequential;
 
+pub use parallel::{execute_parallel, ParallelStats};
 pub use sequential::{evm_env, execute_sequential};
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
@@ -87,6 +89,11 @@ pub enum Engine {
     /// The sequential oracle (alloy-evm's `EthBlockExecutor`, what reth runs today).
     #[default]
     Sequential,
+    /// Block-STM on `threads` workers.
+    Parallel {
+        /// Worker threads.
+        threads: usize,
+    },
 }
 
 impl Engine {
@@ -99,17 +106,33 @@ impl Engine {
     ) -> Result<BlockOutput, ExecutionError>
     where
         DB: revm::DatabaseRef + std::fmt::Debug + Sync,
-        DB::Error: Send + Sync + 'static,
+        DB::Error: Send + Sync + std::fmt::Display + 'static,
     {
-        match self {
-            Self::Sequential => execute_sequential(spec, db, block),
+        self.execute_with_stats(spec, db, block).map(|(output, _)| output)
+    }
+
+    /// Executes `block`, also returning the parallel engine's counters (zero when sequential).
+    pub fn execute_with_stats<DB>(
+        &self,
+        spec: &velarium_chainspec::ChainSpec,
+        db: &DB,
+        block: BlockInput<'_>,
+    ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
+    where
+        DB: revm::DatabaseRef + std::fmt::Debug + Sync,
+        DB::Error: Send + Sync + std::fmt::Display + 'static,
+    {
+        match *self {
+            Self::Sequential => Ok((execute_sequential(spec, db, block)?, ParallelStats::default())),
+            Self::Parallel { threads } => execute_parallel(spec, db, block, threads),
         }
     }
 
-    /// Parses an engine name as the CLI spells it.
-    pub fn from_name(name: &str) -> Option<Self> {
+    /// Parses an engine name as the CLI spells it (`parallel` takes its threads separately).
+    pub fn from_name(name: &str, threads: usize) -> Option<Self> {
         match name {
             "sequential" => Some(Self::Sequential),
+            "parallel" => Some(Self::Parallel { threads: threads.max(1) }),
             _ => None,
         }
     }

@@ -1,0 +1,246 @@
+//! The state one transaction incarnation sees: multi-version memory over the pre-block state.
+//!
+//! Reads go, in order, to [`MvMemory`] (writes of lower transactions of this block), then to the
+//! pre-execution overlay (what the block's system calls and the DAO fork changed), then to the
+//! parent state. Every read that reached multi-version memory is recorded with its origin so the
+//! incarnation can be validated later.
+
+use alloy_primitives::{map::HashMap, Address, B256, U256};
+use revm::{
+    bytecode::Bytecode,
+    database::CacheState,
+    database_interface::{DBErrorMarker, Database, DatabaseRef},
+    primitives::KECCAK_EMPTY,
+    state::AccountInfo,
+};
+use velarium_mvmemory::{MvMemory, ReadOrigin, ReadResult, ReadSet};
+use velarium_primitives::TxnIndex;
+
+/// A state location, the unit of conflict detection.
+///
+/// Accounts are one location (balance, nonce, code hash) so that a transaction reading an account
+/// sees one consistent version; balance credits that nobody needs to read are deltas on it.
+/// Each storage slot is its own location. `StorageEpoch` is written by a transaction that creates
+/// or destroys an account: every slot of that account not written after it reads as zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Location {
+    /// Balance, nonce and code of an account (`None` value: the account does not exist).
+    Account(Address),
+    /// One storage slot.
+    Storage(Address, U256),
+    /// The last transaction that wiped the account's storage (creation or self-destruction).
+    StorageEpoch(Address),
+}
+
+/// A value held in multi-version memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MvValue {
+    /// An account's info, or `None` if the transaction left it non-existent.
+    Account(Option<AccountInfo>),
+    /// A storage slot's value.
+    Storage(U256),
+    /// Marker for [`Location::StorageEpoch`]; only its version matters.
+    Epoch,
+}
+
+/// The block's multi-version memory: balance credits are the deltas.
+pub(crate) type BlockMemory = MvMemory<Location, MvValue, U256>;
+
+/// What the block's pre-execution changes (system calls, DAO fork) left, read before the parent.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    accounts: HashMap<Address, Option<(AccountInfo, HashMap<U256, U256>)>>,
+    contracts: HashMap<B256, Bytecode>,
+}
+
+impl Overlay {
+    /// Snapshot of a revm cache after the pre-execution changes.
+    pub(crate) fn from_cache(cache: &CacheState) -> Self {
+        let accounts = cache
+            .accounts
+            .iter()
+            .map(|(address, account)| {
+                let plain = account
+                    .account
+                    .as_ref()
+                    .map(|p| (p.info.clone(), p.storage.iter().map(|(k, v)| (*k, *v)).collect()));
+                (*address, plain)
+            })
+            .collect();
+        let contracts = cache.contracts.iter().map(|(h, c)| (*h, c.clone())).collect();
+        Self { accounts, contracts }
+    }
+}
+
+/// Why a read could not be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum TxDbError {
+    /// A lower transaction's write is being re-executed (an ESTIMATE): wait for it.
+    #[error("read blocked on transaction {0}")]
+    Blocked(TxnIndex),
+    /// The parent state failed.
+    #[error("state read failed: {0}")]
+    Base(String),
+}
+
+impl DBErrorMarker for TxDbError {}
+
+/// How a balance delta applies to an account that does not exist: from Spurious Dragon on, a
+/// zero credit leaves it non-existent (EIP-161); before, the touch creates an empty account.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeltaRules {
+    pub(crate) state_clear: bool,
+}
+
+impl DeltaRules {
+    /// Applies one credit.
+    pub(crate) fn apply_one(self, info: Option<AccountInfo>, delta: U256) -> Option<AccountInfo> {
+        match info {
+            Some(mut info) => {
+                info.balance += delta;
+                Some(info)
+            }
+            None if delta.is_zero() && self.state_clear => None,
+            None => Some(AccountInfo { balance: delta, ..Default::default() }),
+        }
+    }
+
+    /// Applies credits in transaction order.
+    fn apply(self, mut info: Option<AccountInfo>, deltas: &[(velarium_primitives::Version, U256)]) -> Option<AccountInfo> {
+        for (_, delta) in deltas {
+            info = self.apply_one(info, *delta);
+        }
+        info
+    }
+}
+
+/// The database of one incarnation of one transaction.
+#[derive(Debug)]
+pub(crate) struct TxDb<'a, DB> {
+    pub(crate) txn_idx: TxnIndex,
+    pub(crate) memory: &'a BlockMemory,
+    pub(crate) overlay: &'a Overlay,
+    pub(crate) base: &'a DB,
+    pub(crate) rules: DeltaRules,
+    /// Reads served by multi-version memory (or below it), with their origins.
+    pub(crate) read_set: ReadSet<Location>,
+    /// Set when a read met an ESTIMATE; the incarnation must then wait, whatever revm returned.
+    pub(crate) blocked_on: Option<TxnIndex>,
+}
+
+impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
+    fn base_err(e: DB::Error) -> TxDbError
+    where
+        DB::Error: std::fmt::Display,
+    {
+        TxDbError::Base(e.to_string())
+    }
+
+    /// Reads a location from multi-version memory, recording the origin.
+    fn read(&mut self, location: Location) -> Result<ReadResult<MvValue, U256>, TxDbError> {
+        let result = self.memory.read(&location, self.txn_idx);
+        match ReadOrigin::from_read_result(&result) {
+            Some(origin) => {
+                self.read_set.push(location, origin);
+                Ok(result)
+            }
+            None => {
+                let ReadResult::Dependency { blocking_txn_idx } = result else { unreachable!() };
+                self.blocked_on = Some(blocking_txn_idx);
+                Err(TxDbError::Blocked(blocking_txn_idx))
+            }
+        }
+    }
+
+    fn base_account(&self, address: Address) -> Result<Option<AccountInfo>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        match self.overlay.accounts.get(&address) {
+            Some(plain) => Ok(plain.as_ref().map(|(info, _)| info.clone())),
+            None => self.base.basic_ref(address).map_err(Self::base_err),
+        }
+    }
+
+    fn base_storage(&self, address: Address, slot: U256) -> Result<U256, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        if let Some(Some((_, storage))) = self.overlay.accounts.get(&address) {
+            if let Some(value) = storage.get(&slot) {
+                return Ok(*value);
+            }
+        }
+        self.base.storage_ref(address, slot).map_err(Self::base_err)
+    }
+}
+
+impl<DB> Database for TxDb<'_, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    type Error = TxDbError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        let mut info = match self.read(Location::Account(address))? {
+            ReadResult::Value { value: MvValue::Account(info), deltas, .. } => {
+                self.rules.apply(info, &deltas)
+            }
+            ReadResult::NotFound { deltas } => {
+                let base = self.base_account(address)?;
+                self.rules.apply(base, &deltas)
+            }
+            other => {
+                return Err(TxDbError::Base(format!("account location holds {other:?}")));
+            }
+        };
+        if let Some(info) = &mut info {
+            if info.code.is_none() && info.code_hash != KECCAK_EMPTY {
+                info.code = Some(self.code_by_hash(info.code_hash)?);
+            }
+        }
+        Ok(info)
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        if code_hash == KECCAK_EMPTY {
+            return Ok(Bytecode::default());
+        }
+        if let Some(code) = self.overlay.contracts.get(&code_hash) {
+            return Ok(code.clone());
+        }
+        self.base.code_by_hash_ref(code_hash).map_err(Self::base_err)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        let slot = self.read(Location::Storage(address, index))?;
+        let epoch = self.read(Location::StorageEpoch(address))?;
+        let epoch_txn = match &epoch {
+            ReadResult::Value { version, .. } => Some(version.txn_idx),
+            _ => None,
+        };
+        match slot {
+            ReadResult::Value { version, value: MvValue::Storage(value), .. } => {
+                // A wipe by a later transaction than the last write hides the write.
+                if epoch_txn.is_some_and(|e| e > version.txn_idx) {
+                    Ok(U256::ZERO)
+                } else {
+                    Ok(value)
+                }
+            }
+            ReadResult::NotFound { .. } => {
+                if epoch_txn.is_some() {
+                    Ok(U256::ZERO)
+                } else {
+                    self.base_storage(address, index)
+                }
+            }
+            other => Err(TxDbError::Base(format!("storage location holds {other:?}"))),
+        }
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        self.base.block_hash_ref(number).map_err(Self::base_err)
+    }
+}

@@ -1,0 +1,471 @@
+//! The parallel engine: Block-STM over revm, with lazy beneficiary credits.
+//!
+//! ```text
+//!  phase 0 (sequential)   DAO fork, EIP-2935/4788 system calls on a revm `State`
+//!       │                 → snapshot of what they changed (the overlay)
+//!  phase 1 (N workers)    Block-STM: execute / validate transactions speculatively;
+//!       │                 reads: MvMemory → overlay → parent state; a read of an ESTIMATE
+//!       │                 suspends the transaction until its writer finishes
+//!  phase 2 (sequential)   commit each transaction's final revm state, in order, into the
+//!                         same `State` (plus its fee credit), build receipts, then the
+//!                         post-execution changes (requests, withdrawals, rewards)
+//! ```
+//!
+//! **Why the output is identical to the oracle.** Block-STM guarantees that the final incarnation
+//! of every transaction read exactly the values sequential execution would have given it, so its
+//! revm result and state diff are the sequential ones. Phase 2 then performs the same commits, in
+//! the same order, into the same kind of revm `State` as alloy-evm's `EthBlockExecutor`, and runs
+//! its post-execution code unchanged, so receipts, gas, requests and the `BundleState` match.
+//!
+//! **Lazy beneficiary credits.** revm would credit each transaction's fee to the beneficiary as a
+//! read-modify-write, making every transaction conflict with every other. Our handler skips that
+//! credit and records it as a delta on the beneficiary's account location instead; a transaction
+//! that really reads the beneficiary resolves the pending deltas (and depends on them). Phase 2
+//! applies each credit through a revm journal, exactly as revm's `reward_beneficiary` does.
+
+mod db;
+
+use crate::{
+    sequential::{apply_dao_fork, check_system_contracts, evm_env, AlloySpec},
+    BlockInput, BlockOutput, ExecutionError, RecoveredTx,
+};
+use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, Transaction, TxType};
+use alloy_evm::{
+    block::{BlockExecutionError, BlockExecutor, BlockValidationError},
+    eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutionCtx, EthBlockExecutor},
+    EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
+};
+use alloy_primitives::{Address, U256};
+use db::{BlockMemory, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError};
+use revm::{
+    context::{
+        journaled_state::account::JournaledAccountTr,
+        result::{EVMError, ExecutionResult, HaltReason},
+        BlockEnv, CfgEnv, Context, ContextTr, JournalTr, TxEnv,
+    },
+    context_interface::{Block as _, Cfg as _, Transaction as _},
+    database::{states::bundle_state::BundleRetention, State},
+    handler::{
+        EvmTr, FrameResult, Handler, MainBuilder, MainContext, MainnetEvm,
+    },
+    primitives::hardfork::SpecId,
+    state::EvmState,
+    DatabaseCommit, DatabaseRef, Journal,
+};
+use std::{borrow::Cow, cell::Cell, sync::Mutex};
+use velarium_chainspec::{ChainSpec, EthereumHardforks};
+use velarium_mvmemory::WriteSet;
+use velarium_primitives::Version;
+use velarium_scheduler::{Scheduler, SchedulerTask};
+
+/// Counters of one parallel block execution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParallelStats {
+    /// Transaction incarnations executed (including re-executions).
+    pub executions: u64,
+    /// Validations performed.
+    pub validations: u64,
+    /// Incarnations aborted by a failed validation.
+    pub aborts: u64,
+    /// Executions suspended on a dependency (an ESTIMATE).
+    pub suspensions: u64,
+    /// Worker threads used (0 when the block ran sequentially).
+    pub threads: usize,
+}
+
+impl ParallelStats {
+    /// Executions beyond one per transaction.
+    pub const fn re_executions(&self, txs: usize) -> u64 {
+        self.executions.saturating_sub(txs as u64)
+    }
+}
+
+/// The final outcome of one transaction, as its last incarnation produced it.
+#[derive(Debug)]
+struct TxOutcome {
+    result: Result<(ExecutionResult<HaltReason>, EvmState), EVMError<TxDbError>>,
+    /// Fee owed to the beneficiary (not applied by the EVM).
+    fee: U256,
+}
+
+/// The revm EVM of one incarnation.
+type TxEvm<'a, DB> = MainnetEvm<revm::handler::MainnetContext<TxDb<'a, DB>>>;
+
+/// A mainnet handler whose only change: the beneficiary's fee is computed, not credited.
+#[derive(Debug)]
+struct LazyRewardHandler<'a, DB> {
+    fee: Cell<U256>,
+    _db: std::marker::PhantomData<&'a DB>,
+}
+
+impl<'a, DB> Handler for LazyRewardHandler<'a, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    type Evm = TxEvm<'a, DB>;
+    type Error = EVMError<TxDbError>;
+    type HaltReason = HaltReason;
+
+    fn reward_beneficiary(
+        &self,
+        evm: &mut Self::Evm,
+        exec_result: &mut FrameResult,
+    ) -> Result<(), Self::Error> {
+        let ctx = evm.ctx();
+        if ctx.cfg().is_fee_charge_disabled() {
+            return Ok(());
+        }
+        let basefee = ctx.block().basefee() as u128;
+        let effective_gas_price = ctx.tx().effective_gas_price(basefee);
+        let coinbase_gas_price = if ctx.cfg().spec().is_enabled_in(SpecId::LONDON) {
+            effective_gas_price.saturating_sub(basefee)
+        } else {
+            effective_gas_price
+        };
+        let gas = exec_result.gas();
+        let used = gas.used().saturating_sub(gas.reservoir());
+        self.fee.set(U256::from(coinbase_gas_price) * U256::from(used));
+        Ok(())
+    }
+}
+
+/// Shared, read-only inputs of the workers.
+struct Shared<'a, DB> {
+    base: &'a DB,
+    overlay: &'a Overlay,
+    memory: &'a BlockMemory,
+    scheduler: &'a Scheduler,
+    cfg: &'a CfgEnv,
+    block_env: &'a BlockEnv,
+    tx_envs: &'a [TxEnv],
+    beneficiary: Address,
+    rules: DeltaRules,
+    outcomes: &'a [Mutex<Option<TxOutcome>>],
+}
+
+impl<DB> Shared<'_, DB>
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
+    fn work(&self) {
+        let mut task = None;
+        loop {
+            match task.take().unwrap_or_else(|| self.scheduler.next_task()) {
+                SchedulerTask::Execute(version) => task = self.execute(version),
+                SchedulerTask::Validate(version) => {
+                    let txn_idx = version.txn_idx;
+                    let aborted = !self.memory.validate_read_set(txn_idx)
+                        && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
+                    if aborted {
+                        self.memory.convert_writes_to_estimates(txn_idx);
+                    }
+                    task = self.scheduler.finish_validation(txn_idx, aborted);
+                }
+                SchedulerTask::Retry => std::hint::spin_loop(),
+                SchedulerTask::Done => break,
+            }
+        }
+    }
+
+    /// Executes one incarnation; returns the follow-up task, if any.
+    fn execute(&self, version: Version) -> Option<SchedulerTask> {
+        let txn_idx = version.txn_idx;
+        loop {
+            let db = TxDb {
+                txn_idx,
+                memory: self.memory,
+                overlay: self.overlay,
+                base: self.base,
+                rules: self.rules,
+                read_set: Default::default(),
+                blocked_on: None,
+            };
+            let ctx = Context::mainnet()
+                .with_db(db)
+                .with_cfg(self.cfg.clone())
+                .with_block(self.block_env.clone())
+                .with_tx(self.tx_envs[txn_idx as usize].clone());
+            let mut evm = ctx.build_mainnet();
+            let mut handler =
+                LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
+            let result = handler.run(&mut evm);
+            let state = evm.ctx().journal_mut().finalize();
+            let db = &mut evm.ctx().journaled_state.database;
+            if let Some(blocking) = db.blocked_on {
+                if self.scheduler.add_dependency(txn_idx, blocking) {
+                    // Suspended: resumed as a new incarnation once `blocking` finishes.
+                    return None;
+                }
+                // The blocker finished meanwhile: run again, reading its new writes.
+                continue;
+            }
+            let read_set = std::mem::take(&mut db.read_set);
+            let fee = handler.fee.get();
+            let write_set = match &result {
+                Ok(_) => self.write_set(&state, fee),
+                Err(_) => WriteSet::new(),
+            };
+            let wrote_new = self.memory.record(version, read_set, write_set);
+            *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(TxOutcome {
+                    result: result.map(|r| (r, state)),
+                    fee,
+                });
+            return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
+        }
+    }
+
+    /// The locations a transaction's state diff writes, as the next transactions must see them.
+    fn write_set(&self, state: &EvmState, fee: U256) -> WriteSet<Location, MvValue, U256> {
+        let mut writes = WriteSet::new();
+        let mut credited = false;
+        for (address, account) in state {
+            if !account.is_touched() {
+                continue;
+            }
+            let wiped = account.is_created() || account.is_selfdestructed();
+            if wiped {
+                writes.write(Location::StorageEpoch(*address), MvValue::Epoch);
+            }
+            let exists = !account.is_selfdestructed()
+                && !(self.rules.state_clear && account.is_empty());
+            let mut info = exists.then(|| account.info.clone());
+            if *address == self.beneficiary {
+                credited = true;
+                info = DeltaRules::apply_one(self.rules, info, fee);
+            }
+            let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
+            if wiped || info != original || *address == self.beneficiary {
+                writes.write(Location::Account(*address), MvValue::Account(info));
+            }
+            if !account.is_selfdestructed() {
+                for (slot, value) in account.changed_storage_slots() {
+                    writes.write(
+                        Location::Storage(*address, *slot),
+                        MvValue::Storage(value.present_value),
+                    );
+                }
+            }
+        }
+        if !credited && (!fee.is_zero() || !self.rules.state_clear) {
+            writes.delta(Location::Account(self.beneficiary), fee);
+        }
+        writes
+    }
+}
+
+/// Credits a transaction's fee to the beneficiary through a revm journal, exactly as revm's
+/// `reward_beneficiary` would have inside the transaction (touch rules included).
+fn credit_beneficiary<DB>(
+    state: &mut State<DB>,
+    spec_id: SpecId,
+    beneficiary: Address,
+    fee: U256,
+) -> Result<(), ExecutionError>
+where
+    DB: revm::Database,
+    DB::Error: std::fmt::Display,
+{
+    let mut journal: Journal<&mut State<DB>> = Journal::new(&mut *state);
+    journal.set_spec_id(spec_id);
+    journal
+        .load_account_mut(beneficiary)
+        .map_err(|e| ExecutionError::Internal(format!("loading beneficiary: {e}")))?
+        .incr_balance(fee);
+    let changes = journal.finalize();
+    drop(journal);
+    state.commit(changes);
+    Ok(())
+}
+
+/// Executes a block with Block-STM on `threads` workers.
+///
+/// Returns exactly what [`crate::execute_sequential`] returns, plus the engine's counters.
+pub fn execute_parallel<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+    threads: usize,
+) -> Result<(BlockOutput, ParallelStats), ExecutionError>
+where
+    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB::Error: Send + Sync + std::fmt::Display + 'static,
+{
+    let header = block.header;
+    let env: EvmEnv = evm_env(spec, header);
+    let spec_id = env.cfg_env.spec;
+    let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
+    let ctx = EthBlockExecutionCtx {
+        parent_hash: header.parent_hash,
+        parent_beacon_block_root: header.parent_beacon_block_root,
+        ommers: block.ommers,
+        withdrawals: block.withdrawals.map(Cow::Borrowed),
+        extra_data: header.extra_data.clone(),
+        tx_count_hint: Some(block.transactions.len()),
+        slot_number: None,
+    };
+    let mut stats = ParallelStats { threads, ..Default::default() };
+    let result = {
+        let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
+        let mut executor =
+            EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
+        // Phase 0: pre-execution changes, sequentially.
+        apply_dao_fork(spec, header.number, executor.evm_mut().db_mut())?;
+        executor.apply_pre_execution_changes()?;
+        let overlay = Overlay::from_cache(&executor.evm_mut().db_mut().cache);
+
+        // Phase 1: Block-STM.
+        let txs = block.transactions;
+        let outcomes = run_block_stm(db, &overlay, &env, txs, threads, &mut stats)?;
+
+        // Phase 2: commit in order, exactly as the sequential executor does.
+        let beneficiary = header.beneficiary;
+        let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
+        for (tx, outcome) in txs.iter().zip(outcomes) {
+            let available = header.gas_limit - executor.cumulative_tx_gas_used;
+            let mut max_tx_gas = tx.gas_limit();
+            if let Some(cap) = env.cfg_env.tx_gas_limit_cap {
+                max_tx_gas = max_tx_gas.min(cap);
+            }
+            if max_tx_gas > available {
+                return Err(BlockExecutionError::from(
+                    BlockValidationError::TransactionGasLimitMoreThanAvailableBlockGas {
+                        transaction_gas_limit: tx.gas_limit(),
+                        block_available_gas: available,
+                    },
+                )
+                .into());
+            }
+            let (result, changes) = outcome
+                .result
+                .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
+            let gas = result.gas();
+            executor.block_regular_gas_used += gas.block_regular_gas_used();
+            executor.block_state_gas_used += gas.block_state_gas_used();
+            executor.cumulative_tx_gas_used += gas.tx_gas_used();
+            if cancun {
+                executor.blob_gas_used =
+                    executor.blob_gas_used.saturating_add(tx.blob_gas_used().unwrap_or_default());
+            }
+            let receipt = Receipt {
+                status: Eip658Value::Eip658(result.is_success()),
+                cumulative_gas_used: executor.cumulative_tx_gas_used,
+                logs: result.into_logs(),
+            }
+            .with_bloom();
+            executor.receipts.push(match tx.tx_type() {
+                TxType::Legacy => ReceiptEnvelope::Legacy(receipt),
+                TxType::Eip2930 => ReceiptEnvelope::Eip2930(receipt),
+                TxType::Eip1559 => ReceiptEnvelope::Eip1559(receipt),
+                TxType::Eip4844 => ReceiptEnvelope::Eip4844(receipt),
+                TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
+            });
+            let state = executor.evm_mut().db_mut();
+            state.commit(changes);
+            credit_beneficiary(state, spec_id, beneficiary, outcome.fee)?;
+        }
+        check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
+        executor.finish()?.1
+    };
+    state.merge_transitions(BundleRetention::PlainState);
+    let output = BlockOutput {
+        receipts: result.receipts,
+        gas_used: result.gas_used,
+        blob_gas_used: result.blob_gas_used,
+        requests: result.requests,
+        bundle: state.take_bundle(),
+    };
+    Ok((output, stats))
+}
+
+/// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.
+fn run_block_stm<DB>(
+    db: &DB,
+    overlay: &Overlay,
+    env: &EvmEnv,
+    txs: &[RecoveredTx],
+    threads: usize,
+    stats: &mut ParallelStats,
+) -> Result<Vec<TxOutcome>, ExecutionError>
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    if txs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx_envs: Vec<TxEnv> =
+        txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
+    let memory = BlockMemory::new(txs.len());
+    let scheduler = Scheduler::new(txs.len());
+    let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
+    let shared = Shared {
+        base: db,
+        overlay,
+        memory: &memory,
+        scheduler: &scheduler,
+        cfg: &env.cfg_env,
+        block_env: &env.block_env,
+        tx_envs: &tx_envs,
+        beneficiary: env.block_env.beneficiary,
+        rules: DeltaRules { state_clear: env.cfg_env.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
+        outcomes: &outcomes,
+    };
+    let panics: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.work()))
+                        .map_err(|panic| {
+                            // Stop the others promptly: nobody waits on a dead worker.
+                            scheduler.halt();
+                            panic_message(&panic)
+                        })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(msg)) => Some(msg),
+                Err(_) => Some("worker thread failed".to_string()),
+            })
+            .collect()
+    });
+    let counters = scheduler.counters();
+    stats.executions = counters.executions;
+    stats.validations = counters.validations;
+    stats.aborts = counters.aborts;
+    stats.suspensions = counters.suspensions;
+    if let Some(msg) = panics.first() {
+        return Err(ExecutionError::Internal(format!("worker panicked: {msg}")));
+    }
+    if let Some(err) = scheduler.invariant_error() {
+        return Err(ExecutionError::Internal(format!("scheduler invariant: {err}")));
+    }
+    if scheduler.is_halted() {
+        return Err(ExecutionError::Internal("scheduler halted".to_string()));
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .ok_or_else(|| ExecutionError::Internal(format!("transaction {i} has no outcome")))
+        })
+        .collect()
+}
+
+/// A panic payload's message.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
