@@ -35,7 +35,7 @@ pub(crate) struct Args {
 }
 
 /// Extracts `archive` under `cache_dir` once (a marker file records a complete extraction).
-fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
+pub(crate) fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
     let name = archive
         .file_name()
         .and_then(|n| n.to_str())

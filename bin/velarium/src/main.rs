@@ -2,6 +2,7 @@
 
 mod blocktest;
 mod import;
+mod replay;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Blocktest(blocktest::Args),
     /// Import a chain (genesis.json + concatenated RLP blocks) and verify every block.
     Import(import::Args),
+    /// Replay real mainnet blocks (pre-state + block) and check them against their headers.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Blocktest(args) => blocktest::run(args),
         Command::Import(args) => import::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

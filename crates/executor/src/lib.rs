@@ -123,7 +123,9 @@ impl Engine {
         DB::Error: Send + Sync + std::fmt::Display + 'static,
     {
         match *self {
-            Self::Sequential => Ok((execute_sequential(spec, db, block)?, ParallelStats::default())),
+            Self::Sequential => {
+                Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
+            }
             Self::Parallel { threads } => execute_parallel(spec, db, block, threads),
         }
     }

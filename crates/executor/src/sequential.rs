@@ -11,10 +11,11 @@ use alloy_evm::{
     },
     EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use revm::{
-    database::{states::bundle_state::BundleRetention, DatabaseCommitExt, State},
-    Database, DatabaseCommit, DatabaseRef,
+    context::{journaled_state::account::JournaledAccountTr, JournalTr},
+    database::{states::bundle_state::BundleRetention, State},
+    Database, DatabaseCommit, DatabaseRef, Journal,
 };
 use std::borrow::Cow;
 use velarium_chainspec::{ChainSpec, EthereumHardfork, EthereumHardforks, ForkCondition};
@@ -68,24 +69,47 @@ pub(crate) fn check_system_contracts<DB: Database>(
 
 /// The DAO fork's irregular state change, at the start of the DAO block: every listed account's
 /// balance moves to the refund contract.
+///
+/// It goes through a revm journal with the block's rule set, so that drained accounts left empty
+/// stay in the state before EIP-161, as in go-ethereum (alloy-evm's `drain_balances` commits
+/// outside the journal and would delete them).
 pub(crate) fn apply_dao_fork<DB>(
     spec: &ChainSpec,
-    number: u64,
+    header: &alloy_consensus::Header,
     db: &mut DB,
 ) -> Result<(), BlockExecutionError>
 where
     DB: Database + DatabaseCommit,
 {
-    if !spec.fork(EthereumHardfork::Dao).transitions_at_block(number) {
+    if !spec.fork(EthereumHardfork::Dao).transitions_at_block(header.number) {
         return Ok(());
     }
-    let drained: u128 = db
-        .drain_balances(DAO_HARDFORK_ACCOUNTS)
-        .map_err(|_| BlockValidationError::IncrementBalanceFailed)?
-        .into_iter()
-        .sum();
-    db.increment_balances([(DAO_HARDFORK_BENEFICIARY, drained)])
-        .map_err(|_| BlockValidationError::IncrementBalanceFailed)?;
+    let failed = |_| BlockExecutionError::from(BlockValidationError::IncrementBalanceFailed);
+    let mut journal: Journal<&mut DB> = Journal::new(&mut *db);
+    journal.set_spec_id(spec.spec_id(header.number, header.timestamp));
+    let mut drained = U256::ZERO;
+    for address in DAO_HARDFORK_ACCOUNTS {
+        let mut account = journal.load_account_mut(address).map_err(failed)?;
+        let balance = *account.balance();
+        drained += balance;
+        account.set_balance(U256::ZERO);
+        account.touch();
+    }
+    journal.load_account_mut(DAO_HARDFORK_BENEFICIARY).map_err(failed)?.incr_balance(drained);
+    let mut changes = journal.finalize();
+    drop(journal);
+    // revm's journal keeps a pre-EIP-161 account that became empty by clearing its touch flag,
+    // which also drops the balance change itself: a drained code-less account would keep its
+    // ether. Commit such an account as re-created empty instead (it has no code, hence no
+    // storage to lose), which is what go-ethereum's state does.
+    for account in changes.values_mut() {
+        let drained = !account.original_info().balance.is_zero();
+        if drained && account.is_empty() && !account.is_touched() {
+            account.mark_touch();
+            account.mark_created();
+        }
+    }
+    db.commit(changes);
     Ok(())
 }
 
@@ -125,7 +149,7 @@ where
         let evm = EthEvmFactory::default().create_evm(&mut state, evm_env(spec, header));
         let mut executor =
             EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
-        apply_dao_fork(spec, header.number, executor.evm_mut().db_mut())?;
+        apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
         executor.apply_pre_execution_changes()?;
         for tx in block.transactions {
             executor.execute_transaction(tx)?;

@@ -106,7 +106,11 @@ impl DeltaRules {
     }
 
     /// Applies credits in transaction order.
-    fn apply(self, mut info: Option<AccountInfo>, deltas: &[(velarium_primitives::Version, U256)]) -> Option<AccountInfo> {
+    fn apply(
+        self,
+        mut info: Option<AccountInfo>,
+        deltas: &[(velarium_primitives::Version, U256)],
+    ) -> Option<AccountInfo> {
         for (_, delta) in deltas {
             info = self.apply_one(info, *delta);
         }

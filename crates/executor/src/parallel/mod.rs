@@ -45,9 +45,7 @@ use revm::{
     },
     context_interface::{Block as _, Cfg as _, Transaction as _},
     database::{states::bundle_state::BundleRetention, State},
-    handler::{
-        EvmTr, FrameResult, Handler, MainBuilder, MainContext, MainnetEvm,
-    },
+    handler::{EvmTr, FrameResult, Handler, MainBuilder, MainContext, MainnetEvm},
     primitives::hardfork::SpecId,
     state::EvmState,
     DatabaseCommit, DatabaseRef, Journal,
@@ -210,10 +208,7 @@ where
             };
             let wrote_new = self.memory.record(version, read_set, write_set);
             *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome {
-                    result: result.map(|r| (r, state)),
-                    fee,
-                });
+                Some(TxOutcome { result: result.map(|r| (r, state)), fee });
             return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
         }
     }
@@ -230,8 +225,8 @@ where
             if wiped {
                 writes.write(Location::StorageEpoch(*address), MvValue::Epoch);
             }
-            let exists = !account.is_selfdestructed()
-                && !(self.rules.state_clear && account.is_empty());
+            let exists =
+                !account.is_selfdestructed() && !(self.rules.state_clear && account.is_empty());
             let mut info = exists.then(|| account.info.clone());
             if *address == self.beneficiary {
                 credited = true;
@@ -313,7 +308,7 @@ where
         let mut executor =
             EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
         // Phase 0: pre-execution changes, sequentially.
-        apply_dao_fork(spec, header.number, executor.evm_mut().db_mut())?;
+        apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
         executor.apply_pre_execution_changes()?;
         let overlay = Overlay::from_cache(&executor.evm_mut().db_mut().cache);
 

@@ -1,0 +1,400 @@
+//! The generators. Each draws everything from its own stream of the seed, so two generators with
+//! one seed share no keys.
+
+use crate::{
+    builder::{BlockBuilder, Fork, CHAIN_ID, SENDER_BALANCE},
+    contracts::{self as c, UNISWAP_V2_PAIR_CODE, UNISWAP_V2_ROUTER, UNISWAP_V2_ROUTER_CODE},
+    ExpectedOutcome::{self, Halt, Revert, Success},
+    Workload,
+};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+
+/// Gas limit of a plain ether transfer.
+const TRANSFER_GAS: u64 = 21_000;
+/// Gas limit of a WETH9 `transfer` (about 30k-52k used).
+const ERC20_GAS: u64 = 80_000;
+/// Gas limit of a router swap (about 100k-150k used).
+const SWAP_GAS: u64 = 250_000;
+/// Gas limit of a call into a small hand-assembled contract (at most about 50k used).
+const SMALL_CALL_GAS: u64 = 100_000;
+
+const ETHER: u128 = 1_000_000_000_000_000_000;
+
+fn ether(n: u128) -> U256 {
+    U256::from(n * ETHER)
+}
+
+/// Generator streams: one per generator, so equal seeds give unrelated blocks.
+mod stream {
+    pub(super) const ETH_TRANSFERS: u64 = 1;
+    pub(super) const ERC20_TRANSFERS: u64 = 2;
+    pub(super) const UNISWAP: u64 = 3;
+    pub(super) const AIRDROP: u64 = 4;
+    pub(super) const NFT_MINT: u64 = 5;
+    pub(super) const CASCADE: u64 = 6;
+    pub(super) const DEPENDENT: u64 = 7;
+    pub(super) const HOT_30: u64 = 8;
+    pub(super) const BENEFICIARY: u64 = 9;
+    pub(super) const MIXED: u64 = 10;
+    pub(super) const INVALID: u64 = 11;
+}
+
+/// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
+/// accounts). Conflict-free apart from the beneficiary's fees.
+pub fn eth_transfers(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::ETH_TRANSFERS, Fork::Cancun);
+    for sender in b.wallets(n_txs) {
+        let to = b.address();
+        if b.rng.chance(50) {
+            let dust = U256::from(b.rng.range(1, 1_000_000));
+            b.add_balance(to, dust);
+        }
+        let value = U256::from(b.rng.range(1, ETHER as u64));
+        b.send(&sender, TxKind::Call(to), value, Bytes::new(), TRANSFER_GAS, Success);
+    }
+    b.finish("eth_transfers")
+}
+
+/// `n_txs` WETH9 `transfer`s (mainnet WETH9 code at its mainnet address), distinct senders to
+/// distinct fresh receivers. Conflict-free apart from the token's code and the beneficiary.
+pub fn erc20_transfers(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::ERC20_TRANSFERS, Fork::Cancun);
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    for sender in b.wallets(n_txs) {
+        let balance = U256::from(b.rng.range(1_000, 1_000_000)) * U256::from(ETHER / 1_000);
+        b.mint_weth(token, sender.address(), balance);
+        let amount = b.rng.u256_range(U256::from(1), balance + U256::from(1));
+        let to = b.address();
+        let input = c::erc20_transfer(to, amount);
+        b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+    }
+    b.finish("erc20_transfers")
+}
+
+/// One UniswapV2 pool as the generators track it.
+#[derive(Debug)]
+struct Pool {
+    token0: Address,
+    token1: Address,
+    reserve0: U256,
+    reserve1: U256,
+}
+
+/// `n_txs` swaps through the real UniswapV2Router02 (`swapExactTokensForTokens`, one hop) over
+/// `n_pairs` real UniswapV2Pair pools, each between two fresh WETH9-code tokens. Every swap has
+/// its own sender, who holds exactly the input amount and has approved the router; the minimum
+/// output is the exact constant-product output (0.3% fee) given the reserves left by the
+/// previous swaps, so a swap succeeds only if it sees them.
+///
+/// Pair `i % n_pairs` gets swap `i` when `n_pairs == n_txs`, else pairs are drawn at random.
+pub fn uniswap_swaps(seed: u64, n_txs: usize, n_pairs: usize) -> Workload {
+    let n_pairs = n_pairs.max(1);
+    let mut b = BlockBuilder::new(seed, stream::UNISWAP, Fork::Cancun);
+    b.deploy(UNISWAP_V2_ROUTER, UNISWAP_V2_ROUTER_CODE.clone());
+    let timestamp = b.timestamp();
+    let mut pools = Vec::with_capacity(n_pairs);
+    for _ in 0..n_pairs {
+        let (token0, token1) = c::sort_tokens(b.address(), b.address());
+        b.deploy_weth(token0);
+        b.deploy_weth(token1);
+        let reserve0 = b.rng.u256_range(ether(1_000), ether(100_000));
+        let reserve1 = b.rng.u256_range(ether(1_000), ether(100_000));
+        let pair = c::pair_address(token0, token1);
+        b.deploy(pair, UNISWAP_V2_PAIR_CODE.clone());
+        let last_update = (timestamp - b.rng.range(12, 100_000)) as u32;
+        for (slot, value) in c::pair_storage(token0, token1, reserve0, reserve1, last_update) {
+            b.set_storage(pair, slot, value);
+        }
+        b.mint_weth(token0, pair, reserve0);
+        b.mint_weth(token1, pair, reserve1);
+        pools.push(Pool { token0, token1, reserve0, reserve1 });
+    }
+    for i in 0..n_txs {
+        let pool_idx = if n_pairs == n_txs { i } else { b.rng.range(0, n_pairs as u64) as usize };
+        let user = b.wallet(SENDER_BALANCE);
+        let zero_for_one = b.rng.chance(50);
+        let divisor = U256::from(b.rng.range(200, 5_000));
+        let pool = &mut pools[pool_idx];
+        let (token_in, token_out, amount_in, out) = if zero_for_one {
+            let amount_in = pool.reserve0 / divisor;
+            let out = c::amount_out(amount_in, pool.reserve0, pool.reserve1);
+            pool.reserve0 += amount_in;
+            pool.reserve1 -= out;
+            (pool.token0, pool.token1, amount_in, out)
+        } else {
+            let amount_in = pool.reserve1 / divisor;
+            let out = c::amount_out(amount_in, pool.reserve1, pool.reserve0);
+            pool.reserve1 += amount_in;
+            pool.reserve0 -= out;
+            (pool.token1, pool.token0, amount_in, out)
+        };
+        b.mint_weth(token_in, user.address(), amount_in);
+        b.approve_weth_max(token_in, user.address(), UNISWAP_V2_ROUTER);
+        let input = c::swap_exact_tokens_for_tokens(
+            amount_in,
+            out,
+            token_in,
+            token_out,
+            user.address(),
+            timestamp + 600,
+        );
+        b.send(&user, TxKind::Call(UNISWAP_V2_ROUTER), U256::ZERO, input, SWAP_GAS, Success);
+    }
+    b.finish(if n_pairs == 1 { "single_pool_swaps" } else { "uniswap_swaps" })
+}
+
+/// [`uniswap_swaps`] with one pool per swap: conflict-free apart from the router's code and the
+/// beneficiary.
+pub fn uniswap_swaps_many_pairs(seed: u64, n_txs: usize) -> Workload {
+    let mut workload = uniswap_swaps(seed, n_txs, n_txs);
+    workload.name = "uniswap_swaps_many_pairs".into();
+    workload
+}
+
+/// Hostile: [`uniswap_swaps`] with every swap on one pool (every swap reads and writes the
+/// reserves and both token balances of the pair).
+pub fn single_pool_swaps(seed: u64, n_txs: usize) -> Workload {
+    uniswap_swaps(seed, n_txs, 1)
+}
+
+/// Hostile: ONE sender sends WETH9 `transfer`s to `n_txs` fresh receivers: a nonce chain, and
+/// every transaction writes the sender's token balance slot.
+pub fn airdrop(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::AIRDROP, Fork::Cancun);
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    let sender = b.wallet(SENDER_BALANCE);
+    b.mint_weth(token, sender.address(), ether(1_000_000));
+    for _ in 0..n_txs {
+        let to = b.address();
+        let amount = U256::from(b.rng.range(1, ETHER as u64));
+        let input = c::erc20_transfer(to, amount);
+        b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+    }
+    b.finish("airdrop")
+}
+
+/// Hostile: `n_txs` senders each mint from one contract (`id = ++counter; owner[id] = caller`):
+/// every transaction reads and writes the counter slot.
+pub fn nft_mint_counter(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::NFT_MINT, Fork::Cancun);
+    let minter = b.deploy_new(Bytes::from_static(c::MINT_COUNTER));
+    for sender in b.wallets(n_txs) {
+        b.send(&sender, TxKind::Call(minter), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+    }
+    b.finish("nft_mint_counter")
+}
+
+/// Hostile: transaction `i` (own sender) reads slot `i - 1`, which transaction `i - 1` wrote, and
+/// writes slot `i`: a chain of distinct slots.
+pub fn liquidation_cascade(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::CASCADE, Fork::Cancun);
+    let cascade = b.deploy_new(Bytes::from_static(c::CASCADE));
+    for (i, sender) in b.wallets(n_txs).into_iter().enumerate() {
+        let input = c::word(U256::from(i));
+        b.send(&sender, TxKind::Call(cascade), U256::ZERO, input, SMALL_CALL_GAS, Success);
+    }
+    b.finish("liquidation_cascade")
+}
+
+/// Hostile: every transaction (own sender) increments the same slot: fully sequential.
+pub fn dependent_chain(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::DEPENDENT, Fork::Cancun);
+    let counter = b.deploy_new(Bytes::from_static(c::COUNTER));
+    for sender in b.wallets(n_txs) {
+        b.send(&sender, TxKind::Call(counter), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+    }
+    b.finish("dependent_chain")
+}
+
+/// Hostile: 30% of the transactions touch one hot spot (half pay ether to one hot account, half
+/// increment one hot counter slot); the other 70% are independent ether and WETH9 transfers.
+pub fn hot_account_30pct(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::HOT_30, Fork::Cancun);
+    let hot_account = b.address();
+    let hot_counter = b.deploy_new(Bytes::from_static(c::COUNTER));
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    for sender in b.wallets(n_txs) {
+        let value = U256::from(b.rng.range(1, ETHER as u64));
+        if b.rng.chance(30) {
+            if b.rng.chance(50) {
+                b.send(
+                    &sender,
+                    TxKind::Call(hot_account),
+                    value,
+                    Bytes::new(),
+                    TRANSFER_GAS,
+                    Success,
+                );
+            } else {
+                let to = TxKind::Call(hot_counter);
+                b.send(&sender, to, U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+            }
+        } else if b.rng.chance(50) {
+            let to = b.address();
+            b.send(&sender, TxKind::Call(to), value, Bytes::new(), TRANSFER_GAS, Success);
+        } else {
+            b.mint_weth(token, sender.address(), value);
+            let input = c::erc20_transfer(b.address(), value);
+            b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+        }
+    }
+    b.finish("hot_account_30pct")
+}
+
+/// Hostile: every transaction (own sender) runs `COINBASE BALANCE` and stores the result in the
+/// sender's own slot, so the only conflict is the beneficiary's balance, which every earlier
+/// transaction's fee changed.
+pub fn reads_beneficiary(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::BENEFICIARY, Fork::Cancun);
+    let beneficiary = b.beneficiary();
+    b.add_balance(beneficiary, ether(1));
+    let probe = b.deploy_new(Bytes::from_static(c::READ_BENEFICIARY));
+    for sender in b.wallets(n_txs) {
+        b.send(&sender, TxKind::Call(probe), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+    }
+    b.finish("reads_beneficiary")
+}
+
+/// The property-test mix (Prague rules): ether transfers (EIP-1559 and legacy), WETH9 transfers
+/// (and over-balance ones that revert), CREATE transactions (and calls to what they created),
+/// CREATE2 through a factory, SELFDESTRUCT of a pre-existing contract (EIP-6780: only its balance
+/// moves) and of contracts created in the same transaction (deleted, by CREATE and by CREATE2),
+/// REVERTs, out-of-gas loops and invalid opcodes, nonce chains (a small pool of senders, and
+/// bursts from one), one hot counter slot, reads of the beneficiary's balance, and EIP-7702
+/// set-code transactions delegating fresh EOAs to the counter, plus later calls to them.
+pub fn mixed(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::MIXED, Fork::Prague);
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    let pool = b.wallets(6);
+    for wallet in &pool {
+        b.mint_weth(token, wallet.address(), ether(1_000_000));
+    }
+    let counter = b.deploy_new(Bytes::from_static(c::COUNTER));
+    let probe = b.deploy_new(Bytes::from_static(c::READ_BENEFICIARY));
+    let factory = b.deploy_new(Bytes::from_static(c::CREATE2_FACTORY));
+    let reverter = b.deploy_new(Bytes::from_static(c::REVERTER));
+    let looper = b.deploy_new(Bytes::from_static(c::INFINITE_LOOP));
+    let invalid = b.deploy_new(Bytes::from_static(c::INVALID));
+    let heir = b.address();
+    let old_suicide = b.deploy_new(c::selfdestruct_to(heir));
+    b.add_balance(old_suicide, ether(1));
+    let counter_init = c::init_code_returning(c::COUNTER);
+    let suicide_init = c::selfdestruct_to(heir);
+    let mut created: Vec<Address> = Vec::new();
+    let mut delegated: Vec<Address> = Vec::new();
+
+    let mut remaining = n_txs;
+    while remaining > 0 {
+        let sender = if b.rng.chance(50) {
+            pool[b.rng.range(0, pool.len() as u64) as usize].clone()
+        } else {
+            b.wallet(SENDER_BALANCE)
+        };
+        let value = U256::from(b.rng.range(1, ETHER as u64 / 100));
+        let call = |b: &mut BlockBuilder, to: Address, input: Bytes, gas, expected| {
+            b.send(&sender, TxKind::Call(to), U256::ZERO, input, gas, expected);
+        };
+        match b.rng.range(0, 17) {
+            0 => {
+                let to = if b.rng.chance(50) {
+                    pool[b.rng.range(0, pool.len() as u64) as usize].address()
+                } else {
+                    b.address()
+                };
+                b.send(&sender, TxKind::Call(to), value, Bytes::new(), TRANSFER_GAS, Success);
+            }
+            1 => {
+                let to = TxKind::Call(b.address());
+                b.send_legacy(&sender, to, value, Bytes::new(), TRANSFER_GAS, Success);
+            }
+            2 => {
+                // Only pool wallets hold WETH; `value` is far below their balance.
+                let from = pool[b.rng.range(0, pool.len() as u64) as usize].clone();
+                let input = c::erc20_transfer(b.address(), value);
+                b.send(&from, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+            }
+            3 => {
+                // More than any balance: WETH9's `require` reverts.
+                let input = c::erc20_transfer(b.address(), ether(1_000_000_000));
+                call(&mut b, token, input, ERC20_GAS, Revert);
+            }
+            4 => {
+                let address = b.create(&sender, counter_init.clone(), U256::ZERO, 150_000, Success);
+                created.push(address);
+            }
+            5 => {
+                // Created and destroyed in one transaction: the account is deleted.
+                b.create(&sender, suicide_init.clone(), value, 150_000, Success);
+            }
+            6 => call(&mut b, factory, counter_init.clone(), 200_000, Success),
+            7 => call(&mut b, factory, suicide_init.clone(), 200_000, Success),
+            8 => call(&mut b, old_suicide, Bytes::new(), SMALL_CALL_GAS, Success),
+            9 => call(&mut b, reverter, Bytes::new(), SMALL_CALL_GAS, Revert),
+            10 => {
+                let target = if b.rng.chance(50) { looper } else { invalid };
+                call(&mut b, target, Bytes::new(), 50_000, Halt);
+            }
+            11 => call(&mut b, counter, Bytes::new(), SMALL_CALL_GAS, Success),
+            12 => call(&mut b, probe, Bytes::new(), SMALL_CALL_GAS, Success),
+            13 => {
+                // EIP-7702: a fresh EOA delegates to the counter; the transaction calls it.
+                let authority = b.wallet(U256::ZERO);
+                let nonce = b.take_nonce(authority.address());
+                let auth = authority.authorize(CHAIN_ID, counter, nonce);
+                b.send_set_code(
+                    &sender,
+                    authority.address(),
+                    vec![auth],
+                    Bytes::new(),
+                    200_000,
+                    Success,
+                );
+                delegated.push(authority.address());
+            }
+            14 => {
+                let to = pick(&mut b, &delegated).unwrap_or(counter);
+                call(&mut b, to, Bytes::new(), SMALL_CALL_GAS, Success);
+            }
+            15 => {
+                let to = pick(&mut b, &created).unwrap_or(counter);
+                call(&mut b, to, Bytes::new(), SMALL_CALL_GAS, Success);
+            }
+            _ => {
+                // A burst from the first pool wallet: consecutive nonces in a row.
+                let burst = remaining.min(3);
+                for _ in 0..burst {
+                    let to = TxKind::Call(b.address());
+                    b.send(&pool[0], to, value, Bytes::new(), TRANSFER_GAS, Success);
+                }
+                remaining -= burst;
+                continue;
+            }
+        }
+        remaining -= 1;
+    }
+    b.finish("mixed")
+}
+
+fn pick(b: &mut BlockBuilder, from: &[Address]) -> Option<Address> {
+    (!from.is_empty()).then(|| from[b.rng.range(0, from.len() as u64) as usize])
+}
+
+/// A block the oracle must reject: 16 ether transfers from distinct senders where transaction `k`
+/// (returned, drawn from the seed) skips a nonce (it uses 1, its sender's account is at 0).
+/// `expected` describes the other transactions as if the block were valid.
+pub fn with_invalid_tx(seed: u64) -> (Workload, usize) {
+    const N: usize = 16;
+    let mut b = BlockBuilder::new(seed, stream::INVALID, Fork::Cancun);
+    let k = b.rng.range(0, N as u64) as usize;
+    for (i, sender) in b.wallets(N).into_iter().enumerate() {
+        let to = TxKind::Call(b.address());
+        let nonce = u64::from(i == k);
+        let expected: ExpectedOutcome = Success;
+        b.send_with_nonce(&sender, nonce, to, U256::from(1), Bytes::new(), TRANSFER_GAS, expected);
+    }
+    (b.finish("with_invalid_tx"), k)
+}
