@@ -206,7 +206,6 @@ fn trie_account(info: &AccountInfo, storage_root: B256) -> TrieAccount {
         balance: info.balance,
         storage_root,
         code_hash: info.code_hash,
-        ..Default::default()
     }
 }
 
@@ -283,7 +282,7 @@ mod tests {
 
         let mut info = state.basic_ref(a).unwrap().unwrap();
         info.balance = U256::from(11);
-        let mut slots = HashMap::default();
+        let mut slots: HashMap<U256, StorageSlot> = HashMap::default();
         slots.insert(U256::from(1), StorageSlot::new_changed(U256::from(7), U256::ZERO));
         slots.insert(U256::from(2), StorageSlot::new_changed(U256::ZERO, U256::from(3)));
         let mut bundle = BundleState::default();

@@ -222,3 +222,20 @@ fn empty_blocks_and_fill() {
     assert!(full.gas_needed() <= 10_000_000 && full.transactions.len() >= 50);
     run(&full);
 }
+
+#[test]
+#[ignore = "slow: a full gigagas block per generator"]
+fn gigagas_blocks_execute() {
+    for (name, _) in GENERATORS {
+        let start = std::time::Instant::now();
+        let workload = fill(name, 1, GIGAGAS).unwrap();
+        let built = start.elapsed();
+        let output = run(&workload);
+        eprintln!(
+            "{name}: {} txs, built in {built:?}, {} gas used, total {:?}",
+            workload.transactions.len(),
+            output.gas_used,
+            start.elapsed()
+        );
+    }
+}

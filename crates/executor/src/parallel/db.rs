@@ -46,10 +46,13 @@ pub(crate) enum MvValue {
 /// The block's multi-version memory: balance credits are the deltas.
 pub(crate) type BlockMemory = MvMemory<Location, MvValue, U256>;
 
+/// An account as the overlay holds it: info and the storage slots it knows.
+type OverlayAccount = (AccountInfo, HashMap<U256, U256>);
+
 /// What the block's pre-execution changes (system calls, DAO fork) left, read before the parent.
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
-    accounts: HashMap<Address, Option<(AccountInfo, HashMap<U256, U256>)>>,
+    accounts: HashMap<Address, Option<OverlayAccount>>,
     contracts: HashMap<B256, Bytecode>,
 }
 

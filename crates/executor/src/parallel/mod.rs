@@ -226,7 +226,7 @@ where
                 writes.write(Location::StorageEpoch(*address), MvValue::Epoch);
             }
             let exists =
-                !account.is_selfdestructed() && !(self.rules.state_clear && account.is_empty());
+                !(account.is_selfdestructed() || self.rules.state_clear && account.is_empty());
             let mut info = exists.then(|| account.info.clone());
             if *address == self.beneficiary {
                 credited = true;
