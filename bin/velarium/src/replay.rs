@@ -4,7 +4,7 @@
 use crate::{blocktest::extract_archive, EngineArgs};
 use eyre::bail;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
-use velarium_executor::Engine;
+use velarium_executor::{Engine, ParallelStats};
 use velarium_replay::{
     check_against_oracle, list_block_dirs, load_block, mainnet_spec, replay_block, ReplayError,
 };
@@ -17,7 +17,8 @@ pub(crate) struct Args {
     /// Print one JSON object per block per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Execute each block this many times and report the fastest run (every run is verified).
+    /// Execute each block this many times and report the median run (every run is verified;
+    /// for a parallel engine the oracle runs interleaved, giving a side-by-side speedup).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
     /// Where `.tar.xz` archives are extracted.
@@ -35,8 +36,18 @@ struct Report {
     txs: Option<usize>,
     gas: Option<u64>,
     result: Result<(), String>,
+    /// Median execution time of the engine.
     time: Option<Duration>,
+    /// Median execution time of the oracle, run interleaved (parallel engines only).
+    oracle_time: Option<Duration>,
+    stats: Option<ParallelStats>,
     unrewarded_ommers: usize,
+}
+
+/// The median of `times` (upper median for an even count).
+fn median(times: &mut [Duration]) -> Option<Duration> {
+    times.sort();
+    times.get(times.len() / 2).copied()
 }
 
 /// Loads, replays (`repeat` times) and, for a non-sequential engine, cross-checks one block.
@@ -49,6 +60,8 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
         gas: None,
         result: Ok(()),
         time: None,
+        oracle_time: None,
+        stats: None,
         unrewarded_ommers: 0,
     };
     let block = match load_block(dir) {
@@ -63,19 +76,24 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
     report.gas = Some(block.header.gas_used);
     report.unrewarded_ommers = block.ommer_hashes.len();
     let spec = mainnet_spec();
-    let mut best: Option<Duration> = None;
+    let (mut times, mut oracle_times) = (Vec::new(), Vec::new());
+    let mut stats = None;
     let mut run = || -> Result<(), ReplayError> {
         for _ in 0..repeat {
             let outcome = replay_block(&block, &spec, engine)?;
-            best = Some(best.map_or(outcome.execution_time, |b| b.min(outcome.execution_time)));
+            times.push(outcome.execution_time);
             if engine != Engine::Sequential {
-                check_against_oracle(&block, &spec, &outcome.output)?;
+                let oracle = check_against_oracle(&block, &spec, &outcome.output)?;
+                oracle_times.push(oracle.execution_time);
+                stats = Some(outcome.stats);
             }
         }
         Ok(())
     };
     report.result = run().map_err(|err| err.to_string());
-    report.time = best;
+    report.time = median(&mut times);
+    report.oracle_time = median(&mut oracle_times);
+    report.stats = stats;
     report
 }
 
@@ -105,10 +123,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
 
     let engine = args.engine.engine();
     if !args.json {
-        println!("{:>10} {:>6} {:>10}  {:>10}  result", "number", "txs", "gas", "time ms");
+        println!(
+            "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  result",
+            "number", "txs", "gas", "time ms", "oracle ms", "speedup", "re-ex"
+        );
     }
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut with_ommers = Vec::new();
+    let mut speedups: Vec<f64> = Vec::new();
     for dir in &dirs {
         let report = replay_dir(dir, engine, args.repeat);
         match report.result {
@@ -119,24 +141,46 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             with_ommers.push(format!("{} ({})", report.number, report.unrewarded_ommers));
         }
         let millis = report.time.map(|t| t.as_secs_f64() * 1e3);
+        let oracle_millis = report.oracle_time.map(|t| t.as_secs_f64() * 1e3);
+        let speedup = millis.zip(oracle_millis).map(|(p, s)| s / p);
+        if let Some(s) = speedup.filter(|s| *s > 0.0) {
+            speedups.push(s);
+        }
+        let re_executions =
+            report.stats.zip(report.txs).map(|(stats, txs)| stats.re_executions(txs));
         if args.json {
+            let stats = report.stats.map(|s| {
+                serde_json::json!({
+                    "threads": s.threads,
+                    "executions": s.executions,
+                    "re_executions": re_executions,
+                    "validations": s.validations,
+                    "aborts": s.aborts,
+                    "suspensions": s.suspensions,
+                })
+            });
             let line = serde_json::json!({
                 "number": report.number.parse::<u64>().ok(),
                 "txs": report.txs,
                 "gas": report.gas,
                 "result": report.result.as_ref().err().map_or("ok", String::as_str),
                 "millis": millis,
-                "stats": null,
+                "oracle_millis": oracle_millis,
+                "speedup": speedup,
+                "stats": stats,
             });
             println!("{line}");
         } else {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
             println!(
-                "{:>10} {:>6} {:>10}  {:>10}  {}",
+                "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  {}",
                 report.number,
                 opt(report.txs.map(|t| t.to_string())),
                 opt(report.gas.map(|g| g.to_string())),
                 opt(millis.map(|m| format!("{m:.3}"))),
+                opt(oracle_millis.map(|m| format!("{m:.3}"))),
+                opt(speedup.map(|s| format!("{s:.2}x"))),
+                opt(re_executions.map(|r| r.to_string())),
                 match &report.result {
                     Ok(()) => "ok".to_string(),
                     Err(err) => format!("FAIL {err}"),
@@ -153,6 +197,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         notes.push(format!(
             "note: ommer rewards not applied (ommer headers unknown) for block(s) {}",
             with_ommers.join(", ")
+        ));
+    }
+    if !speedups.is_empty() {
+        let geomean = (speedups.iter().map(|s| s.ln()).sum::<f64>() / speedups.len() as f64).exp();
+        let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
+        notes.push(format!(
+            "speedup vs oracle (median of {} interleaved runs per block): geometric mean {geomean:.2}x, worst {worst:.2}x",
+            args.repeat
         ));
     }
     for note in notes {

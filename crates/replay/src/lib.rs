@@ -41,7 +41,7 @@ use alloy_hardforks::mainnet::*;
 use std::time::{Duration, Instant};
 use velarium_chain::verify::verify_outputs;
 use velarium_chainspec::{ChainSpec, MAINNET_DEPOSIT_CONTRACT};
-use velarium_executor::{BlockInput, BlockOutput, Engine};
+use velarium_executor::{BlockInput, BlockOutput, Engine, ParallelStats};
 
 /// Ethereum mainnet's rules: fork blocks up to Gray Glacier, the merge at block 15,537,394
 /// (terminal total difficulty 5.875e22), then Shanghai, Cancun and Prague by timestamp.
@@ -91,6 +91,8 @@ pub struct ReplayOutcome {
     pub unrewarded_ommers: usize,
     /// The engine's output.
     pub output: BlockOutput,
+    /// The parallel engine's counters (all zero for the sequential engine).
+    pub stats: ParallelStats,
 }
 
 /// Executes `block` with `engine` and checks the results against its header with
@@ -107,7 +109,7 @@ pub fn replay_block(
         withdrawals: block.withdrawals.as_deref(),
     };
     let started = Instant::now();
-    let output = engine.execute(spec, &block.state, input)?;
+    let (output, stats) = engine.execute_with_stats(spec, &block.state, input)?;
     let execution_time = started.elapsed();
     verify_outputs(spec, &block.header, &output)?;
     Ok(ReplayOutcome {
@@ -117,18 +119,22 @@ pub fn replay_block(
         execution_time,
         unrewarded_ommers: block.ommer_hashes.len(),
         output,
+        stats,
     })
 }
 
 /// Replays `block` with the sequential oracle and checks that `output` equals its output
 /// ([`compare_outputs`]); any difference is an [`ReplayError::OracleMismatch`].
+///
+/// Returns the oracle's run, whose `execution_time` serves as the side-by-side reference.
 pub fn check_against_oracle(
     block: &MainnetBlock,
     spec: &ChainSpec,
     output: &BlockOutput,
-) -> Result<(), ReplayError> {
+) -> Result<ReplayOutcome, ReplayError> {
     let oracle = replay_block(block, spec, Engine::Sequential)?;
-    compare_outputs(output, &oracle.output).map_err(ReplayError::OracleMismatch)
+    compare_outputs(output, &oracle.output).map_err(ReplayError::OracleMismatch)?;
+    Ok(oracle)
 }
 
 #[cfg(test)]

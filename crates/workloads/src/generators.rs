@@ -11,12 +11,17 @@ use alloy_primitives::{Address, Bytes, TxKind, U256};
 
 /// Gas limit of a plain ether transfer.
 const TRANSFER_GAS: u64 = 21_000;
-/// Gas limit of a WETH9 `transfer` (about 30k-52k used).
-const ERC20_GAS: u64 = 80_000;
+/// Gas limit of a WETH9 `transfer` (about 35k-52k used).
+const ERC20_GAS: u64 = 65_000;
 /// Gas limit of a router swap (about 100k-150k used).
-const SWAP_GAS: u64 = 250_000;
-/// Gas limit of a call into a small hand-assembled contract (at most about 50k used).
-const SMALL_CALL_GAS: u64 = 100_000;
+const SWAP_GAS: u64 = 200_000;
+/// Gas limit of a call into a small hand-assembled contract that writes a fresh slot (at most
+/// about 50k used).
+const SMALL_CALL_GAS: u64 = 70_000;
+/// Gas limit of a counter increment (26k used, 43k for the first one).
+const COUNTER_GAS: u64 = 50_000;
+/// Gas limit of the mixed workload's calls (a SELFDESTRUCT creating its heir uses about 54k).
+const MIXED_CALL_GAS: u64 = 100_000;
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
 
@@ -203,7 +208,7 @@ pub fn dependent_chain(seed: u64, n_txs: usize) -> Workload {
     let mut b = BlockBuilder::new(seed, stream::DEPENDENT, Fork::Cancun);
     let counter = b.deploy_new(Bytes::from_static(c::COUNTER));
     for sender in b.wallets(n_txs) {
-        b.send(&sender, TxKind::Call(counter), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+        b.send(&sender, TxKind::Call(counter), U256::ZERO, Bytes::new(), COUNTER_GAS, Success);
     }
     b.finish("dependent_chain")
 }
@@ -230,7 +235,7 @@ pub fn hot_account_30pct(seed: u64, n_txs: usize) -> Workload {
                 );
             } else {
                 let to = TxKind::Call(hot_counter);
-                b.send(&sender, to, U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+                b.send(&sender, to, U256::ZERO, Bytes::new(), COUNTER_GAS, Success);
             }
         } else if b.rng.chance(50) {
             let to = b.address();
@@ -332,14 +337,14 @@ pub fn mixed(seed: u64, n_txs: usize) -> Workload {
             }
             6 => call(&mut b, factory, counter_init.clone(), 200_000, Success),
             7 => call(&mut b, factory, suicide_init.clone(), 200_000, Success),
-            8 => call(&mut b, old_suicide, Bytes::new(), SMALL_CALL_GAS, Success),
-            9 => call(&mut b, reverter, Bytes::new(), SMALL_CALL_GAS, Revert),
+            8 => call(&mut b, old_suicide, Bytes::new(), MIXED_CALL_GAS, Success),
+            9 => call(&mut b, reverter, Bytes::new(), MIXED_CALL_GAS, Revert),
             10 => {
                 let target = if b.rng.chance(50) { looper } else { invalid };
                 call(&mut b, target, Bytes::new(), 50_000, Halt);
             }
-            11 => call(&mut b, counter, Bytes::new(), SMALL_CALL_GAS, Success),
-            12 => call(&mut b, probe, Bytes::new(), SMALL_CALL_GAS, Success),
+            11 => call(&mut b, counter, Bytes::new(), MIXED_CALL_GAS, Success),
+            12 => call(&mut b, probe, Bytes::new(), MIXED_CALL_GAS, Success),
             13 => {
                 // EIP-7702: a fresh EOA delegates to the counter; the transaction calls it.
                 let authority = b.wallet(U256::ZERO);
@@ -357,11 +362,11 @@ pub fn mixed(seed: u64, n_txs: usize) -> Workload {
             }
             14 => {
                 let to = pick(&mut b, &delegated).unwrap_or(counter);
-                call(&mut b, to, Bytes::new(), SMALL_CALL_GAS, Success);
+                call(&mut b, to, Bytes::new(), MIXED_CALL_GAS, Success);
             }
             15 => {
                 let to = pick(&mut b, &created).unwrap_or(counter);
-                call(&mut b, to, Bytes::new(), SMALL_CALL_GAS, Success);
+                call(&mut b, to, Bytes::new(), MIXED_CALL_GAS, Success);
             }
             _ => {
                 // A burst from the first pool wallet: consecutive nonces in a row.

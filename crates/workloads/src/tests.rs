@@ -216,7 +216,7 @@ fn empty_blocks_and_fill() {
     }
     let full = fill("single_pool_swaps", 2, 10_000_000).unwrap();
     assert_eq!(full.header.gas_limit, 10_000_000);
-    assert_eq!(full.transactions.len(), 40);
+    assert_eq!(full.transactions.len(), 50, "10M gas of 200k-gas swaps");
     run(&full);
     let full = fill("mixed", 2, 10_000_000).unwrap();
     assert!(full.gas_needed() <= 10_000_000 && full.transactions.len() >= 50);
