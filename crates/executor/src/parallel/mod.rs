@@ -150,8 +150,13 @@ where
     /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
     fn work(&self) {
         let mut task = None;
+        let mut idle_rounds = 0u32;
         loop {
-            match task.take().unwrap_or_else(|| self.scheduler.next_task()) {
+            let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
+            if !matches!(next, SchedulerTask::Retry) {
+                idle_rounds = 0;
+            }
+            match next {
                 SchedulerTask::Execute(version) => task = self.execute(version),
                 SchedulerTask::Validate(version) => {
                     let txn_idx = version.txn_idx;
@@ -162,7 +167,16 @@ where
                     }
                     task = self.scheduler.finish_validation(txn_idx, aborted);
                 }
-                SchedulerTask::Retry => std::hint::spin_loop(),
+                SchedulerTask::Retry => {
+                    // Nothing to do until another worker finishes: spin briefly, then give the
+                    // core away (on an oversubscribed machine spinning starves that worker).
+                    idle_rounds += 1;
+                    if idle_rounds < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
                 SchedulerTask::Done => break,
             }
         }

@@ -1,0 +1,126 @@
+//! Differential tests: the parallel engine against the sequential oracle on generated blocks.
+//!
+//! Every comparison is exact: receipts (status, cumulative gas, logs, bloom), gas, blob gas,
+//! requests and the full `BundleState` (every account and slot change with original values).
+
+use alloy_primitives::{Address, B256, U256};
+use proptest::prelude::*;
+use revm::{bytecode::Bytecode, state::AccountInfo, DatabaseRef};
+use velarium_executor::{execute_parallel, execute_sequential, BlockOutput};
+use velarium_state::{InMemoryState, StateError};
+use velarium_workloads::{mixed, with_invalid_tx, Workload, GENERATORS};
+
+/// Runs `workload` with the oracle and with the parallel engine at `threads`; asserts equality.
+fn assert_same(workload: &Workload, threads: usize) -> BlockOutput {
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .unwrap_or_else(|e| panic!("{}: oracle failed: {e}", workload.name));
+    let (parallel, stats) =
+        execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+            .unwrap_or_else(|e| panic!("{}: parallel failed: {e}", workload.name));
+    assert_eq!(
+        oracle, parallel,
+        "{} at {threads} threads differs from the oracle ({stats:?})",
+        workload.name
+    );
+    assert!(stats.executions >= workload.transactions.len() as u64);
+    oracle
+}
+
+#[test]
+fn every_generator_matches_the_oracle_at_1_2_4_8_threads() {
+    for (name, generate) in GENERATORS {
+        for seed in [1, 2] {
+            let workload = generate(seed, 120);
+            for threads in [1, 2, 4, 8] {
+                let output = assert_same(&workload, threads);
+                // The generators' expected success/revert pattern holds for the parallel output.
+                for (i, (receipt, expected)) in
+                    output.receipts.iter().zip(&workload.expected).enumerate()
+                {
+                    assert_eq!(receipt.status(), expected.status(), "{name} tx {i}");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random mixes (transfers, tokens, CREATE/CREATE2, SELFDESTRUCT, reverts, out-of-gas, nonce
+    /// chains, hot slots, beneficiary reads, EIP-7702) on random thread counts.
+    #[test]
+    fn mixed_blocks_match_the_oracle(seed in any::<u64>(), n_txs in 1usize..160, threads in 1usize..9) {
+        assert_same(&mixed(seed, n_txs), threads);
+    }
+}
+
+#[test]
+fn the_same_block_twenty_times_is_bit_identical() {
+    let workload = mixed(7, 200);
+    let (first, _) =
+        execute_parallel(&workload.spec, &workload.state, workload.block_input(), 4).unwrap();
+    for _ in 0..20 {
+        let (again, _) =
+            execute_parallel(&workload.spec, &workload.state, workload.block_input(), 4).unwrap();
+        assert_eq!(first, again);
+    }
+    let hot = velarium_workloads::dependent_chain(3, 150);
+    let (first, _) = execute_parallel(&hot.spec, &hot.state, hot.block_input(), 8).unwrap();
+    for _ in 0..20 {
+        assert_eq!(first, execute_parallel(&hot.spec, &hot.state, hot.block_input(), 8).unwrap().0);
+    }
+}
+
+#[test]
+fn an_invalid_transaction_gives_the_oracles_error() {
+    for seed in 0..4 {
+        let (workload, k) = with_invalid_tx(seed);
+        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+            .expect_err("the oracle rejects the block");
+        for threads in [1, 2, 4] {
+            let parallel =
+                execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+                    .expect_err("the parallel engine rejects the block");
+            assert_eq!(oracle.to_string(), parallel.to_string(), "seed {seed}, bad tx {k}");
+        }
+    }
+}
+
+/// A state whose reads of one account panic, as a buggy or failing backend might.
+#[derive(Debug)]
+struct PanickingState {
+    inner: InMemoryState,
+    poisoned: Address,
+}
+
+impl DatabaseRef for PanickingState {
+    type Error = StateError;
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, StateError> {
+        assert!(address != self.poisoned, "backend exploded reading {address}");
+        self.inner.basic_ref(address)
+    }
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, StateError> {
+        self.inner.code_by_hash_ref(code_hash)
+    }
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, StateError> {
+        self.inner.storage_ref(address, index)
+    }
+    fn block_hash_ref(&self, number: u64) -> Result<B256, StateError> {
+        self.inner.block_hash_ref(number)
+    }
+}
+
+#[test]
+fn a_panicking_worker_is_an_error_not_a_hang() {
+    let workload = velarium_workloads::eth_transfers(5, 64);
+    // The recipient of a transaction in the middle of the block.
+    let poisoned = alloy_consensus::Transaction::to(workload.transactions[40].inner())
+        .expect("a transfer has a recipient");
+    let db = PanickingState { inner: workload.state.clone(), poisoned };
+    for threads in [1, 2, 4] {
+        let err = execute_parallel(&workload.spec, &db, workload.block_input(), threads)
+            .expect_err("a panicking read fails the block");
+        assert!(err.to_string().contains("worker panicked"), "{err}");
+    }
+}
