@@ -1,38 +1,88 @@
 #!/usr/bin/env bash
 # Velarium's test command: everything CI runs, from a fresh clone with ../shared beside it.
 #   1. unit, property and integration tests of every crate (cargo nextest, or cargo test);
-#   2. import of both shipped chains, verifying every block (state root included);
-#   3. Ethereum's blockchain conformance fixtures (EEST stable v5.4.0 + ethereum/tests v14.1).
+#   2. import of both shipped chains, verifying every block (state root included), with the
+#      sequential oracle and the parallel engine;
+#   3. the real mainnet blocks, parallel engine checked against the oracle;
+#   4. Ethereum's blockchain conformance fixtures (EEST stable v5.4.0 + ethereum/tests v14.1)
+#      through the oracle, then through the parallel engine at 1, 2, 4 and 8 threads.
+# Every step runs even if an earlier one fails; the exit code is non-zero if any failed.
 # Needs: a Rust toolchain, tar and xz (Debian: xz-utils). Set VELARIUM_SHARED to move ../shared.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 shared="${VELARIUM_SHARED:-../shared}"
 fixtures="$shared/fixtures"
 [ -d "$fixtures" ] || { echo "error: $fixtures not found (set VELARIUM_SHARED)" >&2; exit 2; }
 if ! command -v xz >/dev/null 2>&1; then
   echo "installing xz-utils (needed to unpack the fixture archives)"
-  (apt-get update -qq && apt-get install -y -qq xz-utils) >/dev/null
+  (apt-get update -qq && apt-get install -y -qq xz-utils) >/dev/null || true
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Unpack the fixture archives once under target/fixtures (never into ../shared); the tests that
+# read them fail, rather than skip, when VELARIUM_REQUIRE_FIXTURES is set.
+unpacked=target/fixtures
+if [ ! -f "$unpacked/.complete" ]; then
+  echo "unpacking fixtures into $unpacked"
+  rm -rf "$unpacked" && mkdir -p "$unpacked"
+  for archive in eest-stable-v5.4.0-blockchain_tests.tar.xz ethereum-tests-v14.1-BlockchainTests.tar.xz \
+    mainnet-blocks/mainnet-blocks.tar.xz; do
+    tar xJf "$fixtures/$archive" -C "$unpacked" || { echo "cannot unpack $archive" >&2; exit 1; }
+  done
+  touch "$unpacked/.complete"
+fi
+export VELARIUM_REQUIRE_FIXTURES=1
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1
+  shift
+  echo
+  echo "== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "-- $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "-- $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+if ! cargo build --release --locked --workspace --all-targets; then
+  echo "build failed"
+  exit 1
 fi
 
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-echo "== build"
-cargo build --release --locked --workspace --all-targets
-
-echo "== unit, property and integration tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --release --locked --workspace --no-fail-fast
+  step "unit, property and integration tests" \
+    cargo nextest run --release --locked --workspace --no-fail-fast
 else
-  cargo test --release --locked --workspace --no-fail-fast
+  step "unit, property and integration tests" \
+    cargo test --release --locked --workspace --no-fail-fast
 fi
 
 velarium=target/release/velarium
-echo "== chain import"
+eest="$unpacked/blockchain_tests"
+legacy="$unpacked/BlockchainTests"
 for chain in geth-devp2p execution-apis; do
-  "$velarium" import --progress 200 --genesis "$fixtures/chains/$chain/genesis.json" \
-    "$fixtures/chains/$chain/chain.rlp"
+  for engine in sequential parallel; do
+    step "import $chain ($engine)" "$velarium" import --engine "$engine" --progress 200 \
+      --genesis "$fixtures/chains/$chain/genesis.json" "$fixtures/chains/$chain/chain.rlp"
+  done
+done
+step "mainnet blocks (parallel vs oracle)" "$velarium" replay --engine parallel --threads 2 \
+  "$unpacked/mainnet-blocks"
+step "conformance: sequential oracle" "$velarium" blocktest --engine sequential "$eest" "$legacy"
+for threads in 1 2 4 8; do
+  step "conformance: parallel engine, $threads threads" \
+    "$velarium" blocktest --engine parallel --threads "$threads" "$eest" "$legacy"
 done
 
-echo "== conformance fixtures"
-"$velarium" blocktest \
-  "$fixtures/eest-stable-v5.4.0-blockchain_tests.tar.xz" \
-  "$fixtures/ethereum-tests-v14.1-BlockchainTests.tar.xz"
+echo
+for name in "${failures[@]}"; do echo "failed step: $name"; done
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -148,6 +148,12 @@ mod tests {
         let dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/mainnet-blocks");
         if list_block_dirs(&dir).is_empty() {
+            // The test script extracts them and sets this: then their absence is a failure.
+            assert!(
+                std::env::var_os("VELARIUM_REQUIRE_FIXTURES").is_none(),
+                "no mainnet blocks under {}",
+                dir.display()
+            );
             eprintln!("skipping: no mainnet blocks under {}", dir.display());
             return None;
         }

@@ -219,6 +219,12 @@ fn blockchain_tests_pre_execution() {
         return run_files(&files);
     }
     if !root.is_dir() {
+        // The test script extracts them and sets this: then their absence is a failure.
+        assert!(
+            std::env::var_os("VELARIUM_REQUIRE_FIXTURES").is_none(),
+            "{} is absent",
+            root.display()
+        );
         eprintln!(
             "skipping: {} is absent (extract ../shared/fixtures/ethereum-tests-v14.1-BlockchainTests.tar.xz \
              under target/fixtures)",

@@ -133,9 +133,52 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) read_set: ReadSet<Location>,
     /// Set when a read met an ESTIMATE; the incarnation must then wait, whatever revm returned.
     pub(crate) blocked_on: Option<TxnIndex>,
+    /// Per account, the transaction that last wiped its storage, as read (once) by this
+    /// incarnation: every slot read of the account needs it.
+    pub(crate) epochs: HashMap<Address, Option<TxnIndex>>,
 }
 
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
+    /// A database for the incarnations a worker executes.
+    pub(crate) fn new(
+        memory: &'a BlockMemory,
+        overlay: &'a Overlay,
+        base: &'a DB,
+        rules: DeltaRules,
+    ) -> Self {
+        Self {
+            txn_idx: 0,
+            memory,
+            overlay,
+            base,
+            rules,
+            read_set: ReadSet::default(),
+            blocked_on: None,
+            epochs: HashMap::default(),
+        }
+    }
+
+    /// Prepares for a new incarnation of `txn_idx`.
+    pub(crate) fn reset(&mut self, txn_idx: TxnIndex) {
+        self.txn_idx = txn_idx;
+        self.read_set = ReadSet::default();
+        self.blocked_on = None;
+        self.epochs.clear();
+    }
+
+    /// The last wipe of `address`'s storage below this transaction, read once per incarnation.
+    fn epoch(&mut self, address: Address) -> Result<Option<TxnIndex>, TxDbError> {
+        if let Some(epoch) = self.epochs.get(&address) {
+            return Ok(*epoch);
+        }
+        let epoch = match self.read(Location::StorageEpoch(address))? {
+            ReadResult::Value { version, .. } => Some(version.txn_idx),
+            _ => None,
+        };
+        self.epochs.insert(address, epoch);
+        Ok(epoch)
+    }
+
     fn base_err(e: DB::Error) -> TxDbError
     where
         DB::Error: std::fmt::Display,
@@ -222,11 +265,7 @@ where
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
         let slot = self.read(Location::Storage(address, index))?;
-        let epoch = self.read(Location::StorageEpoch(address))?;
-        let epoch_txn = match &epoch {
-            ReadResult::Value { version, .. } => Some(version.txn_idx),
-            _ => None,
-        };
+        let epoch_txn = self.epoch(address)?;
         match slot {
             ReadResult::Value { version, value: MvValue::Storage(value), .. } => {
                 // A wipe by a later transaction than the last write hides the write.

@@ -148,7 +148,15 @@ where
     DB::Error: std::fmt::Display,
 {
     /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
+    ///
+    /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
     fn work(&self) {
+        let db = TxDb::new(self.memory, self.overlay, self.base, self.rules);
+        let mut evm = Context::mainnet()
+            .with_db(db)
+            .with_cfg(self.cfg.clone())
+            .with_block(self.block_env.clone())
+            .build_mainnet();
         let mut task = None;
         let mut idle_rounds = 0u32;
         loop {
@@ -157,7 +165,7 @@ where
                 idle_rounds = 0;
             }
             match next {
-                SchedulerTask::Execute(version) => task = self.execute(version),
+                SchedulerTask::Execute(version) => task = self.execute(&mut evm, version),
                 SchedulerTask::Validate(version) => {
                     let txn_idx = version.txn_idx;
                     let aborted = !self.memory.validate_read_set(txn_idx)
@@ -183,27 +191,14 @@ where
     }
 
     /// Executes one incarnation; returns the follow-up task, if any.
-    fn execute(&self, version: Version) -> Option<SchedulerTask> {
+    fn execute(&self, evm: &mut TxEvm<'_, DB>, version: Version) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         loop {
-            let db = TxDb {
-                txn_idx,
-                memory: self.memory,
-                overlay: self.overlay,
-                base: self.base,
-                rules: self.rules,
-                read_set: Default::default(),
-                blocked_on: None,
-            };
-            let ctx = Context::mainnet()
-                .with_db(db)
-                .with_cfg(self.cfg.clone())
-                .with_block(self.block_env.clone())
-                .with_tx(self.tx_envs[txn_idx as usize].clone());
-            let mut evm = ctx.build_mainnet();
+            evm.ctx().journaled_state.database.reset(txn_idx);
+            evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
             let mut handler =
                 LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
-            let result = handler.run(&mut evm);
+            let result = handler.run(evm);
             let state = evm.ctx().journal_mut().finalize();
             let db = &mut evm.ctx().journaled_state.database;
             if let Some(blocking) = db.blocked_on {
