@@ -35,7 +35,7 @@ pub(crate) struct Args {
 }
 
 /// Extracts `archive` under `cache_dir` once (a marker file records a complete extraction).
-pub(crate) fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
+fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
     let name = archive
         .file_name()
         .and_then(|n| n.to_str())
@@ -68,17 +68,22 @@ pub(crate) fn extract_archive(archive: &Path, cache_dir: &Path) -> eyre::Result<
     Ok(dest)
 }
 
+/// A command-line input path: an archive (extracted once into `cache_dir`) or an existing path.
+pub(crate) fn resolve_input(path: &Path, cache_dir: &Path) -> eyre::Result<PathBuf> {
+    if path.to_string_lossy().ends_with(".tar.xz") {
+        extract_archive(path, cache_dir)
+    } else if path.exists() {
+        Ok(path.to_path_buf())
+    } else {
+        bail!("{}: no such file or directory", path.display())
+    }
+}
+
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let skips = SkipList::load(&args.skips).map_err(|e| eyre!(e))?;
     let mut files = Vec::new();
     for path in &args.paths {
-        let root = if path.to_string_lossy().ends_with(".tar.xz") {
-            extract_archive(path, &args.cache_dir)?
-        } else if path.exists() {
-            path.clone()
-        } else {
-            bail!("{}: no such file or directory", path.display());
-        };
+        let root = resolve_input(path, &args.cache_dir)?;
         let found = collect_files(&root).wrap_err_with(|| format!("reading {}", root.display()))?;
         if found.is_empty() {
             bail!("{}: no .json fixture files found", path.display());

@@ -1,7 +1,7 @@
 //! `velarium replay`: execute real mainnet blocks on their partial pre-states and check them
 //! against their headers (and, for a non-sequential engine, against the sequential oracle).
 
-use crate::{blocktest::extract_archive, EngineArgs};
+use crate::{blocktest::resolve_input, EngineArgs};
 use eyre::bail;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 use velarium_executor::{Engine, ParallelStats};
@@ -103,13 +103,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     let mut dirs = Vec::new();
     for path in &args.paths {
-        let root = if path.to_string_lossy().ends_with(".tar.xz") {
-            extract_archive(path, &args.cache_dir)?
-        } else if path.exists() {
-            path.clone()
-        } else {
-            bail!("{}: no such file or directory", path.display());
-        };
+        let root = resolve_input(path, &args.cache_dir)?;
         // An archive holds one top-level `mainnet-blocks/` folder.
         let mut found = list_block_dirs(&root);
         if found.is_empty() {

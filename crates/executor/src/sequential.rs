@@ -122,6 +122,20 @@ pub fn evm_env(spec: &ChainSpec, header: &alloy_consensus::Header) -> EvmEnv {
     env
 }
 
+/// alloy-evm's block context for `block`.
+pub(crate) fn execution_ctx<'a>(block: BlockInput<'a>) -> EthBlockExecutionCtx<'a> {
+    let header = block.header;
+    EthBlockExecutionCtx {
+        parent_hash: header.parent_hash,
+        parent_beacon_block_root: header.parent_beacon_block_root,
+        ommers: block.ommers,
+        withdrawals: block.withdrawals.map(Cow::Borrowed),
+        extra_data: header.extra_data.clone(),
+        tx_count_hint: Some(block.transactions.len()),
+        slot_number: None,
+    }
+}
+
 /// Executes a block sequentially on top of `db` (the parent's state).
 ///
 /// Returns the receipts, gas, requests and state changes; `db` itself is never written.
@@ -136,15 +150,7 @@ where
 {
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
     let header = block.header;
-    let ctx = EthBlockExecutionCtx {
-        parent_hash: header.parent_hash,
-        parent_beacon_block_root: header.parent_beacon_block_root,
-        ommers: block.ommers,
-        withdrawals: block.withdrawals.map(Cow::Borrowed),
-        extra_data: header.extra_data.clone(),
-        tx_count_hint: Some(block.transactions.len()),
-        slot_number: None,
-    };
+    let ctx = execution_ctx(block);
     let result = {
         let evm = EthEvmFactory::default().create_evm(&mut state, evm_env(spec, header));
         let mut executor =

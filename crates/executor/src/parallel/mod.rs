@@ -26,13 +26,13 @@
 mod db;
 
 use crate::{
-    sequential::{apply_dao_fork, check_system_contracts, evm_env, AlloySpec},
+    sequential::{apply_dao_fork, check_system_contracts, evm_env, execution_ctx, AlloySpec},
     BlockInput, BlockOutput, ExecutionError, RecoveredTx,
 };
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, Transaction, TxType};
 use alloy_evm::{
     block::{BlockExecutionError, BlockExecutor, BlockValidationError},
-    eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutionCtx, EthBlockExecutor},
+    eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutor},
     EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
 };
 use alloy_primitives::{Address, U256};
@@ -50,7 +50,7 @@ use revm::{
     state::EvmState,
     DatabaseCommit, DatabaseRef, Journal,
 };
-use std::{borrow::Cow, cell::Cell, sync::Mutex};
+use std::{cell::Cell, sync::Mutex};
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
 use velarium_mvmemory::WriteSet;
 use velarium_primitives::Version;
@@ -302,15 +302,7 @@ where
     let env: EvmEnv = evm_env(spec, header);
     let spec_id = env.cfg_env.spec;
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
-    let ctx = EthBlockExecutionCtx {
-        parent_hash: header.parent_hash,
-        parent_beacon_block_root: header.parent_beacon_block_root,
-        ommers: block.ommers,
-        withdrawals: block.withdrawals.map(Cow::Borrowed),
-        extra_data: header.extra_data.clone(),
-        tx_count_hint: Some(block.transactions.len()),
-        slot_number: None,
-    };
+    let ctx = execution_ctx(block);
     let mut stats = ParallelStats { threads, ..Default::default() };
     let result = {
         let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
