@@ -320,6 +320,11 @@ where
         // Phase 2: commit in order, exactly as the sequential executor does.
         let beneficiary = header.beneficiary;
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
+        // Fee credits are batched: a run of positive credits ends in the same beneficiary state
+        // as crediting them one by one, as long as it is flushed before a transaction that
+        // writes the beneficiary itself. A zero credit is applied alone, in place: touching an
+        // empty beneficiary has its own EIP-161 effect.
+        let mut pending: Option<U256> = None;
         for (tx, outcome) in txs.iter().zip(outcomes) {
             let available = header.gas_limit - executor.cumulative_tx_gas_used;
             let mut max_tx_gas = tx.gas_limit();
@@ -360,8 +365,21 @@ where
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
             let state = executor.evm_mut().db_mut();
+            let touches_beneficiary = changes.get(&beneficiary).is_some_and(|a| a.is_touched());
+            if touches_beneficiary || outcome.fee.is_zero() {
+                if let Some(sum) = pending.take() {
+                    credit_beneficiary(state, spec_id, beneficiary, sum)?;
+                }
+            }
             state.commit(changes);
-            credit_beneficiary(state, spec_id, beneficiary, outcome.fee)?;
+            if outcome.fee.is_zero() {
+                credit_beneficiary(state, spec_id, beneficiary, U256::ZERO)?;
+            } else {
+                pending = Some(pending.unwrap_or_default() + outcome.fee);
+            }
+        }
+        if let Some(sum) = pending {
+            credit_beneficiary(executor.evm_mut().db_mut(), spec_id, beneficiary, sum)?;
         }
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         executor.finish()?.1
