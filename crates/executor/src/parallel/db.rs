@@ -44,7 +44,8 @@ pub(crate) enum MvValue {
 }
 
 /// The block's multi-version memory: balance credits are the deltas.
-pub(crate) type BlockMemory = MvMemory<Location, MvValue, U256>;
+pub(crate) type BlockMemory =
+    MvMemory<Location, MvValue, U256, alloy_primitives::map::DefaultHashBuilder>;
 
 /// An account as the overlay holds it: info and the storage slots it knows.
 type OverlayAccount = (AccountInfo, HashMap<U256, U256>);

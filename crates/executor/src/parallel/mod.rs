@@ -413,7 +413,7 @@ where
     }
     let tx_envs: Vec<TxEnv> =
         txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
-    let memory = BlockMemory::new(txs.len());
+    let memory = BlockMemory::with_hasher(txs.len(), Default::default());
     let scheduler = Scheduler::new(txs.len());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
     let shared = Shared {
