@@ -2,6 +2,7 @@
 //! conflict-free blocks, to measure the sequential threshold for small blocks.
 //!
 //! `cargo bench -p velarium-workloads --bench small_blocks`
+#![expect(missing_docs, reason = "criterion macros generate undocumented items")]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
