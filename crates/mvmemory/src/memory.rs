@@ -175,6 +175,19 @@ where
         let Some(cell) = self.cell(key) else {
             return origin.base == ReadBase::Storage && origin.deltas.is_empty();
         };
+        if origin.ignore_deltas {
+            let entries = lock(&cell);
+            for (&idx, entry) in entries.range(..txn_idx).rev() {
+                match entry {
+                    Entry::Estimate => return false,
+                    Entry::Delta { .. } => {}
+                    Entry::Data { incarnation, .. } => {
+                        return origin.base == ReadBase::Version(Version::new(idx, *incarnation));
+                    }
+                }
+            }
+            return origin.base == ReadBase::Storage;
+        }
         let entries = lock(&cell);
         // Walk down, matching the recorded deltas from the highest one.
         let mut expected_deltas = origin.deltas.iter().rev();

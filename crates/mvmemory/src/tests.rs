@@ -93,7 +93,8 @@ fn deltas_accumulate_on_storage_and_on_data() {
         ReadOrigin::from_read_result(&result),
         Some(ReadOrigin {
             base: ReadBase::Version(Version::new(2, 0)),
-            deltas: vec![Version::new(3, 2)]
+            deltas: vec![Version::new(3, 2)],
+            ignore_deltas: false,
         })
     );
     assert_eq!(
@@ -393,4 +394,25 @@ proptest! {
             prop_assert_eq!(finals.clone(), expected);
         }
     }
+}
+
+#[test]
+fn reads_ignoring_deltas_survive_new_credits_but_not_new_values() {
+    let mem = Mem::new(8);
+    // Txn 5 reads key 7 caring only about the full value (storage here).
+    let read = origin(&mem, 7, 5).without_deltas();
+    mem.record(Version::new(5, 0), ReadSet::from(vec![(7, read.clone())]), WriteSet::new());
+    // A credit below it does not invalidate that read; a full value does.
+    mem.record(Version::new(2, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Delta(4))]));
+    assert!(mem.validate_read_set(5));
+    mem.record(Version::new(3, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Value(9))]));
+    assert!(!mem.validate_read_set(5));
+    // Re-read on top of the value: new credits below still do not matter, an estimate does.
+    let read = origin(&mem, 7, 5).without_deltas();
+    mem.record(Version::new(5, 1), ReadSet::from(vec![(7, read)]), WriteSet::new());
+    assert!(mem.validate_read_set(5));
+    mem.record(Version::new(4, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Delta(1))]));
+    assert!(mem.validate_read_set(5));
+    mem.convert_writes_to_estimates(4);
+    assert!(!mem.validate_read_set(5));
 }

@@ -75,17 +75,21 @@ pub struct ReadOrigin {
     pub base: ReadBase,
     /// Versions of the deltas applied on top of `base`, in ascending transaction order.
     pub deltas: Vec<Version>,
+    /// The reader used only the full value, not the deltas on top of it (e.g. an account's
+    /// code and nonce, not its balance): validation then ignores deltas written below it, so
+    /// commutative credits do not invalidate such a read. An `Estimate` still does.
+    pub ignore_deltas: bool,
 }
 
 impl ReadOrigin {
     /// Origin of a read served by base storage with no delta.
     pub const fn storage() -> Self {
-        Self { base: ReadBase::Storage, deltas: Vec::new() }
+        Self { base: ReadBase::Storage, deltas: Vec::new(), ignore_deltas: false }
     }
 
     /// Origin of a read of the full value written by `version`, with no delta.
     pub const fn version(version: Version) -> Self {
-        Self { base: ReadBase::Version(version), deltas: Vec::new() }
+        Self { base: ReadBase::Version(version), deltas: Vec::new(), ignore_deltas: false }
     }
 
     /// Builds the origin of a read result; `None` for [`ReadResult::Dependency`], which is not a
@@ -95,13 +99,20 @@ impl ReadOrigin {
             ReadResult::Value { version, deltas, .. } => Some(Self {
                 base: ReadBase::Version(*version),
                 deltas: deltas.iter().map(|(v, _)| *v).collect(),
+                ignore_deltas: false,
             }),
             ReadResult::NotFound { deltas } => Some(Self {
                 base: ReadBase::Storage,
                 deltas: deltas.iter().map(|(v, _)| *v).collect(),
+                ignore_deltas: false,
             }),
             ReadResult::Dependency { .. } => None,
         }
+    }
+
+    /// This origin, keeping only where the full value came from (see [`Self::ignore_deltas`]).
+    pub fn without_deltas(self) -> Self {
+        Self { base: self.base, deltas: Vec::new(), ignore_deltas: true }
     }
 }
 

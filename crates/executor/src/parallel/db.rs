@@ -89,6 +89,11 @@ pub(crate) enum TxDbError {
 
 impl DBErrorMarker for TxDbError {}
 
+/// The origin of a completed read.
+fn result_origin(result: &ReadResult<MvValue, U256>) -> ReadOrigin {
+    ReadOrigin::from_read_result(result).unwrap_or_else(ReadOrigin::storage)
+}
+
 /// How a balance delta applies to an account that does not exist: from Spurious Dragon on, a
 /// zero credit leaves it non-existent (EIP-161); before, the touch creates an empty account.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +142,12 @@ pub(crate) struct TxDb<'a, DB> {
     /// Per account, the transaction that last wiped its storage, as read (once) by this
     /// incarnation: every slot read of the account needs it.
     pub(crate) epochs: HashMap<Address, Option<TxnIndex>>,
+    /// The recipient of a plain value transfer that may be credited lazily (see
+    /// [`TxDb::basic`]), set per incarnation by the engine.
+    pub(crate) lazy_candidate: Option<Address>,
+    /// Set when the candidate turned out to have no code and was served a zero placeholder
+    /// balance: its credit must then be written as a delta, and patched in at commit.
+    pub(crate) lazy_recipient: Option<Address>,
 }
 
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
@@ -156,15 +167,48 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             read_set: ReadSet::default(),
             blocked_on: None,
             epochs: HashMap::default(),
+            lazy_candidate: None,
+            lazy_recipient: None,
         }
     }
 
     /// Prepares for a new incarnation of `txn_idx`.
-    pub(crate) fn reset(&mut self, txn_idx: TxnIndex) {
+    pub(crate) fn reset(&mut self, txn_idx: TxnIndex, lazy_candidate: Option<Address>) {
         self.txn_idx = txn_idx;
         self.read_set = ReadSet::default();
         self.blocked_on = None;
         self.epochs.clear();
+        self.lazy_candidate = lazy_candidate;
+        self.lazy_recipient = None;
+    }
+
+    /// The lazy-credit path of [`Database::basic`] for the recipient of a plain transfer: if the
+    /// account (ignoring pending credits) has no code, nothing in the transaction can observe
+    /// its balance, so it gets a zero placeholder and the read depends only on the account's
+    /// last full value (nonce and code), not on the credits other transactions make to it.
+    fn lazy_basic(&mut self, address: Address) -> Result<Option<Option<AccountInfo>>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        let result = self.memory.read(&Location::Account(address), self.txn_idx);
+        let (info, origin) = match &result {
+            ReadResult::Dependency { blocking_txn_idx } => {
+                self.blocked_on = Some(*blocking_txn_idx);
+                return Err(TxDbError::Blocked(*blocking_txn_idx));
+            }
+            ReadResult::Value { value: MvValue::Account(info), .. } => {
+                (info.clone(), result_origin(&result))
+            }
+            ReadResult::NotFound { .. } => (self.base_account(address)?, result_origin(&result)),
+            _ => return Ok(None),
+        };
+        if info.as_ref().is_some_and(|i| i.code_hash != KECCAK_EMPTY) {
+            return Ok(None);
+        }
+        self.read_set.push(Location::Account(address), origin.without_deltas());
+        self.lazy_recipient = Some(address);
+        let nonce = info.map_or(0, |i| i.nonce);
+        Ok(Some(Some(AccountInfo { nonce, ..Default::default() })))
     }
 
     /// The last wipe of `address`'s storage below this transaction, read once per incarnation.
@@ -234,6 +278,11 @@ where
     type Error = TxDbError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if self.lazy_candidate == Some(address) {
+            if let Some(placeholder) = self.lazy_basic(address)? {
+                return Ok(placeholder);
+            }
+        }
         let mut info = match self.read(Location::Account(address))? {
             ReadResult::Value { value: MvValue::Account(info), deltas, .. } => {
                 self.rules.apply(info, &deltas)

@@ -84,6 +84,9 @@ struct TxOutcome {
     result: Result<(ExecutionResult<HaltReason>, EvmState), EVMError<TxDbError>>,
     /// Fee owed to the beneficiary (not applied by the EVM).
     fee: U256,
+    /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
+    /// its account in the state diff holds only the credit, to be rebased at commit.
+    lazy_recipient: Option<Address>,
 }
 
 /// The revm EVM of one incarnation.
@@ -137,6 +140,8 @@ struct Shared<'a, DB> {
     cfg: &'a CfgEnv,
     block_env: &'a BlockEnv,
     tx_envs: &'a [TxEnv],
+    /// Per transaction, the recipient that may be credited lazily (plain value transfers).
+    lazy_candidates: &'a [Option<Address>],
     beneficiary: Address,
     rules: DeltaRules,
     outcomes: &'a [Mutex<Option<TxOutcome>>],
@@ -194,7 +199,10 @@ where
     fn execute(&self, evm: &mut TxEvm<'_, DB>, version: Version) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         loop {
-            evm.ctx().journaled_state.database.reset(txn_idx);
+            evm.ctx()
+                .journaled_state
+                .database
+                .reset(txn_idx, self.lazy_candidates[txn_idx as usize]);
             evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
             let mut handler =
                 LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
@@ -210,24 +218,37 @@ where
                 continue;
             }
             let read_set = std::mem::take(&mut db.read_set);
+            let lazy_recipient = db.lazy_recipient;
             let fee = handler.fee.get();
             let write_set = match &result {
-                Ok(_) => self.write_set(&state, fee),
+                Ok(_) => self.write_set(&state, fee, lazy_recipient),
                 Err(_) => WriteSet::new(),
             };
             let wrote_new = self.memory.record(version, read_set, write_set);
             *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome { result: result.map(|r| (r, state)), fee });
+                Some(TxOutcome { result: result.map(|r| (r, state)), fee, lazy_recipient });
             return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
         }
     }
 
     /// The locations a transaction's state diff writes, as the next transactions must see them.
-    fn write_set(&self, state: &EvmState, fee: U256) -> WriteSet<Location, MvValue, U256> {
+    fn write_set(
+        &self,
+        state: &EvmState,
+        fee: U256,
+        lazy_recipient: Option<Address>,
+    ) -> WriteSet<Location, MvValue, U256> {
         let mut writes = WriteSet::new();
         let mut credited = false;
         for (address, account) in state {
             if !account.is_touched() {
+                continue;
+            }
+            if Some(*address) == lazy_recipient {
+                // Placeholder balance 0: what it holds now is exactly the credit.
+                if !account.info.balance.is_zero() {
+                    writes.delta(Location::Account(*address), account.info.balance);
+                }
                 continue;
             }
             let wiped = account.is_created() || account.is_selfdestructed();
@@ -259,6 +280,50 @@ where
         }
         writes
     }
+}
+
+/// The recipient of `tx` if it is a plain value transfer whose credit may be lazy: a call with
+/// value and no input, to another account than the sender and the beneficiary, outside the
+/// precompile range, and not an EIP-7702 transaction (whose authorizations may give the
+/// recipient code). Whether the recipient has code is only known when it is read.
+fn lazy_transfer_recipient(tx: &RecoveredTx, beneficiary: Address) -> Option<Address> {
+    let to = tx.inner().to()?;
+    let plain = !tx.inner().value().is_zero()
+        && tx.inner().input().is_empty()
+        && tx.inner().authorization_list().is_none_or(|list| list.is_empty())
+        && to != tx.signer()
+        && to != beneficiary
+        && to.0[..18].iter().any(|b| *b != 0);
+    plain.then_some(to)
+}
+
+/// Rebases a lazily credited recipient in a transaction's state diff: the worker saw a zero
+/// placeholder balance, so the diff holds only the credit; the account is rebuilt from the
+/// commit state exactly as revm's journal would have loaded and credited it.
+fn rebase_lazy_recipient<DB>(
+    state: &mut State<DB>,
+    changes: &mut EvmState,
+    to: Address,
+) -> Result<(), ExecutionError>
+where
+    DB: revm::Database,
+    DB::Error: std::fmt::Display,
+{
+    let Some(account) = changes.get_mut(&to) else { return Ok(()) };
+    if !account.is_touched() {
+        return Ok(());
+    }
+    let credit = account.info.balance;
+    let current = revm::Database::basic(state, to)
+        .map_err(|e| ExecutionError::Internal(format!("loading {to}: {e}")))?;
+    let mut rebased = match current {
+        Some(info) => revm::state::Account::from(info),
+        None => revm::state::Account::new_not_existing(revm::state::TransactionId::ZERO),
+    };
+    rebased.info.balance += credit;
+    rebased.mark_touch();
+    *account = rebased;
+    Ok(())
 }
 
 /// Credits a transaction's fee to the beneficiary through a revm journal, exactly as revm's
@@ -365,6 +430,10 @@ where
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
             let state = executor.evm_mut().db_mut();
+            let mut changes = changes;
+            if let Some(to) = outcome.lazy_recipient {
+                rebase_lazy_recipient(state, &mut changes, to)?;
+            }
             let touches_beneficiary = changes.get(&beneficiary).is_some_and(|a| a.is_touched());
             if touches_beneficiary || outcome.fee.is_zero() {
                 if let Some(sum) = pending.take() {
@@ -413,6 +482,9 @@ where
     }
     let tx_envs: Vec<TxEnv> =
         txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
+    let beneficiary = env.block_env.beneficiary;
+    let lazy_candidates: Vec<Option<Address>> =
+        txs.iter().map(|tx| lazy_transfer_recipient(tx, beneficiary)).collect();
     let memory = BlockMemory::with_hasher(txs.len(), Default::default());
     let scheduler = Scheduler::new(txs.len());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
@@ -424,7 +496,8 @@ where
         cfg: &env.cfg_env,
         block_env: &env.block_env,
         tx_envs: &tx_envs,
-        beneficiary: env.block_env.beneficiary,
+        lazy_candidates: &lazy_candidates,
+        beneficiary,
         rules: DeltaRules { state_clear: env.cfg_env.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
         outcomes: &outcomes,
     };
