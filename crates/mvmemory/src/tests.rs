@@ -401,7 +401,7 @@ fn reads_ignoring_deltas_survive_new_credits_but_not_new_values() {
     let mem = Mem::new(8);
     // Txn 5 reads key 7 caring only about the full value (storage here).
     let read = origin(&mem, 7, 5).without_deltas();
-    mem.record(Version::new(5, 0), ReadSet::from(vec![(7, read.clone())]), WriteSet::new());
+    mem.record(Version::new(5, 0), ReadSet::from(vec![(7, read)]), WriteSet::new());
     // A credit below it does not invalidate that read; a full value does.
     mem.record(Version::new(2, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Delta(4))]));
     assert!(mem.validate_read_set(5));
