@@ -50,7 +50,10 @@ use revm::{
     state::EvmState,
     DatabaseCommit, DatabaseRef, Journal,
 };
-use std::{cell::Cell, sync::Mutex};
+use std::{
+    cell::Cell,
+    sync::{Arc, Mutex, OnceLock},
+};
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
 use velarium_mvmemory::WriteSet;
 use velarium_primitives::Version;
@@ -501,28 +504,20 @@ where
         rules: DeltaRules { state_clear: env.cfg_env.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
         outcomes: &outcomes,
     };
-    let panics: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.work()))
-                        .map_err(|panic| {
-                            // Stop the others promptly: nobody waits on a dead worker.
-                            scheduler.halt();
-                            panic_message(&panic)
-                        })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok(Ok(())) => None,
-                Ok(Err(msg)) => Some(msg),
-                Err(_) => Some("worker thread failed".to_string()),
-            })
-            .collect()
-    });
+    let pool = worker_pool(threads)?;
+    let panics: Vec<String> = pool
+        .broadcast(|_| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.work())).map_err(
+                |panic| {
+                    // Stop the others promptly: nobody waits on a dead worker.
+                    scheduler.halt();
+                    panic_message(&panic)
+                },
+            )
+        })
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     let counters = scheduler.counters();
     stats.executions = counters.executions;
     stats.validations = counters.validations;
@@ -546,6 +541,29 @@ where
                 .ok_or_else(|| ExecutionError::Internal(format!("transaction {i} has no outcome")))
         })
         .collect()
+}
+
+/// A worker pool and its thread count.
+type PoolEntry = (usize, Arc<rayon::ThreadPool>);
+
+/// The process-wide pool of `threads` Block-STM workers (created on first use, then reused by
+/// every block, so a block pays no thread start-up). Blocks executed concurrently on the same
+/// pool queue for its threads; Block-STM needs no particular number of live workers to finish.
+fn worker_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, ExecutionError> {
+    static POOLS: OnceLock<Mutex<Vec<PoolEntry>>> = OnceLock::new();
+    let threads = threads.max(1);
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("velarium-worker-{i}"))
+        .build()
+        .map_err(|e| ExecutionError::Internal(format!("starting {threads} workers: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.push((threads, Arc::clone(&pool)));
+    Ok(pool)
 }
 
 /// A panic payload's message.
