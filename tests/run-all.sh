@@ -70,16 +70,16 @@ eest="$unpacked/blockchain_tests"
 legacy="$unpacked/BlockchainTests"
 for chain in geth-devp2p execution-apis; do
   for engine in sequential parallel; do
-    step "import $chain ($engine)" "$velarium" import --engine "$engine" --progress 200 \
+    step "import $chain ($engine)" "$velarium" import --engine "$engine" --min-parallel-txs 0 --progress 200 \
       --genesis "$fixtures/chains/$chain/genesis.json" "$fixtures/chains/$chain/chain.rlp"
   done
 done
-step "mainnet blocks (parallel vs oracle)" "$velarium" replay --engine parallel --threads 2 \
+step "mainnet blocks (parallel vs oracle)" "$velarium" replay --engine parallel --threads 2 --min-parallel-txs 0 \
   "$unpacked/mainnet-blocks"
 step "conformance: sequential oracle" "$velarium" blocktest --engine sequential "$eest" "$legacy"
 for threads in 1 2 4 8; do
   step "conformance: parallel engine, $threads threads" \
-    "$velarium" blocktest --engine parallel --threads "$threads" "$eest" "$legacy"
+    "$velarium" blocktest --engine parallel --threads "$threads" --min-parallel-txs 0 "$eest" "$legacy"
 done
 
 echo

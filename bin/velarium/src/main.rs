@@ -31,13 +31,22 @@ struct EngineArgs {
     /// Worker threads of the parallel engine (default: the machine's cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
+    /// Blocks with fewer transactions run sequentially under the parallel engine
+    /// (0 forces Block-STM on every block, as the conformance tests do).
+    #[arg(long, default_value_t = velarium_executor::DEFAULT_PARALLEL_MIN_TXS)]
+    min_parallel_txs: usize,
 }
 
 impl EngineArgs {
     /// The selected engine.
     fn engine(&self) -> Engine {
         let threads = self.threads.map_or_else(default_threads, |t| t as usize);
-        Engine::from_name(&self.engine_name, threads).unwrap_or_default()
+        match Engine::from_name(&self.engine_name, threads).unwrap_or_default() {
+            Engine::Parallel { threads, .. } => {
+                Engine::Parallel { threads, min_txs: self.min_parallel_txs }
+            }
+            Engine::Sequential => Engine::Sequential,
+        }
     }
 }
 
