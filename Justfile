@@ -18,3 +18,11 @@ blocktest *ARGS:
 lint:
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
+
+# The benchmark suite: oracle vs parallel engine, side by side, every workload.
+bench THREADS="1,2" REPS="5":
+    cargo run --release -p velarium -- bench --workloads all --threads {{THREADS}} --reps {{REPS}}
+
+# Micro-benchmarks of the multi-version memory, the scheduler and small blocks (criterion).
+microbench:
+    cargo bench -p velarium-mvmemory -p velarium-scheduler -p velarium-workloads

@@ -1,5 +1,6 @@
 //! `velarium`: import chains, run Ethereum's conformance fixtures, replay and benchmark blocks.
 
+mod bench;
 mod blocktest;
 mod import;
 mod replay;
@@ -56,6 +57,8 @@ enum Command {
     Blocktest(blocktest::Args),
     /// Import a chain (genesis.json + concatenated RLP blocks) and verify every block.
     Import(import::Args),
+    /// Benchmark the oracle and the parallel engine side by side on generated and mainnet blocks.
+    Bench(bench::Args),
     /// Replay real mainnet blocks (pre-state + block) and check them against their headers.
     Replay(replay::Args),
 }
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Blocktest(args) => blocktest::run(args),
         Command::Import(args) => import::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Replay(args) => replay::run(args),
     };
     match result {

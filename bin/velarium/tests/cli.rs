@@ -90,3 +90,42 @@ fn a_tampered_block_is_rejected_with_its_rule() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_reports_bounds_from_real_access_sets() {
+    let (code, text) = velarium(&[
+        "bench",
+        "--workloads",
+        "eth_transfers,dependent_chain,reads_beneficiary",
+        "--txs",
+        "40",
+        "--reps",
+        "1",
+        "--threads",
+        "1,2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+        .collect();
+    // One record per workload and engine: the oracle and two thread counts.
+    assert_eq!(records.len(), 9, "{text}");
+    let bound = |name: &str| {
+        records.iter().find(|r| r["workload"] == name).expect("workload present")
+            ["critical_path_bound"]
+            .as_f64()
+            .unwrap()
+    };
+    // Independent transfers: every transaction is its own chain (equal gas each).
+    assert!((bound("eth_transfers") - 40.0).abs() < 1e-9, "{text}");
+    // One slot read and written by everyone, and everyone reading the beneficiary's credits.
+    assert!((bound("dependent_chain") - 1.0).abs() < 1e-9, "{text}");
+    assert!((bound("reads_beneficiary") - 1.0).abs() < 1e-9, "{text}");
+    for r in &records {
+        assert!(r["median_ms"].as_f64().unwrap() > 0.0);
+        assert!(r["efficiency"].as_f64().unwrap() > 0.0);
+    }
+}

@@ -90,6 +90,29 @@ struct TxOutcome {
     /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
     /// its account in the state diff holds only the credit, to be rebased at commit.
     lazy_recipient: Option<Address>,
+    /// With tracing on: the locations read, and those written (`true`: as a credit).
+    trace: Option<(Vec<Location>, Vec<(Location, bool)>)>,
+}
+
+/// A state location, as access traces name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessKey {
+    /// An account's balance, nonce or code.
+    Account(Address),
+    /// One storage slot.
+    Storage(Address, U256),
+    /// The wiping of an account's storage (creation or self-destruction).
+    StorageEpoch(Address),
+}
+
+impl From<Location> for AccessKey {
+    fn from(location: Location) -> Self {
+        match location {
+            Location::Account(a) => Self::Account(a),
+            Location::Storage(a, s) => Self::Storage(a, s),
+            Location::StorageEpoch(a) => Self::StorageEpoch(a),
+        }
+    }
 }
 
 /// The revm EVM of one incarnation.
@@ -145,9 +168,14 @@ struct Shared<'a, DB> {
     tx_envs: &'a [TxEnv],
     /// Per transaction, the recipient that may be credited lazily (plain value transfers).
     lazy_candidates: &'a [Option<Address>],
+    /// Per transaction, the previous transaction of the same sender: a dependency known before
+    /// execution (the nonce), so the transaction waits for it instead of running to abort.
+    prev_same_sender: &'a [Option<u32>],
     beneficiary: Address,
     rules: DeltaRules,
     outcomes: &'a [Mutex<Option<TxOutcome>>],
+    /// Record each incarnation's accessed locations (for contention analysis).
+    trace: bool,
 }
 
 impl<DB> Shared<'_, DB>
@@ -201,6 +229,12 @@ where
     /// Executes one incarnation; returns the follow-up task, if any.
     fn execute(&self, evm: &mut TxEvm<'_, DB>, version: Version) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
+        if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
+            // `add_dependency` succeeds only while `prev` has not finished executing.
+            if self.scheduler.add_dependency(txn_idx, prev) {
+                return None;
+            }
+        }
         loop {
             evm.ctx()
                 .journaled_state
@@ -227,9 +261,17 @@ where
                 Ok(_) => self.write_set(&state, fee, lazy_recipient),
                 Err(_) => WriteSet::new(),
             };
+            let trace = self.trace.then(|| {
+                let reads = read_set.iter().map(|(k, _)| *k).collect();
+                let writes = write_set
+                    .iter()
+                    .map(|(k, w)| (*k, matches!(w, velarium_mvmemory::WriteValue::Delta(_))))
+                    .collect();
+                (reads, writes)
+            });
             let wrote_new = self.memory.record(version, read_set, write_set);
             *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome { result: result.map(|r| (r, state)), fee, lazy_recipient });
+                Some(TxOutcome { result: result.map(|r| (r, state)), fee, lazy_recipient, trace });
             return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
         }
     }
@@ -366,6 +408,38 @@ where
     DB: DatabaseRef + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
+    execute_inner(spec, db, block, threads, None)
+}
+
+/// What each transaction of `block` read, wrote and credited, and its gas, as Block-STM sees it
+/// (one worker, so every transaction runs once on its final inputs): the input of
+/// `velarium_analyzer::critical_path`.
+pub fn trace_accesses<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+) -> Result<Vec<velarium_analyzer::TxAccess<AccessKey>>, ExecutionError>
+where
+    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB::Error: Send + Sync + std::fmt::Display + 'static,
+{
+    let mut traces = Vec::with_capacity(block.transactions.len());
+    execute_inner(spec, db, block, 1, Some(&mut traces))?;
+    Ok(traces)
+}
+
+/// [`execute_parallel`], optionally collecting access traces.
+fn execute_inner<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+    threads: usize,
+    mut traces: Option<&mut Vec<velarium_analyzer::TxAccess<AccessKey>>>,
+) -> Result<(BlockOutput, ParallelStats), ExecutionError>
+where
+    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB::Error: Send + Sync + std::fmt::Display + 'static,
+{
     let header = block.header;
     let env: EvmEnv = evm_env(spec, header);
     let spec_id = env.cfg_env.spec;
@@ -383,7 +457,8 @@ where
 
         // Phase 1: Block-STM.
         let txs = block.transactions;
-        let outcomes = run_block_stm(db, &overlay, &env, txs, threads, &mut stats)?;
+        let outcomes =
+            run_block_stm(db, &overlay, &env, txs, threads, traces.is_some(), &mut stats)?;
 
         // Phase 2: commit in order, exactly as the sequential executor does.
         let beneficiary = header.beneficiary;
@@ -412,6 +487,15 @@ where
                 .result
                 .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
             let gas = result.gas();
+            if let (Some(traces), Some((reads, writes))) = (traces.as_deref_mut(), &outcome.trace) {
+                let (credits, writes): (Vec<_>, Vec<_>) = writes.iter().partition(|(_, c)| *c);
+                traces.push(velarium_analyzer::TxAccess {
+                    reads: reads.iter().map(|l| AccessKey::from(*l)).collect(),
+                    writes: writes.into_iter().map(|(l, _)| AccessKey::from(l)).collect(),
+                    credits: credits.into_iter().map(|(l, _)| AccessKey::from(l)).collect(),
+                    gas: gas.tx_gas_used(),
+                });
+            }
             executor.block_regular_gas_used += gas.block_regular_gas_used();
             executor.block_state_gas_used += gas.block_state_gas_used();
             executor.cumulative_tx_gas_used += gas.tx_gas_used();
@@ -474,6 +558,7 @@ fn run_block_stm<DB>(
     env: &EvmEnv,
     txs: &[RecoveredTx],
     threads: usize,
+    trace: bool,
     stats: &mut ParallelStats,
 ) -> Result<Vec<TxOutcome>, ExecutionError>
 where
@@ -488,6 +573,12 @@ where
     let beneficiary = env.block_env.beneficiary;
     let lazy_candidates: Vec<Option<Address>> =
         txs.iter().map(|tx| lazy_transfer_recipient(tx, beneficiary)).collect();
+    let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
+    let prev_same_sender: Vec<Option<u32>> = txs
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| last_of_sender.insert(tx.signer(), i as u32))
+        .collect();
     let memory = BlockMemory::with_hasher(txs.len(), Default::default());
     let scheduler = Scheduler::new(txs.len());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
@@ -500,9 +591,11 @@ where
         block_env: &env.block_env,
         tx_envs: &tx_envs,
         lazy_candidates: &lazy_candidates,
+        prev_same_sender: &prev_same_sender,
         beneficiary,
         rules: DeltaRules { state_clear: env.cfg_env.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
         outcomes: &outcomes,
+        trace,
     };
     let pool = worker_pool(threads)?;
     let panics: Vec<String> = pool
