@@ -91,8 +91,11 @@ struct TxOutcome {
     /// its account in the state diff holds only the credit, to be rebased at commit.
     lazy_recipient: Option<Address>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
-    trace: Option<(Vec<Location>, Vec<(Location, bool)>)>,
+    trace: Option<TxTrace>,
 }
+
+/// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
+type TxTrace = (Vec<Location>, Vec<(Location, bool)>);
 
 /// A state location, as access traces name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
