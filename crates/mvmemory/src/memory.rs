@@ -6,7 +6,7 @@ use crate::{
 };
 use crossbeam_utils::CachePadded;
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     hash::{BuildHasher, Hash, RandomState},
     sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
@@ -228,8 +228,9 @@ where
         *self.last_read[slot].write().unwrap_or_else(PoisonError::into_inner) = read_set;
 
         let mut last_written = lock(&self.last_written[slot]);
-        let prev_keys: HashSet<&K> = last_written.iter().collect();
-        let mut new_keys: HashSet<K> = HashSet::with_capacity(write_set.len());
+        // Write sets are small (a handful of locations per transaction): linear scans over
+        // vectors beat hashing them into sets.
+        let mut new_keys: Vec<K> = Vec::with_capacity(write_set.len());
         let mut wrote_new_location = false;
         // Write first, then remove: a reader never sees a location of this txn vanish and
         // come back.
@@ -241,17 +242,19 @@ where
                 }
             };
             lock(&self.cell_or_insert(&key)).insert(txn_idx, entry);
-            wrote_new_location |= !prev_keys.contains(&key);
-            new_keys.insert(key);
+            wrote_new_location |= !last_written.contains(&key);
+            if !new_keys.contains(&key) {
+                new_keys.push(key);
+            }
         }
-        for key in prev_keys {
+        for key in last_written.iter() {
             if !new_keys.contains(key) {
                 if let Some(cell) = self.cell(key) {
                     lock(&cell).remove(&txn_idx);
                 }
             }
         }
-        *last_written = new_keys.into_iter().collect();
+        *last_written = new_keys;
         wrote_new_location
     }
 
