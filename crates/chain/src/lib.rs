@@ -17,7 +17,7 @@ pub mod genesis;
 pub mod rlp;
 pub mod verify;
 
-use alloy_consensus::{Block, BlockHeader, Header, TxEnvelope};
+use alloy_consensus::{Block, Header, TxEnvelope};
 use alloy_primitives::{map::HashMap, B256, U256};
 use std::sync::Arc;
 use velarium_chainspec::ChainSpec;
@@ -144,19 +144,20 @@ impl Blockchain {
         let parent_td = parent.total_difficulty;
 
         // A merge by total difficulty: the first block whose parent reached TTD is post-merge.
-        let mut spec = self.spec.clone();
-        if let Some(ttd) = spec.pending_merge_ttd() {
-            if parent_td >= ttd {
-                spec.set_merge_block(header.number);
-            }
-        }
+        // The resolved spec is kept only if this block is imported.
+        let resolved = self.spec.pending_merge_ttd().filter(|ttd| parent_td >= *ttd).map(|_| {
+            let mut spec = self.spec.clone();
+            spec.set_merge_block(header.number);
+            spec
+        });
+        let spec = resolved.as_ref().unwrap_or(&self.spec);
 
-        velarium_consensus::validate_header_standalone(&spec, header)?;
-        velarium_consensus::validate_header_against_parent(&spec, header, &parent.header)?;
-        velarium_consensus::validate_block_pre_execution(&spec, block)?;
+        velarium_consensus::validate_header_standalone(spec, header)?;
+        velarium_consensus::validate_header_against_parent(spec, header, &parent.header)?;
+        velarium_consensus::validate_block_pre_execution(spec, block)?;
         let ancestor =
             |h: &B256| self.blocks.get(h).map(|e| (e.header.clone(), e.ommer_hashes.clone()));
-        velarium_consensus::validate_ommers(&spec, header, &block.body.ommers, &ancestor)?;
+        velarium_consensus::validate_ommers(spec, header, &block.body.ommers, &ancestor)?;
 
         let transactions = recover_senders(&block.body.transactions)?;
         let input = BlockInput {
@@ -165,8 +166,8 @@ impl Blockchain {
             ommers: &block.body.ommers,
             withdrawals: block.body.withdrawals.as_ref().map(|w| w.as_slice()),
         };
-        let output = self.engine.execute(&spec, parent_state.as_ref(), input)?;
-        verify::verify_outputs(&spec, header, &output)?;
+        let output = self.engine.execute(spec, parent_state.as_ref(), input)?;
+        verify::verify_outputs(spec, header, &output)?;
 
         let mut state = InMemoryState::clone(&parent_state);
         state.apply_bundle(&output.bundle);
@@ -191,7 +192,9 @@ impl Blockchain {
         // the consensus layer picks the head, which in an ordered import is the newest block.
         let head_td = self.blocks[&self.head].total_difficulty;
         let is_head = if spec.is_merged(header.number) { true } else { total_difficulty > head_td };
-        self.spec = spec;
+        if let Some(spec) = resolved {
+            self.spec = spec;
+        }
         let parent_hash = header.parent_hash;
         self.blocks.insert(hash, entry);
         if is_head {
@@ -204,9 +207,4 @@ impl Blockchain {
         }
         Ok(Imported { hash, is_head, output, tx_count: transactions.len() })
     }
-}
-
-/// Quick access to a header's number for progress output.
-pub fn block_number(block: &EthBlock) -> u64 {
-    block.header.number()
 }

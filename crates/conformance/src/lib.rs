@@ -13,6 +13,7 @@
 pub mod fixture;
 pub mod skips;
 
+use alloy_primitives::U256;
 use fixture::{Case, FixtureAccount};
 use serde::Serialize;
 use std::{
@@ -25,7 +26,7 @@ use std::{
 };
 use velarium_chain::{rlp::decode_block, Blockchain};
 use velarium_chainspec::{ChainSpec, ChainSpecError};
-use velarium_executor::Engine;
+use velarium_executor::{panic_message, Engine};
 use velarium_state::InMemoryState;
 
 pub use skips::SkipList;
@@ -207,15 +208,6 @@ pub fn run_file(path: &Path, engine: Engine, skips: &SkipList) -> Vec<CaseResult
         .collect()
 }
 
-/// Extracts a panic payload's message.
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
-}
-
 /// Builds a state from a fixture alloc.
 fn state_from_alloc(
     alloc: &BTreeMap<alloy_primitives::Address, FixtureAccount>,
@@ -372,5 +364,3 @@ fn compare_post_state(
     }
     Ok(())
 }
-
-use alloy_primitives::U256;

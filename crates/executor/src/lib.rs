@@ -10,7 +10,7 @@
 mod parallel;
 mod sequential;
 
-pub use parallel::{execute_parallel, trace_accesses, AccessKey, ParallelStats};
+pub use parallel::{execute_parallel, panic_message, trace_accesses, AccessKey, ParallelStats};
 pub use sequential::{evm_env, execute_sequential};
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};

@@ -8,7 +8,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use alloy_genesis::GenesisAccount;
-use alloy_primitives::{keccak256, map::HashMap, Address, B256, U256};
+use alloy_primitives::{map::HashMap, Address, B256, U256};
 use alloy_trie::{
     root::{state_root_unhashed, storage_root_unhashed},
     TrieAccount, EMPTY_ROOT_HASH,
@@ -207,11 +207,6 @@ fn trie_account(info: &AccountInfo, storage_root: B256) -> TrieAccount {
         storage_root,
         code_hash: info.code_hash,
     }
-}
-
-/// The keccak of an address, as the state trie keys it.
-pub fn hashed_address(address: &Address) -> B256 {
-    keccak256(address)
 }
 
 impl DatabaseRef for InMemoryState {

@@ -663,7 +663,7 @@ fn worker_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, ExecutionError>
 }
 
 /// A panic payload's message.
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
