@@ -245,7 +245,27 @@ impl From<String> for CaseError {
     }
 }
 
-fn try_run_case(case: &Case, engine: Engine) -> Result<(), CaseError> {
+/// A case's chain spec, pre-state and genesis block, checked against the fixture's genesis
+/// header (hash and state root).
+#[derive(Debug)]
+pub struct PreparedCase {
+    /// The chain spec of the case's network.
+    pub spec: ChainSpec,
+    /// The pre-state (`pre`).
+    pub state: InMemoryState,
+    /// The genesis block.
+    pub genesis: velarium_chain::EthBlock,
+}
+
+/// Prepares a case for execution; `Err` is the case's outcome (skipped: an unsupported network).
+pub fn prepare_case(case: &Case) -> Result<PreparedCase, Outcome> {
+    try_prepare_case(case).map_err(|e| match e {
+        CaseError::Skip(reason) => Outcome::Skipped(reason),
+        CaseError::Fail(reason) => Outcome::Failed(reason),
+    })
+}
+
+fn try_prepare_case(case: &Case) -> Result<PreparedCase, CaseError> {
     let chain_id = case
         .config
         .as_ref()
@@ -277,7 +297,11 @@ fn try_run_case(case: &Case, engine: Engine) -> Result<(), CaseError> {
             format!("genesis state root {root} != header {}", genesis.header.state_root).into()
         );
     }
+    Ok(PreparedCase { spec, state, genesis })
+}
 
+fn try_run_case(case: &Case, engine: Engine) -> Result<(), CaseError> {
+    let PreparedCase { spec, state, genesis } = try_prepare_case(case)?;
     let mut chain = Blockchain::new(spec, genesis.header, state, engine);
     for (i, block) in case.blocks.iter().enumerate() {
         let result = decode_block(&block.rlp)

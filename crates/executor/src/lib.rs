@@ -10,7 +10,10 @@
 mod parallel;
 mod sequential;
 
-pub use parallel::{execute_parallel, panic_message, trace_accesses, AccessKey, ParallelStats};
+pub use parallel::{
+    credit_beneficiary, execute_parallel, execute_transactions, panic_message, trace_accesses,
+    AccessKey, ParallelStats, SpeculativeTx, TxDbError,
+};
 pub use sequential::{evm_env, execute_sequential};
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};

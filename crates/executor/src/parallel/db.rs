@@ -76,9 +76,9 @@ impl Overlay {
     }
 }
 
-/// Why a read could not be served.
+/// Why a read of the parallel engine's state could not be served.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum TxDbError {
+pub enum TxDbError {
     /// A lower transaction's write is being re-executed (an ESTIMATE): wait for it.
     #[error("read blocked on transaction {0}")]
     Blocked(TxnIndex),

@@ -24,10 +24,13 @@
 //! applies each credit through a revm journal, exactly as revm's `reward_beneficiary` does.
 
 mod db;
+mod remote;
+
+pub use db::TxDbError;
 
 use crate::{
     sequential::{apply_dao_fork, check_system_contracts, evm_env, execution_ctx, AlloySpec},
-    BlockInput, BlockOutput, ExecutionError, RecoveredTx,
+    BlockInput, BlockOutput, ExecutionError,
 };
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, Transaction, TxType};
 use alloy_evm::{
@@ -36,7 +39,7 @@ use alloy_evm::{
     EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
 };
 use alloy_primitives::{Address, U256};
-use db::{BlockMemory, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError};
+use db::{BlockMemory, DeltaRules, Location, MvValue, Overlay, TxDb};
 use revm::{
     context::{
         journaled_state::account::JournaledAccountTr,
@@ -334,12 +337,12 @@ where
 /// value and no input, to another account than the sender and the beneficiary, outside the
 /// precompile range, and not an EIP-7702 transaction (whose authorizations may give the
 /// recipient code). Whether the recipient has code is only known when it is read.
-fn lazy_transfer_recipient(tx: &RecoveredTx, beneficiary: Address) -> Option<Address> {
-    let to = tx.inner().to()?;
-    let plain = !tx.inner().value().is_zero()
-        && tx.inner().input().is_empty()
-        && tx.inner().authorization_list().is_none_or(|list| list.is_empty())
-        && to != tx.signer()
+fn lazy_transfer_recipient(tx: &TxEnv, beneficiary: Address) -> Option<Address> {
+    let revm::primitives::TxKind::Call(to) = tx.kind else { return None };
+    let plain = !tx.value.is_zero()
+        && tx.data.is_empty()
+        && tx.authorization_list.is_empty()
+        && to != tx.caller
         && to != beneficiary
         && to.0[..18].iter().any(|b| *b != 0);
     plain.then_some(to)
@@ -349,7 +352,7 @@ fn lazy_transfer_recipient(tx: &RecoveredTx, beneficiary: Address) -> Option<Add
 /// placeholder balance, so the diff holds only the credit; the account is rebuilt from the
 /// commit state exactly as revm's journal would have loaded and credited it.
 fn rebase_lazy_recipient<DB>(
-    state: &mut State<DB>,
+    state: &mut DB,
     changes: &mut EvmState,
     to: Address,
 ) -> Result<(), ExecutionError>
@@ -362,8 +365,8 @@ where
         return Ok(());
     }
     let credit = account.info.balance;
-    let current = revm::Database::basic(state, to)
-        .map_err(|e| ExecutionError::Internal(format!("loading {to}: {e}")))?;
+    let current =
+        state.basic(to).map_err(|e| ExecutionError::Internal(format!("loading {to}: {e}")))?;
     let mut rebased = match current {
         Some(info) => revm::state::Account::from(info),
         None => revm::state::Account::new_not_existing(revm::state::TransactionId::ZERO),
@@ -376,17 +379,17 @@ where
 
 /// Credits a transaction's fee to the beneficiary through a revm journal, exactly as revm's
 /// `reward_beneficiary` would have inside the transaction (touch rules included).
-fn credit_beneficiary<DB>(
-    state: &mut State<DB>,
+pub fn credit_beneficiary<DB>(
+    state: &mut DB,
     spec_id: SpecId,
     beneficiary: Address,
     fee: U256,
 ) -> Result<(), ExecutionError>
 where
-    DB: revm::Database,
+    DB: revm::Database + DatabaseCommit,
     DB::Error: std::fmt::Display,
 {
-    let mut journal: Journal<&mut State<DB>> = Journal::new(&mut *state);
+    let mut journal: Journal<&mut DB> = Journal::new(&mut *state);
     journal.set_spec_id(spec_id);
     journal
         .load_account_mut(beneficiary)
@@ -412,6 +415,77 @@ where
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     execute_inner(spec, db, block, threads, None)
+}
+
+/// One transaction's final outcome from [`execute_transactions`], not yet committed.
+#[derive(Debug)]
+pub struct SpeculativeTx(TxOutcome);
+
+impl SpeculativeTx {
+    /// The fee owed to the beneficiary, which the engine does not credit (see
+    /// [`credit_beneficiary`]); commit it right after the transaction's state.
+    pub const fn fee(&self) -> U256 {
+        self.0.fee
+    }
+
+    /// The transaction's result and state diff, exactly as sequential execution would have
+    /// produced them on `db` (which must hold the block's state with every earlier transaction
+    /// committed), except that the beneficiary's fee is not in the diff.
+    ///
+    /// The outer error is the engine's own (`db` failed); the inner one is the transaction's (it
+    /// is invalid, which makes the block invalid).
+    pub fn into_result<DB>(
+        self,
+        db: &mut DB,
+    ) -> Result<Result<revm::context::result::ResultAndState, EVMError<TxDbError>>, ExecutionError>
+    where
+        DB: revm::Database,
+        DB::Error: std::fmt::Display,
+    {
+        let TxOutcome { result, lazy_recipient, .. } = self.0;
+        let (result, mut state) = match result {
+            Ok(ok) => ok,
+            Err(err) => return Ok(Err(err)),
+        };
+        if let Some(to) = lazy_recipient {
+            rebase_lazy_recipient(db, &mut state, to)?;
+        }
+        Ok(Ok(revm::context::result::ResultAndState::new(result, state)))
+    }
+}
+
+/// Runs `txs` with Block-STM on `threads` workers over a database that only the calling thread
+/// may use (a node's `State`, say), and returns each transaction's final outcome in order.
+///
+/// `db` must already hold the block's pre-execution changes (system calls, DAO fork); the calling
+/// thread serves the workers' reads of it while they run (see `remote.rs`). Nothing is
+/// committed: the caller commits each [`SpeculativeTx::into_result`] in order, then credits its
+/// [`SpeculativeTx::fee`], and gets exactly the state and results of sequential execution.
+pub fn execute_transactions<DB>(
+    db: &mut DB,
+    cfg: &CfgEnv,
+    block_env: &BlockEnv,
+    txs: &[TxEnv],
+    threads: usize,
+) -> Result<(Vec<SpeculativeTx>, ParallelStats), ExecutionError>
+where
+    DB: revm::Database,
+    DB::Error: std::fmt::Display,
+{
+    let mut stats = ParallelStats { threads, ..Default::default() };
+    // Pre-heat: senders, recipients and the beneficiary are read by (nearly) every transaction.
+    let mut preheat: Vec<Address> = std::iter::once(block_env.beneficiary)
+        .chain(txs.iter().map(|tx| tx.caller))
+        .chain(txs.iter().filter_map(|tx| tx.kind.to().copied()))
+        .collect();
+    preheat.sort_unstable();
+    preheat.dedup();
+    let overlay = Overlay::default();
+    let outcomes = remote::with_remote_db(db, preheat, |remote| {
+        run_block_stm(remote, &overlay, cfg, block_env, txs, threads, false, &mut stats)
+    })
+    .map_err(ExecutionError::Internal)??;
+    Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
 }
 
 /// What each transaction of `block` read, wrote and credited, and its gas, as Block-STM sees it
@@ -460,8 +534,18 @@ where
 
         // Phase 1: Block-STM.
         let txs = block.transactions;
-        let outcomes =
-            run_block_stm(db, &overlay, &env, txs, threads, traces.is_some(), &mut stats)?;
+        let tx_envs: Vec<TxEnv> =
+            txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
+        let outcomes = run_block_stm(
+            db,
+            &overlay,
+            &env.cfg_env,
+            &env.block_env,
+            &tx_envs,
+            threads,
+            traces.is_some(),
+            &mut stats,
+        )?;
 
         // Phase 2: commit in order, exactly as the sequential executor does.
         let beneficiary = header.beneficiary;
@@ -555,11 +639,13 @@ where
 }
 
 /// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.
+#[allow(clippy::too_many_arguments)]
 fn run_block_stm<DB>(
     db: &DB,
     overlay: &Overlay,
-    env: &EvmEnv,
-    txs: &[RecoveredTx],
+    cfg: &CfgEnv,
+    block_env: &BlockEnv,
+    tx_envs: &[TxEnv],
     threads: usize,
     trace: bool,
     stats: &mut ParallelStats,
@@ -568,20 +654,16 @@ where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
+    let txs = tx_envs;
     if txs.is_empty() {
         return Ok(Vec::new());
     }
-    let tx_envs: Vec<TxEnv> =
-        txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
-    let beneficiary = env.block_env.beneficiary;
+    let beneficiary = block_env.beneficiary;
     let lazy_candidates: Vec<Option<Address>> =
         txs.iter().map(|tx| lazy_transfer_recipient(tx, beneficiary)).collect();
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
-    let prev_same_sender: Vec<Option<u32>> = txs
-        .iter()
-        .enumerate()
-        .map(|(i, tx)| last_of_sender.insert(tx.signer(), i as u32))
-        .collect();
+    let prev_same_sender: Vec<Option<u32>> =
+        txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
     let memory = BlockMemory::with_hasher(txs.len(), Default::default());
     let scheduler = Scheduler::new(txs.len());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
@@ -590,13 +672,13 @@ where
         overlay,
         memory: &memory,
         scheduler: &scheduler,
-        cfg: &env.cfg_env,
-        block_env: &env.block_env,
-        tx_envs: &tx_envs,
+        cfg,
+        block_env,
+        tx_envs,
         lazy_candidates: &lazy_candidates,
         prev_same_sender: &prev_same_sender,
         beneficiary,
-        rules: DeltaRules { state_clear: env.cfg_env.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
+        rules: DeltaRules { state_clear: cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
         outcomes: &outcomes,
         trace,
     };

@@ -1,0 +1,309 @@
+//! Parallel reads from a database only one thread may touch.
+//!
+//! Block-STM workers read the parent state concurrently, which needs a `DatabaseRef + Sync`
+//! backend. A node's state often is neither: reth hands its executors a `&mut State<DB>` whose
+//! provider (an MDBX read transaction) must stay on one thread. [`with_remote_db`] bridges the
+//! two: the thread that owns the database serves the workers' cold reads over a channel while
+//! they run, and every answer is cached in a sharded map, so each location crosses the channel
+//! once per block. Before the workers start, the owner pre-heats the cache with the accounts the
+//! block is known to touch (senders, recipients, the beneficiary), so most transactions never
+//! wait on a cold read.
+
+use alloy_primitives::{map::HashMap, Address, B256, U256};
+use revm::{
+    bytecode::Bytecode,
+    database_interface::{DBErrorMarker, Database, DatabaseRef},
+    state::AccountInfo,
+};
+use std::{
+    hash::{BuildHasher, Hash},
+    sync::{mpsc, RwLock},
+};
+
+/// One read the owner thread performs for a worker.
+#[derive(Debug, Clone, Copy)]
+enum Query {
+    Basic(Address),
+    Code(B256),
+    Storage(Address, U256),
+    BlockHash(u64),
+}
+
+/// The owner's answer to a [`Query`].
+#[derive(Debug)]
+enum Answer {
+    Basic(Option<AccountInfo>),
+    Code(Bytecode),
+    Storage(U256),
+    BlockHash(B256),
+}
+
+/// A query and where to send its answer.
+#[derive(Debug)]
+struct Request {
+    query: Query,
+    reply: mpsc::SyncSender<Result<Answer, String>>,
+}
+
+/// A read the owner could not serve: the database's error, as text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct RemoteError(String);
+
+impl DBErrorMarker for RemoteError {}
+
+/// A map split into independently locked shards.
+struct Sharded<K, V> {
+    shards: Box<[RwLock<HashMap<K, V>>]>,
+    hasher: alloy_primitives::map::DefaultHashBuilder,
+}
+
+impl<K, V> std::fmt::Debug for Sharded<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharded").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
+    const SHARDS: usize = 64;
+
+    fn new() -> Self {
+        Self {
+            shards: (0..Self::SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &RwLock<HashMap<K, V>> {
+        &self.shards[self.hasher.hash_one(key) as usize % Self::SHARDS]
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.shard(key).read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn insert(&self, key: K, value: V) {
+        self.shard(&key).write().unwrap_or_else(|e| e.into_inner()).insert(key, value);
+    }
+}
+
+/// The workers' view of a database owned by another thread (see the module docs).
+#[derive(Debug)]
+pub(crate) struct RemoteDb {
+    requests: mpsc::Sender<Request>,
+    accounts: Sharded<Address, Option<AccountInfo>>,
+    storage: Sharded<(Address, U256), U256>,
+    code: Sharded<B256, Bytecode>,
+    block_hashes: Sharded<u64, B256>,
+}
+
+impl RemoteDb {
+    fn new(requests: mpsc::Sender<Request>) -> Self {
+        Self {
+            requests,
+            accounts: Sharded::new(),
+            storage: Sharded::new(),
+            code: Sharded::new(),
+            block_hashes: Sharded::new(),
+        }
+    }
+
+    /// Asks the owner thread.
+    fn ask(&self, query: Query) -> Result<Answer, RemoteError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests
+            .send(Request { query, reply })
+            .map_err(|_| RemoteError("state owner has stopped serving reads".to_string()))?;
+        answer
+            .recv()
+            .map_err(|_| RemoteError("state owner dropped a read".to_string()))?
+            .map_err(RemoteError)
+    }
+
+    fn unexpected(query: Query, answer: Answer) -> RemoteError {
+        RemoteError(format!("{query:?} answered with {answer:?}"))
+    }
+}
+
+impl DatabaseRef for RemoteDb {
+    type Error = RemoteError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if let Some(info) = self.accounts.get(&address) {
+            return Ok(info);
+        }
+        match self.ask(Query::Basic(address))? {
+            Answer::Basic(info) => {
+                self.accounts.insert(address, info.clone());
+                Ok(info)
+            }
+            other => Err(Self::unexpected(Query::Basic(address), other)),
+        }
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        if let Some(code) = self.code.get(&code_hash) {
+            return Ok(code);
+        }
+        match self.ask(Query::Code(code_hash))? {
+            Answer::Code(code) => {
+                self.code.insert(code_hash, code.clone());
+                Ok(code)
+            }
+            other => Err(Self::unexpected(Query::Code(code_hash), other)),
+        }
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        if let Some(value) = self.storage.get(&(address, index)) {
+            return Ok(value);
+        }
+        match self.ask(Query::Storage(address, index))? {
+            Answer::Storage(value) => {
+                self.storage.insert((address, index), value);
+                Ok(value)
+            }
+            other => Err(Self::unexpected(Query::Storage(address, index), other)),
+        }
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        if let Some(hash) = self.block_hashes.get(&number) {
+            return Ok(hash);
+        }
+        match self.ask(Query::BlockHash(number))? {
+            Answer::BlockHash(hash) => {
+                self.block_hashes.insert(number, hash);
+                Ok(hash)
+            }
+            other => Err(Self::unexpected(Query::BlockHash(number), other)),
+        }
+    }
+}
+
+/// Performs one read on the owner's database.
+fn serve<DB>(db: &mut DB, query: Query) -> Result<Answer, String>
+where
+    DB: Database,
+    DB::Error: std::fmt::Display,
+{
+    let answer = match query {
+        Query::Basic(address) => db.basic(address).map(Answer::Basic),
+        Query::Code(hash) => db.code_by_hash(hash).map(Answer::Code),
+        Query::Storage(address, slot) => db.storage(address, slot).map(Answer::Storage),
+        Query::BlockHash(number) => db.block_hash(number).map(Answer::BlockHash),
+    };
+    answer.map_err(|e| e.to_string())
+}
+
+/// Runs `run` on a scoped thread with a [`RemoteDb`] over `db`, while this thread serves its
+/// reads. `preheat` accounts are loaded into the cache first. Returns what `run` returns; a
+/// panic in `run` is resumed here.
+pub(crate) fn with_remote_db<DB, T>(
+    db: &mut DB,
+    preheat: impl IntoIterator<Item = Address>,
+    run: impl FnOnce(&RemoteDb) -> T + Send,
+) -> Result<T, String>
+where
+    DB: Database,
+    DB::Error: std::fmt::Display,
+    T: Send,
+{
+    let (requests, incoming) = mpsc::channel::<Request>();
+    let remote = RemoteDb::new(requests);
+    for address in preheat {
+        if remote.accounts.get(&address).is_none() {
+            let info = db.basic(address).map_err(|e| format!("loading {address}: {e}"))?;
+            remote.accounts.insert(address, info);
+        }
+    }
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(move || {
+            let remote = remote;
+            run(&remote)
+        });
+        // Ends when the runner drops `remote` (its sender), i.e. when `run` has returned.
+        for request in incoming {
+            let _ = request.reply.send(serve(db, request.query));
+        }
+        match runner.join() {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use revm::database::{CacheDB, EmptyDB};
+
+    #[test]
+    fn reads_cross_threads_once_and_preheat_is_served_from_cache() {
+        let mut db = CacheDB::new(EmptyDB::default());
+        let a = Address::repeat_byte(1);
+        let b = Address::repeat_byte(2);
+        db.insert_account_info(a, AccountInfo { balance: U256::from(7), ..Default::default() });
+        db.insert_account_storage(b, U256::from(1), U256::from(42)).unwrap();
+        let result = with_remote_db(&mut db, [a], |remote| {
+            std::thread::scope(|s| {
+                // Spawn all before joining any, so the reads really are concurrent.
+                #[allow(clippy::needless_collect)]
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            (
+                                remote.basic_ref(a).unwrap().unwrap().balance,
+                                remote.storage_ref(b, U256::from(1)).unwrap(),
+                                remote.basic_ref(Address::repeat_byte(9)).unwrap(),
+                            )
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .unwrap();
+        assert_eq!(result.len(), 4);
+        for (balance, slot, missing) in result {
+            assert_eq!(balance, U256::from(7));
+            assert_eq!(slot, U256::from(42));
+            assert_eq!(missing, None);
+        }
+    }
+
+    #[derive(Debug)]
+    struct FailingDb;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk on fire")]
+    struct Fire;
+    impl DBErrorMarker for Fire {}
+
+    impl Database for FailingDb {
+        type Error = Fire;
+        fn basic(&mut self, _: Address) -> Result<Option<AccountInfo>, Fire> {
+            Err(Fire)
+        }
+        fn code_by_hash(&mut self, _: B256) -> Result<Bytecode, Fire> {
+            Err(Fire)
+        }
+        fn storage(&mut self, _: Address, _: U256) -> Result<U256, Fire> {
+            Err(Fire)
+        }
+        fn block_hash(&mut self, _: u64) -> Result<B256, Fire> {
+            Err(Fire)
+        }
+    }
+
+    #[test]
+    fn owner_errors_reach_the_worker_and_preheat_errors_the_caller() {
+        let err = with_remote_db(&mut FailingDb, [], |remote| {
+            remote.storage_ref(Address::ZERO, U256::ZERO).unwrap_err().to_string()
+        })
+        .unwrap();
+        assert_eq!(err, "disk on fire");
+        let err = with_remote_db(&mut FailingDb, [Address::ZERO], |_| ()).unwrap_err();
+        assert!(err.contains("disk on fire"), "{err}");
+    }
+}
