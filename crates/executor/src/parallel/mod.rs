@@ -23,6 +23,7 @@
 //! that really reads the beneficiary resolves the pending deltas (and depends on them). Phase 2
 //! applies each credit through a revm journal, exactly as revm's `reward_beneficiary` does.
 
+mod commit;
 mod db;
 mod remote;
 
@@ -348,35 +349,6 @@ fn lazy_transfer_recipient(tx: &TxEnv, beneficiary: Address) -> Option<Address> 
     plain.then_some(to)
 }
 
-/// Rebases a lazily credited recipient in a transaction's state diff: the worker saw a zero
-/// placeholder balance, so the diff holds only the credit; the account is rebuilt from the
-/// commit state exactly as revm's journal would have loaded and credited it.
-fn rebase_lazy_recipient<DB>(
-    state: &mut DB,
-    changes: &mut EvmState,
-    to: Address,
-) -> Result<(), ExecutionError>
-where
-    DB: revm::Database,
-    DB::Error: std::fmt::Display,
-{
-    let Some(account) = changes.get_mut(&to) else { return Ok(()) };
-    if !account.is_touched() {
-        return Ok(());
-    }
-    let credit = account.info.balance;
-    let current =
-        state.basic(to).map_err(|e| ExecutionError::Internal(format!("loading {to}: {e}")))?;
-    let mut rebased = match current {
-        Some(info) => revm::state::Account::from(info),
-        None => revm::state::Account::new_not_existing(revm::state::TransactionId::ZERO),
-    };
-    rebased.info.balance += credit;
-    rebased.mark_touch();
-    *account = rebased;
-    Ok(())
-}
-
 /// Credits a transaction's fee to the beneficiary through a revm journal, exactly as revm's
 /// `reward_beneficiary` would have inside the transaction (touch rules included).
 pub fn credit_beneficiary<DB>(
@@ -448,7 +420,9 @@ impl SpeculativeTx {
             Err(err) => return Ok(Err(err)),
         };
         if let Some(to) = lazy_recipient {
-            rebase_lazy_recipient(db, &mut state, to)?;
+            if let Some(account) = state.get_mut(&to) {
+                commit::rebase_account(db, to, account)?;
+            }
         }
         Ok(Ok(revm::context::result::ResultAndState::new(result, state)))
     }
@@ -547,14 +521,10 @@ where
             &mut stats,
         )?;
 
-        // Phase 2: commit in order, exactly as the sequential executor does.
-        let beneficiary = header.beneficiary;
+        // Phase 2: receipts and gas in order, then the state diffs committed in order (split by
+        // account over the workers; see `commit.rs`), exactly as the sequential executor does.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
-        // Fee credits are batched: a run of positive credits ends in the same beneficiary state
-        // as crediting them one by one, as long as it is flushed before a transaction that
-        // writes the beneficiary itself. A zero credit is applied alone, in place: touching an
-        // empty beneficiary has its own EIP-161 effect.
-        let mut pending: Option<U256> = None;
+        let mut diffs = Vec::with_capacity(txs.len());
         for (tx, outcome) in txs.iter().zip(outcomes) {
             let available = header.gas_limit - executor.cumulative_tx_gas_used;
             let mut max_tx_gas = tx.gas_limit();
@@ -603,26 +573,19 @@ where
                 TxType::Eip4844 => ReceiptEnvelope::Eip4844(receipt),
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
-            let state = executor.evm_mut().db_mut();
-            let mut changes = changes;
-            if let Some(to) = outcome.lazy_recipient {
-                rebase_lazy_recipient(state, &mut changes, to)?;
-            }
-            let touches_beneficiary = changes.get(&beneficiary).is_some_and(|a| a.is_touched());
-            if touches_beneficiary || outcome.fee.is_zero() {
-                if let Some(sum) = pending.take() {
-                    credit_beneficiary(state, spec_id, beneficiary, sum)?;
-                }
-            }
-            state.commit(changes);
-            if outcome.fee.is_zero() {
-                credit_beneficiary(state, spec_id, beneficiary, U256::ZERO)?;
-            } else {
-                pending = Some(pending.unwrap_or_default() + outcome.fee);
-            }
+            diffs.push(commit::TxDiff {
+                changes,
+                fee: outcome.fee,
+                lazy_recipient: outcome.lazy_recipient,
+            });
         }
-        if let Some(sum) = pending {
-            credit_beneficiary(executor.evm_mut().db_mut(), spec_id, beneficiary, sum)?;
+        let state = executor.evm_mut().db_mut();
+        let beneficiary = header.beneficiary;
+        if threads > 1 && diffs.len() >= SHARDED_COMMIT_MIN_TXS {
+            let pool = worker_pool(threads)?;
+            commit::commit_sharded(state, diffs, spec_id, beneficiary, &pool)?;
+        } else {
+            commit::commit_in_order(state, diffs, spec_id, beneficiary)?;
         }
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         executor.finish()?.1
@@ -720,6 +683,9 @@ where
         })
         .collect()
 }
+
+/// Below this many transactions, phase 2 commits on one thread.
+const SHARDED_COMMIT_MIN_TXS: usize = 2;
 
 /// A worker pool and its thread count.
 type PoolEntry = (usize, Arc<rayon::ThreadPool>);
