@@ -148,6 +148,9 @@ struct Entry {
     lazy: bool,
 }
 
+/// A shard's state and the changes it commits.
+type ShardWork<DB> = (State<DB>, Vec<Entry>);
+
 /// The shard of an account (addresses are hashes: their last byte is uniform).
 fn shard_of(address: &Address, shards: usize) -> usize {
     address.0[19] as usize % shards
@@ -199,7 +202,7 @@ where
             shard.transition_state.get_or_insert_default().transitions.insert(address, transition);
         }
     }
-    let work: Vec<Mutex<Option<(State<DB>, Vec<Entry>)>>> =
+    let work: Vec<Mutex<Option<ShardWork<DB>>>> =
         shard_states.into_iter().zip(entries).map(|w| Mutex::new(Some(w))).collect();
     let beneficiary_shard = shard_of(&beneficiary, shards);
     let results: Vec<Result<Option<State<DB>>, ExecutionError>> = pool.broadcast(|ctx| {
