@@ -53,6 +53,22 @@ pub struct BlockOutput {
     pub bundle: BundleState,
 }
 
+impl BlockOutput {
+    /// Joins alloy-evm's result of a block with the state changes taken from its `State`.
+    pub fn new(
+        result: alloy_evm::block::BlockExecutionResult<ReceiptEnvelope>,
+        bundle: BundleState,
+    ) -> Self {
+        Self {
+            receipts: result.receipts,
+            gas_used: result.gas_used,
+            blob_gas_used: result.blob_gas_used,
+            requests: result.requests,
+            bundle,
+        }
+    }
+}
+
 /// Why a block could not be executed. The block is invalid; the state is untouched.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {

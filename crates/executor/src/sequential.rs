@@ -164,11 +164,5 @@ where
         executor.finish()?.1
     };
     state.merge_transitions(BundleRetention::PlainState);
-    Ok(BlockOutput {
-        receipts: result.receipts,
-        gas_used: result.gas_used,
-        blob_gas_used: result.blob_gas_used,
-        requests: result.requests,
-        bundle: state.take_bundle(),
-    })
+    Ok(BlockOutput::new(result, state.take_bundle()))
 }

@@ -118,13 +118,7 @@ where
     let result = run(EthEvmFactory::default().create_evm(&mut state, env.clone()))
         .map_err(|e| e.to_string())?;
     state.merge_transitions(BundleRetention::Reverts);
-    Ok(BlockOutput {
-        receipts: result.receipts,
-        gas_used: result.gas_used,
-        blob_gas_used: result.blob_gas_used,
-        requests: result.requests,
-        bundle: state.take_bundle(),
-    })
+    Ok(BlockOutput::new(result, state.take_bundle()))
 }
 
 /// The reference factory and the parallel variants checked against it.
@@ -371,13 +365,7 @@ fn inspected_blocks_run_sequentially_and_match() {
     let evm = EthEvmFactory::default().create_evm_with_inspector(&mut state, env, &mut steps);
     let result = parallel.create_executor(evm, input.ctx()).execute_block(input.txs).unwrap();
     state.merge_transitions(BundleRetention::Reverts);
-    let got = BlockOutput {
-        receipts: result.receipts,
-        gas_used: result.gas_used,
-        blob_gas_used: result.blob_gas_used,
-        requests: result.requests,
-        bundle: state.take_bundle(),
-    };
+    let got = BlockOutput::new(result, state.take_bundle());
     velarium_replay::compare_outputs(&got, &reference).unwrap();
     assert!(steps.0 > 0, "the inspector saw every step");
     let metrics = parallel.metrics().snapshot();

@@ -22,7 +22,7 @@ use velarium_primitives::TxnIndex;
 /// sees one consistent version; balance credits that nobody needs to read are deltas on it.
 /// Each storage slot is its own location. `StorageEpoch` is written by a transaction that creates
 /// or destroys an account: every slot of that account not written after it reads as zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Location {
     /// Balance, nonce and code of an account (`None` value: the account does not exist).
     Account(Address),
@@ -30,6 +30,36 @@ pub(crate) enum Location {
     Storage(Address, U256),
     /// The last transaction that wiped the account's storage (creation or self-destruction).
     StorageEpoch(Address),
+}
+
+impl std::hash::Hash for Location {
+    /// Folds the location into one word before hashing: the default derive feeds the hasher
+    /// 52 bytes per storage slot (its slow path), and every multi-version memory access hashes
+    /// twice (shard, then bucket). Addresses are hash outputs and slots mostly are, so folding
+    /// their words loses little; the hasher mixes the word.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (tag, address, slot) = match self {
+            Self::Account(address) => (0, address, 0),
+            Self::Storage(address, slot) => {
+                let [l0, l1, l2, l3] = *slot.as_limbs();
+                (
+                    1,
+                    address,
+                    l0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ^ l1.rotate_left(16)
+                        ^ l2.rotate_left(32)
+                        ^ l3.rotate_left(48),
+                )
+            }
+            Self::StorageEpoch(address) => (2, address, 0),
+        };
+        let bytes = &address.0 .0;
+        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+        let tail = u64::from(u32::from_le_bytes(bytes[16..20].try_into().unwrap_or_default()));
+        state.write_u64(
+            word(0) ^ word(8).rotate_left(21) ^ ((tail << 2) | tag).rotate_left(42) ^ slot,
+        );
+    }
 }
 
 /// A value held in multi-version memory.

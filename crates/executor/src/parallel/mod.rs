@@ -591,13 +591,7 @@ where
         executor.finish()?.1
     };
     state.merge_transitions(BundleRetention::PlainState);
-    let output = BlockOutput {
-        receipts: result.receipts,
-        gas_used: result.gas_used,
-        blob_gas_used: result.blob_gas_used,
-        requests: result.requests,
-        bundle: state.take_bundle(),
-    };
+    let output = BlockOutput::new(result, state.take_bundle());
     Ok((output, stats))
 }
 
