@@ -193,9 +193,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     engine.execute_with_stats(&block.spec, &block.state, block.input())?;
                 par[i].times.push(t.elapsed());
                 par[i].stats = stats;
-                if output != oracle {
+                if let Err(what) = velarium_replay::compare_outputs_exactly(&output, &oracle) {
                     bail!(
-                        "{}: parallel output at {threads} threads differs from the oracle",
+                        "{}: parallel output at {threads} threads differs from the oracle: {what}",
                         block.name
                     );
                 }

@@ -6,6 +6,33 @@ use revm::database::BundleAccount;
 use std::collections::BTreeSet;
 use velarium_executor::BlockOutput;
 
+/// Like [`compare_outputs`], but the bundles must also be equal to the last field: accounts only
+/// loaded, statuses, sizes and reverts included (what a node writes to its database).
+pub fn compare_outputs_exactly(a: &BlockOutput, b: &BlockOutput) -> Result<(), String> {
+    compare_outputs(a, b)?;
+    if a == b {
+        return Ok(());
+    }
+    let (x, y) = (&a.bundle, &b.bundle);
+    if let Some((address, account)) = x.state.iter().find(|(k, v)| y.state.get(*k) != Some(*v)) {
+        return Err(format!("bundle account {address}: {account:?} vs {:?}", y.state.get(address)));
+    }
+    if let Some(address) = y.state.keys().find(|k| !x.state.contains_key(*k)) {
+        return Err(format!("bundle account {address} only in the second bundle"));
+    }
+    Err(format!(
+        "bundle sizes {}/{} vs {}/{}, reverts {} vs {}, contracts {} vs {}",
+        x.state_size,
+        x.reverts_size,
+        y.state_size,
+        y.reverts_size,
+        x.reverts.len(),
+        y.reverts.len(),
+        x.contracts.len(),
+        y.contracts.len()
+    ))
+}
+
 /// Compares two outputs of the same block and names the first difference.
 ///
 /// Checked in order: receipt count, each receipt (type, status, cumulative gas, logs, bloom),

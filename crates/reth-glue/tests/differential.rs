@@ -171,7 +171,7 @@ impl Factories {
                 return Err(format!("{label}: Block-STM used: {through_block_stm}"));
             }
             match (&reference, &got) {
-                (Ok(want), Ok(got)) => velarium_replay::compare_outputs(got, want)
+                (Ok(want), Ok(got)) => velarium_replay::compare_outputs_exactly(got, want)
                     .map_err(|diff| format!("{label}: {diff}"))?,
                 (Err(want), Err(got)) if want == got => {}
                 _ => return Err(format!("{label}: got {got:?}, reference {reference:?}")),
@@ -319,7 +319,7 @@ fn mainnet_blocks_match_eth_factory() {
             )
         })
         .unwrap_or_else(|e| panic!("block {}: {e}", block.number));
-        velarium_replay::compare_outputs(&got, &reference)
+        velarium_replay::compare_outputs_exactly(&got, &reference)
             .unwrap_or_else(|e| panic!("block {} (default threshold): {e}", block.number));
     }
     let metrics = default_threshold.metrics().snapshot();
@@ -366,7 +366,7 @@ fn inspected_blocks_run_sequentially_and_match() {
     let result = parallel.create_executor(evm, input.ctx()).execute_block(input.txs).unwrap();
     state.merge_transitions(BundleRetention::Reverts);
     let got = BlockOutput::new(result, state.take_bundle());
-    velarium_replay::compare_outputs(&got, &reference).unwrap();
+    velarium_replay::compare_outputs_exactly(&got, &reference).unwrap();
     assert!(steps.0 > 0, "the inspector saw every step");
     let metrics = parallel.metrics().snapshot();
     assert_eq!((metrics.parallel_blocks, metrics.sequential_blocks), (0, 1), "{metrics:?}");

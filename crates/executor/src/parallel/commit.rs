@@ -17,7 +17,7 @@ use super::credit_beneficiary;
 use crate::ExecutionError;
 use alloy_primitives::{Address, U256};
 use revm::{
-    database::State,
+    database::{states::bundle_state::BundleRetention, BundleState, State, TransitionState},
     primitives::hardfork::SpecId,
     state::{Account, EvmState},
     Database, DatabaseCommit, DatabaseRef,
@@ -287,4 +287,47 @@ where
         Some(credits) => credits.flush(shard),
         None => Ok(()),
     }
+}
+
+/// `state.merge_transitions(BundleRetention::PlainState)` split by account over `pool`'s workers:
+/// each account's transition becomes its bundle account independently of the others (plain
+/// state: no reverts), so the shards' bundles are united. `state` must hold no bundle yet.
+pub(super) fn merge_transitions_sharded<DB>(
+    state: &mut State<DB>,
+    pool: &rayon::ThreadPool,
+) -> Result<(), ExecutionError> {
+    let shards = pool.current_num_threads().max(1);
+    let Some(transitions) = state.transition_state.as_mut().map(TransitionState::take) else {
+        return Ok(());
+    };
+    if !state.bundle_state.is_empty() || shards == 1 {
+        state
+            .bundle_state
+            .apply_transitions_and_create_reverts(transitions, BundleRetention::PlainState);
+        return Ok(());
+    }
+    let mut parts: Vec<TransitionState> = (0..shards).map(|_| TransitionState::default()).collect();
+    for (address, transition) in transitions.transitions {
+        parts[shard_of(&address, shards)].transitions.insert(address, transition);
+    }
+    let parts: Vec<Mutex<Option<TransitionState>>> =
+        parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
+    let bundles: Vec<Option<BundleState>> = pool.broadcast(|ctx| {
+        let part = parts.get(ctx.index()).and_then(|p| p.lock().ok()?.take())?;
+        let mut bundle = BundleState::default();
+        bundle.apply_transitions_and_create_reverts(part, BundleRetention::PlainState);
+        Some(bundle)
+    });
+    if bundles.iter().any(Option::is_none) {
+        return Err(ExecutionError::Internal("a merge shard did not run".to_string()));
+    }
+    let bundle = &mut state.bundle_state;
+    for part in bundles.into_iter().flatten() {
+        bundle.state.extend(part.state);
+        bundle.contracts.extend(part.contracts);
+        bundle.state_size += part.state_size;
+    }
+    // The one (empty, plain-state retention) revert entry the block's merge appends.
+    bundle.reverts.push(Vec::new());
+    Ok(())
 }

@@ -96,6 +96,8 @@ struct TxOutcome {
     lazy_recipient: Option<Address>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     trace: Option<TxTrace>,
+    /// The logs bloom of the receipt, computed by the worker (off the sequential commit).
+    bloom: alloy_primitives::Bloom,
 }
 
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
@@ -278,7 +280,16 @@ where
             });
             let wrote_new = self.memory.record(version, read_set, write_set);
             *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome { result: result.map(|r| (r, state)), fee, lazy_recipient, trace });
+                Some(TxOutcome {
+                    bloom: match &result {
+                        Ok(r) => alloy_primitives::logs_bloom(r.logs()),
+                        Err(_) => Default::default(),
+                    },
+                    result: result.map(|r| (r, state)),
+                    fee,
+                    lazy_recipient,
+                    trace,
+                });
             return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
         }
     }
@@ -560,12 +571,14 @@ where
                 executor.blob_gas_used =
                     executor.blob_gas_used.saturating_add(tx.blob_gas_used().unwrap_or_default());
             }
-            let receipt = Receipt {
-                status: Eip658Value::Eip658(result.is_success()),
-                cumulative_gas_used: executor.cumulative_tx_gas_used,
-                logs: result.into_logs(),
-            }
-            .with_bloom();
+            let receipt = alloy_consensus::ReceiptWithBloom {
+                receipt: Receipt {
+                    status: Eip658Value::Eip658(result.is_success()),
+                    cumulative_gas_used: executor.cumulative_tx_gas_used,
+                    logs: result.into_logs(),
+                },
+                logs_bloom: outcome.bloom,
+            };
             executor.receipts.push(match tx.tx_type() {
                 TxType::Legacy => ReceiptEnvelope::Legacy(receipt),
                 TxType::Eip2930 => ReceiptEnvelope::Eip2930(receipt),
@@ -590,7 +603,11 @@ where
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         executor.finish()?.1
     };
-    state.merge_transitions(BundleRetention::PlainState);
+    if threads > 1 {
+        commit::merge_transitions_sharded(&mut state, &*worker_pool(threads)?)?;
+    } else {
+        state.merge_transitions(BundleRetention::PlainState);
+    }
     let output = BlockOutput::new(result, state.take_bundle());
     Ok((output, stats))
 }
