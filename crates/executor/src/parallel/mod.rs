@@ -532,8 +532,8 @@ where
             &mut stats,
         )?;
 
-        // Phase 2: receipts and gas in order, then the state diffs committed in order (split by
-        // account over the workers; see `commit.rs`), exactly as the sequential executor does.
+        // Phase 2: receipts and gas in order, then the state diffs committed in order (see
+        // `commit.rs`), exactly as the sequential executor does.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
         let mut diffs = Vec::with_capacity(txs.len());
         for (tx, outcome) in txs.iter().zip(outcomes) {
@@ -594,20 +594,11 @@ where
         }
         let state = executor.evm_mut().db_mut();
         let beneficiary = header.beneficiary;
-        if threads > 1 && diffs.len() >= SHARDED_COMMIT_MIN_TXS {
-            let pool = worker_pool(threads)?;
-            commit::commit_sharded(state, diffs, spec_id, beneficiary, &pool)?;
-        } else {
-            commit::commit_in_order(state, diffs, spec_id, beneficiary)?;
-        }
+        commit::commit_in_order(state, diffs, spec_id, beneficiary)?;
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         executor.finish()?.1
     };
-    if threads > 1 {
-        commit::merge_transitions_sharded(&mut state, &*worker_pool(threads)?)?;
-    } else {
-        state.merge_transitions(BundleRetention::PlainState);
-    }
+    state.merge_transitions(BundleRetention::PlainState);
     let output = BlockOutput::new(result, state.take_bundle());
     Ok((output, stats))
 }
@@ -694,9 +685,6 @@ where
         })
         .collect()
 }
-
-/// Below this many transactions, phase 2 commits on one thread.
-const SHARDED_COMMIT_MIN_TXS: usize = 2;
 
 /// A worker pool and its thread count.
 type PoolEntry = (usize, Arc<rayon::ThreadPool>);

@@ -1,0 +1,91 @@
+//! Command-line arguments of the Velarium engine.
+//!
+//! The same flags are accepted by `velarium-reth node` (they are flattened into reth's
+//! `NodeCommand` through its extension-arguments slot) and, through their environment variables,
+//! by every other subcommand that executes blocks (`import`, `re-execute`, `stage run`), whose
+//! argument sets reth does not let a binary extend.
+
+use clap::{Args, Parser};
+use velarium_reth_glue::ParallelConfig;
+
+/// Settings of Velarium's parallel block executor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Velarium")]
+pub struct VelariumArgs {
+    /// Worker threads of the parallel executor [default: the machine's cores].
+    #[arg(long = "velarium.threads", env = "VELARIUM_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Blocks with fewer transactions than this run sequentially [default: 24]; 0 sends every
+    /// block through Block-STM.
+    #[arg(long = "velarium.min-txs", env = "VELARIUM_MIN_TXS", value_name = "N")]
+    pub min_txs: Option<usize>,
+
+    /// Install the `velarium-verify` ExEx: re-execute every committed block with the parallel
+    /// executor and compare receipts, gas and state changes with what the node committed.
+    #[arg(long = "velarium.verify", env = "VELARIUM_VERIFY")]
+    pub verify: bool,
+}
+
+impl VelariumArgs {
+    /// Reads the settings from the `VELARIUM_*` environment variables alone.
+    ///
+    /// Used for the subcommands other than `node`, which have no room for extra flags.
+    pub fn from_env() -> eyre::Result<Self> {
+        /// A parser whose only arguments are the Velarium ones.
+        #[derive(Debug, Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            args: VelariumArgs,
+        }
+
+        Ok(EnvOnly::try_parse_from(["velarium-reth"])?.args)
+    }
+
+    /// The executor configuration these arguments select.
+    pub fn parallel_config(&self) -> ParallelConfig {
+        let mut config = ParallelConfig::default();
+        if let Some(threads) = self.threads {
+            config.threads = threads.max(1);
+        }
+        if let Some(min_txs) = self.min_txs {
+            config.min_txs = min_txs;
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: VelariumArgs,
+    }
+
+    #[test]
+    fn parses_flags() {
+        let args = Wrapper::try_parse_from([
+            "velarium-reth",
+            "--velarium.threads",
+            "8",
+            "--velarium.min-txs",
+            "0",
+            "--velarium.verify",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(args, VelariumArgs { threads: Some(8), min_txs: Some(0), verify: true });
+        let config = args.parallel_config();
+        assert_eq!((config.threads, config.min_txs), (8, 0));
+    }
+
+    #[test]
+    fn defaults_follow_parallel_config() {
+        let args = Wrapper::try_parse_from(["velarium-reth"]).unwrap().args;
+        let (ours, default) = (args.parallel_config(), ParallelConfig::default());
+        assert_eq!((ours.threads, ours.min_txs), (default.threads, default.min_txs));
+    }
+}

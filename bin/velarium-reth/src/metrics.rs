@@ -1,0 +1,90 @@
+//! Prometheus metrics of `velarium-reth`.
+//!
+//! Recorded with the [`metrics`](::metrics) crate; reth installs its Prometheus recorder at start-up and
+//! serves everything on the `--metrics` endpoint.
+//!
+//! Executor counters (mirrors of [`ExecutionMetrics`], refreshed every few seconds):
+//! `velarium_executor_parallel_blocks_total`, `velarium_executor_sequential_blocks_total`,
+//! `velarium_executor_transactions_total`, `velarium_executor_executions_total`,
+//! `velarium_executor_re_executions_total`, `velarium_executor_validations_total`,
+//! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`.
+//!
+//! Verification (the `velarium-verify` ExEx): `velarium_verify_blocks_total{result="match"}`,
+//! `velarium_verify_blocks_total{result="mismatch"}`, `velarium_verify_blocks_total{result="error"}`,
+//! `velarium_verify_transactions_total`, `velarium_verify_gas_total` and
+//! `velarium_verify_last_block` (gauge).
+
+use std::{future::Future, sync::Arc, time::Duration};
+use velarium_reth_glue::{ExecutionMetrics, MetricsSnapshot};
+
+/// How often [`report_execution_metrics`] refreshes the executor counters.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Outcome of re-executing one block in the verification ExEx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyResult {
+    /// Receipts, gas and state changes equal what the node committed.
+    Match,
+    /// Something differed.
+    Mismatch,
+    /// The block could not be re-executed (state unavailable, execution error).
+    Error,
+}
+
+impl VerifyResult {
+    /// The value of the `result` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Match => "match",
+            Self::Mismatch => "mismatch",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Publishes a snapshot of the executor's counters.
+pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
+    let MetricsSnapshot {
+        parallel_blocks,
+        sequential_blocks,
+        transactions,
+        executions,
+        re_executions,
+        validations,
+        aborts,
+        suspensions,
+    } = *snapshot;
+    ::metrics::counter!("velarium_executor_parallel_blocks_total").absolute(parallel_blocks);
+    ::metrics::counter!("velarium_executor_sequential_blocks_total").absolute(sequential_blocks);
+    ::metrics::counter!("velarium_executor_transactions_total").absolute(transactions);
+    ::metrics::counter!("velarium_executor_executions_total").absolute(executions);
+    ::metrics::counter!("velarium_executor_re_executions_total").absolute(re_executions);
+    ::metrics::counter!("velarium_executor_validations_total").absolute(validations);
+    ::metrics::counter!("velarium_executor_aborts_total").absolute(aborts);
+    ::metrics::counter!("velarium_executor_suspensions_total").absolute(suspensions);
+}
+
+/// Records the verification of one block with `transactions` transactions and `gas` gas used.
+pub fn record_verified_block(result: VerifyResult, block_number: u64, transactions: u64, gas: u64) {
+    ::metrics::counter!("velarium_verify_blocks_total", "result" => result.label()).increment(1);
+    ::metrics::counter!("velarium_verify_transactions_total").increment(transactions);
+    ::metrics::counter!("velarium_verify_gas_total").increment(gas);
+    ::metrics::gauge!("velarium_verify_last_block").set(block_number as f64);
+}
+
+/// Refreshes the executor counters from `metrics` every [`REPORT_INTERVAL`] until `shutdown`
+/// resolves.
+pub async fn report_execution_metrics<S>(metrics: Arc<ExecutionMetrics>, shutdown: S)
+where
+    S: Future,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut interval = tokio::time::interval(REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => record_execution_snapshot(&metrics.snapshot()),
+            _ = &mut shutdown => break,
+        }
+    }
+    record_execution_snapshot(&metrics.snapshot());
+}

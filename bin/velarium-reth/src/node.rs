@@ -1,0 +1,141 @@
+//! [`VelariumNode`]: reth's Ethereum node with [`VelariumEvmConfig`] as its EVM.
+//!
+//! Pool, network, payload builder, consensus, RPC and engine API are reth's Ethereum components;
+//! only the executor builder differs ([`VelariumExecutorBuilder`]).
+
+use crate::{evm::VelariumEvmConfig, metrics};
+use reth_chainspec::ChainSpec;
+use reth_engine_local::LocalPayloadAttributesBuilder;
+use reth_ethereum_primitives::EthPrimitives;
+use reth_node_api::{FullNodeComponents, FullNodeTypes, NodeTypes, PayloadAttributesBuilder};
+use reth_node_builder::{
+    components::{BasicPayloadServiceBuilder, ComponentsBuilder, ExecutorBuilder},
+    BuilderContext, DebugNode, Node, NodeAdapter, PayloadTypes,
+};
+use reth_node_ethereum::{
+    node::{
+        build_evm_config, EthereumAddOns, EthereumConsensusBuilder, EthereumEngineValidatorBuilder,
+        EthereumEthApiBuilder, EthereumNetworkBuilder, EthereumPayloadBuilder, EthereumPoolBuilder,
+    },
+    EthEngineTypes, EthereumNode,
+};
+use reth_provider::EthStorage;
+use std::sync::Arc;
+use velarium_reth_glue::ParallelConfig;
+
+/// The node type of `velarium-reth`: [`EthereumNode`] with Velarium's parallel executor.
+#[derive(Debug, Clone, Default)]
+pub struct VelariumNode {
+    /// Settings of the parallel executor.
+    pub config: ParallelConfig,
+}
+
+impl VelariumNode {
+    /// A node whose executor uses the given settings.
+    pub const fn new(config: ParallelConfig) -> Self {
+        Self { config }
+    }
+
+    /// The components of [`EthereumNode`] with [`VelariumExecutorBuilder`] as the executor.
+    pub fn components<N>(&self) -> VelariumComponentsBuilder<N>
+    where
+        N: FullNodeTypes<Types = Self>,
+    {
+        EthereumNode::components().executor(VelariumExecutorBuilder::new(self.config.clone()))
+    }
+}
+
+/// The components builder of a [`VelariumNode`].
+pub type VelariumComponentsBuilder<N> = ComponentsBuilder<
+    N,
+    EthereumPoolBuilder,
+    BasicPayloadServiceBuilder<EthereumPayloadBuilder>,
+    EthereumNetworkBuilder,
+    VelariumExecutorBuilder,
+    EthereumConsensusBuilder,
+>;
+
+impl NodeTypes for VelariumNode {
+    type Primitives = EthPrimitives;
+    type ChainSpec = ChainSpec;
+    type Storage = EthStorage;
+    type Payload = EthEngineTypes;
+}
+
+impl<N> Node<N> for VelariumNode
+where
+    N: FullNodeTypes<Types = Self>,
+{
+    type ComponentsBuilder = VelariumComponentsBuilder<N>;
+
+    type AddOns =
+        EthereumAddOns<NodeAdapter<N>, EthereumEthApiBuilder, EthereumEngineValidatorBuilder>;
+
+    fn components_builder(&self) -> Self::ComponentsBuilder {
+        self.components()
+    }
+
+    fn add_ons(&self) -> Self::AddOns {
+        EthereumAddOns::default()
+    }
+}
+
+impl<N: FullNodeComponents<Types = Self>> DebugNode<N> for VelariumNode {
+    type RpcBlock = alloy_rpc_types_eth::Block;
+
+    fn rpc_to_primitive_block(rpc_block: Self::RpcBlock) -> reth_ethereum_primitives::Block {
+        rpc_block.into_consensus().convert_transactions()
+    }
+
+    fn local_payload_attributes_builder(
+        chain_spec: &Self::ChainSpec,
+    ) -> impl PayloadAttributesBuilder<<Self::Payload as PayloadTypes>::PayloadAttributes> {
+        LocalPayloadAttributesBuilder::new(Arc::new(chain_spec.clone()))
+    }
+}
+
+/// Builds the node's [`VelariumEvmConfig`]: reth's Ethereum EVM configuration (honouring the
+/// node's JIT flags and sender-recovery cache, like reth's `EthereumExecutorBuilder`) with the
+/// parallel executor factory, and starts the task exporting the executor's counters.
+#[derive(Debug, Clone, Default)]
+pub struct VelariumExecutorBuilder {
+    config: ParallelConfig,
+}
+
+impl VelariumExecutorBuilder {
+    /// A builder for the given parallel settings.
+    pub const fn new(config: ParallelConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl<Node> ExecutorBuilder<Node> for VelariumExecutorBuilder
+where
+    Node: FullNodeTypes<Types: NodeTypes<ChainSpec = ChainSpec, Primitives = EthPrimitives>>,
+{
+    type EVM = VelariumEvmConfig;
+
+    async fn build_evm(self, ctx: &BuilderContext<Node>) -> eyre::Result<Self::EVM> {
+        let (mut inner, _jit_metrics) =
+            build_evm_config(ctx.chain_spec(), &ctx.config().jit, None)?;
+        if let Some(cache) = ctx.sender_recovery_cache() {
+            inner = inner.with_sender_recovery_cache(cache.clone());
+        }
+        let evm_config = VelariumEvmConfig::new(inner, self.config);
+
+        let config = evm_config.parallel_config();
+        reth_tracing::tracing::info!(
+            target: "velarium",
+            threads = config.threads,
+            min_txs = config.min_txs,
+            "Velarium parallel block executor configured"
+        );
+
+        let execution_metrics = evm_config.execution_metrics().clone();
+        ctx.task_executor().spawn_with_graceful_shutdown_signal(|shutdown| {
+            metrics::report_execution_metrics(execution_metrics, shutdown)
+        });
+
+        Ok(evm_config)
+    }
+}
