@@ -21,7 +21,8 @@ use reth_chainspec::ChainSpec;
 use reth_ethereum_cli::{chainspec::EthereumChainSpecParser, Cli, Commands};
 use reth_node_ethereum::consensus::EthBeaconConsensus;
 use reth_tracing::tracing::info;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use velarium_reth_glue::ExecutionMetrics;
 
 fn main() {
     if let Err(err) = run() {
@@ -42,24 +43,41 @@ fn run() -> eyre::Result<()> {
     let parallel_config = args.parallel_config();
 
     // The EVM and consensus of the subcommands that execute blocks without launching a node
-    // (`import`, `re-execute`, `stage`).
-    let components = move |spec: Arc<ChainSpec>| {
-        (
-            VelariumEvmConfig::ethereum(Arc::clone(&spec), parallel_config),
-            Arc::new(EthBeaconConsensus::new(spec)),
-        )
+    // (`import`, `re-execute`, `stage`). Their executor's counters are kept for a summary.
+    let offline_metrics = Arc::new(OnceLock::<Arc<ExecutionMetrics>>::new());
+    let components = {
+        let offline_metrics = Arc::clone(&offline_metrics);
+        move |spec: Arc<ChainSpec>| {
+            let evm_config = VelariumEvmConfig::ethereum(Arc::clone(&spec), parallel_config);
+            let _ = offline_metrics.set(Arc::clone(evm_config.execution_metrics()));
+            (evm_config, Arc::new(EthBeaconConsensus::new(spec)))
+        }
     };
 
-    cli.run_with_components::<VelariumNode>(components, async move |builder, args: VelariumArgs| {
-        info!(target: "velarium", verify = args.verify, "Launching velarium-reth node");
-        let handle = builder
-            .node(VelariumNode::new(args.parallel_config()))
-            .install_exex_if(args.verify, verify::EXEX_ID, async move |ctx| {
-                Ok(verify::velarium_verify(ctx))
-            })
-            .launch_with_debug_capabilities()
-            .await?;
+    let result = cli.run_with_components::<VelariumNode>(
+        components,
+        async move |builder, args: VelariumArgs| {
+            info!(target: "velarium", verify = args.verify, "Launching velarium-reth node");
+            let handle = builder
+                .node(VelariumNode::new(args.parallel_config()))
+                .install_exex_if(args.verify, verify::EXEX_ID, async move |ctx| {
+                    Ok(verify::velarium_verify(ctx))
+                })
+                .launch_with_debug_capabilities()
+                .await?;
 
-        handle.wait_for_node_exit().await
-    })
+            handle.wait_for_node_exit().await
+        },
+    );
+
+    if let Some(metrics) = offline_metrics.get() {
+        // Tracing may already be torn down here: print directly.
+        eprintln!(
+            "velarium: threads={} min_txs={} {:?}",
+            parallel_config.threads,
+            parallel_config.min_txs,
+            metrics.snapshot()
+        );
+    }
+    result
 }

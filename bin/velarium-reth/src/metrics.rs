@@ -1,7 +1,9 @@
 //! Prometheus metrics of `velarium-reth`.
 //!
-//! Recorded with the [`metrics`](::metrics) crate; reth installs its Prometheus recorder at start-up and
-//! serves everything on the `--metrics` endpoint.
+//! Recorded with the [`metrics`](::metrics) crate; reth installs its Prometheus recorder at
+//! start-up and serves everything on the `--metrics` endpoint, where reth's exporter prefixes
+//! every name with `reth_` (`velarium_verify_blocks_total` is scraped as
+//! `reth_velarium_verify_blocks_total`).
 //!
 //! Executor counters (mirrors of [`ExecutionMetrics`], refreshed every few seconds):
 //! `velarium_executor_parallel_blocks_total`, `velarium_executor_sequential_blocks_total`,
@@ -9,10 +11,9 @@
 //! `velarium_executor_re_executions_total`, `velarium_executor_validations_total`,
 //! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`.
 //!
-//! Verification (the `velarium-verify` ExEx): `velarium_verify_blocks_total{result="match"}`,
-//! `velarium_verify_blocks_total{result="mismatch"}`, `velarium_verify_blocks_total{result="error"}`,
-//! `velarium_verify_transactions_total`, `velarium_verify_gas_total` and
-//! `velarium_verify_last_block` (gauge).
+//! Verification (the `velarium-verify` ExEx): `velarium_verify_blocks_total{result}` with
+//! `result` = `match`, `mismatch` or `error`, `velarium_verify_transactions_total`,
+//! `velarium_verify_gas_total` and `velarium_verify_last_block` (gauge).
 
 use std::{future::Future, sync::Arc, time::Duration};
 use velarium_reth_glue::{ExecutionMetrics, MetricsSnapshot};

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use velarium_reth_glue::ParallelConfig;
 
 /// The node type of `velarium-reth`: [`EthereumNode`] with Velarium's parallel executor.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct VelariumNode {
     /// Settings of the parallel executor.
     pub config: ParallelConfig,
@@ -41,7 +41,7 @@ impl VelariumNode {
     where
         N: FullNodeTypes<Types = Self>,
     {
-        EthereumNode::components().executor(VelariumExecutorBuilder::new(self.config.clone()))
+        EthereumNode::components().executor(VelariumExecutorBuilder::new(self.config))
     }
 }
 
@@ -97,7 +97,7 @@ impl<N: FullNodeComponents<Types = Self>> DebugNode<N> for VelariumNode {
 /// Builds the node's [`VelariumEvmConfig`]: reth's Ethereum EVM configuration (honouring the
 /// node's JIT flags and sender-recovery cache, like reth's `EthereumExecutorBuilder`) with the
 /// parallel executor factory, and starts the task exporting the executor's counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct VelariumExecutorBuilder {
     config: ParallelConfig,
 }
