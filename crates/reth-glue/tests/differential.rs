@@ -209,17 +209,26 @@ fn check_case(case: &Case) -> Result<usize, String> {
     let genesis_hash = prepared.genesis.header.hash_slow();
     let mut genesis_state = prepared.state;
     genesis_state.insert_block_hash(0, genesis_hash);
+    let mut blocks = Vec::new();
+    for (i, fixture_block) in case.blocks.iter().enumerate() {
+        if fixture_block.expect_exception.is_none() {
+            let block = velarium_chain::rlp::decode_block(&fixture_block.rlp)
+                .map_err(|e| format!("valid block {i} does not decode: {e}"))?;
+            blocks.push((i, block));
+        }
+    }
+    // A parent state is cloned only when a fork still needs it; a chain hands it on.
+    let mut children: HashMap<B256, usize> = HashMap::default();
+    for (_, block) in &blocks {
+        *children.entry(block.header.parent_hash).or_default() += 1;
+    }
     let mut states: HashMap<B256, Arc<InMemoryState>> = HashMap::default();
     states.insert(genesis_hash, Arc::new(genesis_state));
     let mut checked = 0;
-    for (i, fixture_block) in case.blocks.iter().enumerate() {
-        if fixture_block.expect_exception.is_some() {
-            continue;
-        }
-        let block = velarium_chain::rlp::decode_block(&fixture_block.rlp)
-            .map_err(|e| format!("valid block {i} does not decode: {e}"))?;
+    for (i, block) in blocks {
+        let parent_hash = block.header.parent_hash;
         let parent = states
-            .get(&block.header.parent_hash)
+            .get(&parent_hash)
             .ok_or_else(|| format!("valid block {i}: unknown parent"))?
             .clone();
         let txs =
@@ -233,9 +242,16 @@ fn check_case(case: &Case) -> Result<usize, String> {
         let reference =
             factories.check(&parent, &spec, input).map_err(|e| format!("block {i}: {e}"))?;
         checked += 1;
+        let remaining = children.get_mut(&parent_hash).map_or(0, |n| {
+            *n -= 1;
+            *n
+        });
+        if remaining == 0 {
+            states.remove(&parent_hash);
+        }
         if let Ok(output) = reference {
             let hash = block.header.hash_slow();
-            let mut next = (*parent).clone();
+            let mut next = Arc::try_unwrap(parent).unwrap_or_else(|shared| (*shared).clone());
             next.apply_bundle(&output.bundle);
             next.insert_block_hash(block.header.number, hash);
             states.insert(hash, Arc::new(next));
