@@ -53,6 +53,16 @@ struct Block<'a> {
 }
 
 impl<'a> Block<'a> {
+    /// A mainnet fixture block, with `txs` in place of its transactions.
+    fn mainnet(block: &'a velarium_replay::MainnetBlock, txs: &'a [RecoveredTx]) -> Self {
+        Self {
+            header: &block.header,
+            txs,
+            ommers: &block.ommers,
+            withdrawals: block.withdrawals.as_deref(),
+        }
+    }
+
     fn ctx(&self) -> EthBlockExecutionCtx<'a> {
         EthBlockExecutionCtx {
             parent_hash: self.header.parent_hash,
@@ -324,12 +334,7 @@ fn mainnet_blocks_match_eth_factory() {
     assert!(!dirs.is_empty(), "no mainnet blocks under {}", dir.display());
     for block_dir in &dirs {
         let block = velarium_replay::load_block(block_dir).expect("loading block");
-        let input = Block {
-            header: &block.header,
-            txs: &block.transactions,
-            ommers: &block.ommers,
-            withdrawals: block.withdrawals.as_deref(),
-        };
+        let input = Block::mainnet(&block, &block.transactions);
         let reference = factories
             .check(&block.state, &spec, input)
             .unwrap_or_else(|e| panic!("block {}: {e}", block.number))
@@ -376,12 +381,7 @@ fn inspected_blocks_run_sequentially_and_match() {
     let Some(block) = mainnet_block(50) else { return };
     let spec = velarium_replay::mainnet_spec();
     let factories = Factories::new(&spec, &[]);
-    let input = Block {
-        header: &block.header,
-        txs: &block.transactions,
-        ommers: &block.ommers,
-        withdrawals: block.withdrawals.as_deref(),
-    };
+    let input = Block::mainnet(&block, &block.transactions);
     let reference = factories.check(&block.state, &spec, input).unwrap().unwrap();
     let parallel = ParFactory::from_eth(factories.eth, ParallelConfig { threads: 2, min_txs: 0 });
     let env = evm_env(&spec, &block.header);
@@ -405,12 +405,7 @@ fn invalid_transaction_fails_like_eth_factory() {
     // A replayed transaction: its nonce is too low the second time.
     let mut txs = block.transactions.clone();
     txs.insert(1, txs[0].clone());
-    let input = Block {
-        header: &block.header,
-        txs: &txs,
-        ommers: &block.ommers,
-        withdrawals: block.withdrawals.as_deref(),
-    };
+    let input = Block::mainnet(&block, &txs);
     let reference = factories.check(&block.state, &spec, input).unwrap();
     let err = reference.expect_err("a replayed transaction must fail the block");
     assert!(err.contains("nonce"), "{err}");
@@ -462,12 +457,7 @@ fn state_read_failure_is_an_error_not_a_panic() {
         Factories::new(&spec, &[]).eth,
         ParallelConfig { threads: 2, min_txs: 0 },
     );
-    let input = Block {
-        header: &block.header,
-        txs: &block.transactions,
-        ommers: &block.ommers,
-        withdrawals: block.withdrawals.as_deref(),
-    };
+    let input = Block::mainnet(&block, &block.transactions);
     // The recipient of a transaction in the middle of the block cannot be read.
     let broken = alloy_consensus::Transaction::to(block.transactions[15].inner()).unwrap();
     let env = evm_env(&spec, &block.header);
