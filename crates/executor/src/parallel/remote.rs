@@ -125,59 +125,59 @@ impl RemoteDb {
     }
 }
 
+impl RemoteDb {
+    /// `key`'s value from `cache`, or else from the owner (`query`), then cached; `pick` takes
+    /// the value out of the answer of the matching kind.
+    fn cached<K, V>(
+        &self,
+        cache: &Sharded<K, V>,
+        key: K,
+        query: Query,
+        pick: impl FnOnce(Answer) -> Result<V, Answer>,
+    ) -> Result<V, RemoteError>
+    where
+        K: Hash + Eq,
+        V: Clone,
+    {
+        if let Some(value) = cache.get(&key) {
+            return Ok(value);
+        }
+        let value = pick(self.ask(query)?).map_err(|other| Self::unexpected(query, other))?;
+        cache.insert(key, value.clone());
+        Ok(value)
+    }
+}
+
 impl DatabaseRef for RemoteDb {
     type Error = RemoteError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        if let Some(info) = self.accounts.get(&address) {
-            return Ok(info);
-        }
-        match self.ask(Query::Basic(address))? {
-            Answer::Basic(info) => {
-                self.accounts.insert(address, info.clone());
-                Ok(info)
-            }
-            other => Err(Self::unexpected(Query::Basic(address), other)),
-        }
+        self.cached(&self.accounts, address, Query::Basic(address), |answer| match answer {
+            Answer::Basic(info) => Ok(info),
+            other => Err(other),
+        })
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        if let Some(code) = self.code.get(&code_hash) {
-            return Ok(code);
-        }
-        match self.ask(Query::Code(code_hash))? {
-            Answer::Code(code) => {
-                self.code.insert(code_hash, code.clone());
-                Ok(code)
-            }
-            other => Err(Self::unexpected(Query::Code(code_hash), other)),
-        }
+        self.cached(&self.code, code_hash, Query::Code(code_hash), |answer| match answer {
+            Answer::Code(code) => Ok(code),
+            other => Err(other),
+        })
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        if let Some(value) = self.storage.get(&(address, index)) {
-            return Ok(value);
-        }
-        match self.ask(Query::Storage(address, index))? {
-            Answer::Storage(value) => {
-                self.storage.insert((address, index), value);
-                Ok(value)
-            }
-            other => Err(Self::unexpected(Query::Storage(address, index), other)),
-        }
+        let query = Query::Storage(address, index);
+        self.cached(&self.storage, (address, index), query, |answer| match answer {
+            Answer::Storage(value) => Ok(value),
+            other => Err(other),
+        })
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
-        if let Some(hash) = self.block_hashes.get(&number) {
-            return Ok(hash);
-        }
-        match self.ask(Query::BlockHash(number))? {
-            Answer::BlockHash(hash) => {
-                self.block_hashes.insert(number, hash);
-                Ok(hash)
-            }
-            other => Err(Self::unexpected(Query::BlockHash(number), other)),
-        }
+        self.cached(&self.block_hashes, number, Query::BlockHash(number), |answer| match answer {
+            Answer::BlockHash(hash) => Ok(hash),
+            other => Err(other),
+        })
     }
 }
 
