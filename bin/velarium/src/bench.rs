@@ -48,6 +48,11 @@ pub(crate) struct Args {
     /// List the workloads and exit.
     #[arg(long)]
     list: bool,
+    /// Profiling mode: run only this engine (`sequential`, or `parallel` at the first
+    /// `--threads` value), `--reps` times per block, without the oracle, tracing or checks; for
+    /// `perf record`.
+    #[arg(long, value_parser = ["sequential", "parallel"])]
+    profile: Option<String>,
 }
 
 /// A block ready to execute.
@@ -127,6 +132,46 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
     Ok(blocks)
 }
 
+/// `--profile`: one engine only, every block `--reps` times; prints each block's median.
+fn profile(args: &Args, engine: &str, blocks: &[Block]) -> eyre::Result<ExitCode> {
+    let engine = match engine {
+        "sequential" => Engine::Sequential,
+        _ => Engine::Parallel { threads: args.threads[0], min_txs: 0 },
+    };
+    for block in blocks {
+        let mut samples = Samples::default();
+        let mut phases: [Vec<Duration>; 4] = Default::default();
+        for _ in 0..args.reps {
+            let t = Instant::now();
+            let (output, stats) =
+                engine.execute_with_stats(&block.spec, &block.state, block.input())?;
+            samples.times.push(t.elapsed());
+            samples.stats = stats;
+            let p = stats.phases;
+            for (all, one) in phases.iter_mut().zip([p.pre, p.execute, p.commit, p.post]) {
+                all.push(one);
+            }
+            drop(output);
+        }
+        let ms = |times: &mut Vec<Duration>| {
+            times.sort();
+            times[times.len() / 2].as_secs_f64() * 1e3
+        };
+        let [pre, execute, commit, post] = &mut phases;
+        println!(
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}",
+            block.name,
+            samples.median().as_secs_f64() * 1e3,
+            ms(pre),
+            ms(execute),
+            ms(commit),
+            ms(post),
+            samples.stats.re_executions(block.transactions.len())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Timing of one engine configuration on one block.
 #[derive(Default)]
 struct Samples {
@@ -154,6 +199,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         bail!("--reps and every --threads value must be at least 1");
     }
     let blocks = load_workloads(&args)?;
+    if let Some(engine) = &args.profile {
+        return profile(&args, engine, &blocks);
+    }
     if !args.json {
         println!(
             "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5}",
@@ -184,8 +232,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         let mut par: Vec<Samples> = args.threads.iter().map(|_| Samples::default()).collect();
         for _ in 0..args.reps {
             let t = Instant::now();
-            Engine::Sequential.execute(&block.spec, &block.state, block.input())?;
+            let output = Engine::Sequential.execute(&block.spec, &block.state, block.input())?;
             seq.times.push(t.elapsed());
+            // Both engines' outputs are dropped outside the timed region.
+            drop(output);
             for (i, &threads) in args.threads.iter().enumerate() {
                 let engine = Engine::Parallel { threads, min_txs: 0 };
                 let t = Instant::now();

@@ -11,8 +11,8 @@ mod parallel;
 mod sequential;
 
 pub use parallel::{
-    credit_beneficiary, execute_parallel, execute_transactions, panic_message, trace_accesses,
-    AccessKey, ParallelStats, SpeculativeTx, TxDbError,
+    credit_beneficiary, engine_faults, execute_parallel, execute_transactions, panic_message,
+    trace_accesses, AccessKey, EngineFault, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError,
 };
 pub use sequential::{evm_env, execute_sequential};
 
@@ -84,9 +84,13 @@ pub enum ExecutionError {
     /// A system contract the block must call (EIP-7002, EIP-7251) has no code.
     #[error("system contract {0} has no code")]
     SystemContractEmpty(Address),
-    /// The engine itself failed (a worker panicked, an invariant broke); not the block's fault.
-    #[error("executor fault: {0}")]
-    Internal(String),
+    /// Reading the parent state failed (the database's error, as text); not the block's fault.
+    #[error("state read failed: {0}")]
+    StateRead(String),
+    /// The parallel engine itself failed (a worker panicked, an invariant broke); not the
+    /// block's fault. [`Engine`] never returns it: it re-executes the block on the oracle.
+    #[error("parallel engine fault: {0}")]
+    Engine(#[from] EngineFault),
 }
 
 /// Recovers the senders of a block's transactions.
@@ -157,7 +161,14 @@ impl Engine {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
             Self::Parallel { threads, min_txs } if block.transactions.len() >= min_txs => {
-                execute_parallel(spec, db, block, threads)
+                match execute_parallel(spec, db, block, threads) {
+                    Err(ExecutionError::Engine(fault)) => {
+                        parallel::record_fault(&fault, block.header.number);
+                        let stats = ParallelStats { fell_back: true, ..Default::default() };
+                        Ok((execute_sequential(spec, db, block)?, stats))
+                    }
+                    other => other,
+                }
             }
             Self::Parallel { .. } => {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))

@@ -58,7 +58,7 @@ pub(crate) fn check_system_contracts<DB: Database>(
     ] {
         let has_code = db
             .basic(address)
-            .map_err(|e| ExecutionError::Internal(format!("reading {address}: {e}")))?
+            .map_err(|e| ExecutionError::StateRead(format!("reading {address}: {e}")))?
             .is_some_and(|info| info.code_hash != revm::primitives::KECCAK_EMPTY);
         if !has_code {
             return Err(ExecutionError::SystemContractEmpty(address));

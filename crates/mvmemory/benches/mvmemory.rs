@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
-use velarium_mvmemory::{MvMemory, ReadOrigin, ReadSet, Version, WriteSet};
+use velarium_mvmemory::{MvMemory, ReadMode, ReadOrigin, Version, WriteValue};
 
 const BLOCK: u32 = 1_000;
 
@@ -26,14 +26,11 @@ fn filled(hot: bool) -> Mem {
     let mem = Mem::new(BLOCK as usize);
     for txn in 0..BLOCK {
         let k = key(txn, hot);
-        let origin = ReadOrigin::from_read_result(&mem.read(&k, txn)).unwrap();
-        let mut writes = WriteSet::new();
-        if txn % 2 == 0 {
-            writes.write(k, u64::from(txn));
-        } else {
-            writes.delta(k, 1);
-        }
-        mem.record(Version::new(txn, 0), ReadSet::from(vec![(k, origin)]), writes);
+        let origin = ReadOrigin::of(&mem.read(&k, txn, ReadMode::WithDeltas), ReadMode::WithDeltas)
+            .expect("nothing is blocked");
+        let write =
+            if txn % 2 == 0 { WriteValue::Value(u64::from(txn)) } else { WriteValue::Delta(1) };
+        mem.record(Version::new(txn, 0), &mut vec![(k, origin)], &mut vec![(k, write)]);
     }
     mem
 }
@@ -45,17 +42,17 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("read", BLOCK), |b| {
             b.iter(|| {
                 for txn in 0..BLOCK {
-                    black_box(mem.read(&key(txn, hot), txn));
+                    black_box(mem.read(&key(txn, hot), txn, ReadMode::WithDeltas));
                 }
             })
         });
         group.bench_function(BenchmarkId::new("record", BLOCK), |b| {
             let mut incarnation = 1;
+            let (mut reads, mut writes) = (Vec::new(), Vec::new());
             b.iter(|| {
                 for txn in 0..BLOCK {
-                    let mut writes = WriteSet::new();
-                    writes.write(key(txn, hot), u64::from(txn));
-                    black_box(mem.record(Version::new(txn, incarnation), ReadSet::new(), writes));
+                    writes.push((key(txn, hot), WriteValue::Value(u64::from(txn))));
+                    black_box(mem.record(Version::new(txn, incarnation), &mut reads, &mut writes));
                 }
                 incarnation += 1;
             })
@@ -75,7 +72,7 @@ fn bench(c: &mut Criterion) {
                         let mem = &mem;
                         s.spawn(move || {
                             for txn in (t..BLOCK).step_by(2) {
-                                black_box(mem.read(&key(txn, hot), txn));
+                                black_box(mem.read(&key(txn, hot), txn, ReadMode::WithDeltas));
                             }
                         });
                     }

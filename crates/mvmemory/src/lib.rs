@@ -13,43 +13,46 @@
 //!
 //! # Algorithm
 //!
-//! For every location the memory keeps an ordered map `TxnIndex -> Entry`:
+//! For every location the memory keeps the entries of the transactions that wrote it, sorted
+//! by transaction index, in two lists: full values (or their estimates) and deltas (or their
+//! estimates). An entry is one of:
 //!
-//! - [`Entry::Data`]: a full value written by some incarnation of the transaction.
-//! - [`Entry::Delta`]: a commutative update that does not read the old value (e.g. a balance
-//!   increment that the beneficiary of a fee never observes).
-//! - [`Entry::Estimate`]: left by an incarnation that was aborted. It marks "this transaction
-//!   will probably write here again"; a reader that meets it must wait for that transaction
-//!   (a *dependency*) instead of reading a value that is about to change.
+//! - a full value written by some incarnation of the transaction;
+//! - a commutative delta written without reading the old value (e.g. a balance credit that the
+//!   recipient of a plain transfer never observes);
+//! - an estimate, left by an incarnation that was aborted: "this transaction will probably
+//!   write here again". A reader that meets it must wait for that transaction.
 //!
-//! [`MvMemory::read`] for transaction `j` walks the entries of the location below `j`, from
-//! the highest index down:
+//! [`MvMemory::read`] for transaction `j` finds the highest full value below `j` and, in
+//! [`ReadMode::WithDeltas`], sums the deltas between that value and `j`:
 //!
 //! ```text
 //!   txn:    0        2        3       5        (reader j = 6)
-//!   entry:  Data(a)  Delta(x) Delta(y) Estimate  -> Dependency { blocking_txn_idx: 5 }
-//!   entry:  Data(a)  Delta(x) Delta(y)           -> Value { version: (0, _), value: a,
-//!                                                           deltas: [(2, x), (3, y)] }
-//!   entry:           Delta(x) Delta(y)           -> NotFound { deltas: [(2, x), (3, y)] }
+//!   full:   Data(a)                   Estimate -> Blocked(5)
+//!   full:   Data(a)                            -> Value { version: (0, _), value: a,
+//!   deltas:          x        y                            deltas: x + y (2 deltas) }
+//!   deltas:          x        y                -> Base { deltas: x + y (2 deltas) }
 //! ```
 //!
-//! Deltas are returned in ascending transaction order; the caller applies them to the value (or
-//! to base storage when `NotFound`). An `Estimate` anywhere on that walk is a dependency.
+//! In [`ReadMode::IgnoreDeltas`] the deltas are skipped (a binary search, however many there
+//! are) unless one of them is an estimate. No read allocates: deltas are summed, not listed.
 //!
 //! After an incarnation finishes, the engine calls [`MvMemory::record`] with its read set
-//! ([`ReadOrigin`] of every read: storage or which [`Version`], plus which delta versions) and
-//! its write set. `record` writes the new entries first and then removes the entries of
-//! locations the previous incarnation wrote but this one did not, so a reader never sees a
-//! transient gap. It returns `wrote_new_location`: whether this incarnation wrote a location the
-//! previous incarnation did not, which forces the scheduler to revalidate higher transactions.
+//! ([`ReadOrigin`] of every read: the full value's version or base storage, the deltas' sum
+//! and count, the mode) and its write set. `record` writes the new entries first and then
+//! removes the entries of locations the previous incarnation wrote but this one did not, so a
+//! reader never sees a transient gap. It returns `wrote_new_location`: whether this
+//! incarnation wrote a location the previous incarnation did not, which forces the scheduler
+//! to revalidate higher transactions.
 //!
-//! [`MvMemory::validate_read_set`] re-reads every recorded read and compares the origin; any
-//! difference (or a dependency) means the incarnation read stale data and must be aborted, in
-//! which case the engine calls [`MvMemory::convert_writes_to_estimates`].
+//! [`MvMemory::validate_read_set`] recomputes the origin of every recorded read; any
+//! difference (or an estimate) means the incarnation read stale data and must be aborted, in
+//! which case the engine calls [`MvMemory::convert_writes_to_estimates`]. Full values are
+//! compared by version, deltas by value (their sum and count): a delta rewritten with the same
+//! amount leaves the read valid.
 //!
 //! Once the scheduler reports the block done, [`MvMemory::into_final_writes`] lists, per
-//! location, every remaining entry in transaction order, from which the engine builds the final
-//! state (the last `Data` plus every later `Delta`, or storage plus every `Delta`).
+//! location, every remaining entry in transaction order.
 //!
 //! # Caller protocol
 //!
@@ -59,37 +62,20 @@
 //! - Every incarnation that runs to completion is recorded, even if the transaction reverted or
 //!   was invalid (it may have read stale data; validation decides). An incarnation abandoned on
 //!   a dependency is *not* recorded: its previous entries (estimates) stay.
-//! - The read set holds every read served by this memory, built with
-//!   [`ReadOrigin::from_read_result`], including reads of a location the transaction also
-//!   added a delta to. Reads served from the transaction's own earlier full-value writes are not
-//!   recorded.
+//! - The read set holds every read served by this memory, with the origin
+//!   [`ReadOrigin::of`] gives, including reads of a location the transaction also added a delta
+//!   to. Reads served from the transaction's own earlier full-value writes are not recorded.
 //! - The write set has one write per location: a value, or one combined delta.
-//! - Validation compares origins (versions), not values: a rewrite by a lower transaction fails
-//!   validation even if it wrote the same value.
-//!
-//! # Entry life cycle for one `(location, txn_idx)`
-//!
-//! ```text
-//!              record (writes it)            convert_writes_to_estimates
-//!   (absent) ---------------------> Data/Delta ---------------------------> Estimate
-//!      ^                              |   ^                                   |
-//!      |   record (no longer writes)  |   |        record (writes it again)   |
-//!      +------------------------------+   +-----------------------------------+
-//!      ^                                                                      |
-//!      +----------------------- record (no longer writes) --------------------+
-//! ```
 //!
 //! # Concurrency
 //!
-//! There is no global lock on the hot path. Locations are spread over [`NUM_SHARDS`] shards,
-//! each a `RwLock<HashMap<K, Arc<Mutex<BTreeMap<TxnIndex, Entry>>>>>`: the shard lock is held only
-//! to find (read lock) or create (write lock) the per-location cell, and is released before the
-//! location's mutex is taken. Per-transaction slots (last read set, last written keys) are
-//! `CachePadded` locks indexed by `TxnIndex`.
-//!
-//! Lock order: per-transaction slot lock -> shard lock -> location lock. A shard lock is never
-//! held while a location lock is taken, and no slot lock is taken while holding a shard or
-//! location lock, so there are no cycles.
+//! There is no global lock. Locations are spread by their precomputed hash ([`MvKey`]) over
+//! [`NUM_SHARDS`] shards, each a `RwLock` over a hash table whose cells hold their entries
+//! inline: a read takes one shard read lock, a write one shard write lock, each only for the
+//! in-memory lookup. A bit filter over the hashes, set before a location is first written, lets
+//! a read of a location no transaction wrote (most reads) skip the lock altogether.
+//! Per-transaction slots (last read set, last written keys) are `CachePadded` mutexes indexed by
+//! `TxnIndex`. Lock order: slot lock, then one shard lock at a time.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -100,8 +86,8 @@ mod types;
 pub use error::MvMemoryError;
 pub use memory::{MvMemory, NUM_SHARDS};
 pub use types::{
-    Entry, FinalWrites, LocationWrites, ReadBase, ReadOrigin, ReadResult, ReadSet, WriteSet,
-    WriteValue,
+    mix64, Delta, DeltaSum, FinalWrites, LocationWrites, MvKey, ReadMode, ReadOrigin, ReadResult,
+    ReadSet, WriteSet, WriteValue,
 };
 pub use velarium_primitives::{Incarnation, TxnIndex, Version};
 

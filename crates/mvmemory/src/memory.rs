@@ -2,260 +2,325 @@
 
 use crate::{
     error::MvMemoryError,
-    types::{Entry, FinalWrites, ReadBase, ReadOrigin, ReadResult, ReadSet, WriteSet, WriteValue},
+    types::{
+        Delta, DeltaSum, Entry, FinalWrites, MvKey, ReadMode, ReadOrigin, ReadResult, ReadSet,
+        WriteSet, WriteValue,
+    },
 };
 use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use smallvec::SmallVec;
 use std::{
-    collections::HashMap,
     fmt,
-    hash::{BuildHasher, Hash, RandomState},
-    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard, PoisonError, RwLock,
+    },
 };
 use velarium_primitives::{TxnIndex, Version};
 
-/// Number of shards the locations are spread over (a power of two).
-pub const NUM_SHARDS: usize = 128;
+/// The most shards the locations are spread over (a power of two); see [`MvMemory::new`].
+pub const NUM_SHARDS: usize = 256;
 
-/// The version map of one location, ordered by writing transaction.
-type Cell<V, D> = Mutex<Versions<V, D>>;
+/// A location's entries of one kind: most locations are written by one transaction, so one
+/// entry is kept inline.
+type Entries<T> = SmallVec<[(TxnIndex, Entry<T>); 1]>;
 
-/// A location's entries, sorted by writing transaction.
-///
-/// A sorted vector rather than a `BTreeMap`: most locations have one or two writers, and a
-/// B-tree allocates a whole leaf node (eleven entries) for the first one, which profiled as a
-/// third of `record`'s time. Writers arrive roughly in transaction order, so even a hot location
-/// (the beneficiary's credits) mostly appends.
+/// One location's entries. A transaction has at most one entry per location, either among the
+/// full values or among the deltas; both lists are sorted by transaction index. Keeping deltas
+/// apart makes a read that ignores them (a lazily credited recipient, read by each of the
+/// hundreds of transactions paying it) a binary search instead of a walk over every credit.
 #[derive(Debug)]
-struct Versions<V, D>(Vec<(TxnIndex, Entry<V, D>)>);
-
-impl<V, D> Default for Versions<V, D> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
+struct Cell<K, V, D> {
+    key: K,
+    hash: u64,
+    full: Entries<V>,
+    deltas: Entries<D>,
+    /// How many entries of `deltas` are estimates.
+    delta_estimates: u32,
 }
 
-impl<V, D> Versions<V, D> {
-    /// Where `txn_idx` is, or would be inserted.
-    fn position(&self, txn_idx: TxnIndex) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&txn_idx, |(idx, _)| *idx)
+/// A lower full value found by a read: its version and value.
+type Found<'a, V> = Option<(Version, &'a V)>;
+
+impl<K, V, D: Delta> Cell<K, V, D> {
+    fn new(key: K, hash: u64) -> Self {
+        Self { key, hash, full: SmallVec::new(), deltas: SmallVec::new(), delta_estimates: 0 }
     }
 
-    /// Sets the entry of `txn_idx`.
-    fn insert(&mut self, txn_idx: TxnIndex, entry: Entry<V, D>) {
-        match self.position(txn_idx) {
-            Ok(i) => self.0[i].1 = entry,
-            Err(i) => self.0.insert(i, (txn_idx, entry)),
+    /// What `txn_idx` reads here: the highest full value below it and, with
+    /// [`ReadMode::WithDeltas`], the deltas between that value and the reader; or the
+    /// estimate that blocks the read.
+    fn locate(
+        &self,
+        txn_idx: TxnIndex,
+        mode: ReadMode,
+    ) -> Result<(Found<'_, V>, Option<DeltaSum<D>>), TxnIndex> {
+        let end = self.full.partition_point(|(idx, _)| *idx < txn_idx);
+        let floor = end.checked_sub(1).map(|i| &self.full[i]);
+        let floor_idx = floor.map(|(idx, _)| *idx);
+        // The deltas between the full value and the reader (all of them below the reader if
+        // there is no full value).
+        let range = if self.deltas.is_empty() {
+            &self.deltas[..]
+        } else {
+            let start = floor_idx.map_or(0, |f| self.deltas.partition_point(|(idx, _)| *idx <= f));
+            let end = self.deltas.partition_point(|(idx, _)| *idx < txn_idx);
+            &self.deltas[start..end.max(start)]
+        };
+        // The highest estimate on the way down blocks: first the deltas above the floor.
+        if self.delta_estimates > 0 {
+            if let Some((idx, _)) = range.iter().rev().find(|(_, e)| matches!(e, Entry::Estimate)) {
+                return Err(*idx);
+            }
+        }
+        let found = match floor {
+            Some((idx, Entry::Estimate)) => return Err(*idx),
+            Some((idx, Entry::Written(incarnation, value))) => {
+                Some((Version::new(*idx, *incarnation), value))
+            }
+            None => None,
+        };
+        if mode == ReadMode::IgnoreDeltas || range.is_empty() {
+            return Ok((found, None));
+        }
+        let mut sum = D::ZERO;
+        for (_, entry) in range {
+            if let Entry::Written(_, delta) = entry {
+                sum = sum.combine(*delta);
+            }
+        }
+        Ok((found, Some(DeltaSum { sum, count: range.len() as u32 })))
+    }
+
+    /// Removes `txn_idx`'s delta entry, if any.
+    fn remove_delta(&mut self, txn_idx: TxnIndex) {
+        if let Ok(i) = self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+            if matches!(self.deltas.remove(i).1, Entry::Estimate) {
+                self.delta_estimates -= 1;
+            }
         }
     }
 
-    /// Removes the entry of `txn_idx`, if any.
+    /// Removes `txn_idx`'s full entry, if any.
+    fn remove_full(&mut self, txn_idx: TxnIndex) {
+        if let Ok(i) = self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+            self.full.remove(i);
+        }
+    }
+
+    /// Sets `txn_idx`'s entry.
+    fn insert(&mut self, txn_idx: TxnIndex, incarnation: u32, write: WriteValue<V, D>) {
+        match write {
+            WriteValue::Value(value) => {
+                self.remove_delta(txn_idx);
+                let entry = Entry::Written(incarnation, value);
+                match self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+                    Ok(i) => self.full[i].1 = entry,
+                    Err(i) => self.full.insert(i, (txn_idx, entry)),
+                }
+            }
+            WriteValue::Delta(delta) => {
+                self.remove_full(txn_idx);
+                let entry = Entry::Written(incarnation, delta);
+                match self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+                    Ok(i) => {
+                        if matches!(self.deltas[i].1, Entry::Estimate) {
+                            self.delta_estimates -= 1;
+                        }
+                        self.deltas[i].1 = entry;
+                    }
+                    Err(i) => self.deltas.insert(i, (txn_idx, entry)),
+                }
+            }
+        }
+    }
+
+    /// Removes `txn_idx`'s entry, if any.
     fn remove(&mut self, txn_idx: TxnIndex) {
-        if let Ok(i) = self.position(txn_idx) {
-            self.0.remove(i);
+        self.remove_full(txn_idx);
+        self.remove_delta(txn_idx);
+    }
+
+    /// Turns `txn_idx`'s entry, if any, into an estimate.
+    fn estimate(&mut self, txn_idx: TxnIndex) {
+        if let Ok(i) = self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+            self.full[i].1 = Entry::Estimate;
+        } else if let Ok(i) = self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+            if !matches!(self.deltas[i].1, Entry::Estimate) {
+                self.deltas[i].1 = Entry::Estimate;
+                self.delta_estimates += 1;
+            }
         }
     }
 
-    /// The entries of transactions below `txn_idx`, highest first.
-    fn below(&self, txn_idx: TxnIndex) -> impl Iterator<Item = (&TxnIndex, &Entry<V, D>)> {
-        let end = self.position(txn_idx).unwrap_or_else(|i| i);
-        self.0[..end].iter().rev().map(|(idx, entry)| (idx, entry))
+    fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.deltas.is_empty()
     }
 }
 
-/// One shard: the location -> version-map index for the keys that hash into it.
-type Shard<K, V, D, S> = RwLock<HashMap<K, Arc<Cell<V, D>>, S>>;
+/// One shard: the cells of the locations whose hash falls into it.
+type Shard<K, V, D> = RwLock<HashTable<Cell<K, V, D>>>;
 
-/// The shards, each padded to its own cache line.
-type Shards<K, V, D, S> = Box<[CachePadded<Shard<K, V, D, S>>]>;
+/// What the memory keeps per transaction, about its last recorded incarnation.
+#[derive(Debug)]
+struct TxSlot<K, D> {
+    /// The locations it wrote.
+    written: Vec<K>,
+    /// Scratch space for `record` (the new written list), kept to avoid allocating.
+    scratch: Vec<K>,
+    /// Its reads, for validation.
+    reads: ReadSet<K, D>,
+}
 
-/// Locks a mutex, ignoring poisoning.
-///
-/// No code of this crate panics while holding a lock; a poisoned lock can only come from a
-/// panicking `Clone`/`Hash`/`Eq` impl of the caller, after which the engine halts the block.
+/// One transaction's slot, padded to its own cache line.
+type Slot<K, D> = CachePadded<Mutex<TxSlot<K, D>>>;
+
+/// Locks a mutex, ignoring poisoning (no code of this crate panics while holding a lock; a
+/// poisoned lock can only come from a panicking `Clone`/`Eq` of the caller's types, after which
+/// the engine halts the block).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Multi-version memory for one block of `block_size` transactions.
 ///
-/// `K` is a state location, `V` a full value, `D` a commutative delta. `S` hashes locations,
-/// both to pick a shard and inside each shard's map. See the crate docs for the algorithm.
-///
-/// All methods take `&self` and may be called from any number of threads, subject to the
-/// protocol in the crate docs: for a given transaction, `record` and
-/// `convert_writes_to_estimates` are never called concurrently (the scheduler gives one
-/// incarnation at a time to one worker), while `read` and `validate_read_set` may run at any
-/// time.
-pub struct MvMemory<K, V, D, S = RandomState> {
-    /// Locations, spread by hash over [`NUM_SHARDS`] shards.
-    ///
-    /// Shard lock: taken for reading by every `read`/`record`/`validate_read_set` to look the
-    /// location up, for writing only by `record` when a location is written for the first time.
-    /// Guards only the membership of the map; it is released before the location's cell is
-    /// locked. Cells are never removed before `into_final_writes`, so an `Arc` cloned out of the
-    /// map stays the one and only cell of its location.
-    ///
-    /// Cell lock: taken by `read` and `validate_read_set` (walk entries below the reader),
-    /// `record` (insert/remove this txn's entry) and `convert_writes_to_estimates`. Held only
-    /// for the in-memory walk or update, never while another lock is acquired.
-    shards: Shards<K, V, D, S>,
-    /// Per transaction: the keys written by its last recorded incarnation.
-    ///
-    /// Written by `record` (replaced) and read by `record`/`convert_writes_to_estimates`, both
-    /// only by the worker that owns the transaction's current incarnation, so the mutex is
-    /// uncontended; it makes the type `Sync` without `unsafe`.
-    last_written: Box<[CachePadded<Mutex<Vec<K>>>]>,
-    /// Per transaction: the read set of its last recorded incarnation.
-    ///
-    /// Written (write lock) by `record`; read (read lock) by `validate_read_set`, possibly by
-    /// several validators at once (different validation waves). Held during the whole
-    /// validation, while shard and cell locks are taken (slot -> shard -> cell order).
-    last_read: Box<[CachePadded<RwLock<ReadSet<K>>>]>,
-    /// Hasher used to pick shards and inside each shard.
-    hasher: S,
+/// `K` is a state location, `V` a full value, `D` a commutative delta. See the crate docs for
+/// the algorithm and the caller protocol.
+pub struct MvMemory<K, V, D> {
+    /// Locations, spread by hash over [`NUM_SHARDS`] shards. A shard's lock guards its table
+    /// and every cell in it; it is held only for the in-memory lookup or update, never while
+    /// another shard lock is taken.
+    shards: Box<[CachePadded<Shard<K, V, D>>]>,
+    /// `shards.len() - 1`.
+    shard_mask: usize,
+    /// Per transaction: what its last recorded incarnation wrote and read. Locked by `record`
+    /// and `convert_writes_to_estimates` (the transaction's owner) and by `validate_read_set`;
+    /// taken before any shard lock (lock order: slot, then shard).
+    slots: Box<[Slot<K, D>]>,
+    /// One bit per hash bucket, set before a location is first written: a read of a location
+    /// nobody wrote (most reads) needs no lock. Bits are never cleared during the block.
+    written_filter: Box<[AtomicU64]>,
+    /// Mask of the filter's bit index.
+    filter_mask: u64,
 }
 
-impl<K, V, D, S> fmt::Debug for MvMemory<K, V, D, S> {
+impl<K, V, D> fmt::Debug for MvMemory<K, V, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MvMemory")
-            .field("block_size", &self.last_written.len())
+            .field("block_size", &self.slots.len())
             .field("num_shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }
 
-impl<K, V, D> MvMemory<K, V, D, RandomState>
-where
-    K: Eq + Hash + Clone + Send + Sync,
-    V: Clone,
-    D: Clone,
-{
-    /// Builds an empty memory for a block of `block_size` transactions.
+impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
+    /// An empty memory for a block of `block_size` transactions.
     pub fn new(block_size: usize) -> Self {
-        Self::with_hasher(block_size, RandomState::new())
+        Self::with_workers(block_size, NUM_SHARDS / 8)
     }
-}
 
-impl<K, V, D, S> MvMemory<K, V, D, S>
-where
-    K: Eq + Hash + Clone + Send + Sync,
-    V: Clone,
-    D: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Builds an empty memory for a block of `block_size` transactions, hashing locations with
-    /// `hasher`.
-    pub fn with_hasher(block_size: usize, hasher: S) -> Self {
-        let shards = (0..NUM_SHARDS)
-            .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
+    /// An empty memory for a block of `block_size` transactions executed by `workers` threads:
+    /// 8 shards per worker (at most [`NUM_SHARDS`]) keep two workers off each other's locks
+    /// without spreading a small block over hundreds of tables, each sized for the block.
+    pub fn with_workers(block_size: usize, workers: usize) -> Self {
+        let shard_count = (workers.max(1) * 8).next_power_of_two().clamp(8, NUM_SHARDS);
+        // About three written locations per transaction.
+        let per_shard = block_size.saturating_mul(3) / shard_count;
+        let shards = (0..shard_count)
+            .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
             .collect();
-        let last_written =
-            (0..block_size).map(|_| CachePadded::new(Mutex::new(Vec::new()))).collect();
-        let last_read =
-            (0..block_size).map(|_| CachePadded::new(RwLock::new(ReadSet::new()))).collect();
-        Self { shards, last_written, last_read, hasher }
+        let slots = (0..block_size)
+            .map(|_| {
+                CachePadded::new(Mutex::new(TxSlot {
+                    written: Vec::new(),
+                    scratch: Vec::new(),
+                    reads: Vec::new(),
+                }))
+            })
+            .collect();
+        // About 64 bits per transaction (a few written locations each), at least 4096.
+        let bits = (block_size.saturating_mul(64)).next_power_of_two().clamp(4096, 1 << 24);
+        let written_filter = (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            shards,
+            shard_mask: shard_count - 1,
+            slots,
+            written_filter,
+            filter_mask: bits as u64 - 1,
+        }
     }
 
     /// Number of transactions of the block this memory was built for.
     pub fn block_size(&self) -> usize {
-        self.last_written.len()
+        self.slots.len()
     }
 
-    fn shard(&self, key: &K) -> &Shard<K, V, D, S> {
-        // Bits 32.. of the hash pick the shard: the shard map itself indexes buckets with the
-        // low bits and tags with the top 7 bits, so these stay uncorrelated with both.
-        let hash = self.hasher.hash_one(key);
-        &self.shards[(hash >> 32) as usize & (NUM_SHARDS - 1)]
+    fn shard(&self, hash: u64) -> &Shard<K, V, D> {
+        // Bits 48..56: the shard's table uses the low bits for buckets and the top 7 for tags.
+        &self.shards[(hash >> 48) as usize & self.shard_mask]
     }
 
-    /// The cell of `key`, if it was ever written.
-    fn cell(&self, key: &K) -> Option<Arc<Cell<V, D>>> {
-        let shard = self.shard(key).read().unwrap_or_else(PoisonError::into_inner);
-        shard.get(key).cloned()
+    fn filter_bit(&self, hash: u64) -> (usize, u64) {
+        let bit = (hash >> 8) & self.filter_mask;
+        ((bit >> 6) as usize, 1 << (bit & 63))
     }
 
-    /// The cell of `key`, created if needed.
-    fn cell_or_insert(&self, key: &K) -> Arc<Cell<V, D>> {
-        if let Some(cell) = self.cell(key) {
-            return cell;
+    fn maybe_written(&self, hash: u64) -> bool {
+        let (word, mask) = self.filter_bit(hash);
+        // Acquire: pairs with the Release in `mark_written`. A read that misses a concurrent
+        // first write is ordered before it, which validation accounts for like any other race.
+        self.written_filter[word].load(Ordering::Acquire) & mask != 0
+    }
+
+    fn mark_written(&self, hash: u64) {
+        let (word, mask) = self.filter_bit(hash);
+        if self.written_filter[word].load(Ordering::Relaxed) & mask == 0 {
+            self.written_filter[word].fetch_or(mask, Ordering::Release);
         }
-        let mut shard = self.shard(key).write().unwrap_or_else(PoisonError::into_inner);
-        shard.entry(key.clone()).or_default().clone()
     }
 
-    /// Reads `key` as transaction `txn_idx` sees it: the entries of transactions below
-    /// `txn_idx`, see [`ReadResult`].
-    ///
-    /// `read(key, block_size)` after the block is done gives the final value of `key`.
-    pub fn read(&self, key: &K, txn_idx: TxnIndex) -> ReadResult<V, D> {
-        let Some(cell) = self.cell(key) else {
-            return ReadResult::NotFound { deltas: Vec::new() };
+    /// Reads `key` as transaction `txn_idx` sees it: the entries of transactions below it (see
+    /// [`ReadResult`]). `read(key, block_size, ..)` after the block gives the final value.
+    pub fn read(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> ReadResult<V, D> {
+        let hash = key.mv_hash();
+        if !self.maybe_written(hash) {
+            return ReadResult::Base { deltas: None };
+        }
+        let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
+        let Some(cell) = shard.find(hash, |c| c.key == *key) else {
+            return ReadResult::Base { deltas: None };
         };
-        let entries = lock(&cell);
-        let mut deltas = Vec::new();
-        for (&idx, entry) in entries.below(txn_idx) {
-            match entry {
-                Entry::Estimate => return ReadResult::Dependency { blocking_txn_idx: idx },
-                Entry::Delta { incarnation, delta } => {
-                    deltas.push((Version::new(idx, *incarnation), delta.clone()));
-                }
-                Entry::Data { incarnation, value } => {
-                    deltas.reverse();
-                    return ReadResult::Value {
-                        version: Version::new(idx, *incarnation),
-                        value: value.clone(),
-                        deltas,
-                    };
-                }
+        match cell.locate(txn_idx, mode) {
+            Err(blocking) => ReadResult::Blocked(blocking),
+            Ok((None, deltas)) => ReadResult::Base { deltas },
+            Ok((Some((version, value)), deltas)) => {
+                ReadResult::Value { version, value: value.clone(), deltas }
             }
         }
-        deltas.reverse();
-        ReadResult::NotFound { deltas }
     }
 
-    /// Whether reading `key` as `txn_idx` now would give exactly `origin`.
-    fn origin_matches(&self, key: &K, txn_idx: TxnIndex, origin: &ReadOrigin) -> bool {
-        let Some(cell) = self.cell(key) else {
-            return origin.base == ReadBase::Storage && origin.deltas.is_empty();
+    /// The origin reading `key` as `txn_idx` would have now (`None`: it would block).
+    fn origin_now(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> Option<ReadOrigin<D>> {
+        let hash = key.mv_hash();
+        if !self.maybe_written(hash) {
+            return Some(ReadOrigin { base: None, deltas: None, mode });
+        }
+        let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
+        let Some(cell) = shard.find(hash, |c| c.key == *key) else {
+            return Some(ReadOrigin { base: None, deltas: None, mode });
         };
-        if origin.ignore_deltas {
-            let entries = lock(&cell);
-            for (&idx, entry) in entries.below(txn_idx) {
-                match entry {
-                    Entry::Estimate => return false,
-                    Entry::Delta { .. } => {}
-                    Entry::Data { incarnation, .. } => {
-                        return origin.base == ReadBase::Version(Version::new(idx, *incarnation));
-                    }
-                }
-            }
-            return origin.base == ReadBase::Storage;
-        }
-        let entries = lock(&cell);
-        // Walk down, matching the recorded deltas from the highest one.
-        let mut expected_deltas = origin.deltas.iter().rev();
-        for (&idx, entry) in entries.below(txn_idx) {
-            match entry {
-                Entry::Estimate => return false,
-                Entry::Delta { incarnation, .. } => {
-                    if expected_deltas.next() != Some(&Version::new(idx, *incarnation)) {
-                        return false;
-                    }
-                }
-                Entry::Data { incarnation, .. } => {
-                    return expected_deltas.next().is_none()
-                        && origin.base == ReadBase::Version(Version::new(idx, *incarnation));
-                }
-            }
-        }
-        expected_deltas.next().is_none() && origin.base == ReadBase::Storage
+        let (found, deltas) = cell.locate(txn_idx, mode).ok()?;
+        Some(ReadOrigin { base: found.map(|(version, _)| version), deltas, mode })
     }
 
     /// Records a finished incarnation: stores its read set (for validation), applies its writes
     /// and removes the entries of locations its previous incarnation wrote but it did not.
     ///
-    /// Returns `wrote_new_location`: whether it wrote a location its previous recorded
-    /// incarnation did not, to pass to `Scheduler::finish_execution`.
+    /// `reads` is copied (and cleared, the caller keeps its allocation for the next
+    /// incarnation); `writes` is drained. Returns
+    /// `wrote_new_location`: whether it wrote a location its previous recorded incarnation did
+    /// not (see `Scheduler::finish_execution`).
     ///
     /// # Panics
     ///
@@ -263,119 +328,126 @@ where
     pub fn record(
         &self,
         version: Version,
-        read_set: ReadSet<K>,
-        write_set: WriteSet<K, V, D>,
+        reads: &mut ReadSet<K, D>,
+        writes: &mut WriteSet<K, V, D>,
     ) -> bool {
         let txn_idx = version.txn_idx;
-        let slot = txn_idx as usize;
-        *self.last_read[slot].write().unwrap_or_else(PoisonError::into_inner) = read_set;
-
-        let mut last_written = lock(&self.last_written[slot]);
-        // Write sets are small (a handful of locations per transaction): linear scans over
-        // vectors beat hashing them into sets.
-        let mut new_keys: Vec<K> = Vec::with_capacity(write_set.len());
+        let mut slot = lock(&self.slots[txn_idx as usize]);
+        let slot = &mut *slot;
+        slot.reads.clear();
+        slot.reads.extend_from_slice(reads);
+        reads.clear();
+        slot.scratch.clear();
         let mut wrote_new_location = false;
-        // Write first, then remove: a reader never sees a location of this txn vanish and
-        // come back.
-        for (key, write) in write_set.into_vec() {
-            let entry = match write {
-                WriteValue::Value(value) => Entry::Data { incarnation: version.incarnation, value },
-                WriteValue::Delta(delta) => {
-                    Entry::Delta { incarnation: version.incarnation, delta }
-                }
+        // Write first, then remove: a reader never sees a location of this transaction vanish
+        // and come back.
+        for (key, write) in writes.drain(..) {
+            let hash = key.mv_hash();
+            self.mark_written(hash);
+            let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+            let cell = match shard.find_mut(hash, |c| c.key == key) {
+                Some(cell) => cell,
+                None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
             };
-            lock(&self.cell_or_insert(&key)).insert(txn_idx, entry);
-            wrote_new_location |= !last_written.contains(&key);
-            if !new_keys.contains(&key) {
-                new_keys.push(key);
+            cell.insert(txn_idx, version.incarnation, write);
+            drop(shard);
+            // Write sets are small: linear scans beat hashing them into sets.
+            wrote_new_location |= !slot.written.contains(&key);
+            if !slot.scratch.contains(&key) {
+                slot.scratch.push(key);
             }
         }
-        for key in last_written.iter() {
-            if !new_keys.contains(key) {
-                if let Some(cell) = self.cell(key) {
-                    lock(&cell).remove(txn_idx);
+        for key in &slot.written {
+            if !slot.scratch.contains(key) {
+                let hash = key.mv_hash();
+                let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+                if let Some(cell) = shard.find_mut(hash, |c| c.key == *key) {
+                    cell.remove(txn_idx);
                 }
             }
         }
-        *last_written = new_keys;
+        std::mem::swap(&mut slot.written, &mut slot.scratch);
         wrote_new_location
     }
 
-    /// Replaces every entry written by the last recorded incarnation of `txn_idx` with
-    /// [`Entry::Estimate`]. Called after a validation aborted that incarnation
-    /// (`Scheduler::try_validation_abort` returned `true`), before
-    /// `Scheduler::finish_validation`.
+    /// Replaces every entry written by the last recorded incarnation of `txn_idx` with an
+    /// estimate. Called after a validation aborted that incarnation.
     ///
     /// # Panics
     ///
     /// If `txn_idx >= block_size`.
     pub fn convert_writes_to_estimates(&self, txn_idx: TxnIndex) {
-        let last_written = lock(&self.last_written[txn_idx as usize]);
-        for key in last_written.iter() {
-            if let Some(cell) = self.cell(key) {
-                lock(&cell).insert(txn_idx, Entry::Estimate);
+        let slot = lock(&self.slots[txn_idx as usize]);
+        for key in &slot.written {
+            let hash = key.mv_hash();
+            let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cell) = shard.find_mut(hash, |c| c.key == *key) {
+                cell.estimate(txn_idx);
             }
         }
     }
 
-    /// Re-reads every read of the last recorded incarnation of `txn_idx` and checks it would
-    /// come from the same origin (same storage/version and same delta versions). A read that
-    /// now meets an `Estimate` fails.
+    /// Checks every read of the last recorded incarnation of `txn_idx`: it would come from the
+    /// same origin now (same full value's version, same deltas). A read that now meets an
+    /// estimate fails.
     ///
     /// # Panics
     ///
     /// If `txn_idx >= block_size`.
     pub fn validate_read_set(&self, txn_idx: TxnIndex) -> bool {
-        let read_set =
-            self.last_read[txn_idx as usize].read().unwrap_or_else(PoisonError::into_inner);
-        read_set.iter().all(|(key, origin)| self.origin_matches(key, txn_idx, origin))
+        let slot = lock(&self.slots[txn_idx as usize]);
+        slot.reads
+            .iter()
+            .all(|(key, origin)| self.origin_now(key, txn_idx, origin.mode) == Some(*origin))
     }
 
-    /// The keys written by the last recorded incarnation of `txn_idx` (unordered).
+    /// The locations written by the last recorded incarnation of `txn_idx` (unordered).
     ///
     /// # Panics
     ///
     /// If `txn_idx >= block_size`.
     pub fn last_written_keys(&self, txn_idx: TxnIndex) -> Vec<K> {
-        lock(&self.last_written[txn_idx as usize]).clone()
+        lock(&self.slots[txn_idx as usize]).written.clone()
     }
 
     /// Consumes the memory after the block is done and lists, for every location that still has
-    /// entries, its entries in ascending transaction order. Locations come in no particular
-    /// order.
-    ///
-    /// The final value of a location is the last `Value` with every later `Delta` applied, or
-    /// base storage with every `Delta` applied when there is no `Value`.
+    /// entries, its entries in ascending transaction order (locations in no particular order).
     ///
     /// # Errors
     ///
-    /// [`MvMemoryError::UnresolvedEstimate`] if an `Estimate` is left, i.e. the block did not
-    /// finish.
+    /// [`MvMemoryError::UnresolvedEstimate`] if an estimate is left (the block did not finish).
     pub fn into_final_writes(self) -> Result<FinalWrites<K, V, D>, MvMemoryError> {
         let mut out = Vec::new();
         for shard in self.shards.into_vec() {
-            let map =
+            let table =
                 CachePadded::into_inner(shard).into_inner().unwrap_or_else(PoisonError::into_inner);
-            for (key, cell) in map {
-                let entries = std::mem::take(&mut lock(&cell).0);
-                if entries.is_empty() {
+            for cell in table {
+                if cell.is_empty() {
                     continue;
                 }
-                let mut writes = Vec::with_capacity(entries.len());
-                for (txn_idx, entry) in entries {
-                    writes.push(match entry {
-                        Entry::Data { incarnation, value } => {
-                            (Version::new(txn_idx, incarnation), WriteValue::Value(value))
-                        }
-                        Entry::Delta { incarnation, delta } => {
-                            (Version::new(txn_idx, incarnation), WriteValue::Delta(delta))
+                let mut writes = Vec::with_capacity(cell.full.len() + cell.deltas.len());
+                for (txn_idx, entry) in cell.full {
+                    match entry {
+                        Entry::Written(inc, value) => {
+                            writes.push((Version::new(txn_idx, inc), WriteValue::Value(value)));
                         }
                         Entry::Estimate => {
                             return Err(MvMemoryError::UnresolvedEstimate { txn_idx })
                         }
-                    });
+                    }
                 }
-                out.push((key, writes));
+                for (txn_idx, entry) in cell.deltas {
+                    match entry {
+                        Entry::Written(inc, delta) => {
+                            writes.push((Version::new(txn_idx, inc), WriteValue::Delta(delta)));
+                        }
+                        Entry::Estimate => {
+                            return Err(MvMemoryError::UnresolvedEstimate { txn_idx })
+                        }
+                    }
+                }
+                writes.sort_by_key(|(version, _)| version.txn_idx);
+                out.push((cell.key, writes));
             }
         }
         Ok(out)

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 type Mem = MvMemory<u32, u64, u64>;
 
-fn writes(items: &[(u32, WriteValue<u64, u64>)]) -> WriteSet<u32, u64, u64> {
-    items.iter().cloned().collect()
-}
+const WITH: ReadMode = ReadMode::WithDeltas;
+const IGNORE: ReadMode = ReadMode::IgnoreDeltas;
 
 fn val(v: u64) -> WriteValue<u64, u64> {
     WriteValue::Value(v)
@@ -18,167 +17,219 @@ fn delta(d: u64) -> WriteValue<u64, u64> {
     WriteValue::Delta(d)
 }
 
+/// Records an incarnation that read nothing.
+fn record(mem: &Mem, txn: u32, incarnation: u32, items: &[(u32, WriteValue<u64, u64>)]) -> bool {
+    record_reads(mem, txn, incarnation, Vec::new(), items)
+}
+
+fn record_reads(
+    mem: &Mem,
+    txn: u32,
+    incarnation: u32,
+    mut reads: ReadSet<u32, u64>,
+    items: &[(u32, WriteValue<u64, u64>)],
+) -> bool {
+    let mut writes: WriteSet<u32, u64, u64> = items.to_vec();
+    let new = mem.record(Version::new(txn, incarnation), &mut reads, &mut writes);
+    assert!(writes.is_empty() && reads.is_empty(), "writes drained, reads swapped out cleared");
+    new
+}
+
+const fn sum(sum: u64, count: u32) -> Option<DeltaSum<u64>> {
+    Some(DeltaSum { sum, count })
+}
+
+fn value(
+    txn: u32,
+    incarnation: u32,
+    value: u64,
+    deltas: Option<DeltaSum<u64>>,
+) -> ReadResult<u64, u64> {
+    ReadResult::Value { version: Version::new(txn, incarnation), value, deltas }
+}
+
+const BASE: ReadResult<u64, u64> = ReadResult::Base { deltas: None };
+
 #[test]
 fn read_below_and_above_writes() {
     let mem = Mem::new(10);
-    assert_eq!(mem.read(&1, 5), ReadResult::NotFound { deltas: vec![] });
-    mem.record(Version::new(3, 0), ReadSet::new(), writes(&[(1, val(30))]));
+    assert_eq!(mem.read(&1, 5, WITH), BASE);
+    record(&mem, 3, 0, &[(1, val(30))]);
     // Below the writer: storage. At the writer itself: storage (own writes are not visible).
-    assert_eq!(mem.read(&1, 2), ReadResult::NotFound { deltas: vec![] });
-    assert_eq!(mem.read(&1, 3), ReadResult::NotFound { deltas: vec![] });
-    let above = ReadResult::Value { version: Version::new(3, 0), value: 30, deltas: vec![] };
-    assert_eq!(mem.read(&1, 4), above);
-    assert_eq!(mem.read(&1, 9), above);
-    mem.record(Version::new(6, 0), ReadSet::new(), writes(&[(1, val(60))]));
-    assert_eq!(mem.read(&1, 5), above);
-    assert_eq!(
-        mem.read(&1, 7),
-        ReadResult::Value { version: Version::new(6, 0), value: 60, deltas: vec![] }
-    );
+    assert_eq!(mem.read(&1, 2, WITH), BASE);
+    assert_eq!(mem.read(&1, 3, WITH), BASE);
+    assert_eq!(mem.read(&1, 4, WITH), value(3, 0, 30, None));
+    assert_eq!(mem.read(&1, 9, IGNORE), value(3, 0, 30, None));
+    record(&mem, 6, 0, &[(1, val(60))]);
+    assert_eq!(mem.read(&1, 5, WITH), value(3, 0, 30, None));
+    assert_eq!(mem.read(&1, 7, WITH), value(6, 0, 60, None));
     // Other keys are unaffected.
-    assert_eq!(mem.read(&2, 9), ReadResult::NotFound { deltas: vec![] });
+    assert_eq!(mem.read(&2, 9, WITH), BASE);
 }
 
 #[test]
-fn estimates_give_dependencies() {
+fn estimates_block_reads() {
     let mem = Mem::new(10);
-    mem.record(Version::new(2, 0), ReadSet::new(), writes(&[(1, val(20)), (2, delta(5))]));
+    record(&mem, 2, 0, &[(1, val(20)), (2, delta(5))]);
     mem.convert_writes_to_estimates(2);
-    assert_eq!(mem.read(&1, 3), ReadResult::Dependency { blocking_txn_idx: 2 });
-    assert_eq!(mem.read(&2, 3), ReadResult::Dependency { blocking_txn_idx: 2 });
-    assert_eq!(mem.read(&1, 2), ReadResult::NotFound { deltas: vec![] });
-    // An estimate below a delta is a dependency too.
-    mem.record(Version::new(4, 0), ReadSet::new(), writes(&[(1, delta(1))]));
-    assert_eq!(mem.read(&1, 5), ReadResult::Dependency { blocking_txn_idx: 2 });
+    assert_eq!(mem.read(&1, 3, WITH), ReadResult::Blocked(2));
+    assert_eq!(mem.read(&2, 3, WITH), ReadResult::Blocked(2));
+    // A delta's estimate blocks reads that ignore deltas too: its writer may write a value.
+    assert_eq!(mem.read(&2, 3, IGNORE), ReadResult::Blocked(2));
+    assert_eq!(mem.read(&1, 2, WITH), BASE);
+    // An estimate below a delta blocks.
+    record(&mem, 4, 0, &[(1, delta(1))]);
+    assert_eq!(mem.read(&1, 5, WITH), ReadResult::Blocked(2));
     // But not below a full value.
-    mem.record(Version::new(3, 0), ReadSet::new(), writes(&[(1, val(33))]));
-    assert_eq!(
-        mem.read(&1, 5),
-        ReadResult::Value {
-            version: Version::new(3, 0),
-            value: 33,
-            deltas: vec![(Version::new(4, 0), 1)]
-        }
-    );
+    record(&mem, 3, 0, &[(1, val(33))]);
+    assert_eq!(mem.read(&1, 5, WITH), value(3, 0, 33, sum(1, 1)));
     // Re-executing the aborted txn replaces its estimates.
-    mem.record(Version::new(2, 1), ReadSet::new(), writes(&[(1, val(21))]));
-    assert_eq!(
-        mem.read(&1, 3),
-        ReadResult::Value { version: Version::new(2, 1), value: 21, deltas: vec![] }
-    );
+    record(&mem, 2, 1, &[(1, val(21))]);
+    assert_eq!(mem.read(&1, 3, WITH), value(2, 1, 21, None));
     // Key 2 was not written again: its estimate is gone.
-    assert_eq!(mem.read(&2, 3), ReadResult::NotFound { deltas: vec![] });
+    assert_eq!(mem.read(&2, 3, WITH), BASE);
+    assert_eq!(mem.read(&2, 3, IGNORE), BASE);
 }
 
 #[test]
-fn deltas_accumulate_on_storage_and_on_data() {
+fn deltas_accumulate_on_storage_and_on_values() {
     let mem = Mem::new(10);
-    mem.record(Version::new(1, 0), ReadSet::new(), writes(&[(7, delta(1))]));
-    mem.record(Version::new(3, 2), ReadSet::new(), writes(&[(7, delta(3))]));
+    record(&mem, 1, 0, &[(7, delta(1))]);
+    record(&mem, 3, 2, &[(7, delta(3))]);
+    assert_eq!(mem.read(&7, 5, WITH), ReadResult::Base { deltas: sum(4, 2) });
+    assert_eq!(mem.read(&7, 5, IGNORE), BASE);
+    assert_eq!(mem.read(&7, 2, WITH), ReadResult::Base { deltas: sum(1, 1) });
+    record(&mem, 2, 0, &[(7, val(100))]);
+    let result = mem.read(&7, 5, WITH);
+    assert_eq!(result, value(2, 0, 100, sum(3, 1)));
     assert_eq!(
-        mem.read(&7, 5),
-        ReadResult::NotFound { deltas: vec![(Version::new(1, 0), 1), (Version::new(3, 2), 3)] }
+        ReadOrigin::of(&result, WITH),
+        Some(ReadOrigin { base: Some(Version::new(2, 0)), deltas: sum(3, 1), mode: WITH })
     );
-    mem.record(Version::new(2, 0), ReadSet::new(), writes(&[(7, val(100))]));
-    let result = mem.read(&7, 5);
-    assert_eq!(
-        result,
-        ReadResult::Value {
-            version: Version::new(2, 0),
-            value: 100,
-            deltas: vec![(Version::new(3, 2), 3)]
-        }
-    );
-    assert_eq!(
-        ReadOrigin::from_read_result(&result),
-        Some(ReadOrigin {
-            base: ReadBase::Version(Version::new(2, 0)),
-            deltas: vec![Version::new(3, 2)],
-            ignore_deltas: false,
-        })
-    );
-    assert_eq!(
-        ReadOrigin::from_read_result(&ReadResult::<u64, u64>::Dependency { blocking_txn_idx: 1 }),
-        None
-    );
+    assert_eq!(ReadOrigin::of(&ReadResult::<u64, u64>::Blocked(1), WITH), None);
+    // A transaction switching from a delta to a value (and back) keeps one entry.
+    record(&mem, 3, 3, &[(7, val(5))]);
+    assert_eq!(mem.read(&7, 5, WITH), value(3, 3, 5, None));
+    record(&mem, 3, 4, &[(7, delta(6))]);
+    assert_eq!(mem.read(&7, 5, WITH), value(2, 0, 100, sum(6, 1)));
 }
 
-/// Reads `key` as `txn_idx` and returns the origin, asserting it is not a dependency.
-fn origin(mem: &Mem, key: u32, txn_idx: TxnIndex) -> ReadOrigin {
-    ReadOrigin::from_read_result(&mem.read(&key, txn_idx)).expect("no dependency")
+/// Reads `key` as `txn_idx` and returns the origin, asserting the read is not blocked.
+fn origin(mem: &Mem, key: u32, txn_idx: TxnIndex, mode: ReadMode) -> ReadOrigin<u64> {
+    ReadOrigin::of(&mem.read(&key, txn_idx, mode), mode).expect("not blocked")
 }
 
 #[test]
 fn validation_fails_after_lower_rewrite() {
     let mem = Mem::new(10);
-    mem.record(Version::new(1, 0), ReadSet::new(), writes(&[(1, val(10))]));
-    let reads: ReadSet<u32> =
-        [(1, origin(&mem, 1, 5)), (2, origin(&mem, 2, 5))].into_iter().collect();
-    mem.record(Version::new(5, 0), reads, writes(&[(3, val(50))]));
+    record(&mem, 1, 0, &[(1, val(10))]);
+    let reads = vec![(1, origin(&mem, 1, 5, WITH)), (2, origin(&mem, 2, 5, WITH))];
+    record_reads(&mem, 5, 0, reads, &[(3, val(50))]);
     assert!(mem.validate_read_set(5));
     // A write above the reader does not matter.
-    mem.record(Version::new(7, 0), ReadSet::new(), writes(&[(1, val(70)), (2, val(70))]));
+    record(&mem, 7, 0, &[(1, val(70)), (2, val(70))]);
     assert!(mem.validate_read_set(5));
     // A lower txn writing the read location invalidates.
-    mem.record(Version::new(3, 0), ReadSet::new(), writes(&[(2, delta(1))]));
+    record(&mem, 3, 0, &[(2, delta(1))]);
     assert!(!mem.validate_read_set(5));
     // Removing it again (its new incarnation does not write) makes the read valid again.
-    mem.record(Version::new(3, 1), ReadSet::new(), writes(&[]));
+    record(&mem, 3, 1, &[]);
     assert!(mem.validate_read_set(5));
-    // A new incarnation of the writer of the read value invalidates.
-    mem.record(Version::new(1, 1), ReadSet::new(), writes(&[(1, val(10))]));
+    // A new incarnation of the writer of the read value invalidates, even with the same value.
+    record(&mem, 1, 1, &[(1, val(10))]);
     assert!(!mem.validate_read_set(5));
 }
 
 #[test]
-fn validation_fails_on_estimate_and_on_delta_change() {
+fn deltas_validate_by_value() {
     let mem = Mem::new(10);
-    mem.record(Version::new(1, 0), ReadSet::new(), writes(&[(1, delta(1))]));
-    let reads: ReadSet<u32> = [(1, origin(&mem, 1, 4))].into_iter().collect();
-    mem.record(Version::new(4, 0), reads, writes(&[]));
+    record(&mem, 1, 0, &[(1, delta(1))]);
+    record_reads(&mem, 4, 0, vec![(1, origin(&mem, 1, 4, WITH))], &[]);
     assert!(mem.validate_read_set(4));
     mem.convert_writes_to_estimates(1);
     assert!(!mem.validate_read_set(4));
-    mem.record(Version::new(1, 1), ReadSet::new(), writes(&[(1, delta(1))]));
-    // Same delta value but another incarnation: the origin differs.
+    // The same delta from another incarnation: the value read is the same.
+    record(&mem, 1, 1, &[(1, delta(1))]);
+    assert!(mem.validate_read_set(4));
+    // Another amount, or one more delta (even zero: it touches the location), is not.
+    record(&mem, 1, 2, &[(1, delta(2))]);
+    assert!(!mem.validate_read_set(4));
+    record(&mem, 1, 3, &[(1, delta(1))]);
+    assert!(mem.validate_read_set(4));
+    record(&mem, 2, 0, &[(1, delta(0))]);
     assert!(!mem.validate_read_set(4));
     // An empty read set always validates.
     assert!(mem.validate_read_set(0));
 }
 
 #[test]
+fn reads_ignoring_deltas_survive_new_credits_but_not_new_values() {
+    let mem = Mem::new(8);
+    // Txn 5 reads key 7 caring only about the full value (storage here).
+    record_reads(&mem, 5, 0, vec![(7, origin(&mem, 7, 5, IGNORE))], &[]);
+    // A credit below it does not invalidate that read; a full value does.
+    record(&mem, 2, 0, &[(7, delta(4))]);
+    assert!(mem.validate_read_set(5));
+    record(&mem, 3, 0, &[(7, val(9))]);
+    assert!(!mem.validate_read_set(5));
+    // Re-read on top of the value: new credits below still do not matter, an estimate does.
+    record_reads(&mem, 5, 1, vec![(7, origin(&mem, 7, 5, IGNORE))], &[]);
+    assert!(mem.validate_read_set(5));
+    record(&mem, 4, 0, &[(7, delta(1))]);
+    assert!(mem.validate_read_set(5));
+    mem.convert_writes_to_estimates(4);
+    assert!(!mem.validate_read_set(5));
+    // A delta estimate below the full value does not block.
+    record(&mem, 4, 1, &[(7, delta(1))]);
+    mem.convert_writes_to_estimates(2);
+    assert!(mem.validate_read_set(5));
+}
+
+#[test]
+fn many_credits_are_summed_in_range() {
+    let mem = Mem::new(1_000);
+    for txn in 0..1_000u32 {
+        if txn % 100 == 50 {
+            record(&mem, txn, 0, &[(1, val(u64::from(txn) * 1_000))]);
+        } else {
+            record(&mem, txn, 0, &[(1, delta(1))]);
+        }
+    }
+    // Below txn 999: the last value is txn 950's, then 48 credits (951..=998).
+    assert_eq!(mem.read(&1, 999, WITH), value(950, 0, 950_000, sum(48, 48)));
+    assert_eq!(mem.read(&1, 999, IGNORE), value(950, 0, 950_000, None));
+    assert_eq!(mem.read(&1, 50, WITH), ReadResult::Base { deltas: sum(50, 50) });
+    assert_eq!(mem.read(&1, 0, WITH), BASE);
+}
+
+#[test]
 fn stale_writes_are_removed() {
     let mem = Mem::new(10);
-    mem.record(Version::new(2, 0), ReadSet::new(), writes(&[(1, val(1)), (2, val(2))]));
-    mem.record(Version::new(2, 1), ReadSet::new(), writes(&[(2, val(3))]));
-    assert_eq!(mem.read(&1, 5), ReadResult::NotFound { deltas: vec![] });
-    assert_eq!(
-        mem.read(&2, 5),
-        ReadResult::Value { version: Version::new(2, 1), value: 3, deltas: vec![] }
-    );
-    let mut keys = mem.last_written_keys(2);
-    keys.sort_unstable();
-    assert_eq!(keys, vec![2]);
+    record(&mem, 2, 0, &[(1, val(1)), (2, val(2))]);
+    record(&mem, 2, 1, &[(2, val(3))]);
+    assert_eq!(mem.read(&1, 5, WITH), BASE);
+    assert_eq!(mem.read(&2, 5, WITH), value(2, 1, 3, None));
+    assert_eq!(mem.last_written_keys(2), vec![2]);
 }
 
 #[test]
 fn wrote_new_location() {
     let mem = Mem::new(10);
-    assert!(!mem.record(Version::new(0, 0), ReadSet::new(), writes(&[])));
-    assert!(mem.record(Version::new(2, 0), ReadSet::new(), writes(&[(1, val(1))])));
-    assert!(!mem.record(Version::new(2, 1), ReadSet::new(), writes(&[(1, delta(1))])));
-    assert!(!mem.record(Version::new(2, 2), ReadSet::new(), writes(&[])));
-    assert!(mem.record(Version::new(2, 3), ReadSet::new(), writes(&[(1, val(1))])));
-    assert!(mem.record(Version::new(2, 4), ReadSet::new(), writes(&[(1, val(1)), (2, val(1))])));
-    assert!(!mem.record(Version::new(2, 5), ReadSet::new(), writes(&[(2, val(1))])));
+    assert!(!record(&mem, 0, 0, &[]));
+    assert!(record(&mem, 2, 0, &[(1, val(1))]));
+    assert!(!record(&mem, 2, 1, &[(1, delta(1))]));
+    assert!(!record(&mem, 2, 2, &[]));
+    assert!(record(&mem, 2, 3, &[(1, val(1))]));
+    assert!(record(&mem, 2, 4, &[(1, val(1)), (2, val(1))]));
+    assert!(!record(&mem, 2, 5, &[(2, val(1))]));
 }
 
 #[test]
 fn final_writes_in_txn_order() {
     let mem = Mem::new(10);
-    mem.record(Version::new(4, 0), ReadSet::new(), writes(&[(1, delta(4))]));
-    mem.record(Version::new(1, 0), ReadSet::new(), writes(&[(1, val(1)), (2, val(2))]));
-    mem.record(Version::new(1, 1), ReadSet::new(), writes(&[(1, val(11))]));
+    record(&mem, 4, 0, &[(1, delta(4))]);
+    record(&mem, 1, 0, &[(1, val(1)), (2, val(2))]);
+    record(&mem, 1, 1, &[(1, val(11))]);
     let mut finals = mem.into_final_writes().unwrap();
     finals.sort_by_key(|(k, _)| *k);
     assert_eq!(
@@ -187,7 +238,7 @@ fn final_writes_in_txn_order() {
     );
 
     let mem = Mem::new(10);
-    mem.record(Version::new(4, 0), ReadSet::new(), writes(&[(1, delta(4))]));
+    record(&mem, 4, 0, &[(1, delta(4))]);
     mem.convert_writes_to_estimates(4);
     assert_eq!(mem.into_final_writes(), Err(MvMemoryError::UnresolvedEstimate { txn_idx: 4 }));
 }
@@ -214,7 +265,8 @@ fn multi_threaded_stress() {
                     // Thread t owns txns t, t+4, ...: one worker per txn, as the scheduler ensures.
                     let txn = (next() as u32 % (BLOCK / 4)) * 4 + t;
                     let key = next() as u32 % KEYS;
-                    let read = mem.read(&key, txn);
+                    let mode = if next() % 2 == 0 { WITH } else { IGNORE };
+                    let read = mem.read(&key, txn, mode);
                     match &read {
                         ReadResult::Value { version, value, deltas } => {
                             assert!(version.txn_idx < txn);
@@ -223,26 +275,20 @@ fn multi_threaded_stress() {
                                 u64::from(version.txn_idx) * 1_000_000
                                     + u64::from(version.incarnation)
                             );
-                            assert!(deltas
-                                .iter()
-                                .all(|(v, d)| v.txn_idx < txn && *d == u64::from(v.txn_idx)));
+                            assert!(deltas.is_none_or(|d| d.count > 0));
                         }
-                        ReadResult::NotFound { deltas } => {
-                            assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
-                        }
-                        ReadResult::Dependency { blocking_txn_idx } => {
-                            assert!(*blocking_txn_idx < txn)
-                        }
+                        ReadResult::Base { deltas } => assert!(deltas.is_none_or(|d| d.count > 0)),
+                        ReadResult::Blocked(blocking) => assert!(*blocking < txn),
                     }
-                    let reads: ReadSet<u32> =
-                        ReadOrigin::from_read_result(&read).map(|o| (key, o)).into_iter().collect();
+                    let reads: ReadSet<u32, u64> =
+                        ReadOrigin::of(&read, mode).map(|o| (key, o)).into_iter().collect();
                     let write_key = next() as u32 % KEYS;
                     let w = if next() % 2 == 0 {
                         val(u64::from(txn) * 1_000_000 + u64::from(round))
                     } else {
                         delta(u64::from(txn))
                     };
-                    mem.record(Version::new(txn, round), reads, writes(&[(write_key, w)]));
+                    record_reads(mem, txn, round, reads, &[(write_key, w)]);
                     let _ = mem.validate_read_set(txn);
                     if next() % 8 == 0 {
                         mem.convert_writes_to_estimates(txn);
@@ -261,12 +307,13 @@ enum Op {
     /// Txn records a new incarnation reading `reads` (as of now) and writing `writes`.
     Record {
         txn: u32,
-        reads: Vec<u32>,
+        reads: Vec<(u32, bool)>,
         writes: Vec<(u32, bool, u64)>,
     },
     Read {
         txn: u32,
         key: u32,
+        ignore: bool,
     },
     Estimate {
         txn: u32,
@@ -283,11 +330,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         (
             0..P_BLOCK,
-            prop::collection::vec(0..P_KEYS, 0..3),
-            prop::collection::vec((0..P_KEYS, any::<bool>(), 0..100u64), 0..3)
+            prop::collection::vec((0..P_KEYS, any::<bool>()), 0..3),
+            prop::collection::vec((0..P_KEYS, any::<bool>(), 0..3u64), 0..3)
         )
             .prop_map(|(txn, reads, writes)| Op::Record { txn, reads, writes }),
-        (0..=P_BLOCK, 0..P_KEYS).prop_map(|(txn, key)| Op::Read { txn, key }),
+        (0..=P_BLOCK, 0..P_KEYS, any::<bool>()).prop_map(|(txn, key, ignore)| Op::Read {
+            txn,
+            key,
+            ignore
+        }),
         (0..P_BLOCK).prop_map(|txn| Op::Estimate { txn }),
         (0..P_BLOCK).prop_map(|txn| Op::Validate { txn }),
     ]
@@ -298,7 +349,7 @@ struct ModelTxn {
     incarnation: u32,
     writes: BTreeMap<u32, WriteValue<u64, u64>>,
     estimate: bool,
-    reads: Vec<(u32, ReadOrigin)>,
+    reads: Vec<(u32, ReadOrigin<u64>)>,
 }
 
 #[derive(Default)]
@@ -307,24 +358,42 @@ struct Model {
 }
 
 impl Model {
-    fn read(&self, key: u32, txn_idx: u32) -> ReadResult<u64, u64> {
-        let mut deltas = Vec::new();
+    /// Walks down from the reader: the first full value ends the walk; deltas are summed (or
+    /// skipped); any estimate on the way blocks.
+    fn read(&self, key: u32, txn_idx: u32, mode: ReadMode) -> ReadResult<u64, u64> {
+        let (mut total, mut count) = (0u64, 0u32);
         for (&idx, t) in self.txns.range(..txn_idx).rev() {
             let Some(w) = t.writes.get(&key) else { continue };
             if t.estimate {
-                return ReadResult::Dependency { blocking_txn_idx: idx };
+                return ReadResult::Blocked(idx);
             }
-            let version = Version::new(idx, t.incarnation);
             match w {
-                WriteValue::Delta(d) => deltas.push((version, *d)),
+                WriteValue::Delta(d) => {
+                    total += *d;
+                    count += 1;
+                }
                 WriteValue::Value(v) => {
-                    deltas.reverse();
-                    return ReadResult::Value { version, value: *v, deltas };
+                    let deltas =
+                        (mode == WITH && count > 0).then_some(DeltaSum { sum: total, count });
+                    return ReadResult::Value {
+                        version: Version::new(idx, t.incarnation),
+                        value: *v,
+                        deltas,
+                    };
                 }
             }
         }
-        deltas.reverse();
-        ReadResult::NotFound { deltas }
+        ReadResult::Base {
+            deltas: (mode == WITH && count > 0).then_some(DeltaSum { sum: total, count }),
+        }
+    }
+}
+
+fn mode_of(ignore: bool) -> ReadMode {
+    if ignore {
+        IGNORE
+    } else {
+        WITH
     }
 }
 
@@ -337,9 +406,12 @@ proptest! {
         for op in ops {
             match op {
                 Op::Record { txn, reads, writes } => {
-                    let reads: Vec<(u32, ReadOrigin)> = reads
+                    let reads: Vec<(u32, ReadOrigin<u64>)> = reads
                         .into_iter()
-                        .filter_map(|k| ReadOrigin::from_read_result(&model.read(k, txn)).map(|o| (k, o)))
+                        .filter_map(|(k, ignore)| {
+                            let mode = mode_of(ignore);
+                            ReadOrigin::of(&model.read(k, txn, mode), mode).map(|o| (k, o))
+                        })
                         .collect();
                     let mut model_writes = BTreeMap::new();
                     for (k, is_delta, x) in &writes {
@@ -351,16 +423,15 @@ proptest! {
                         Some(prev) => model_writes.keys().any(|k| !prev.writes.contains_key(k)),
                         None => !model_writes.is_empty(),
                     };
-                    let write_set: WriteSet<u32, u64, u64> = writes
-                        .iter()
-                        .map(|(k, is_delta, x)| (*k, if *is_delta { delta(*x) } else { val(*x) }))
-                        .collect();
-                    let got = mem.record(Version::new(txn, incarnation), reads.clone().into(), write_set);
+                    // One write per location, as the engine folds them.
+                    let items: Vec<_> = model_writes.iter().map(|(k, w)| (*k, w.clone())).collect();
+                    let got = record_reads(&mem, txn, incarnation, reads.clone(), &items);
                     prop_assert_eq!(got, expected_new);
                     model.txns.insert(txn, ModelTxn { incarnation, writes: model_writes, estimate: false, reads });
                 }
-                Op::Read { txn, key } => {
-                    prop_assert_eq!(mem.read(&key, txn), model.read(key, txn));
+                Op::Read { txn, key, ignore } => {
+                    let mode = mode_of(ignore);
+                    prop_assert_eq!(mem.read(&key, txn, mode), model.read(key, txn, mode));
                 }
                 Op::Estimate { txn } => {
                     mem.convert_writes_to_estimates(txn);
@@ -370,7 +441,9 @@ proptest! {
                 }
                 Op::Validate { txn } => {
                     let expected = model.txns.get(&txn).is_none_or(|t| {
-                        t.reads.iter().all(|(k, o)| ReadOrigin::from_read_result(&model.read(*k, txn)).as_ref() == Some(o))
+                        t.reads.iter().all(|(k, o)| {
+                            ReadOrigin::of(&model.read(*k, txn, o.mode), o.mode).as_ref() == Some(o)
+                        })
                     });
                     prop_assert_eq!(mem.validate_read_set(txn), expected);
                 }
@@ -394,25 +467,4 @@ proptest! {
             prop_assert_eq!(finals.clone(), expected);
         }
     }
-}
-
-#[test]
-fn reads_ignoring_deltas_survive_new_credits_but_not_new_values() {
-    let mem = Mem::new(8);
-    // Txn 5 reads key 7 caring only about the full value (storage here).
-    let read = origin(&mem, 7, 5).without_deltas();
-    mem.record(Version::new(5, 0), ReadSet::from(vec![(7, read)]), WriteSet::new());
-    // A credit below it does not invalidate that read; a full value does.
-    mem.record(Version::new(2, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Delta(4))]));
-    assert!(mem.validate_read_set(5));
-    mem.record(Version::new(3, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Value(9))]));
-    assert!(!mem.validate_read_set(5));
-    // Re-read on top of the value: new credits below still do not matter, an estimate does.
-    let read = origin(&mem, 7, 5).without_deltas();
-    mem.record(Version::new(5, 1), ReadSet::from(vec![(7, read)]), WriteSet::new());
-    assert!(mem.validate_read_set(5));
-    mem.record(Version::new(4, 0), ReadSet::new(), WriteSet::from(vec![(7, WriteValue::Delta(1))]));
-    assert!(mem.validate_read_set(5));
-    mem.convert_writes_to_estimates(4);
-    assert!(!mem.validate_read_set(5));
 }

@@ -7,7 +7,9 @@ use std::{
     sync::{mpsc, Mutex},
     time::Duration,
 };
-use velarium_mvmemory::{MvMemory, ReadOrigin, ReadResult, ReadSet, WriteSet, WriteValue};
+use velarium_mvmemory::{
+    MvMemory, ReadMode, ReadOrigin, ReadResult, ReadSet, WriteSet, WriteValue,
+};
 
 use SchedulerTask::{Done, Execute, Retry, Validate};
 
@@ -166,20 +168,21 @@ fn run_sequential(block: &Block) -> (Vec<u64>, Vec<u64>) {
 fn resolve(result: ReadResult<u64, u64>, cell: u32) -> u64 {
     let (base, deltas) = match result {
         ReadResult::Value { value, deltas, .. } => (value, deltas),
-        ReadResult::NotFound { deltas } => (storage(cell), deltas),
-        ReadResult::Dependency { .. } => unreachable!(),
+        ReadResult::Base { deltas } => (storage(cell), deltas),
+        ReadResult::Blocked(_) => unreachable!(),
     };
-    deltas.iter().fold(base, |v, (_, d)| v.wrapping_add(*d))
+    base.wrapping_add(deltas.map_or(0, |d| d.sum))
 }
 
 /// What an incarnation produced: read set, write set, output hash.
-type Executed = (ReadSet<u32>, WriteSet<u32, u64, u64>, u64);
+type Executed = (ReadSet<u32, u64>, WriteSet<u32, u64, u64>, u64);
 
 /// Executes one incarnation; `None` if it was suspended on a dependency.
 fn execute(ops: &[Op], txn_idx: TxnIndex, mem: &Mem, scheduler: &Scheduler) -> Option<Executed> {
     let mut acc = u64::from(txn_idx);
     let mut local: HashMap<u32, WriteValue<u64, u64>> = HashMap::new();
     let mut reads = ReadSet::new();
+    let mode = ReadMode::WithDeltas;
     for op in ops {
         match *op {
             Op::Read(c) => {
@@ -192,14 +195,14 @@ fn execute(ops: &[Op], txn_idx: TxnIndex, mem: &Mem, scheduler: &Scheduler) -> O
                     None => 0,
                 };
                 let value = loop {
-                    let result = mem.read(&c, txn_idx);
-                    if let ReadResult::Dependency { blocking_txn_idx } = result {
+                    let result = mem.read(&c, txn_idx, mode);
+                    if let ReadResult::Blocked(blocking_txn_idx) = result {
                         if scheduler.add_dependency(txn_idx, blocking_txn_idx) {
                             return None;
                         }
                         continue;
                     }
-                    reads.push(c, ReadOrigin::from_read_result(&result).unwrap());
+                    reads.push((c, ReadOrigin::of(&result, mode).unwrap()));
                     break resolve(result, c);
                 };
                 acc = mix(acc, value.wrapping_add(own_delta));
@@ -237,11 +240,11 @@ fn run_parallel(block: &Block, threads: usize) -> (Vec<u64>, Vec<u64>, Scheduler
                     match task.take().unwrap_or_else(|| scheduler.next_task()) {
                         Execute(version) => {
                             let txn_idx = version.txn_idx;
-                            if let Some((reads, writes, out)) =
+                            if let Some((mut reads, mut writes, out)) =
                                 execute(&block[txn_idx as usize], txn_idx, &mem, &scheduler)
                             {
                                 *outputs[txn_idx as usize].lock().unwrap() = out;
-                                let wrote_new = mem.record(version, reads, writes);
+                                let wrote_new = mem.record(version, &mut reads, &mut writes);
                                 task = scheduler.finish_execution(
                                     txn_idx,
                                     version.incarnation,
@@ -270,7 +273,8 @@ fn run_parallel(block: &Block, threads: usize) -> (Vec<u64>, Vec<u64>, Scheduler
     for txn_idx in 0..n as TxnIndex {
         assert!(matches!(scheduler.status(txn_idx), ExecutionStatus::Executed(_)));
     }
-    let cells = (0..CELLS).map(|c| resolve(mem.read(&c, n as TxnIndex), c)).collect();
+    let cells =
+        (0..CELLS).map(|c| resolve(mem.read(&c, n as TxnIndex, ReadMode::WithDeltas), c)).collect();
     let outputs = outputs.into_iter().map(|o| o.into_inner().unwrap()).collect();
     (cells, outputs, scheduler.counters())
 }

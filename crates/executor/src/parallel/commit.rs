@@ -1,21 +1,53 @@
-//! Phase 2: committing the transactions' final state diffs, in order, into the block's revm
-//! `State`, with the parallel engine's two account-level fix-ups: a lazily credited transfer
-//! recipient is rebuilt from its committed state ([`rebase_account`]), and the beneficiary's fees
-//! are credited through a revm journal, batched ([`BeneficiaryCredits`]).
+//! Phase 2: the transactions' final state diffs folded into the block's state changes, per
+//! account, in parallel.
 //!
-//! Splitting this commit by account over the workers (each account's cache entry and transition
-//! depend only on its own changes, so per-account `State`s united afterwards give the same
-//! bundle) was tried and measured: moving the diffs into shards and uniting the caches cost more
-//! than the commit itself (2,000 transfers: 4.7 ms vs 2.7 ms; 2,000 Uniswap swaps: 16.6 ms vs
-//! 10.9 ms at 2 threads), so the commit stays on one thread.
+//! The oracle commits each transaction's diff into one revm `State` (cache account and
+//! transition per touched account), then merges the transitions into a `BundleState`. Every step
+//! of that depends only on the account's own sequence of changes, so the accounts are split into
+//! shards by address and each shard replays, in transaction order, exactly what revm's
+//! `State::commit` does for its accounts (`CacheAccount::{selfdestruct, newly_created,
+//! touch_empty_eip161, change}`, then `TransitionState::add_transition`), on its own maps, on its
+//! own worker. The shards' transitions become `BundleAccount`s through revm's own
+//! `apply_transitions_and_create_reverts`, and the shard bundles are united (their addresses are
+//! disjoint).
+//!
+//! The block's `State` (the one alloy-evm's executor holds) keeps what the shards must not decide
+//! alone: the accounts it already knows from the pre-execution changes (their cache entry and
+//! transition are the shards' starting point) and the accounts the post-execution changes touch
+//! (block and ommer rewards, withdrawals, the EIP-7002/7251 system calls): those are folded like
+//! the others, then handed back to the `State` so alloy-evm's post-execution code finds exactly
+//! the cache and transitions sequential execution would have left. [`check_main_state`] verifies
+//! afterwards that the `State` never loaded an account a shard owns (which would have read stale
+//! data); that is an engine fault, and the block is re-executed by the oracle.
+//!
+//! Two account-level fix-ups of the parallel engine happen here too, in order: a lazily credited
+//! transfer recipient is rebuilt from its folded state (`rebase_account`), and the
+//! beneficiary's fees are credited through a revm journal, batched ([`BeneficiaryCredits`]).
 
-use super::credit_beneficiary;
+use super::{fault::EngineFault, pool::WorkerPool};
 use crate::ExecutionError;
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{
+    map::{AddressMap, AddressSet, Entry, HashMap},
+    Address, U256,
+};
 use revm::{
-    primitives::hardfork::SpecId,
-    state::{Account, EvmState},
-    Database, DatabaseCommit,
+    bytecode::Bytecode,
+    context::{journaled_state::account::JournaledAccountTr, JournalTr},
+    database::{
+        states::{
+            bundle_state::BundleRetention, plain_account::PlainAccount, CacheAccount, StorageSlot,
+            StorageWithOriginalValues,
+        },
+        AccountStatus, BundleAccount, BundleState, CacheState, TransitionAccount, TransitionState,
+    },
+    database_interface::{Database, DatabaseRef},
+    primitives::{hardfork::SpecId, StorageKey, StorageValue, B256},
+    state::{Account, AccountInfo, EvmState, EvmStorage},
+    Journal,
+};
+use std::{
+    borrow::Cow,
+    sync::{atomic::AtomicUsize, Mutex},
 };
 
 /// One transaction's committable outcome.
@@ -29,9 +61,8 @@ pub(super) struct TxDiff {
     pub(super) lazy_recipient: Option<Address>,
 }
 
-/// Rebuilds a lazily credited recipient's account from the commit state: the worker saw a zero
-/// placeholder balance, so `account` holds only the credit; the result is what revm's journal
-/// would have loaded and credited.
+/// [`rebased_account`] in place, with the recipient's current info read from `state` (the
+/// per-transaction commit path of `SpeculativeTx`).
 pub(super) fn rebase_account<DB>(
     state: &mut DB,
     to: Address,
@@ -44,17 +75,495 @@ where
     if !account.is_touched() {
         return Ok(());
     }
-    let credit = account.info.balance;
     let current =
-        state.basic(to).map_err(|e| ExecutionError::Internal(format!("loading {to}: {e}")))?;
+        state.basic(to).map_err(|e| ExecutionError::StateRead(format!("loading {to}: {e}")))?;
+    *account = rebased_account(current, account);
+    Ok(())
+}
+
+/// Rebuilds a lazily credited recipient's account from `current`, its committed info: the
+/// worker saw a zero placeholder balance, so `account` holds only the credit; the result is what
+/// revm's journal would have loaded and credited.
+pub(super) fn rebased_account(current: Option<AccountInfo>, account: &Account) -> Account {
+    let credit = account.info.balance;
     let mut rebased = match current {
         Some(info) => Account::from(info),
         None => Account::new_not_existing(revm::state::TransactionId::ZERO),
     };
     rebased.info.balance += credit;
     rebased.mark_touch();
-    *account = rebased;
-    Ok(())
+    rebased
+}
+
+/// The shard an address belongs to, out of `shards`.
+fn shard_of(address: &Address, shards: usize) -> usize {
+    let bytes = &address.0 .0;
+    let word = u64::from_le_bytes([
+        bytes[12], bytes[13], bytes[14], bytes[15], bytes[16], bytes[17], bytes[18], bytes[19],
+    ]);
+    ((word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) % shards
+}
+
+/// What the shards start from and must hand back: the block `State`'s cache and transitions
+/// after the pre-execution changes, and the addresses whose folded result goes back to it.
+#[derive(Debug)]
+pub(super) struct MainView<'a> {
+    /// The `State`'s cache (pre-execution changes and the accounts they loaded).
+    pub(super) cache: &'a CacheState,
+    /// The `State`'s transitions (pre-execution changes).
+    pub(super) transitions: &'a TransitionState,
+    /// Accounts folded here that go back to the `State`: its cached accounts and whatever the
+    /// post-execution changes touch.
+    pub(super) main_bound: &'a AddressSet,
+}
+
+/// One shard's result.
+#[derive(Debug, Default)]
+pub(super) struct ShardOutput {
+    /// Every account this shard folded.
+    folded: AddressSet,
+    /// The bundle of the folded accounts that are not main-bound.
+    bundle: BundleState,
+    /// Main-bound accounts: cache entry and transition to put back into the `State`.
+    to_main: Vec<(Address, CacheAccount, Option<TransitionAccount>)>,
+}
+
+/// Folds `diffs` into the block's state changes on `threads` workers (see the module docs).
+///
+/// Returns the shard outputs: call [`ShardOutputs::hand_back`] before alloy-evm's
+/// post-execution changes, then [`ShardOutputs::finish`] after them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fold<DB>(
+    pool: &WorkerPool,
+    threads: usize,
+    base: &DB,
+    main: MainView<'_>,
+    diffs: &[TxDiff],
+    spec_id: SpecId,
+    beneficiary: Address,
+) -> Result<ShardOutputs, ExecutionError>
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    // A few shards per worker, claimed dynamically, so the shard with the beneficiary (fee
+    // credits) or a hot contract does not leave the other workers idle.
+    let shards = if threads <= 1 { 1 } else { threads * 4 };
+    let next = AtomicUsize::new(0);
+    let outputs: Vec<Mutex<Option<Result<ShardOutput, ExecutionError>>>> =
+        (0..shards).map(|_| Mutex::new(None)).collect();
+    let run = |_: usize| loop {
+        let shard = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if shard >= shards {
+            break;
+        }
+        let mut folder = ShardFolder {
+            shard,
+            shards,
+            base,
+            main: &main,
+            spec_id,
+            beneficiary,
+            accounts: AddressMap::default(),
+        };
+        let result = folder.fold(diffs).map(|()| folder.into_output());
+        *outputs[shard].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    };
+    if shards == 1 {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(0)))
+            .map_err(|panic| EngineFault::WorkerPanic(super::pool::panic_message(&panic)))?;
+    } else {
+        pool.broadcast(run, || {})?;
+    }
+    let shards = outputs
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(Err(EngineFault::ShardMissing.into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ShardOutputs { shards })
+}
+
+/// The shards' results, to be united with the block `State`.
+#[derive(Debug)]
+pub(super) struct ShardOutputs {
+    shards: Vec<ShardOutput>,
+}
+
+impl ShardOutputs {
+    /// Puts the main-bound accounts back into the `State`'s cache and transitions.
+    pub(super) fn hand_back(&mut self, cache: &mut CacheState, transitions: &mut TransitionState) {
+        for shard in &mut self.shards {
+            for (address, account, transition) in shard.to_main.drain(..) {
+                cache.accounts.insert(address, account);
+                match transition {
+                    Some(transition) => {
+                        transitions.transitions.insert(address, transition);
+                    }
+                    None => {
+                        transitions.transitions.remove(&address);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After alloy-evm's post-execution changes: checks that the `State` never loaded an account
+    /// a shard owns, and unites its bundle (`main`, already merged) with the shards'.
+    pub(super) fn finish(
+        self,
+        main_cache: &CacheState,
+        main_bound: &AddressSet,
+        mut main: BundleState,
+    ) -> Result<BundleState, ExecutionError> {
+        for address in main_cache.accounts.keys() {
+            if !main_bound.contains(address)
+                && self.shards.iter().any(|s| s.folded.contains(address))
+            {
+                return Err(EngineFault::StaleMainAccount(*address).into());
+            }
+        }
+        let extra: usize = self.shards.iter().map(|s| s.bundle.state.len()).sum();
+        main.state.reserve(extra);
+        for shard in self.shards {
+            main.state.extend(shard.bundle.state);
+            main.contracts.extend(shard.bundle.contracts);
+            main.state_size += shard.bundle.state_size;
+        }
+        Ok(main)
+    }
+}
+
+/// One account as folded so far.
+#[derive(Debug)]
+enum Folded {
+    /// Only plain changes so far (no creation, destruction or emptying; not known to the
+    /// block's `State`): kept as the few facts revm's fold of such changes depends on, see
+    /// [`PlainFold`].
+    Plain(PlainFold),
+    /// Replayed through revm's own cache-account code, change by change.
+    Replayed { cache: CacheAccount, transition: Option<TransitionAccount> },
+}
+
+/// An account changed only by plain changes (revm's `CacheAccount::change`), folded directly.
+///
+/// Folding `k >= 1` plain changes through revm gives: the status `on_changed` of the loaded
+/// status (later changes keep it), the last info, and per storage slot the value before the
+/// first change and the last value (a slot back at its original value drops out of the
+/// transition; it stays in the cache). That is all a bundle account needs, so the common case
+/// costs one map entry instead of a cache account, a transition and their clones per change.
+#[derive(Debug)]
+struct PlainFold {
+    /// The account as loaded from the parent state (`None`: it did not exist).
+    original: Option<AccountInfo>,
+    /// Its status as loaded.
+    original_status: AccountStatus,
+    /// Its info after the last change.
+    info: AccountInfo,
+    /// Every slot written: the value before the block and the last value.
+    storage: StorageWithOriginalValues,
+}
+
+impl PlainFold {
+    /// Applies one more plain change.
+    fn change(&mut self, account: &Account) {
+        self.info.clone_from(&account.info);
+        for (slot, value) in account.changed_storage_slots() {
+            self.storage
+                .entry(*slot)
+                .or_insert_with(|| StorageSlot::new(value.original_value))
+                .present_value = value.present_value;
+        }
+    }
+
+    /// The status revm's `change` gives the loaded account (and keeps on later changes).
+    fn status(&self) -> AccountStatus {
+        let had_no_nonce_and_code =
+            self.original.as_ref().is_some_and(AccountInfo::has_no_code_and_nonce);
+        self.original_status.on_changed(had_no_nonce_and_code)
+    }
+
+    /// The slots whose value differs from the original, as a transition holds them.
+    fn changed_storage(&self) -> StorageWithOriginalValues {
+        self.storage.iter().filter(|(_, s)| s.is_changed()).map(|(k, s)| (*k, *s)).collect()
+    }
+
+    /// The cache account and transition revm would hold after these changes.
+    fn into_replayed(self) -> Folded {
+        let status = self.status();
+        let changed = self.changed_storage();
+        let transition = TransitionAccount {
+            info: Some(self.info.clone()),
+            status,
+            previous_info: self.original,
+            previous_status: self.original_status,
+            storage: changed,
+            storage_was_destroyed: false,
+        };
+        let storage = self.storage.into_iter().map(|(k, s)| (k, s.present_value)).collect();
+        let cache =
+            CacheAccount { account: Some(PlainAccount { info: self.info, storage }), status };
+        Folded::Replayed { cache, transition: Some(transition) }
+    }
+
+    /// The bundle account, unless the changes left nothing to revert (revm keeps an account
+    /// out of the bundle when its revert would be empty: same info, no changed slot, and it
+    /// existed before).
+    fn into_bundle_account(self) -> Option<BundleAccount> {
+        let status = self.status();
+        let storage = self.changed_storage();
+        let existed = self.original_status != AccountStatus::LoadedNotExisting;
+        if existed && storage.is_empty() && self.original.as_ref() == Some(&self.info) {
+            return None;
+        }
+        Some(BundleAccount { info: Some(self.info), original_info: self.original, storage, status })
+    }
+}
+
+/// Whether revm's `State::commit` would apply `account` with `CacheAccount::change`.
+fn is_plain_change(account: &Account) -> bool {
+    !account.is_selfdestructed() && !account.is_created() && !account.is_empty()
+}
+
+/// The fold of one shard.
+struct ShardFolder<'a, DB> {
+    shard: usize,
+    shards: usize,
+    base: &'a DB,
+    main: &'a MainView<'a>,
+    spec_id: SpecId,
+    beneficiary: Address,
+    accounts: AddressMap<Folded>,
+}
+
+impl<DB> ShardFolder<'_, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    fn owns(&self, address: &Address) -> bool {
+        self.shards == 1 || shard_of(address, self.shards) == self.shard
+    }
+
+    fn fold(&mut self, diffs: &[TxDiff]) -> Result<(), ExecutionError> {
+        let owns_beneficiary = self.owns(&self.beneficiary);
+        let mut credits = BeneficiaryCredits { pending: None };
+        for diff in diffs {
+            if owns_beneficiary {
+                let touched = diff.changes.get(&self.beneficiary).is_some_and(Account::is_touched);
+                if touched || diff.fee.is_zero() {
+                    credits.flush(self)?;
+                }
+            }
+            for (address, account) in &diff.changes {
+                if !account.is_touched() || !self.owns(address) {
+                    continue;
+                }
+                if Some(*address) == diff.lazy_recipient {
+                    let current = self.current_info(*address)?;
+                    self.apply(*address, Cow::Owned(rebased_account(current, account)))?;
+                } else {
+                    self.apply(*address, Cow::Borrowed(account))?;
+                }
+            }
+            if owns_beneficiary {
+                if diff.fee.is_zero() {
+                    self.credit(U256::ZERO)?;
+                } else {
+                    credits.pending = Some(credits.pending.unwrap_or_default() + diff.fee);
+                }
+            }
+        }
+        credits.flush(self)
+    }
+
+    /// The account's current info (for rebasing a lazy credit onto it).
+    fn current_info(&self, address: Address) -> Result<Option<AccountInfo>, ExecutionError> {
+        Ok(match self.accounts.get(&address) {
+            Some(Folded::Plain(plain)) => Some(plain.info.clone()),
+            Some(Folded::Replayed { cache, .. }) => cache.account_info(),
+            None => match self.main.cache.accounts.get(&address) {
+                Some(cache) => cache.account_info(),
+                None => load_base(self.base, address)?.0,
+            },
+        })
+    }
+
+    /// Applies one transaction's change of an account, as revm's `State::commit` does.
+    fn apply(&mut self, address: Address, account: Cow<'_, Account>) -> Result<(), ExecutionError> {
+        let entry = match self.accounts.entry(address) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(vacant) => {
+                let folded = if let Some(cache) = self.main.cache.accounts.get(&address) {
+                    // Known to the block's `State`: start from its cache entry and transition.
+                    let transition = self.main.transitions.transitions.get(&address).cloned();
+                    Folded::Replayed { cache: cache.clone(), transition }
+                } else {
+                    let (original, cache) = load_base(self.base, address)?;
+                    if is_plain_change(&account) && !self.main.main_bound.contains(&address) {
+                        let status = cache.status;
+                        let mut plain = PlainFold {
+                            original,
+                            original_status: status,
+                            info: AccountInfo::default(),
+                            storage: HashMap::default(),
+                        };
+                        plain.change(&account);
+                        vacant.insert(Folded::Plain(plain));
+                        return Ok(());
+                    }
+                    Folded::Replayed { cache, transition: None }
+                };
+                vacant.insert(folded)
+            }
+        };
+        if let Folded::Plain(plain) = entry {
+            if is_plain_change(&account) {
+                plain.change(&account);
+                return Ok(());
+            }
+            let plain = std::mem::replace(
+                plain,
+                PlainFold {
+                    original: None,
+                    original_status: AccountStatus::LoadedNotExisting,
+                    info: AccountInfo::default(),
+                    storage: HashMap::default(),
+                },
+            );
+            *entry = plain.into_replayed();
+        }
+        let Folded::Replayed { cache, transition: folded } = entry else {
+            return Err(
+                EngineFault::Invariant("a folded account is neither plain nor replayed").into()
+            );
+        };
+        let transition = if account.is_selfdestructed() {
+            cache.selfdestruct()
+        } else if account.is_created() {
+            Some(cache.newly_created(account))
+        } else if account.is_empty() {
+            cache.touch_empty_eip161()
+        } else {
+            Some(cache.change(account))
+        };
+        if let Some(transition) = transition {
+            add_transition(folded, transition);
+        }
+        Ok(())
+    }
+
+    /// Credits `fee` to the beneficiary through a revm journal over its folded state, exactly as
+    /// revm's `reward_beneficiary` would have inside the transaction (touch rules included).
+    fn credit(&mut self, fee: U256) -> Result<(), ExecutionError> {
+        let beneficiary = self.beneficiary;
+        let current = self.current_info(beneficiary)?;
+        let db = OneAccountDb { address: beneficiary, info: current };
+        let mut journal: Journal<OneAccountDb> = Journal::new(db);
+        journal.set_spec_id(self.spec_id);
+        journal
+            .load_account_mut(beneficiary)
+            .map_err(|_| EngineFault::Invariant("the fee journal read another account"))?
+            .incr_balance(fee);
+        let changes = journal.finalize();
+        for (address, account) in changes {
+            if account.is_touched() {
+                self.apply(address, Cow::Owned(account))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits off the main-bound accounts and builds the bundle of the rest.
+    fn into_output(self) -> ShardOutput {
+        let Self { accounts, main, .. } = self;
+        let mut to_main = Vec::new();
+        let mut bundle = BundleState::default();
+        let mut transitions = TransitionState::default();
+        let mut folded = AddressSet::default();
+        folded.reserve(accounts.len());
+        bundle.state.reserve(accounts.len());
+        for (address, account) in accounts {
+            folded.insert(address);
+            let (cache, transition) = match account {
+                Folded::Plain(plain) => {
+                    let Some(account) = plain.into_bundle_account() else { continue };
+                    // revm's `TransitionAccount::has_new_contract`: an account that did not exist
+                    // (its empty code too) or an EIP-7702 delegation changes the code hash.
+                    if let Some(info) = &account.info {
+                        let previous = account.original_info.as_ref().map(|i| i.code_hash);
+                        if previous != Some(info.code_hash) {
+                            if let Some(code) = &info.code {
+                                bundle.contracts.insert(info.code_hash, code.clone());
+                            }
+                        }
+                    }
+                    bundle.state_size += account.size_hint();
+                    bundle.state.insert(address, account);
+                    continue;
+                }
+                Folded::Replayed { cache, transition } => (cache, transition),
+            };
+            if main.main_bound.contains(&address) || main.cache.accounts.contains_key(&address) {
+                to_main.push((address, cache, transition));
+            } else if let Some(transition) = transition {
+                transitions.transitions.insert(address, transition);
+            }
+        }
+        let mut replayed = BundleState::default();
+        replayed.apply_transitions_and_create_reverts(transitions, BundleRetention::PlainState);
+        bundle.state.extend(replayed.state);
+        bundle.contracts.extend(replayed.contracts);
+        bundle.state_size += replayed.state_size;
+        ShardOutput { folded, bundle, to_main }
+    }
+}
+
+/// `address` as loaded from the parent state, as revm's `State` loads it: its info and its
+/// cache account.
+fn load_base<DB>(
+    base: &DB,
+    address: Address,
+) -> Result<(Option<AccountInfo>, CacheAccount), ExecutionError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    let info = base
+        .basic_ref(address)
+        .map_err(|e| ExecutionError::StateRead(format!("loading {address}: {e}")))?;
+    let cache = match &info {
+        None => CacheAccount::new_loaded_not_existing(),
+        Some(info) if info.is_empty() => CacheAccount::new_loaded_empty_eip161(HashMap::default()),
+        Some(info) => CacheAccount::new_loaded(info.clone(), HashMap::default()),
+    };
+    Ok((info, cache))
+}
+
+/// revm's `TransitionState::add_transition` for one account.
+fn add_transition(
+    folded: &mut Option<TransitionAccount>,
+    transition: TransitionAccount<Option<Cow<'_, EvmStorage>>>,
+) {
+    match folded {
+        Some(folded) => folded.update(transition),
+        // The first transition keeps only the slots it changed, as revm's does.
+        None => {
+            *folded = Some(transition.map_storage(|storage| {
+                storage
+                    .map(|storage| {
+                        storage
+                            .iter()
+                            .filter(|(_, slot)| slot.is_changed())
+                            .map(|(k, slot)| (*k, StorageSlot::from(slot.clone())))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }));
+        }
+    }
 }
 
 /// The beneficiary's fee credits, batched: a run of positive credits ends in the same
@@ -63,72 +572,56 @@ where
 /// empty beneficiary has its own EIP-161 effect.
 #[derive(Debug)]
 struct BeneficiaryCredits {
-    beneficiary: Address,
-    spec_id: SpecId,
     pending: Option<U256>,
 }
 
 impl BeneficiaryCredits {
-    /// Before committing a transaction's changes of the beneficiary (if `touched`) with `fee`.
-    fn before<DB>(&mut self, state: &mut DB, touched: bool, fee: U256) -> Result<(), ExecutionError>
+    fn flush<DB>(&mut self, folder: &mut ShardFolder<'_, DB>) -> Result<(), ExecutionError>
     where
-        DB: Database + DatabaseCommit,
-        DB::Error: std::fmt::Display,
-    {
-        if touched || fee.is_zero() {
-            self.flush(state)?;
-        }
-        Ok(())
-    }
-
-    /// After committing the transaction's changes.
-    fn after<DB>(&mut self, state: &mut DB, fee: U256) -> Result<(), ExecutionError>
-    where
-        DB: Database + DatabaseCommit,
-        DB::Error: std::fmt::Display,
-    {
-        if fee.is_zero() {
-            credit_beneficiary(state, self.spec_id, self.beneficiary, U256::ZERO)
-        } else {
-            self.pending = Some(self.pending.unwrap_or_default() + fee);
-            Ok(())
-        }
-    }
-
-    fn flush<DB>(&mut self, state: &mut DB) -> Result<(), ExecutionError>
-    where
-        DB: Database + DatabaseCommit,
+        DB: DatabaseRef,
         DB::Error: std::fmt::Display,
     {
         match self.pending.take() {
-            Some(sum) => credit_beneficiary(state, self.spec_id, self.beneficiary, sum),
+            Some(sum) => folder.credit(sum),
             None => Ok(()),
         }
     }
 }
 
-/// Commits `diffs` in order into `state`, on one thread.
-pub(super) fn commit_in_order<DB>(
-    state: &mut DB,
-    diffs: Vec<TxDiff>,
-    spec_id: SpecId,
-    beneficiary: Address,
-) -> Result<(), ExecutionError>
-where
-    DB: Database + DatabaseCommit,
-    DB::Error: std::fmt::Display,
-{
-    let mut credits = BeneficiaryCredits { beneficiary, spec_id, pending: None };
-    for TxDiff { mut changes, fee, lazy_recipient } in diffs {
-        if let Some(to) = lazy_recipient {
-            if let Some(account) = changes.get_mut(&to) {
-                rebase_account(state, to, account)?;
-            }
+/// A database holding one account (the beneficiary as folded so far), for the fee journal.
+#[derive(Debug)]
+struct OneAccountDb {
+    address: Address,
+    info: Option<AccountInfo>,
+}
+
+/// A fee journal asked for something other than the beneficiary's account.
+#[derive(Debug, thiserror::Error)]
+#[error("fee credit read an unexpected location")]
+struct UnexpectedRead;
+
+impl revm::database_interface::DBErrorMarker for UnexpectedRead {}
+
+impl Database for OneAccountDb {
+    type Error = UnexpectedRead;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if address == self.address {
+            Ok(self.info.clone())
+        } else {
+            Err(UnexpectedRead)
         }
-        let touched = changes.get(&beneficiary).is_some_and(Account::is_touched);
-        credits.before(state, touched, fee)?;
-        state.commit(changes);
-        credits.after(state, fee)?;
     }
-    credits.flush(state)
+
+    fn code_by_hash(&mut self, _code_hash: B256) -> Result<Bytecode, Self::Error> {
+        Err(UnexpectedRead)
+    }
+
+    fn storage(&mut self, _: Address, _: StorageKey) -> Result<StorageValue, Self::Error> {
+        Err(UnexpectedRead)
+    }
+
+    fn block_hash(&mut self, _number: u64) -> Result<B256, Self::Error> {
+        Err(UnexpectedRead)
+    }
 }

@@ -13,7 +13,9 @@ use revm::{
     primitives::KECCAK_EMPTY,
     state::AccountInfo,
 };
-use velarium_mvmemory::{MvMemory, ReadOrigin, ReadResult, ReadSet};
+use velarium_mvmemory::{
+    mix64, Delta, DeltaSum, MvKey, MvMemory, ReadMode, ReadOrigin, ReadResult, ReadSet,
+};
 use velarium_primitives::TxnIndex;
 
 /// A state location, the unit of conflict detection.
@@ -32,12 +34,10 @@ pub(crate) enum Location {
     StorageEpoch(Address),
 }
 
-impl std::hash::Hash for Location {
-    /// Folds the location into one word before hashing: the default derive feeds the hasher
-    /// 52 bytes per storage slot (its slow path), and every multi-version memory access hashes
-    /// twice (shard, then bucket). Addresses are hash outputs and slots mostly are, so folding
-    /// their words loses little; the hasher mixes the word.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+impl MvKey for Location {
+    /// Folds the location into one word and mixes it: addresses are hash outputs and slots
+    /// mostly are, so folding their words loses little.
+    fn mv_hash(&self) -> u64 {
         let (tag, address, slot) = match self {
             Self::Account(address) => (0, address, 0),
             Self::Storage(address, slot) => {
@@ -54,11 +54,31 @@ impl std::hash::Hash for Location {
             Self::StorageEpoch(address) => (2, address, 0),
         };
         let bytes = &address.0 .0;
-        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
-        let tail = u64::from(u32::from_le_bytes(bytes[16..20].try_into().unwrap_or_default()));
-        state.write_u64(
-            word(0) ^ word(8).rotate_left(21) ^ ((tail << 2) | tag).rotate_left(42) ^ slot,
-        );
+        let word = |i: usize| {
+            u64::from_le_bytes([
+                bytes[i],
+                bytes[i + 1],
+                bytes[i + 2],
+                bytes[i + 3],
+                bytes[i + 4],
+                bytes[i + 5],
+                bytes[i + 6],
+                bytes[i + 7],
+            ])
+        };
+        let tail = u64::from(u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]));
+        mix64(word(0) ^ word(8).rotate_left(21) ^ ((tail << 2) | tag).rotate_left(42) ^ slot)
+    }
+}
+
+/// A balance credit: the commutative delta of an account location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credit(pub(crate) U256);
+
+impl Delta for Credit {
+    const ZERO: Self = Self(U256::ZERO);
+    fn combine(self, other: Self) -> Self {
+        Self(self.0.wrapping_add(other.0))
     }
 }
 
@@ -74,8 +94,7 @@ pub(crate) enum MvValue {
 }
 
 /// The block's multi-version memory: balance credits are the deltas.
-pub(crate) type BlockMemory =
-    MvMemory<Location, MvValue, U256, alloy_primitives::map::DefaultHashBuilder>;
+pub(crate) type BlockMemory = MvMemory<Location, MvValue, Credit>;
 
 /// An account as the overlay holds it: info and the storage slots it knows.
 type OverlayAccount = (AccountInfo, HashMap<U256, U256>);
@@ -119,11 +138,6 @@ pub enum TxDbError {
 
 impl DBErrorMarker for TxDbError {}
 
-/// The origin of a completed read.
-fn result_origin(result: &ReadResult<MvValue, U256>) -> ReadOrigin {
-    ReadOrigin::from_read_result(result).unwrap_or_else(ReadOrigin::storage)
-}
-
 /// How a balance delta applies to an account that does not exist: from Spurious Dragon on, a
 /// zero credit leaves it non-existent (EIP-161); before, the touch creates an empty account.
 #[derive(Debug, Clone, Copy)]
@@ -144,16 +158,18 @@ impl DeltaRules {
         }
     }
 
-    /// Applies credits in transaction order.
+    /// Applies credits in transaction order (their sum: applying credits one by one to an
+    /// account gives the same balance, and the account exists afterwards iff some credit was
+    /// non-zero, or before EIP-161, iff there was any).
     fn apply(
         self,
-        mut info: Option<AccountInfo>,
-        deltas: &[(velarium_primitives::Version, U256)],
+        info: Option<AccountInfo>,
+        deltas: Option<DeltaSum<Credit>>,
     ) -> Option<AccountInfo> {
-        for (_, delta) in deltas {
-            info = self.apply_one(info, *delta);
+        match deltas {
+            Some(d) if d.count > 0 => self.apply_one(info, d.sum.0),
+            _ => info,
         }
-        info
     }
 }
 
@@ -166,12 +182,12 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) base: &'a DB,
     pub(crate) rules: DeltaRules,
     /// Reads served by multi-version memory (or below it), with their origins.
-    pub(crate) read_set: ReadSet<Location>,
+    pub(crate) read_set: ReadSet<Location, Credit>,
     /// Set when a read met an ESTIMATE; the incarnation must then wait, whatever revm returned.
     pub(crate) blocked_on: Option<TxnIndex>,
     /// Per account, the transaction that last wiped its storage, as read (once) by this
     /// incarnation: every slot read of the account needs it.
-    pub(crate) epochs: HashMap<Address, Option<TxnIndex>>,
+    pub(crate) epochs: Vec<(Address, Option<TxnIndex>)>,
     /// The recipient of a plain value transfer that may be credited lazily (see
     /// [`TxDb::basic`]), set per incarnation by the engine.
     pub(crate) lazy_candidate: Option<Address>,
@@ -194,9 +210,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             overlay,
             base,
             rules,
-            read_set: ReadSet::default(),
+            read_set: Vec::new(),
             blocked_on: None,
-            epochs: HashMap::default(),
+            epochs: Vec::new(),
             lazy_candidate: None,
             lazy_recipient: None,
         }
@@ -205,7 +221,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     /// Prepares for a new incarnation of `txn_idx`.
     pub(crate) fn reset(&mut self, txn_idx: TxnIndex, lazy_candidate: Option<Address>) {
         self.txn_idx = txn_idx;
-        self.read_set = ReadSet::default();
+        self.read_set.clear();
         self.blocked_on = None;
         self.epochs.clear();
         self.lazy_candidate = lazy_candidate;
@@ -220,22 +236,17 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     where
         DB::Error: std::fmt::Display,
     {
-        let result = self.memory.read(&Location::Account(address), self.txn_idx);
-        let (info, origin) = match &result {
-            ReadResult::Dependency { blocking_txn_idx } => {
-                self.blocked_on = Some(*blocking_txn_idx);
-                return Err(TxDbError::Blocked(*blocking_txn_idx));
-            }
-            ReadResult::Value { value: MvValue::Account(info), .. } => {
-                (info.clone(), result_origin(&result))
-            }
-            ReadResult::NotFound { .. } => (self.base_account(address)?, result_origin(&result)),
+        let location = Location::Account(address);
+        let info = match self.read(location, ReadMode::IgnoreDeltas)? {
+            ReadResult::Value { value: MvValue::Account(info), .. } => info,
+            ReadResult::Base { .. } => self.base_account(address)?,
             _ => return Ok(None),
         };
         if info.as_ref().is_some_and(|i| i.code_hash != KECCAK_EMPTY) {
+            // Not lazy after all: the full read that follows is recorded too (this one is
+            // harmless, and stays valid as long as that one does).
             return Ok(None);
         }
-        self.read_set.push(Location::Account(address), origin.without_deltas());
         self.lazy_recipient = Some(address);
         let nonce = info.map_or(0, |i| i.nonce);
         Ok(Some(Some(AccountInfo { nonce, ..Default::default() })))
@@ -243,14 +254,14 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
 
     /// The last wipe of `address`'s storage below this transaction, read once per incarnation.
     fn epoch(&mut self, address: Address) -> Result<Option<TxnIndex>, TxDbError> {
-        if let Some(epoch) = self.epochs.get(&address) {
+        if let Some((_, epoch)) = self.epochs.iter().find(|(a, _)| *a == address) {
             return Ok(*epoch);
         }
-        let epoch = match self.read(Location::StorageEpoch(address))? {
+        let epoch = match self.read(Location::StorageEpoch(address), ReadMode::IgnoreDeltas)? {
             ReadResult::Value { version, .. } => Some(version.txn_idx),
             _ => None,
         };
-        self.epochs.insert(address, epoch);
+        self.epochs.push((address, epoch));
         Ok(epoch)
     }
 
@@ -262,17 +273,21 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     }
 
     /// Reads a location from multi-version memory, recording the origin.
-    fn read(&mut self, location: Location) -> Result<ReadResult<MvValue, U256>, TxDbError> {
-        let result = self.memory.read(&location, self.txn_idx);
-        match ReadOrigin::from_read_result(&result) {
+    fn read(
+        &mut self,
+        location: Location,
+        mode: ReadMode,
+    ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
+        let result = self.memory.read(&location, self.txn_idx, mode);
+        match ReadOrigin::of(&result, mode) {
             Some(origin) => {
-                self.read_set.push(location, origin);
+                self.read_set.push((location, origin));
                 Ok(result)
             }
             None => {
-                let ReadResult::Dependency { blocking_txn_idx } = result else { unreachable!() };
-                self.blocked_on = Some(blocking_txn_idx);
-                Err(TxDbError::Blocked(blocking_txn_idx))
+                let ReadResult::Blocked(blocking) = result else { unreachable!() };
+                self.blocked_on = Some(blocking);
+                Err(TxDbError::Blocked(blocking))
             }
         }
     }
@@ -313,13 +328,13 @@ where
                 return Ok(placeholder);
             }
         }
-        let mut info = match self.read(Location::Account(address))? {
+        let mut info = match self.read(Location::Account(address), ReadMode::WithDeltas)? {
             ReadResult::Value { value: MvValue::Account(info), deltas, .. } => {
-                self.rules.apply(info, &deltas)
+                self.rules.apply(info, deltas)
             }
-            ReadResult::NotFound { deltas } => {
+            ReadResult::Base { deltas } => {
                 let base = self.base_account(address)?;
-                self.rules.apply(base, &deltas)
+                self.rules.apply(base, deltas)
             }
             other => {
                 return Err(TxDbError::Base(format!("account location holds {other:?}")));
@@ -344,7 +359,7 @@ where
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        let slot = self.read(Location::Storage(address, index))?;
+        let slot = self.read(Location::Storage(address, index), ReadMode::IgnoreDeltas)?;
         let epoch_txn = self.epoch(address)?;
         match slot {
             ReadResult::Value { version, value: MvValue::Storage(value), .. } => {
@@ -355,7 +370,7 @@ where
                     Ok(value)
                 }
             }
-            ReadResult::NotFound { .. } => {
+            ReadResult::Base { .. } => {
                 if epoch_txn.is_some() {
                     Ok(U256::ZERO)
                 } else {

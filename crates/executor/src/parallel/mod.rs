@@ -25,9 +25,16 @@
 
 mod commit;
 mod db;
+mod fault;
+mod handler;
+mod pool;
 mod remote;
+mod worker;
 
 pub use db::TxDbError;
+pub(crate) use fault::record as record_fault;
+pub use fault::{engine_faults, EngineFault};
+pub use pool::panic_message;
 
 use crate::{
     sequential::{apply_dao_fork, check_system_contracts, evm_env, execution_ctx, AlloySpec},
@@ -39,29 +46,22 @@ use alloy_evm::{
     eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutor},
     EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
 };
-use alloy_primitives::{Address, U256};
-use db::{BlockMemory, DeltaRules, Location, MvValue, Overlay, TxDb};
+use alloy_primitives::{map::AddressSet, Address, U256};
+use db::{BlockMemory, DeltaRules, Location, Overlay};
+use pool::WorkerPool;
 use revm::{
     context::{
-        journaled_state::account::JournaledAccountTr,
-        result::{EVMError, ExecutionResult, HaltReason},
-        BlockEnv, CfgEnv, Context, ContextTr, JournalTr, TxEnv,
+        journaled_state::account::JournaledAccountTr, result::EVMError, BlockEnv, CfgEnv,
+        JournalTr, TxEnv,
     },
-    context_interface::{Block as _, Cfg as _, Transaction as _},
     database::{states::bundle_state::BundleRetention, State},
-    handler::{EvmTr, FrameResult, Handler, MainBuilder, MainContext, MainnetEvm},
     primitives::hardfork::SpecId,
-    state::EvmState,
     DatabaseCommit, DatabaseRef, Journal,
 };
-use std::{
-    cell::Cell,
-    sync::{Arc, Mutex, OnceLock},
-};
+use std::sync::Mutex;
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
-use velarium_mvmemory::WriteSet;
-use velarium_primitives::Version;
-use velarium_scheduler::{Scheduler, SchedulerTask};
+use velarium_scheduler::Scheduler;
+use worker::{lazy_transfer_recipient, Shared, TxOutcome};
 
 /// Counters of one parallel block execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +76,23 @@ pub struct ParallelStats {
     pub suspensions: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
+    /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
+    pub fell_back: bool,
+    /// Wall time of each phase.
+    pub phases: PhaseTimes,
+}
+
+/// Wall time of the phases of one parallel block execution (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Set-up and the pre-execution changes (phase 0).
+    pub pre: std::time::Duration,
+    /// Block-STM (phase 1).
+    pub execute: std::time::Duration,
+    /// Receipts and the fold of the state diffs (phase 2).
+    pub commit: std::time::Duration,
+    /// alloy-evm's post-execution changes, the merge and the union of the bundles.
+    pub post: std::time::Duration,
 }
 
 impl ParallelStats {
@@ -84,24 +101,6 @@ impl ParallelStats {
         self.executions.saturating_sub(txs as u64)
     }
 }
-
-/// The final outcome of one transaction, as its last incarnation produced it.
-#[derive(Debug)]
-struct TxOutcome {
-    result: Result<(ExecutionResult<HaltReason>, EvmState), EVMError<TxDbError>>,
-    /// Fee owed to the beneficiary (not applied by the EVM).
-    fee: U256,
-    /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
-    /// its account in the state diff holds only the credit, to be rebased at commit.
-    lazy_recipient: Option<Address>,
-    /// With tracing on: the locations read, and those written (`true`: as a credit).
-    trace: Option<TxTrace>,
-    /// The logs bloom of the receipt, computed by the worker (off the sequential commit).
-    bloom: alloy_primitives::Bloom,
-}
-
-/// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
-type TxTrace = (Vec<Location>, Vec<(Location, bool)>);
 
 /// A state location, as access traces name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,242 +123,6 @@ impl From<Location> for AccessKey {
     }
 }
 
-/// The revm EVM of one incarnation.
-type TxEvm<'a, DB> = MainnetEvm<revm::handler::MainnetContext<TxDb<'a, DB>>>;
-
-/// A mainnet handler whose only change: the beneficiary's fee is computed, not credited.
-#[derive(Debug)]
-struct LazyRewardHandler<'a, DB> {
-    fee: Cell<U256>,
-    _db: std::marker::PhantomData<&'a DB>,
-}
-
-impl<'a, DB> Handler for LazyRewardHandler<'a, DB>
-where
-    DB: DatabaseRef,
-    DB::Error: std::fmt::Display,
-{
-    type Evm = TxEvm<'a, DB>;
-    type Error = EVMError<TxDbError>;
-    type HaltReason = HaltReason;
-
-    fn reward_beneficiary(
-        &self,
-        evm: &mut Self::Evm,
-        exec_result: &mut FrameResult,
-    ) -> Result<(), Self::Error> {
-        let ctx = evm.ctx();
-        if ctx.cfg().is_fee_charge_disabled() {
-            return Ok(());
-        }
-        let basefee = ctx.block().basefee() as u128;
-        let effective_gas_price = ctx.tx().effective_gas_price(basefee);
-        let coinbase_gas_price = if ctx.cfg().spec().is_enabled_in(SpecId::LONDON) {
-            effective_gas_price.saturating_sub(basefee)
-        } else {
-            effective_gas_price
-        };
-        let gas = exec_result.gas();
-        let used = gas.used().saturating_sub(gas.reservoir());
-        self.fee.set(U256::from(coinbase_gas_price) * U256::from(used));
-        Ok(())
-    }
-}
-
-/// Shared, read-only inputs of the workers.
-struct Shared<'a, DB> {
-    base: &'a DB,
-    overlay: &'a Overlay,
-    memory: &'a BlockMemory,
-    scheduler: &'a Scheduler,
-    cfg: &'a CfgEnv,
-    block_env: &'a BlockEnv,
-    tx_envs: &'a [TxEnv],
-    /// Per transaction, the recipient that may be credited lazily (plain value transfers).
-    lazy_candidates: &'a [Option<Address>],
-    /// Per transaction, the previous transaction of the same sender: a dependency known before
-    /// execution (the nonce), so the transaction waits for it instead of running to abort.
-    prev_same_sender: &'a [Option<u32>],
-    beneficiary: Address,
-    rules: DeltaRules,
-    outcomes: &'a [Mutex<Option<TxOutcome>>],
-    /// Record each incarnation's accessed locations (for contention analysis).
-    trace: bool,
-}
-
-impl<DB> Shared<'_, DB>
-where
-    DB: DatabaseRef + Sync,
-    DB::Error: std::fmt::Display,
-{
-    /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
-    ///
-    /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
-    fn work(&self) {
-        let db = TxDb::new(self.memory, self.overlay, self.base, self.rules);
-        let mut evm = Context::mainnet()
-            .with_db(db)
-            .with_cfg(self.cfg.clone())
-            .with_block(self.block_env.clone())
-            .build_mainnet();
-        let mut task = None;
-        let mut idle_rounds = 0u32;
-        loop {
-            let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
-            if !matches!(next, SchedulerTask::Retry) {
-                idle_rounds = 0;
-            }
-            match next {
-                SchedulerTask::Execute(version) => task = self.execute(&mut evm, version),
-                SchedulerTask::Validate(version) => {
-                    let txn_idx = version.txn_idx;
-                    let aborted = !self.memory.validate_read_set(txn_idx)
-                        && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
-                    if aborted {
-                        self.memory.convert_writes_to_estimates(txn_idx);
-                    }
-                    task = self.scheduler.finish_validation(txn_idx, aborted);
-                }
-                SchedulerTask::Retry => {
-                    // Nothing to do until another worker finishes: spin briefly, then give the
-                    // core away (on an oversubscribed machine spinning starves that worker).
-                    idle_rounds += 1;
-                    if idle_rounds < 64 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                SchedulerTask::Done => break,
-            }
-        }
-    }
-
-    /// Executes one incarnation; returns the follow-up task, if any.
-    fn execute(&self, evm: &mut TxEvm<'_, DB>, version: Version) -> Option<SchedulerTask> {
-        let txn_idx = version.txn_idx;
-        if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
-            // `add_dependency` succeeds only while `prev` has not finished executing.
-            if self.scheduler.add_dependency(txn_idx, prev) {
-                return None;
-            }
-        }
-        loop {
-            evm.ctx()
-                .journaled_state
-                .database
-                .reset(txn_idx, self.lazy_candidates[txn_idx as usize]);
-            evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
-            let mut handler =
-                LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
-            let result = handler.run(evm);
-            let state = evm.ctx().journal_mut().finalize();
-            let db = &mut evm.ctx().journaled_state.database;
-            if let Some(blocking) = db.blocked_on {
-                if self.scheduler.add_dependency(txn_idx, blocking) {
-                    // Suspended: resumed as a new incarnation once `blocking` finishes.
-                    return None;
-                }
-                // The blocker finished meanwhile: run again, reading its new writes.
-                continue;
-            }
-            let read_set = std::mem::take(&mut db.read_set);
-            let lazy_recipient = db.lazy_recipient;
-            let fee = handler.fee.get();
-            let write_set = match &result {
-                Ok(_) => self.write_set(&state, fee, lazy_recipient),
-                Err(_) => WriteSet::new(),
-            };
-            let trace = self.trace.then(|| {
-                let reads = read_set.iter().map(|(k, _)| *k).collect();
-                let writes = write_set
-                    .iter()
-                    .map(|(k, w)| (*k, matches!(w, velarium_mvmemory::WriteValue::Delta(_))))
-                    .collect();
-                (reads, writes)
-            });
-            let wrote_new = self.memory.record(version, read_set, write_set);
-            *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome {
-                    bloom: match &result {
-                        Ok(r) => alloy_primitives::logs_bloom(r.logs()),
-                        Err(_) => Default::default(),
-                    },
-                    result: result.map(|r| (r, state)),
-                    fee,
-                    lazy_recipient,
-                    trace,
-                });
-            return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
-        }
-    }
-
-    /// The locations a transaction's state diff writes, as the next transactions must see them.
-    fn write_set(
-        &self,
-        state: &EvmState,
-        fee: U256,
-        lazy_recipient: Option<Address>,
-    ) -> WriteSet<Location, MvValue, U256> {
-        let mut writes = WriteSet::new();
-        let mut credited = false;
-        for (address, account) in state {
-            if !account.is_touched() {
-                continue;
-            }
-            if Some(*address) == lazy_recipient {
-                // Placeholder balance 0: what it holds now is exactly the credit.
-                if !account.info.balance.is_zero() {
-                    writes.delta(Location::Account(*address), account.info.balance);
-                }
-                continue;
-            }
-            let wiped = account.is_created() || account.is_selfdestructed();
-            if wiped {
-                writes.write(Location::StorageEpoch(*address), MvValue::Epoch);
-            }
-            let exists =
-                !(account.is_selfdestructed() || self.rules.state_clear && account.is_empty());
-            let mut info = exists.then(|| account.info.clone());
-            if *address == self.beneficiary {
-                credited = true;
-                info = DeltaRules::apply_one(self.rules, info, fee);
-            }
-            let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
-            if wiped || info != original || *address == self.beneficiary {
-                writes.write(Location::Account(*address), MvValue::Account(info));
-            }
-            if !account.is_selfdestructed() {
-                for (slot, value) in account.changed_storage_slots() {
-                    writes.write(
-                        Location::Storage(*address, *slot),
-                        MvValue::Storage(value.present_value),
-                    );
-                }
-            }
-        }
-        if !credited && (!fee.is_zero() || !self.rules.state_clear) {
-            writes.delta(Location::Account(self.beneficiary), fee);
-        }
-        writes
-    }
-}
-
-/// The recipient of `tx` if it is a plain value transfer whose credit may be lazy: a call with
-/// value and no input, to another account than the sender and the beneficiary, outside the
-/// precompile range, and not an EIP-7702 transaction (whose authorizations may give the
-/// recipient code). Whether the recipient has code is only known when it is read.
-fn lazy_transfer_recipient(tx: &TxEnv, beneficiary: Address) -> Option<Address> {
-    let revm::primitives::TxKind::Call(to) = tx.kind else { return None };
-    let plain = !tx.value.is_zero()
-        && tx.data.is_empty()
-        && tx.authorization_list.is_empty()
-        && to != tx.caller
-        && to != beneficiary
-        && to.0[..18].iter().any(|b| *b != 0);
-    plain.then_some(to)
-}
-
 /// Credits a transaction's fee to the beneficiary through a revm journal, exactly as revm's
 /// `reward_beneficiary` would have inside the transaction (touch rules included).
 pub fn credit_beneficiary<DB>(
@@ -376,7 +139,7 @@ where
     journal.set_spec_id(spec_id);
     journal
         .load_account_mut(beneficiary)
-        .map_err(|e| ExecutionError::Internal(format!("loading beneficiary: {e}")))?
+        .map_err(|e| ExecutionError::StateRead(format!("loading beneficiary: {e}")))?
         .incr_balance(fee);
     let changes = journal.finalize();
     drop(journal);
@@ -466,10 +229,11 @@ where
     preheat.sort_unstable();
     preheat.dedup();
     let overlay = Overlay::default();
+    let pool = WorkerPool::get(threads)?;
     let outcomes = remote::with_remote_db(db, preheat, |remote| {
-        run_block_stm(remote, &overlay, cfg, block_env, txs, threads, false, &mut stats)
+        run_block_stm(&pool, remote, &overlay, cfg, block_env, txs, false, &mut stats)
     })
-    .map_err(ExecutionError::Internal)??;
+    .map_err(ExecutionError::StateRead)??;
     Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
 }
 
@@ -508,30 +272,36 @@ where
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
     let ctx = execution_ctx(block);
     let mut stats = ParallelStats { threads, ..Default::default() };
-    let result = {
+    let pool = WorkerPool::get(threads)?;
+    let (result, shards, main_bound, phase3) = {
         let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
         let mut executor =
             EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
+        let started = std::time::Instant::now();
         // Phase 0: pre-execution changes, sequentially.
         apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
         executor.apply_pre_execution_changes()?;
         let overlay = Overlay::from_cache(&executor.evm_mut().db_mut().cache);
 
+        let phase1 = std::time::Instant::now();
+        stats.phases.pre = phase1 - started;
         // Phase 1: Block-STM.
         let txs = block.transactions;
         let tx_envs: Vec<TxEnv> =
             txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
         let outcomes = run_block_stm(
+            &pool,
             db,
             &overlay,
             &env.cfg_env,
             &env.block_env,
             &tx_envs,
-            threads,
             traces.is_some(),
             &mut stats,
         )?;
 
+        let phase2 = std::time::Instant::now();
+        stats.phases.execute = phase2 - phase1;
         // Phase 2: receipts and gas in order, then the state diffs committed in order (see
         // `commit.rs`), exactly as the sequential executor does.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
@@ -592,26 +362,36 @@ where
                 lazy_recipient: outcome.lazy_recipient,
             });
         }
+        // The state diffs, folded per account in parallel (see `commit.rs`).
         let state = executor.evm_mut().db_mut();
-        let beneficiary = header.beneficiary;
-        commit::commit_in_order(state, diffs, spec_id, beneficiary)?;
+        let main_bound = main_bound_accounts(block, &state.cache);
+        let transitions = state.transition_state.get_or_insert_default();
+        let view = commit::MainView { cache: &state.cache, transitions, main_bound: &main_bound };
+        let mut shards =
+            commit::fold(&pool, threads, db, view, &diffs, spec_id, header.beneficiary)?;
+        shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
+        let phase3 = std::time::Instant::now();
+        stats.phases.commit = phase3 - phase2;
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
-        executor.finish()?.1
+        (executor.finish()?.1, shards, main_bound, phase3)
     };
     state.merge_transitions(BundleRetention::PlainState);
-    let output = BlockOutput::new(result, state.take_bundle());
+    let merged = state.take_bundle();
+    let bundle = shards.finish(&state.cache, &main_bound, merged)?;
+    stats.phases.post = phase3.elapsed();
+    let output = BlockOutput::new(result, bundle);
     Ok((output, stats))
 }
 
 /// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.
 #[allow(clippy::too_many_arguments)]
 fn run_block_stm<DB>(
+    pool: &WorkerPool,
     db: &DB,
     overlay: &Overlay,
     cfg: &CfgEnv,
     block_env: &BlockEnv,
     tx_envs: &[TxEnv],
-    threads: usize,
     trace: bool,
     stats: &mut ParallelStats,
 ) -> Result<Vec<TxOutcome>, ExecutionError>
@@ -629,7 +409,7 @@ where
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
     let prev_same_sender: Vec<Option<u32>> =
         txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
-    let memory = BlockMemory::with_hasher(txs.len(), Default::default());
+    let memory = BlockMemory::with_workers(txs.len(), pool.threads());
     let scheduler = Scheduler::new(txs.len());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
     let shared = Shared {
@@ -647,33 +427,18 @@ where
         outcomes: &outcomes,
         trace,
     };
-    let pool = worker_pool(threads)?;
-    let panics: Vec<String> = pool
-        .broadcast(|_| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.work())).map_err(
-                |panic| {
-                    // Stop the others promptly: nobody waits on a dead worker.
-                    scheduler.halt();
-                    panic_message(&panic)
-                },
-            )
-        })
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
+    let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
     let counters = scheduler.counters();
     stats.executions = counters.executions;
     stats.validations = counters.validations;
     stats.aborts = counters.aborts;
     stats.suspensions = counters.suspensions;
-    if let Some(msg) = panics.first() {
-        return Err(ExecutionError::Internal(format!("worker panicked: {msg}")));
-    }
+    ran?;
     if let Some(err) = scheduler.invariant_error() {
-        return Err(ExecutionError::Internal(format!("scheduler invariant: {err}")));
+        return Err(EngineFault::Scheduler(err).into());
     }
     if scheduler.is_halted() {
-        return Err(ExecutionError::Internal("scheduler halted".to_string()));
+        return Err(EngineFault::Halted.into());
     }
     outcomes
         .into_iter()
@@ -681,39 +446,23 @@ where
         .map(|(i, slot)| {
             slot.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .ok_or_else(|| ExecutionError::Internal(format!("transaction {i} has no outcome")))
+                .ok_or_else(|| EngineFault::MissingOutcome(i as u32).into())
         })
         .collect()
 }
 
-/// A worker pool and its thread count.
-type PoolEntry = (usize, Arc<rayon::ThreadPool>);
-
-/// The process-wide pool of `threads` Block-STM workers (created on first use, then reused by
-/// every block, so a block pays no thread start-up). Blocks executed concurrently on the same
-/// pool queue for its threads; Block-STM needs no particular number of live workers to finish.
-fn worker_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, ExecutionError> {
-    static POOLS: OnceLock<Mutex<Vec<PoolEntry>>> = OnceLock::new();
-    let threads = threads.max(1);
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
-        return Ok(Arc::clone(pool));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("velarium-worker-{i}"))
-        .build()
-        .map_err(|e| ExecutionError::Internal(format!("starting {threads} workers: {e}")))?;
-    let pool = Arc::new(pool);
-    pools.push((threads, Arc::clone(&pool)));
-    Ok(pool)
-}
-
-/// A panic payload's message.
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+/// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it
+/// already holds from the pre-execution changes, and those alloy-evm's post-execution changes
+/// touch (block and ommer rewards, withdrawals, the EIP-7002/7251 system calls).
+fn main_bound_accounts(block: BlockInput<'_>, cache: &revm::database::CacheState) -> AddressSet {
+    let mut set: AddressSet = cache.accounts.keys().copied().collect();
+    set.insert(block.header.beneficiary);
+    set.extend(block.ommers.iter().map(|o| o.beneficiary));
+    set.extend(block.withdrawals.into_iter().flatten().map(|w| w.address));
+    set.extend([
+        alloy_eips::eip7002::SYSTEM_ADDRESS,
+        alloy_eips::eip7002::WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS,
+        alloy_eips::eip7251::CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
+    ]);
+    set
 }

@@ -1,0 +1,235 @@
+//! The Block-STM worker: executes and validates incarnations as the scheduler hands them out.
+
+use super::{
+    db::{BlockMemory, Credit, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError},
+    handler::{LazyRewardHandler, TxEvm},
+};
+use alloy_primitives::{Address, U256};
+use revm::{
+    context::{
+        result::{EVMError, ExecutionResult, HaltReason},
+        BlockEnv, CfgEnv, Context, ContextTr, JournalTr, TxEnv,
+    },
+    handler::{EvmTr, Handler, MainBuilder, MainContext},
+    state::EvmState,
+    DatabaseRef,
+};
+use std::{cell::Cell, sync::Mutex};
+use velarium_mvmemory::{WriteSet, WriteValue};
+use velarium_primitives::Version;
+use velarium_scheduler::{Scheduler, SchedulerTask};
+
+/// The final outcome of one transaction, as its last incarnation produced it.
+#[derive(Debug)]
+pub(super) struct TxOutcome {
+    pub(super) result: Result<(ExecutionResult<HaltReason>, EvmState), EVMError<TxDbError>>,
+    /// Fee owed to the beneficiary (not applied by the EVM).
+    pub(super) fee: U256,
+    /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
+    /// its account in the state diff holds only the credit, to be rebased at commit.
+    pub(super) lazy_recipient: Option<Address>,
+    /// With tracing on: the locations read, and those written (`true`: as a credit).
+    pub(super) trace: Option<TxTrace>,
+    /// The logs bloom of the receipt, computed by the worker (off the sequential commit).
+    pub(super) bloom: alloy_primitives::Bloom,
+}
+
+/// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
+pub(super) type TxTrace = (Vec<Location>, Vec<(Location, bool)>);
+/// Shared, read-only inputs of the workers.
+pub(super) struct Shared<'a, DB> {
+    pub(super) base: &'a DB,
+    pub(super) overlay: &'a Overlay,
+    pub(super) memory: &'a BlockMemory,
+    pub(super) scheduler: &'a Scheduler,
+    pub(super) cfg: &'a CfgEnv,
+    pub(super) block_env: &'a BlockEnv,
+    pub(super) tx_envs: &'a [TxEnv],
+    /// Per transaction, the recipient that may be credited lazily (plain value transfers).
+    pub(super) lazy_candidates: &'a [Option<Address>],
+    /// Per transaction, the previous transaction of the same sender: a dependency known before
+    /// execution (the nonce), so the transaction waits for it instead of running to abort.
+    pub(super) prev_same_sender: &'a [Option<u32>],
+    pub(super) beneficiary: Address,
+    pub(super) rules: DeltaRules,
+    pub(super) outcomes: &'a [Mutex<Option<TxOutcome>>],
+    /// Record each incarnation's accessed locations (for contention analysis).
+    pub(super) trace: bool,
+}
+
+impl<DB> Shared<'_, DB>
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
+    ///
+    /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
+    pub(super) fn work(&self) {
+        let db = TxDb::new(self.memory, self.overlay, self.base, self.rules);
+        let mut evm = Context::mainnet()
+            .with_db(db)
+            .with_cfg(self.cfg.clone())
+            .with_block(self.block_env.clone())
+            .build_mainnet();
+        let mut writes = Vec::new();
+        let mut task = None;
+        let mut idle_rounds = 0u32;
+        loop {
+            let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
+            if !matches!(next, SchedulerTask::Retry) {
+                idle_rounds = 0;
+            }
+            match next {
+                SchedulerTask::Execute(version) => {
+                    task = self.execute(&mut evm, &mut writes, version);
+                }
+                SchedulerTask::Validate(version) => {
+                    let txn_idx = version.txn_idx;
+                    let aborted = !self.memory.validate_read_set(txn_idx)
+                        && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
+                    if aborted {
+                        self.memory.convert_writes_to_estimates(txn_idx);
+                    }
+                    task = self.scheduler.finish_validation(txn_idx, aborted);
+                }
+                SchedulerTask::Retry => {
+                    // Nothing to do until another worker finishes: spin briefly, then give the
+                    // core away (on an oversubscribed machine spinning starves that worker).
+                    idle_rounds += 1;
+                    if idle_rounds < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                SchedulerTask::Done => break,
+            }
+        }
+    }
+
+    /// Executes one incarnation; returns the follow-up task, if any.
+    fn execute(
+        &self,
+        evm: &mut TxEvm<'_, DB>,
+        writes: &mut WriteSet<Location, MvValue, Credit>,
+        version: Version,
+    ) -> Option<SchedulerTask> {
+        let txn_idx = version.txn_idx;
+        if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
+            // `add_dependency` succeeds only while `prev` has not finished executing.
+            if self.scheduler.add_dependency(txn_idx, prev) {
+                return None;
+            }
+        }
+        loop {
+            evm.ctx()
+                .journaled_state
+                .database
+                .reset(txn_idx, self.lazy_candidates[txn_idx as usize]);
+            evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
+            let mut handler =
+                LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
+            let result = handler.run(evm);
+            let state = evm.ctx().journal_mut().finalize();
+            let db = &mut evm.ctx().journaled_state.database;
+            if let Some(blocking) = db.blocked_on {
+                if self.scheduler.add_dependency(txn_idx, blocking) {
+                    // Suspended: resumed as a new incarnation once `blocking` finishes.
+                    return None;
+                }
+                // The blocker finished meanwhile: run again, reading its new writes.
+                continue;
+            }
+            let lazy_recipient = db.lazy_recipient;
+            let fee = handler.fee.get();
+            writes.clear();
+            if result.is_ok() {
+                self.write_set(writes, &state, fee, lazy_recipient);
+            }
+            let trace = self.trace.then(|| {
+                let reads = db.read_set.iter().map(|(k, _)| *k).collect();
+                let writes =
+                    writes.iter().map(|(k, w)| (*k, matches!(w, WriteValue::Delta(_)))).collect();
+                (reads, writes)
+            });
+            let wrote_new = self.memory.record(version, &mut db.read_set, writes);
+            *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(TxOutcome {
+                    bloom: match &result {
+                        Ok(r) => alloy_primitives::logs_bloom(r.logs()),
+                        Err(_) => Default::default(),
+                    },
+                    result: result.map(|r| (r, state)),
+                    fee,
+                    lazy_recipient,
+                    trace,
+                });
+            return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
+        }
+    }
+
+    /// The locations a transaction's state diff writes, as the next transactions must see them.
+    fn write_set(
+        &self,
+        writes: &mut WriteSet<Location, MvValue, Credit>,
+        state: &EvmState,
+        fee: U256,
+        lazy_recipient: Option<Address>,
+    ) {
+        let mut credited = false;
+        for (address, account) in state {
+            if !account.is_touched() {
+                continue;
+            }
+            if Some(*address) == lazy_recipient {
+                // Placeholder balance 0: what it holds now is exactly the credit.
+                if !account.info.balance.is_zero() {
+                    let credit = Credit(account.info.balance);
+                    writes.push((Location::Account(*address), WriteValue::Delta(credit)));
+                }
+                continue;
+            }
+            let wiped = account.is_created() || account.is_selfdestructed();
+            if wiped {
+                writes.push((Location::StorageEpoch(*address), WriteValue::Value(MvValue::Epoch)));
+            }
+            let exists =
+                !(account.is_selfdestructed() || self.rules.state_clear && account.is_empty());
+            let mut info = exists.then(|| account.info.clone());
+            if *address == self.beneficiary {
+                credited = true;
+                info = DeltaRules::apply_one(self.rules, info, fee);
+            }
+            let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
+            if wiped || info != original || *address == self.beneficiary {
+                writes
+                    .push((Location::Account(*address), WriteValue::Value(MvValue::Account(info))));
+            }
+            if !account.is_selfdestructed() {
+                for (slot, value) in account.changed_storage_slots() {
+                    let value = MvValue::Storage(value.present_value);
+                    writes.push((Location::Storage(*address, *slot), WriteValue::Value(value)));
+                }
+            }
+        }
+        if !credited && (!fee.is_zero() || !self.rules.state_clear) {
+            writes.push((Location::Account(self.beneficiary), WriteValue::Delta(Credit(fee))));
+        }
+    }
+}
+
+/// The recipient of `tx` if it is a plain value transfer whose credit may be lazy: a call with
+/// value and no input, to another account than the sender and the beneficiary, outside the
+/// precompile range, and not an EIP-7702 transaction (whose authorizations may give the
+/// recipient code). Whether the recipient has code is only known when it is read.
+pub(super) fn lazy_transfer_recipient(tx: &TxEnv, beneficiary: Address) -> Option<Address> {
+    let revm::primitives::TxKind::Call(to) = tx.kind else { return None };
+    let plain = !tx.value.is_zero()
+        && tx.data.is_empty()
+        && tx.authorization_list.is_empty()
+        && to != tx.caller
+        && to != beneficiary
+        && to.0[..18].iter().any(|b| *b != 0);
+    plain.then_some(to)
+}
