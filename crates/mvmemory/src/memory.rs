@@ -173,6 +173,12 @@ struct TxSlot<K, D> {
     reads: ReadSet<K, D>,
 }
 
+impl<K, D> Default for TxSlot<K, D> {
+    fn default() -> Self {
+        Self { written: Vec::new(), scratch: Vec::new(), reads: Vec::new() }
+    }
+}
+
 /// One transaction's slot, padded to its own cache line.
 type Slot<K, D> = CachePadded<Mutex<TxSlot<K, D>>>;
 
@@ -230,17 +236,8 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         let shards = (0..shard_count)
             .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
             .collect();
-        let slots = (0..block_size)
-            .map(|_| {
-                CachePadded::new(Mutex::new(TxSlot {
-                    written: Vec::new(),
-                    scratch: Vec::new(),
-                    reads: Vec::new(),
-                }))
-            })
-            .collect();
-        // About 64 bits per transaction (a few written locations each), at least 4096.
-        let bits = (block_size.saturating_mul(64)).next_power_of_two().clamp(4096, 1 << 24);
+        let slots = (0..block_size).map(|_| Slot::default()).collect();
+        let bits = Self::filter_bits(block_size);
         let written_filter = (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
         Self {
             shards,
@@ -249,6 +246,46 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             written_filter,
             filter_mask: bits as u64 - 1,
         }
+    }
+
+    /// Empties the memory for a new block of `block_size` transactions on `workers` threads,
+    /// keeping its allocations (tables, per-transaction lists) for reuse: a block then writes
+    /// into memory the previous block already had, instead of fresh pages.
+    pub fn reset(&mut self, block_size: usize, workers: usize) {
+        let shard_count = (workers.max(1) * 8).next_power_of_two().clamp(8, NUM_SHARDS);
+        if shard_count != self.shards.len() {
+            *self = Self::with_workers(block_size, workers);
+            return;
+        }
+        let per_shard = block_size.saturating_mul(3) / shard_count;
+        for shard in self.shards.iter_mut() {
+            let table = shard.get_mut().unwrap_or_else(PoisonError::into_inner);
+            table.clear();
+            table.reserve(per_shard, |c| c.hash);
+        }
+        let mut slots = std::mem::take(&mut self.slots).into_vec();
+        slots.truncate(block_size);
+        for slot in &mut slots {
+            let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+            slot.written.clear();
+            slot.scratch.clear();
+            slot.reads.clear();
+        }
+        slots.resize_with(block_size, Slot::default);
+        self.slots = slots.into_boxed_slice();
+        let bits = Self::filter_bits(block_size);
+        if bits as u64 - 1 == self.filter_mask {
+            self.written_filter.iter_mut().for_each(|w| *w.get_mut() = 0);
+        } else {
+            self.written_filter = (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
+            self.filter_mask = bits as u64 - 1;
+        }
+    }
+
+    /// Bits of the written-location filter for a block of `block_size` transactions: about 64
+    /// per transaction (a few written locations each), at least 4096.
+    fn filter_bits(block_size: usize) -> usize {
+        block_size.saturating_mul(64).next_power_of_two().clamp(4096, 1 << 24)
     }
 
     /// Number of transactions of the block this memory was built for.
@@ -331,12 +368,40 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         reads: &mut ReadSet<K, D>,
         writes: &mut WriteSet<K, V, D>,
     ) -> bool {
+        self.record_inner(version, reads, writes, false)
+    }
+
+    /// [`record`](Self::record) for an incarnation that will never be validated nor aborted
+    /// (it executed with every lower transaction final): its reads and the list of what it
+    /// wrote are not kept. Its previous incarnation's stale entries are still removed.
+    pub fn record_final(&self, version: Version, writes: &mut WriteSet<K, V, D>) -> bool {
+        let mut reads = Vec::new();
+        self.record_inner(version, &mut reads, writes, true)
+    }
+
+    fn record_inner(
+        &self,
+        version: Version,
+        reads: &mut ReadSet<K, D>,
+        writes: &mut WriteSet<K, V, D>,
+        is_final: bool,
+    ) -> bool {
         let txn_idx = version.txn_idx;
         let mut slot = lock(&self.slots[txn_idx as usize]);
         let slot = &mut *slot;
         slot.reads.clear();
-        slot.reads.extend_from_slice(reads);
+        if !is_final {
+            slot.reads.extend_from_slice(reads);
+        }
         reads.clear();
+        if is_final && slot.written.is_empty() {
+            // Nothing to remove, nothing to remember: just write.
+            let wrote = !writes.is_empty();
+            for (key, write) in writes.drain(..) {
+                self.write_entry(key, txn_idx, version.incarnation, write);
+            }
+            return wrote;
+        }
         slot.scratch.clear();
         let mut wrote_new_location = false;
         // Write first, then remove: a reader never sees a location of this transaction vanish
@@ -367,7 +432,22 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             }
         }
         std::mem::swap(&mut slot.written, &mut slot.scratch);
+        if is_final {
+            slot.written.clear();
+        }
         wrote_new_location
+    }
+
+    /// Sets `txn_idx`'s entry of `key`.
+    fn write_entry(&self, key: K, txn_idx: TxnIndex, incarnation: u32, write: WriteValue<V, D>) {
+        let hash = key.mv_hash();
+        self.mark_written(hash);
+        let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+        let cell = match shard.find_mut(hash, |c| c.key == key) {
+            Some(cell) => cell,
+            None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
+        };
+        cell.insert(txn_idx, incarnation, write);
     }
 
     /// Replaces every entry written by the last recorded incarnation of `txn_idx` with an

@@ -1,6 +1,290 @@
-//! Hardware-aware worker runtime for Velarium (not implemented yet).
+//! Hardware-aware worker runtime for Velarium's parallel engine.
 //!
-//! This crate will pin Block-STM workers to cores, keep NUMA-local task queues (hwloc behind an
-//! opt-in feature) and pre-heat state so that no worker stalls on a cold read. The parallel
-//! engine currently spawns scoped threads per block (`velarium-executor`); today this crate
-//! exports nothing.
+//! [`WorkerPool`] runs one closure on `threads` workers at once and waits for all of them: the
+//! calling thread is worker 0 and `threads - 1` persistent helper threads are the others. Helpers
+//! sleep on a condition variable between jobs and never spin: a block's workers must not steal
+//! the core from whatever runs next (the sequential oracle in a benchmark, the node's other
+//! work), and the caller working itself means a one-thread pool is a plain function call.
+//!
+//! [`PoolConfig::pin`] pins helper `i` to core `i` (the caller stays where the OS put it), for
+//! machines where migration costs more than it saves (Linux only; elsewhere it does nothing).
+//!
+//! Pipeline: the executor (`velarium-executor`) runs Block-STM and its parallel commit through
+//! this pool.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+use std::{
+    fmt,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    thread::JoinHandle,
+};
+
+/// How a pool is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Workers, the calling thread included (at least 1).
+    pub threads: usize,
+    /// Pin helper `i` to core `i % cores` (Linux).
+    pub pin: bool,
+}
+
+/// The job of one broadcast, with its lifetime erased (see [`WorkerPool::broadcast`]).
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn(usize) + Sync + 'static));
+
+// SAFETY: the pointee is `Sync`, and `broadcast` keeps it alive until every helper is done
+// with it (it waits for `pending == 0` before returning).
+unsafe impl Send for Job {}
+
+#[derive(Default)]
+struct State {
+    /// Bumped by every broadcast; a helper runs each epoch's job once.
+    epoch: u64,
+    job: Option<Job>,
+    /// Helpers still running the current job.
+    pending: usize,
+    /// The first panic of the current job.
+    panic: Option<String>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    start: Condvar,
+    done: Condvar,
+    /// Serializes broadcasts from different threads on the same pool.
+    busy: Mutex<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A panic payload's message.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// A pool of workers that run one closure together. See the crate docs.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    config: PoolConfig,
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    /// Starts the pool's helper threads.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error if a thread cannot be started.
+    pub fn new(config: PoolConfig) -> std::io::Result<Self> {
+        let config = PoolConfig { threads: config.threads.max(1), ..config };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            start: Condvar::new(),
+            done: Condvar::new(),
+            busy: Mutex::new(()),
+        });
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut helpers = Vec::with_capacity(config.threads - 1);
+        for index in 1..config.threads {
+            let shared = Arc::clone(&shared);
+            let core = config.pin.then_some(index % cores);
+            let handle = std::thread::Builder::new()
+                .name(format!("velarium-worker-{index}"))
+                .spawn(move || helper(&shared, index, core))?;
+            helpers.push(handle);
+        }
+        Ok(Self { shared, config, helpers })
+    }
+
+    /// Number of workers (the calling thread included).
+    pub fn threads(&self) -> usize {
+        self.config.threads
+    }
+
+    /// Runs `work(i)` on every worker `i` (0 on the calling thread) and returns once all have
+    /// finished. A panic is caught per worker; the first one's message is returned after every
+    /// worker finished (`on_panic` runs first, on the panicking worker, e.g. to stop the
+    /// others).
+    ///
+    /// # Errors
+    ///
+    /// The message of the first panic.
+    pub fn broadcast<F, P>(&self, work: F, on_panic: P) -> Result<(), String>
+    where
+        F: Fn(usize) + Sync,
+        P: Fn() + Sync,
+    {
+        let run = |index: usize| -> Option<String> {
+            catch_unwind(AssertUnwindSafe(|| work(index))).err().map(|panic| {
+                on_panic();
+                panic_message(&*panic)
+            })
+        };
+        if self.config.threads == 1 {
+            return run(0).map_or(Ok(()), Err);
+        }
+        let job_fn = |index: usize| {
+            if let Some(message) = run(index) {
+                lock(&self.shared.state).panic.get_or_insert(message);
+            }
+        };
+        let job: &(dyn Fn(usize) + Sync) = &job_fn;
+        // SAFETY: only the lifetime is erased; `job` outlives every use, since this function
+        // does not return before `pending` is back to 0 (helpers drop their copy before that).
+        let job = Job(unsafe {
+            std::mem::transmute::<
+                *const (dyn Fn(usize) + Sync + '_),
+                *const (dyn Fn(usize) + Sync + 'static),
+            >(job)
+        });
+        let _busy = lock(&self.shared.busy);
+        {
+            let mut state = lock(&self.shared.state);
+            state.epoch += 1;
+            state.job = Some(job);
+            state.pending = self.config.threads - 1;
+            state.panic = None;
+        }
+        self.shared.start.notify_all();
+        job_fn(0);
+        let mut state = lock(&self.shared.state);
+        while state.pending > 0 {
+            state = self.shared.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.job = None;
+        state.panic.take().map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.start.notify_all();
+        for helper in self.helpers.drain(..) {
+            let _ = helper.join();
+        }
+    }
+}
+
+/// A helper thread: runs each broadcast's job once, sleeping in between.
+fn helper(shared: &Shared, index: usize, core: Option<usize>) {
+    if let Some(core) = core {
+        pin_to_core(core);
+    }
+    let mut seen = 0u64;
+    loop {
+        let job = {
+            let mut state = lock(&shared.state);
+            while state.epoch == seen && !state.shutdown {
+                state = shared.start.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.shutdown {
+                return;
+            }
+            seen = state.epoch;
+            state.job
+        };
+        if let Some(Job(job)) = job {
+            // SAFETY: `broadcast` keeps the job alive until this helper decremented `pending`.
+            let job = unsafe { &*job };
+            job(index);
+        }
+        let mut state = lock(&shared.state);
+        state.pending -= 1;
+        if state.pending == 0 {
+            shared.done.notify_one();
+        }
+    }
+}
+
+/// Pins the current thread to `core` (Linux; a no-op elsewhere or on failure).
+#[cfg(target_os = "linux")]
+fn pin_to_core(core: usize) {
+    // SAFETY: `cpu_set_t` is plain data; `sched_setaffinity(0, ..)` affects only this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to_core(_core: usize) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_worker_runs_once_per_broadcast() {
+        for threads in [1, 2, 4] {
+            let pool = WorkerPool::new(PoolConfig { threads, pin: false }).unwrap();
+            for round in 0..50 {
+                let seen: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+                pool.broadcast(
+                    |i| {
+                        seen[i].fetch_add(round + 1, Ordering::Relaxed);
+                    },
+                    || {},
+                )
+                .unwrap();
+                assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == round + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_is_returned_after_everyone_finished() {
+        let pool = WorkerPool::new(PoolConfig { threads: 3, pin: false }).unwrap();
+        let finished = AtomicUsize::new(0);
+        let stopped = AtomicUsize::new(0);
+        let err = pool
+            .broadcast(
+                |i| {
+                    if i == 1 {
+                        panic!("worker one failed");
+                    }
+                    finished.fetch_add(1, Ordering::Relaxed);
+                },
+                || {
+                    stopped.fetch_add(1, Ordering::Relaxed);
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err, "worker one failed");
+        assert_eq!(finished.load(Ordering::Relaxed), 2);
+        assert_eq!(stopped.load(Ordering::Relaxed), 1);
+        // The pool still works afterwards.
+        pool.broadcast(|_| {}, || {}).unwrap();
+    }
+
+    #[test]
+    fn pinned_pool_runs_and_shuts_down() {
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: true }).unwrap();
+        let sum = AtomicUsize::new(0);
+        pool.broadcast(
+            |i| {
+                sum.fetch_add(i + 1, Ordering::Relaxed);
+            },
+            || {},
+        )
+        .unwrap();
+        assert_eq!(sum.load(Ordering::Relaxed), 3);
+        drop(pool);
+    }
+}

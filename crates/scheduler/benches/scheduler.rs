@@ -9,7 +9,7 @@ use velarium_scheduler::{Scheduler, SchedulerTask};
 
 /// Runs a block of `block_size` empty transactions on `threads` workers.
 fn run_block(block_size: usize, threads: usize) {
-    let scheduler = Scheduler::new(block_size);
+    let scheduler = Scheduler::with_workers(block_size, threads);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -23,8 +23,9 @@ fn run_block(block_size: usize, threads: usize) {
                                 false,
                             );
                         }
-                        SchedulerTask::Validate(version) => {
-                            task = scheduler.finish_validation(black_box(version.txn_idx), false);
+                        SchedulerTask::Validate { version, at_commit } => {
+                            task =
+                                scheduler.finish_validation(black_box(version), at_commit, false);
                         }
                         SchedulerTask::Retry => std::hint::spin_loop(),
                         SchedulerTask::Done => break,

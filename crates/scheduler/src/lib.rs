@@ -12,30 +12,42 @@
 //! # Algorithm
 //!
 //! Two indices sweep the block: `execution_idx` (next transaction to try to execute) and
-//! `validation_idx` (next transaction to validate). [`Scheduler::next_task`] hands out a
-//! validation task when `validation_idx < execution_idx`, else an execution task, so lower
-//! transactions are always preferred. Either index only moves *down* through explicit
-//! decreases:
+//! `validation_idx` (next transaction to validate ahead of the commit point); a third,
+//! `commit_idx`, counts the committed transactions, every one of them final.
+//! [`Scheduler::next_task`] hands out, in this order: the validation of the transaction at the
+//! commit point if it executed without being settled (see below); an eager validation when
+//! `validation_idx < execution_idx`; an execution.
+//!
+//! **Rolling commit.** A transaction is *settled* when its current incarnation either was
+//! handed out for execution while every lower transaction was committed (so it read only
+//! final values and needs no validation at all), or passed a validation handed out while every
+//! lower transaction was committed. The transaction at the commit point is committed as soon
+//! as it is executed and settled, and the commit point moves on. Correctness rests on this
+//! rule alone: a committed transaction read exactly what sequential execution would have given
+//! it. On one worker every execution starts at the commit point, so nothing is ever validated;
+//! on several, each transaction is validated about once, when the commit point reaches it.
+//!
+//! **Early conflict detection.** The eager validations only find stale reads sooner, so that
+//! re-executions start before the commit point gets there:
 //!
 //! 1. When a transaction is aborted by a failed validation, `validation_idx` drops to
-//!    `txn_idx + 1` (every higher transaction may have read its writes) and the transaction is
-//!    re-executed with incarnation + 1 (directly by the aborting worker when possible).
+//!    `txn_idx + 1` and the transaction is re-executed with incarnation + 1 (directly by the
+//!    aborting worker when possible).
 //! 2. When an execution writes a location its previous incarnation did not
-//!    (`wrote_new_location`), `validation_idx` drops to `txn_idx`: higher transactions that
-//!    validated earlier may have missed the new write.
-//! 3. When a transaction reads an `ESTIMATE` of a lower transaction, it is *suspended* on that
-//!    dependency ([`Scheduler::add_dependency`]) instead of spinning. When the blocking
-//!    transaction finishes executing, its dependents become ready with incarnation + 1 and
-//!    `execution_idx` drops to the lowest of them.
+//!    (`wrote_new_location`), `validation_idx` drops to `txn_idx`.
+//! 3. Transactions less than one worker count above the commit point are not validated eagerly:
+//!    the commit point will validate them soon, once.
 //!
-//! Otherwise, a finished execution of `txn_idx` whose validation already swept past it is
-//! validated right away by the same worker (the task is returned by
-//! [`Scheduler::finish_execution`]).
+//! **Dependencies.** When a read meets an `ESTIMATE` of a lower transaction that another worker
+//! is executing, the read pauses until that execution finishes and then goes on
+//! ([`Scheduler::wait_for`]): nothing is thrown away. If nobody is executing it, the reader is
+//! *suspended* ([`Scheduler::add_dependency`]): its execution is abandoned, and it becomes ready
+//! with incarnation + 1 when the blocking transaction finishes executing. For a location that
+//! (almost) every transaction writes, the engine can also pause a read until no lower
+//! uncommitted transaction is running ([`Scheduler::wait_for_lower_executions`]), instead of
+//! reading a value that is about to change.
 //!
-//! The block is done when both indices are past the block, no task is in flight
-//! (`num_active_tasks == 0`) and no index was decreased while this was being checked
-//! (`decrease_cnt` unchanged); see the paper's proof that this check is sound when all four
-//! counters are sequentially consistent.
+//! The block is done when the commit point passes the last transaction.
 //!
 //! # Transaction status
 //!
@@ -48,21 +60,18 @@
 //!        |             (ReadyToExecute(i+1))                       |
 //!        |                                                         | finish_execution
 //!        |   finish_validation(aborted = true)                     v
-//!        +------------------------------------ Aborting(i) <--- Executed(i)
-//!                (ReadyToExecute(i+1))              try_validation_abort(i) == true
+//!        +------------------------------------ Aborting(i) <--- Executed(i) ---> committed
+//!                (ReadyToExecute(i+1))              try_validation_abort(i)      (settled, at
+//!                                                                                 the commit point)
 //! ```
-//!
-//! `Suspended(i)` and `Aborting(i)` both lead to `ReadyToExecute(i + 1)`: a suspended execution
-//! is abandoned (its partial writes were never recorded) and restarts from scratch.
 //!
 //! # Locks
 //!
-//! Per transaction: a status mutex and a dependency mutex (the transactions waiting for it),
-//! each `CachePadded`. Lock order: **dependency lock before status lock**
-//! ([`Scheduler::add_dependency`] holds the blocking transaction's dependency lock while it
-//! reads the blocking transaction's status and writes the dependent's status).
-//! [`Scheduler::finish_execution`] releases the status lock before taking the dependency lock.
-//! No lock is held while calling out of the scheduler.
+//! Per transaction: a state mutex (status, settled, committed), mirrored in an atomic status
+//! word that paused reads poll, and a dependency mutex (the transactions suspended on it), each
+//! `CachePadded`. Lock order: **dependency lock before status lock**; never two status locks
+//! at once. The commit point is advanced by one worker at a time (a try-lock; a worker that
+//! finds it taken leaves a flag the holder re-checks).
 //!
 //! # Engine protocol
 //!
@@ -72,17 +81,17 @@
 //!     match task.take().unwrap_or_else(|| scheduler.next_task()) {
 //!         Execute(version) => {
 //!             // run the transaction, reading through MvMemory::read
-//!             // on ReadResult::Dependency { blocking_txn_idx }:
-//!             //     if scheduler.add_dependency(txn_idx, blocking_txn_idx) { continue 'outer }  // abandoned
-//!             //     else { read again: the blocker has finished executing }
+//!             // on ReadResult::Blocked(blocking):
+//!             //     if scheduler.wait_for(txn_idx, blocking) { read again }
+//!             //     else { abandon the execution: continue 'outer }
 //!             let wrote_new = mv.record(version, reads, writes);
 //!             task = scheduler.finish_execution(txn_idx, incarnation, wrote_new);
 //!         }
-//!         Validate(version) => {
+//!         Validate { version, at_commit } => {
 //!             let valid = mv.validate_read_set(txn_idx);
 //!             let aborted = !valid && scheduler.try_validation_abort(txn_idx, incarnation);
 //!             if aborted { mv.convert_writes_to_estimates(txn_idx) }
-//!             task = scheduler.finish_validation(txn_idx, aborted);
+//!             task = scheduler.finish_validation(version, at_commit, aborted);
 //!         }
 //!         Retry => std::hint::spin_loop(),
 //!         Done => break,

@@ -1,4 +1,4 @@
-//! The scheduler: counters, per-transaction statuses and dependencies.
+//! The scheduler: counters, per-transaction statuses, dependencies and the rolling commit.
 
 use crate::error::SchedulerError;
 use crossbeam_utils::CachePadded;
@@ -28,6 +28,46 @@ pub enum ExecutionStatus {
     Aborting(Incarnation),
 }
 
+impl ExecutionStatus {
+    /// The status as one word, for lock-free polling (kind in the top byte).
+    const fn encode(self) -> u64 {
+        let (kind, incarnation) = match self {
+            Self::ReadyToExecute(i) => (0, i),
+            Self::Executing(i) => (1, i),
+            Self::Suspended(i) => (2, i),
+            Self::Executed(i) => (3, i),
+            Self::Aborting(i) => (4, i),
+        };
+        (kind << 56) | incarnation as u64
+    }
+
+    const fn is_executing_word(word: u64) -> bool {
+        word >> 56 == 1
+    }
+
+    const fn is_executed_word(word: u64) -> bool {
+        word >> 56 == 3
+    }
+
+    /// The status word with the settled bit (see [`TxState::settled`]).
+    const fn encode_settled(self, settled: bool) -> u64 {
+        self.encode() | ((settled as u64) << SETTLED_BIT)
+    }
+
+    /// Whether a status word says executed and settled: committable at the commit point.
+    const fn is_committable_word(word: u64) -> bool {
+        Self::is_executed_word(word) && word & (1 << SETTLED_BIT) != 0
+    }
+
+    /// Whether a status word says executed and not settled: to validate at the commit point.
+    const fn needs_commit_check_word(word: u64) -> bool {
+        Self::is_executed_word(word) && word & (1 << SETTLED_BIT) == 0
+    }
+}
+
+/// The bit of the status word that mirrors [`TxState::settled`].
+const SETTLED_BIT: u32 = 48;
+
 impl fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
@@ -40,7 +80,13 @@ pub enum SchedulerTask {
     /// Execute this incarnation, then `MvMemory::record` and [`Scheduler::finish_execution`].
     Execute(Version),
     /// Validate this incarnation's read set, then [`Scheduler::finish_validation`].
-    Validate(Version),
+    Validate {
+        /// The incarnation to validate.
+        version: Version,
+        /// Every lower transaction is committed: if the validation succeeds, the transaction
+        /// is committed too.
+        at_commit: bool,
+    },
     /// Nothing to do right now; call [`Scheduler::next_task`] again (after a spin hint).
     Retry,
     /// The block is done (or halted): the worker should exit.
@@ -56,8 +102,24 @@ pub struct SchedulerCounters {
     pub validations: u64,
     /// Incarnations aborted by a failed validation.
     pub aborts: u64,
-    /// Incarnations suspended on a dependency.
+    /// Incarnations suspended on a dependency (abandoned, to run again from scratch).
     pub suspensions: u64,
+    /// Reads paused until the transaction they depend on finished executing (the execution
+    /// went on; nothing was thrown away).
+    pub waits: u64,
+}
+
+/// What the scheduler keeps per transaction, under its lock.
+#[derive(Debug, Clone, Copy)]
+struct TxState {
+    status: ExecutionStatus,
+    /// The current incarnation needs no more validation: it was handed out for execution, or
+    /// validated successfully, when every lower transaction was committed.
+    settled: bool,
+    /// A validation of the current incarnation at the commit point has been handed out.
+    commit_check_claimed: bool,
+    /// Validations handed out (a metric, summed after the block).
+    validations: u32,
 }
 
 /// Locks a mutex, ignoring poisoning: no scheduler code panics while holding a lock.
@@ -65,50 +127,59 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The collaborative Block-STM scheduler for one block. See the crate docs.
+/// A transaction's state, padded to its own cache line, with its status mirrored in an atomic
+/// word that waiting workers poll without taking the lock.
+#[derive(Debug)]
+struct TxSlot {
+    state: Mutex<TxState>,
+    status_word: AtomicU64,
+    /// The transactions suspended until this one finishes executing. Lock order: this lock,
+    /// then status locks (one at a time).
+    dependents: Mutex<Vec<TxnIndex>>,
+    /// Set (for good) by the first `add_dependency` on this transaction, before it checks the
+    /// status: `finish_execution` takes the dependency lock only if it is set.
+    has_dependents: AtomicBool,
+}
+
+impl TxSlot {
+    /// Sets the status (under the state lock) and its mirror. SeqCst: a worker that just made
+    /// a transaction executed then reads `commit_idx`, while the committer that just moved
+    /// `commit_idx` reads this word: one of the two must see the other (see `try_commit_from`).
+    fn set(&self, state: &mut TxState, status: ExecutionStatus) {
+        state.status = status;
+        self.status_word.store(status.encode_settled(state.settled), Ordering::SeqCst);
+    }
+}
+
+/// The collaborative Block-STM scheduler for one block, with a rolling commit. See the crate
+/// docs.
 ///
-/// The four coordination counters (`execution_idx`, `validation_idx`, `decrease_cnt`,
-/// `num_active_tasks`) and `done_marker` use `SeqCst`: the paper's termination argument in
-/// `check_done` reasons about one total order of their updates (an index decrease must be seen
-/// either before the index check or through `decrease_cnt`), which Acquire/Release alone do
-/// not give across different atomics. Each is `CachePadded` because every worker hits them.
+/// The coordination counters (`execution_idx`, `validation_idx`, `commit_idx`) use `SeqCst`
+/// where they decide hand-outs; each is `CachePadded` because every worker hits them.
 pub struct Scheduler {
     /// Number of transactions in the block.
     block_size: usize,
-    /// Next transaction to try to execute. Incremented (fetch_add) by `next_task`; decreased
-    /// (fetch_min) when dependents are resumed. May run past `block_size` by at most the number
-    /// of workers.
+    /// Next transaction to try to execute. Incremented by `next_task`; decreased (fetch_min)
+    /// when dependents are resumed or a transaction aborts.
     execution_idx: CachePadded<AtomicUsize>,
-    /// Next transaction to validate. Incremented by `next_task`; decreased by
-    /// `finish_execution` (new location written) and `finish_validation` (abort).
+    /// Next transaction to validate ahead of the commit point. Incremented by `next_task`;
+    /// decreased by `finish_execution` (new location written) and by aborts.
     validation_idx: CachePadded<AtomicUsize>,
-    /// Number of decreases of either index; read twice by `check_done` to detect a decrease
-    /// racing with the termination check.
-    decrease_cnt: CachePadded<AtomicUsize>,
-    /// Tasks handed out and not yet finished, plus workers between incrementing it and
-    /// fetching an index. Incremented by `next_task`; decremented when a task ends without
-    /// handing on a follow-up task (`finish_*`, `add_dependency`, failed `try_incarnate`).
-    num_active_tasks: CachePadded<AtomicUsize>,
-    /// Set once by `check_done` (block finished) or `halt`; read by `next_task`/`done`.
+    /// Number of committed transactions: every transaction below it is final. Advanced one
+    /// transaction at a time by compare-and-swap, by whichever worker finds the transaction at
+    /// the commit point executed and settled.
+    commit_idx: CachePadded<AtomicUsize>,
+    /// Set once the block is committed or `halt` was called.
     done_marker: CachePadded<AtomicBool>,
-    /// Per transaction status. Lock order: after the dependency lock; never two status locks
-    /// at once.
-    txn_status: Box<[CachePadded<Mutex<ExecutionStatus>>]>,
-    /// Per transaction: the transactions suspended until it finishes executing. Written by
-    /// `add_dependency` (push, holding this lock while reading this txn's status) and
-    /// `finish_execution` (drain, after setting `Executed`). Taken before any status lock.
-    txn_dependency: Box<[CachePadded<Mutex<Vec<TxnIndex>>>]>,
-    /// Metric: execution tasks handed out. `Relaxed`: a statistic, read after the workers join.
-    executions: AtomicU64,
-    /// Metric: validation tasks handed out. `Relaxed`, as above.
-    validations: AtomicU64,
-    /// Metric: successful `try_validation_abort`s. `Relaxed`, as above.
-    aborts: AtomicU64,
-    /// Metric: successful `add_dependency`s. `Relaxed`, as above.
-    suspensions: AtomicU64,
-    /// Whether `halt` was called (as opposed to a normal finish). Written by `halt`, read by
-    /// `is_halted`; `Relaxed` because `done_marker` carries the synchronisation.
+    /// Whether `halt` was called (as opposed to a normal finish).
     halted: AtomicBool,
+    /// Eager validations are handed out only this far above the commit point (closer ones
+    /// are validated at the commit point anyway).
+    eager_window: usize,
+    txs: Box<[CachePadded<TxSlot>]>,
+    aborts: AtomicU64,
+    suspensions: AtomicU64,
+    waits: AtomicU64,
     /// First broken invariant detected; written once, read after the workers join.
     error: Mutex<Option<SchedulerError>>,
 }
@@ -119,39 +190,62 @@ impl fmt::Debug for Scheduler {
             .field("block_size", &self.block_size)
             .field("execution_idx", &self.execution_idx.load(Ordering::Relaxed))
             .field("validation_idx", &self.validation_idx.load(Ordering::Relaxed))
-            .field("num_active_tasks", &self.num_active_tasks.load(Ordering::Relaxed))
+            .field("commit_idx", &self.commit_idx.load(Ordering::Relaxed))
             .field("done", &self.done_marker.load(Ordering::Relaxed))
             .field("counters", &self.counters())
             .finish_non_exhaustive()
     }
 }
 
+/// How long a paused read spins before it starts yielding the core.
+const SPINS_BEFORE_YIELD: u32 = 256;
+
 impl Scheduler {
-    /// A scheduler for a block of `block_size` transactions, all `ReadyToExecute(0)`.
+    /// A scheduler for a block of `block_size` transactions, all `ReadyToExecute(0)`, run by
+    /// one worker per core: eager validations are handed out only two transactions above the
+    /// commit point or further (see [`Scheduler::with_workers`]).
     ///
     /// # Panics
     ///
     /// If `block_size` does not fit in a [`TxnIndex`].
     pub fn new(block_size: usize) -> Self {
+        Self::with_workers(block_size, 2)
+    }
+
+    /// A scheduler for `workers` workers: a transaction less than `workers` above the commit
+    /// point is validated when the commit point reaches it (once), not eagerly as well.
+    ///
+    /// # Panics
+    ///
+    /// If `block_size` does not fit in a [`TxnIndex`].
+    pub fn with_workers(block_size: usize, workers: usize) -> Self {
         assert!(TxnIndex::try_from(block_size).is_ok(), "block too large");
+        let slot = || {
+            let status = ExecutionStatus::ReadyToExecute(0);
+            CachePadded::new(TxSlot {
+                state: Mutex::new(TxState {
+                    status,
+                    settled: false,
+                    commit_check_claimed: false,
+                    validations: 0,
+                }),
+                status_word: AtomicU64::new(status.encode()),
+                dependents: Mutex::new(Vec::new()),
+                has_dependents: AtomicBool::new(false),
+            })
+        };
         Self {
             block_size,
             execution_idx: CachePadded::new(AtomicUsize::new(0)),
             validation_idx: CachePadded::new(AtomicUsize::new(0)),
-            decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
-            num_active_tasks: CachePadded::new(AtomicUsize::new(0)),
-            done_marker: CachePadded::new(AtomicBool::new(false)),
-            txn_status: (0..block_size)
-                .map(|_| CachePadded::new(Mutex::new(ExecutionStatus::ReadyToExecute(0))))
-                .collect(),
-            txn_dependency: (0..block_size)
-                .map(|_| CachePadded::new(Mutex::new(Vec::new())))
-                .collect(),
-            executions: AtomicU64::new(0),
-            validations: AtomicU64::new(0),
+            commit_idx: CachePadded::new(AtomicUsize::new(0)),
+            done_marker: CachePadded::new(AtomicBool::new(block_size == 0)),
+            halted: AtomicBool::new(false),
+            eager_window: workers.max(1),
+            txs: (0..block_size).map(|_| slot()).collect(),
             aborts: AtomicU64::new(0),
             suspensions: AtomicU64::new(0),
-            halted: AtomicBool::new(false),
+            waits: AtomicU64::new(0),
             error: Mutex::new(None),
         }
     }
@@ -161,19 +255,33 @@ impl Scheduler {
         self.block_size
     }
 
-    /// Whether the block is done (every transaction executed and validated) or halted.
+    /// Whether the incarnation of `txn_idx` being executed was handed out with every lower
+    /// transaction committed: it will never be validated, so its read set need not be kept.
+    ///
+    /// # Panics
+    ///
+    /// If `txn_idx >= block_size`.
+    pub fn executing_settled(&self, txn_idx: TxnIndex) -> bool {
+        let word = self.txs[txn_idx as usize].status_word.load(Ordering::Acquire);
+        ExecutionStatus::is_executing_word(word) && word & (1 << SETTLED_BIT) != 0
+    }
+
+    /// Number of committed transactions (every transaction below it is final).
+    pub fn commit_idx(&self) -> usize {
+        self.commit_idx.load(Ordering::Acquire)
+    }
+
+    /// Whether the block is done (every transaction committed) or halted.
     pub fn done(&self) -> bool {
-        // SeqCst: see the type docs (check_done's total order).
-        self.done_marker.load(Ordering::SeqCst)
+        self.done_marker.load(Ordering::Acquire)
     }
 
     /// Stops the block: every worker's next [`next_task`](Self::next_task) returns
-    /// [`SchedulerTask::Done`]. For errors (a caught panic, a database error); the result of
-    /// the block must then be discarded.
+    /// [`SchedulerTask::Done`] and paused reads give up. For errors (a caught panic); the
+    /// result of the block must then be discarded.
     pub fn halt(&self) {
         self.halted.store(true, Ordering::Relaxed);
-        // SeqCst: pairs with the loads in next_task()/done(); see the type docs.
-        self.done_marker.store(true, Ordering::SeqCst);
+        self.done_marker.store(true, Ordering::Release);
     }
 
     /// Whether [`halt`](Self::halt) was called or an invariant broke.
@@ -182,7 +290,7 @@ impl Scheduler {
     }
 
     /// The first broken invariant detected, if any. The scheduler halted when it found it; the
-    /// engine should discard the parallel result and execute the block sequentially.
+    /// engine should discard the parallel result.
     pub fn invariant_error(&self) -> Option<SchedulerError> {
         lock(&self.error).clone()
     }
@@ -193,16 +301,31 @@ impl Scheduler {
     ///
     /// If `txn_idx >= block_size`.
     pub fn status(&self, txn_idx: TxnIndex) -> ExecutionStatus {
-        *lock(&self.txn_status[txn_idx as usize])
+        lock(&self.txs[txn_idx as usize].state).status
     }
 
-    /// A snapshot of the metric counters.
+    /// The metric counters (exact once the workers have stopped). Executions and validations
+    /// are read off each transaction's state (its incarnation number, its validation count)
+    /// rather than counted on shared words on the hot path.
     pub fn counters(&self) -> SchedulerCounters {
+        let (mut executions, mut validations) = (0u64, 0u64);
+        for slot in self.txs.iter() {
+            let state = lock(&slot.state);
+            executions += u64::from(match state.status {
+                ExecutionStatus::ReadyToExecute(i) => i,
+                ExecutionStatus::Executing(i)
+                | ExecutionStatus::Suspended(i)
+                | ExecutionStatus::Executed(i)
+                | ExecutionStatus::Aborting(i) => i + 1,
+            });
+            validations += u64::from(state.validations);
+        }
         SchedulerCounters {
-            executions: self.executions.load(Ordering::Relaxed),
-            validations: self.validations.load(Ordering::Relaxed),
+            executions,
+            validations,
             aborts: self.aborts.load(Ordering::Relaxed),
             suspensions: self.suspensions.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
         }
     }
 
@@ -224,105 +347,132 @@ impl Scheduler {
         self.halt();
     }
 
-    fn decrease_execution_idx(&self, target: usize) {
-        // SeqCst: see the type docs (check_done's total order).
-        self.execution_idx.fetch_min(target, Ordering::SeqCst);
-        self.decrease_cnt.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn decrease_validation_idx(&self, target: usize) {
-        // SeqCst: see the type docs (check_done's total order).
-        self.validation_idx.fetch_min(target, Ordering::SeqCst);
-        self.decrease_cnt.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn end_task(&self) {
-        // SeqCst: see the type docs (check_done's total order).
-        self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Sets `done_marker` if nothing is left: both indices past the block, no task in flight,
-    /// and no decrease during the check.
-    fn check_done(&self) {
-        // SeqCst everywhere: the paper's proof needs these loads ordered with the stores of
-        // decrease_*_idx() and end_task() in one total order.
-        let observed_cnt = self.decrease_cnt.load(Ordering::SeqCst);
-        let execution_idx = self.execution_idx.load(Ordering::SeqCst);
-        let validation_idx = self.validation_idx.load(Ordering::SeqCst);
-        if execution_idx.min(validation_idx) >= self.block_size
-            && self.num_active_tasks.load(Ordering::SeqCst) == 0
-            && observed_cnt == self.decrease_cnt.load(Ordering::SeqCst)
-        {
-            self.done_marker.store(true, Ordering::SeqCst);
-        }
-    }
-
     /// `ReadyToExecute(i)` -> `Executing(i)`; returns `i`, or `None` if `txn_idx` is not ready
-    /// (or out of the block). Does not touch `num_active_tasks`.
+    /// (or out of the block).
     fn try_incarnate(&self, txn_idx: usize) -> Option<Incarnation> {
-        let status = self.txn_status.get(txn_idx)?;
-        let mut status = lock(status);
-        if let ExecutionStatus::ReadyToExecute(incarnation) = *status {
-            *status = ExecutionStatus::Executing(incarnation);
-            self.executions.fetch_add(1, Ordering::Relaxed);
-            Some(incarnation)
-        } else {
-            None
-        }
+        let slot = self.txs.get(txn_idx)?;
+        let mut state = lock(&slot.state);
+        let ExecutionStatus::ReadyToExecute(incarnation) = state.status else { return None };
+        // Handed out with every lower transaction committed: it reads only final values.
+        state.settled = self.commit_idx.load(Ordering::SeqCst) >= txn_idx;
+        state.commit_check_claimed = false;
+        slot.set(&mut state, ExecutionStatus::Executing(incarnation));
+        Some(incarnation)
     }
 
     fn next_version_to_execute(&self) -> Option<Version> {
         if self.execution_idx.load(Ordering::SeqCst) >= self.block_size {
-            self.check_done();
             return None;
         }
-        self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
         let txn_idx = self.execution_idx.fetch_add(1, Ordering::SeqCst);
-        if let Some(incarnation) = self.try_incarnate(txn_idx) {
-            return Some(Version::new(txn_idx as TxnIndex, incarnation));
-        }
-        self.end_task();
-        None
+        self.try_incarnate(txn_idx)
+            .map(|incarnation| Version::new(txn_idx as TxnIndex, incarnation))
     }
 
     fn next_version_to_validate(&self) -> Option<Version> {
+        let commit_idx = self.commit_idx.load(Ordering::SeqCst);
+        // Below the commit point everything is final; near it, the commit point validates.
+        let floor = commit_idx + self.eager_window;
+        self.validation_idx.fetch_max(floor, Ordering::SeqCst);
         if self.validation_idx.load(Ordering::SeqCst) >= self.block_size {
-            self.check_done();
             return None;
         }
-        self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
         let txn_idx = self.validation_idx.fetch_add(1, Ordering::SeqCst);
-        if let Some(status) = self.txn_status.get(txn_idx) {
-            if let ExecutionStatus::Executed(incarnation) = *lock(status) {
-                self.validations.fetch_add(1, Ordering::Relaxed);
-                return Some(Version::new(txn_idx as TxnIndex, incarnation));
-            }
+        let slot = self.txs.get(txn_idx)?;
+        if !ExecutionStatus::needs_commit_check_word(slot.status_word.load(Ordering::Acquire)) {
+            return None;
         }
-        self.end_task();
-        None
+        let mut state = lock(&slot.state);
+        match state.status {
+            ExecutionStatus::Executed(incarnation) if !state.settled => {
+                state.validations += 1;
+                Some(Version::new(txn_idx as TxnIndex, incarnation))
+            }
+            _ => None,
+        }
     }
 
-    /// The next task for a worker: validation of the lowest unvalidated transaction if it is
-    /// below the next one to execute, else execution. `Retry` when nothing is available now,
-    /// `Done` when the block is finished or halted.
+    /// Claims the validation of the transaction at the commit point, if it has executed and
+    /// is not settled: that validation decides whether it commits.
+    fn claim_commit_check(&self) -> Option<SchedulerTask> {
+        let txn_idx = self.commit_idx.load(Ordering::SeqCst);
+        let slot = self.txs.get(txn_idx)?;
+        if !ExecutionStatus::needs_commit_check_word(slot.status_word.load(Ordering::SeqCst)) {
+            return None;
+        }
+        let mut state = lock(&slot.state);
+        match state.status {
+            ExecutionStatus::Executed(incarnation)
+                if !state.settled && !state.commit_check_claimed =>
+            {
+                state.commit_check_claimed = true;
+                state.validations += 1;
+                let version = Version::new(txn_idx as TxnIndex, incarnation);
+                Some(SchedulerTask::Validate { version, at_commit: true })
+            }
+            _ => None,
+        }
+    }
+
+    /// The next task for a worker: the commit point's validation first, then an eager
+    /// validation of the lowest unvalidated transaction if it is below the next one to
+    /// execute, else an execution. `Retry` when nothing is available now, `Done` when the block
+    /// is committed or halted.
     pub fn next_task(&self) -> SchedulerTask {
         if self.done() {
             return SchedulerTask::Done;
         }
-        let task = if self.validation_idx.load(Ordering::SeqCst)
-            < self.execution_idx.load(Ordering::SeqCst)
-        {
-            self.next_version_to_validate().map(SchedulerTask::Validate)
+        if let Some(task) = self.claim_commit_check() {
+            return task;
+        }
+        if self.validation_idx.load(Ordering::SeqCst) < self.execution_idx.load(Ordering::SeqCst) {
+            if let Some(version) = self.next_version_to_validate() {
+                return SchedulerTask::Validate { version, at_commit: false };
+            }
+        }
+        if let Some(version) = self.next_version_to_execute() {
+            return SchedulerTask::Execute(version);
+        }
+        if self.done() {
+            SchedulerTask::Done
         } else {
-            self.next_version_to_execute().map(SchedulerTask::Execute)
-        };
-        task.unwrap_or_else(|| if self.done() { SchedulerTask::Done } else { SchedulerTask::Retry })
+            SchedulerTask::Retry
+        }
+    }
+
+    /// Advances the commit point over every settled, executed transaction from `txn_idx` on
+    /// (a no-op unless `txn_idx` is the commit point), then claims the new commit point's
+    /// validation if it needs one.
+    ///
+    /// Lock-free: `commit_idx` moves by compare-and-swap, so a transaction is committed once
+    /// however many workers find it committable. A transaction becoming executed (status word
+    /// stored, then `commit_idx` read) and the commit point reaching it (`commit_idx` swapped,
+    /// then its word read) are all SeqCst, so at least one of the two workers sees the other
+    /// and commits or claims it.
+    fn try_commit_from(&self, mut txn_idx: usize) -> Option<SchedulerTask> {
+        while txn_idx < self.block_size {
+            let word = self.txs[txn_idx].status_word.load(Ordering::SeqCst);
+            if !ExecutionStatus::is_committable_word(word)
+                || self
+                    .commit_idx
+                    .compare_exchange(txn_idx, txn_idx + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                break;
+            }
+            txn_idx += 1;
+        }
+        if self.commit_idx.load(Ordering::SeqCst) >= self.block_size {
+            self.done_marker.store(true, Ordering::Release);
+            return None;
+        }
+        self.claim_commit_check()
     }
 
     /// Called by the worker executing `txn_idx` when it read an estimate of
-    /// `blocking_txn_idx < txn_idx`. Returns `true` if `txn_idx` is now `Suspended` on it:
-    /// the worker must abandon the execution (record nothing, call no `finish_*`) and ask for
-    /// a new task; the transaction is re-executed with incarnation + 1 once the blocking one
+    /// `blocking_txn_idx < txn_idx` and cannot wait for it. Returns `true` if `txn_idx` is now
+    /// `Suspended` on it: the worker must abandon the execution (record nothing, call no
+    /// `finish_*`); the transaction is re-executed with incarnation + 1 once the blocking one
     /// finishes. Returns `false` if the blocking transaction has already finished executing:
     /// the worker should read again and go on.
     ///
@@ -333,38 +483,102 @@ impl Scheduler {
             self.fail("add_dependency", txn_idx, 0, None);
             return true;
         }
+        let blocking = &self.txs[blocking_txn_idx as usize];
         // Lock order: dependency lock, then status locks (one at a time).
-        let mut dependents = lock(&self.txn_dependency[blocking_txn_idx as usize]);
-        if matches!(
-            *lock(&self.txn_status[blocking_txn_idx as usize]),
-            ExecutionStatus::Executed(_)
-        ) {
+        let mut dependents = lock(&blocking.dependents);
+        // Before reading the status (SeqCst, pairs with `finish_execution`): either it sees the
+        // status executed, or `finish_execution` sees this flag and drains the list.
+        blocking.has_dependents.store(true, Ordering::SeqCst);
+        if matches!(lock(&blocking.state).status, ExecutionStatus::Executed(_)) {
             // finish_execution() set Executed before draining this list, so it may already
             // have drained it: do not wait.
             return false;
         }
         {
-            let mut status = lock(&self.txn_status[txn_idx as usize]);
-            let ExecutionStatus::Executing(incarnation) = *status else {
-                let found = *status;
-                drop(status);
+            let slot = &self.txs[txn_idx as usize];
+            let mut state = lock(&slot.state);
+            let ExecutionStatus::Executing(incarnation) = state.status else {
+                let found = state.status;
+                drop(state);
                 drop(dependents);
                 self.fail("add_dependency", txn_idx, 0, Some(found));
                 return true;
             };
-            *status = ExecutionStatus::Suspended(incarnation);
+            slot.set(&mut state, ExecutionStatus::Suspended(incarnation));
         }
         dependents.push(txn_idx);
         drop(dependents);
         self.suspensions.fetch_add(1, Ordering::Relaxed);
-        self.end_task();
         true
+    }
+
+    /// Called by the worker executing `txn_idx` when a read met an estimate of
+    /// `blocking_txn_idx`: pauses the read while another worker is executing the blocking
+    /// transaction (the execution goes on afterwards, nothing is thrown away), else suspends
+    /// `txn_idx` on it ([`add_dependency`](Self::add_dependency)).
+    ///
+    /// Returns `true` when the blocking transaction has finished executing: read again.
+    /// Returns `false` when `txn_idx` was suspended (or the block halted): abandon the
+    /// execution.
+    ///
+    /// Waiting only on a transaction that is being executed cannot deadlock: a worker only ever
+    /// waits for a lower transaction that another worker is running, and the lowest running
+    /// transaction waits for nobody.
+    pub fn wait_for(&self, txn_idx: TxnIndex, blocking_txn_idx: TxnIndex) -> bool {
+        let Some(blocking) = self.txs.get(blocking_txn_idx as usize) else {
+            self.fail("wait_for", txn_idx, 0, None);
+            return false;
+        };
+        let mut spins = 0u32;
+        loop {
+            if self.done() {
+                return false;
+            }
+            let word = blocking.status_word.load(Ordering::Acquire);
+            if ExecutionStatus::is_executed_word(word) {
+                if spins > 0 {
+                    self.waits.fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            if !ExecutionStatus::is_executing_word(word) || blocking_txn_idx >= txn_idx {
+                return !self.add_dependency(txn_idx, blocking_txn_idx);
+            }
+            pause(&mut spins);
+        }
+    }
+
+    /// Pauses the worker executing `txn_idx` while a lower transaction that is not committed
+    /// yet is being executed by another worker: for a read of a location that (almost) every
+    /// transaction writes, such as the beneficiary's balance or a hot counter, reading before
+    /// those writes are in only leads to an abort. Lower transactions that nobody is executing
+    /// are not waited for (the read stays speculative).
+    pub fn wait_for_lower_executions(&self, txn_idx: TxnIndex) {
+        let mut spins = 0u32;
+        while !self.done() {
+            let commit_idx = self.commit_idx.load(Ordering::Acquire);
+            let executing =
+                (commit_idx..(txn_idx as usize).min(self.block_size)).rev().find(|&i| {
+                    ExecutionStatus::is_executing_word(
+                        self.txs[i].status_word.load(Ordering::Acquire),
+                    )
+                });
+            let Some(executing) = executing else { break };
+            // Wait for that one, then look again (a lower one may still be running).
+            let word = &self.txs[executing].status_word;
+            while !self.done() && ExecutionStatus::is_executing_word(word.load(Ordering::Acquire)) {
+                pause(&mut spins);
+            }
+        }
+        if spins > 0 {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Called after `MvMemory::record` of incarnation `incarnation` of `txn_idx`, with the
     /// `wrote_new_location` it returned. Marks it `Executed`, resumes the transactions
-    /// suspended on it, and returns a validation task for it when validation has already swept
-    /// past it and it wrote no new location (the caller must run it); `None` otherwise.
+    /// suspended on it, commits what it can, and returns the next validation this worker should
+    /// run (the commit point's, or this transaction's own), if any.
     pub fn finish_execution(
         &self,
         txn_idx: TxnIndex,
@@ -372,36 +586,45 @@ impl Scheduler {
         wrote_new_location: bool,
     ) -> Option<SchedulerTask> {
         let idx = txn_idx as usize;
-        {
-            let Some(status) = self.txn_status.get(idx) else {
-                self.fail("finish_execution", txn_idx, incarnation, None);
-                return None;
-            };
-            let mut status = lock(status);
-            if *status != ExecutionStatus::Executing(incarnation) {
-                let found = *status;
-                drop(status);
+        let Some(slot) = self.txs.get(idx) else {
+            self.fail("finish_execution", txn_idx, incarnation, None);
+            return None;
+        };
+        let settled = {
+            let mut state = lock(&slot.state);
+            if state.status != ExecutionStatus::Executing(incarnation) {
+                let found = state.status;
+                drop(state);
                 self.fail("finish_execution", txn_idx, incarnation, Some(found));
                 return None;
             }
-            *status = ExecutionStatus::Executed(incarnation);
-        }
+            slot.set(&mut state, ExecutionStatus::Executed(incarnation));
+            state.settled
+        };
         // Status lock released before the dependency lock (lock order).
-        let dependents = std::mem::take(&mut *lock(&self.txn_dependency[idx]));
-        self.resume_dependencies(&dependents);
-
-        if self.validation_idx.load(Ordering::SeqCst) > idx {
-            if wrote_new_location {
-                // Higher transactions validated before this write existed: revalidate them
-                // (and this one) through the normal sweep.
-                self.decrease_validation_idx(idx);
-            } else {
-                // Only this one needs validating; the active task carries over to it.
-                self.validations.fetch_add(1, Ordering::Relaxed);
-                return Some(SchedulerTask::Validate(Version::new(txn_idx, incarnation)));
-            }
+        if slot.has_dependents.load(Ordering::SeqCst) {
+            let dependents = std::mem::take(&mut *lock(&slot.dependents));
+            self.resume_dependencies(&dependents);
         }
-        self.end_task();
+        if wrote_new_location && self.validation_idx.load(Ordering::SeqCst) > idx {
+            // Higher transactions validated before this write existed: revalidate them.
+            self.validation_idx.fetch_min(idx, Ordering::SeqCst);
+        }
+        if settled {
+            return self.try_commit_from(idx);
+        }
+        if self.commit_idx.load(Ordering::SeqCst) == idx {
+            // At the commit point: its validation there decides.
+            return self.claim_commit_check();
+        }
+        // Validate it right away if the sweep is past it and it is far enough above the commit
+        // point (closer, the commit point's validation comes soon and suffices).
+        let far = idx >= self.commit_idx.load(Ordering::SeqCst) + self.eager_window;
+        if far && self.validation_idx.load(Ordering::SeqCst) > idx {
+            lock(&slot.state).validations += 1;
+            let version = Version::new(txn_idx, incarnation);
+            return Some(SchedulerTask::Validate { version, at_commit: false });
+        }
         None
     }
 
@@ -409,19 +632,20 @@ impl Scheduler {
     /// sweep back to the lowest of them.
     fn resume_dependencies(&self, dependents: &[TxnIndex]) {
         for &dep in dependents {
-            let mut status = lock(&self.txn_status[dep as usize]);
-            match *status {
+            let slot = &self.txs[dep as usize];
+            let mut state = lock(&slot.state);
+            match state.status {
                 ExecutionStatus::Suspended(incarnation) => {
-                    *status = ExecutionStatus::ReadyToExecute(incarnation + 1);
+                    slot.set(&mut state, ExecutionStatus::ReadyToExecute(incarnation + 1));
                 }
                 found => {
-                    drop(status);
+                    drop(state);
                     self.fail("resume_dependencies", dep, 0, Some(found));
                 }
             }
         }
         if let Some(&min) = dependents.iter().min() {
-            self.decrease_execution_idx(min as usize);
+            self.execution_idx.fetch_min(min as usize, Ordering::SeqCst);
         }
     }
 
@@ -429,15 +653,16 @@ impl Scheduler {
     /// Returns `true` if this call aborted it (`Executed(i)` -> `Aborting(i)`): the caller must
     /// then `MvMemory::convert_writes_to_estimates(txn_idx)` and call
     /// [`finish_validation`](Self::finish_validation) with `aborted = true`. Returns `false` if
-    /// the incarnation was already aborted (by another validator) or replaced.
+    /// the incarnation was already aborted, replaced, or committed.
     pub fn try_validation_abort(&self, txn_idx: TxnIndex, incarnation: Incarnation) -> bool {
-        let Some(status) = self.txn_status.get(txn_idx as usize) else {
+        let Some(slot) = self.txs.get(txn_idx as usize) else {
             self.fail("try_validation_abort", txn_idx, incarnation, None);
             return false;
         };
-        let mut status = lock(status);
-        if *status == ExecutionStatus::Executed(incarnation) {
-            *status = ExecutionStatus::Aborting(incarnation);
+        let mut state = lock(&slot.state);
+        // A settled transaction is valid for good (and may be committed already).
+        if state.status == ExecutionStatus::Executed(incarnation) && !state.settled {
+            slot.set(&mut state, ExecutionStatus::Aborting(incarnation));
             self.aborts.fetch_add(1, Ordering::Relaxed);
             true
         } else {
@@ -445,37 +670,68 @@ impl Scheduler {
         }
     }
 
-    /// Ends a validation task of `txn_idx`. With `aborted = true` (this worker's
-    /// `try_validation_abort` succeeded and it converted the writes to estimates), the
-    /// transaction becomes `ReadyToExecute(i + 1)`, every higher transaction is revalidated,
-    /// and the re-execution may be returned to this worker directly.
-    pub fn finish_validation(&self, txn_idx: TxnIndex, aborted: bool) -> Option<SchedulerTask> {
-        let idx = txn_idx as usize;
-        if aborted {
-            {
-                let Some(status) = self.txn_status.get(idx) else {
-                    self.fail("finish_validation", txn_idx, 0, None);
-                    return None;
-                };
-                let mut status = lock(status);
-                let ExecutionStatus::Aborting(incarnation) = *status else {
-                    let found = *status;
-                    drop(status);
-                    self.fail("finish_validation", txn_idx, 0, Some(found));
-                    return None;
-                };
-                *status = ExecutionStatus::ReadyToExecute(incarnation + 1);
-            }
-            self.decrease_validation_idx(idx + 1);
-            if self.execution_idx.load(Ordering::SeqCst) > idx {
-                // The execution sweep is past it: re-execute it here, the active task carries
-                // over. Fails only if a resume let another worker take it first.
-                if let Some(incarnation) = self.try_incarnate(idx) {
-                    return Some(SchedulerTask::Execute(Version::new(txn_idx, incarnation)));
+    /// Ends a validation task of `version`. If it succeeded at the commit point, the
+    /// transaction is committed. With `aborted = true` (this worker's `try_validation_abort`
+    /// succeeded and it converted the writes to estimates), the transaction becomes
+    /// `ReadyToExecute(i + 1)`, every higher transaction is revalidated, and the re-execution
+    /// may be returned to this worker directly.
+    pub fn finish_validation(
+        &self,
+        version: Version,
+        at_commit: bool,
+        aborted: bool,
+    ) -> Option<SchedulerTask> {
+        let idx = version.txn_idx as usize;
+        let Some(slot) = self.txs.get(idx) else {
+            self.fail("finish_validation", version.txn_idx, version.incarnation, None);
+            return None;
+        };
+        if !aborted {
+            if at_commit {
+                let mut state = lock(&slot.state);
+                if state.status == ExecutionStatus::Executed(version.incarnation) {
+                    state.settled = true;
+                    let status = state.status;
+                    slot.set(&mut state, status);
                 }
+                drop(state);
+                return self.try_commit_from(idx);
             }
+            return None;
         }
-        self.end_task();
+        {
+            let mut state = lock(&slot.state);
+            let ExecutionStatus::Aborting(incarnation) = state.status else {
+                let found = state.status;
+                drop(state);
+                self.fail("finish_validation", version.txn_idx, version.incarnation, Some(found));
+                return None;
+            };
+            state.settled = false;
+            state.commit_check_claimed = false;
+            slot.set(&mut state, ExecutionStatus::ReadyToExecute(incarnation + 1));
+        }
+        self.validation_idx.fetch_min(idx + 1, Ordering::SeqCst);
+        if self.execution_idx.load(Ordering::SeqCst) > idx {
+            // The execution sweep is past it: re-execute it here. Fails only if a resume let
+            // another worker take it first.
+            if let Some(incarnation) = self.try_incarnate(idx) {
+                return Some(SchedulerTask::Execute(Version::new(version.txn_idx, incarnation)));
+            }
+        } else {
+            self.execution_idx.fetch_min(idx, Ordering::SeqCst);
+        }
         None
+    }
+}
+
+/// One round of waiting: spin a while, then give the core away (on an oversubscribed machine
+/// spinning would starve the very worker being waited for).
+fn pause(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins < SPINS_BEFORE_YIELD {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }

@@ -117,11 +117,17 @@ pub(super) struct MainView<'a> {
     pub(super) main_bound: &'a AddressSet,
 }
 
+impl MainView<'_> {
+    /// Whether `address`'s fold goes back to the block `State`.
+    fn is_bound(&self, address: &Address) -> bool {
+        // A handful of accounts: probe the pre-execution cache only when the set might hold it.
+        !self.main_bound.is_empty() && self.main_bound.contains(address)
+    }
+}
+
 /// One shard's result.
 #[derive(Debug, Default)]
 pub(super) struct ShardOutput {
-    /// Every account this shard folded.
-    folded: AddressSet,
     /// The bundle of the folded accounts that are not main-bound.
     bundle: BundleState,
     /// Main-bound accounts: cache entry and transition to put back into the `State`.
@@ -150,6 +156,8 @@ where
     // credits) or a hot contract does not leave the other workers idle.
     let shards = if threads <= 1 { 1 } else { threads * 4 };
     let next = AtomicUsize::new(0);
+    // Sized up front: growing the map rehashes every account folded so far.
+    let expected_accounts = diffs.iter().map(|d| d.changes.len()).sum::<usize>() / shards + 16;
     let outputs: Vec<Mutex<Option<Result<ShardOutput, ExecutionError>>>> =
         (0..shards).map(|_| Mutex::new(None)).collect();
     let run = |_: usize| loop {
@@ -157,15 +165,10 @@ where
         if shard >= shards {
             break;
         }
-        let mut folder = ShardFolder {
-            shard,
-            shards,
-            base,
-            main: &main,
-            spec_id,
-            beneficiary,
-            accounts: AddressMap::default(),
-        };
+        let mut accounts = AddressMap::default();
+        accounts.reserve(expected_accounts);
+        let mut folder =
+            ShardFolder { shard, shards, base, main: &main, spec_id, beneficiary, accounts };
         let result = folder.fold(diffs).map(|()| folder.into_output());
         *outputs[shard].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     };
@@ -210,29 +213,46 @@ impl ShardOutputs {
         }
     }
 
-    /// After alloy-evm's post-execution changes: checks that the `State` never loaded an account
-    /// a shard owns, and unites its bundle (`main`, already merged) with the shards'.
-    pub(super) fn finish(
-        self,
-        main_cache: &CacheState,
+    /// After alloy-evm's post-execution changes, before the merge: checks that they changed
+    /// no account but the main-bound ones, and never read an account a shard changed (either
+    /// would have worked on stale data).
+    pub(super) fn check_main(
+        &self,
+        cache: &CacheState,
+        transitions: &TransitionState,
         main_bound: &AddressSet,
-        mut main: BundleState,
-    ) -> Result<BundleState, ExecutionError> {
-        for address in main_cache.accounts.keys() {
-            if !main_bound.contains(address)
-                && self.shards.iter().any(|s| s.folded.contains(address))
-            {
+    ) -> Result<(), ExecutionError> {
+        if let Some(address) = transitions.transitions.keys().find(|a| !main_bound.contains(*a)) {
+            return Err(EngineFault::StaleMainAccount(*address).into());
+        }
+        for address in cache.accounts.keys().filter(|a| !main_bound.contains(*a)) {
+            if self.shards.iter().any(|s| s.bundle.state.contains_key(address)) {
                 return Err(EngineFault::StaleMainAccount(*address).into());
             }
         }
-        let extra: usize = self.shards.iter().map(|s| s.bundle.state.len()).sum();
-        main.state.reserve(extra);
-        for shard in self.shards {
-            main.state.extend(shard.bundle.state);
-            main.contracts.extend(shard.bundle.contracts);
-            main.state_size += shard.bundle.state_size;
+        Ok(())
+    }
+
+    /// Unites the `State`'s merged bundle with the shards' (their addresses are disjoint),
+    /// into the largest of them.
+    pub(super) fn into_bundle(self, main: BundleState) -> BundleState {
+        let mut parts: Vec<BundleState> = self.shards.into_iter().map(|s| s.bundle).collect();
+        let largest = (0..parts.len()).max_by_key(|&i| parts[i].state.len());
+        let mut bundle = match largest {
+            Some(i) => parts.swap_remove(i),
+            None => return main,
+        };
+        // The `State`'s merge decides the reverts (one empty set per merge).
+        bundle.reverts = main.reverts;
+        bundle.reverts_size = main.reverts_size;
+        parts.push(BundleState { reverts: Default::default(), reverts_size: 0, ..main });
+        bundle.state.reserve(parts.iter().map(|p| p.state.len()).sum());
+        for part in parts {
+            bundle.state.extend(part.state);
+            bundle.contracts.extend(part.contracts);
+            bundle.state_size += part.state_size;
         }
-        Ok(main)
+        bundle
     }
 }
 
@@ -348,25 +368,23 @@ where
     }
 
     fn fold(&mut self, diffs: &[TxDiff]) -> Result<(), ExecutionError> {
-        let owns_beneficiary = self.owns(&self.beneficiary);
+        let beneficiary = self.beneficiary;
+        let owns_beneficiary = self.owns(&beneficiary);
         let mut credits = BeneficiaryCredits { pending: None };
         for diff in diffs {
-            if owns_beneficiary {
-                let touched = diff.changes.get(&self.beneficiary).is_some_and(Account::is_touched);
-                if touched || diff.fee.is_zero() {
-                    credits.flush(self)?;
-                }
+            if owns_beneficiary && diff.fee.is_zero() {
+                credits.flush(self)?;
             }
             for (address, account) in &diff.changes {
                 if !account.is_touched() || !self.owns(address) {
                     continue;
                 }
-                if Some(*address) == diff.lazy_recipient {
-                    let current = self.current_info(*address)?;
-                    self.apply(*address, Cow::Owned(rebased_account(current, account)))?;
-                } else {
-                    self.apply(*address, Cow::Borrowed(account))?;
+                if *address == beneficiary {
+                    // The transaction changes the beneficiary itself: credit the fees before.
+                    credits.flush(self)?;
                 }
+                let lazy = Some(*address) == diff.lazy_recipient;
+                self.apply(*address, Cow::Borrowed(account), lazy)?;
             }
             if owns_beneficiary {
                 if diff.fee.is_zero() {
@@ -379,7 +397,7 @@ where
         credits.flush(self)
     }
 
-    /// The account's current info (for rebasing a lazy credit onto it).
+    /// The account's current info.
     fn current_info(&self, address: Address) -> Result<Option<AccountInfo>, ExecutionError> {
         Ok(match self.accounts.get(&address) {
             Some(Folded::Plain(plain)) => Some(plain.info.clone()),
@@ -391,32 +409,55 @@ where
         })
     }
 
-    /// Applies one transaction's change of an account, as revm's `State::commit` does.
-    fn apply(&mut self, address: Address, account: Cow<'_, Account>) -> Result<(), ExecutionError> {
-        let entry = match self.accounts.entry(address) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(vacant) => {
-                let folded = if let Some(cache) = self.main.cache.accounts.get(&address) {
-                    // Known to the block's `State`: start from its cache entry and transition.
-                    let transition = self.main.transitions.transitions.get(&address).cloned();
-                    Folded::Replayed { cache: cache.clone(), transition }
+    /// Applies one transaction's change of an account, as revm's `State::commit` does. A lazily
+    /// credited recipient (`lazy`) is first rebuilt on its folded state (see
+    /// [`rebased_account`]).
+    fn apply(
+        &mut self,
+        address: Address,
+        account: Cow<'_, Account>,
+        lazy: bool,
+    ) -> Result<(), ExecutionError> {
+        let (entry, account) = match self.accounts.entry(address) {
+            Entry::Occupied(entry) => {
+                let entry = entry.into_mut();
+                let account = if lazy {
+                    let current = match entry {
+                        Folded::Plain(plain) => Some(plain.info.clone()),
+                        Folded::Replayed { cache, .. } => cache.account_info(),
+                    };
+                    Cow::Owned(rebased_account(current, &account))
                 } else {
+                    account
+                };
+                (entry, account)
+            }
+            Entry::Vacant(vacant) => {
+                let main = self.main;
+                if lazy && !main.cache.accounts.contains_key(&address) {
+                    // A lazy recipient's account is rebuilt on the parent's, its original.
                     let (original, cache) = load_base(self.base, address)?;
-                    if is_plain_change(&account) && !self.main.main_bound.contains(&address) {
-                        let status = cache.status;
-                        let mut plain = PlainFold {
+                    let account = Cow::Owned(rebased_account(original.clone(), &account));
+                    let folded = if is_plain_change(&account) && !main.is_bound(&address) {
+                        let original_status = cache.status;
+                        Folded::Plain(PlainFold {
                             original,
-                            original_status: status,
+                            original_status,
                             info: AccountInfo::default(),
                             storage: HashMap::default(),
-                        };
-                        plain.change(&account);
-                        vacant.insert(Folded::Plain(plain));
-                        return Ok(());
-                    }
-                    Folded::Replayed { cache, transition: None }
-                };
-                vacant.insert(folded)
+                        })
+                    } else {
+                        Folded::Replayed { cache, transition: None }
+                    };
+                    (vacant.insert(folded), account)
+                } else if lazy {
+                    let current =
+                        main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
+                    let account = Cow::Owned(rebased_account(current, &account));
+                    (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
+                } else {
+                    (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
+                }
             }
         };
         if let Folded::Plain(plain) = entry {
@@ -470,7 +511,7 @@ where
         let changes = journal.finalize();
         for (address, account) in changes {
             if account.is_touched() {
-                self.apply(address, Cow::Owned(account))?;
+                self.apply(address, Cow::Owned(account), false)?;
             }
         }
         Ok(())
@@ -482,11 +523,8 @@ where
         let mut to_main = Vec::new();
         let mut bundle = BundleState::default();
         let mut transitions = TransitionState::default();
-        let mut folded = AddressSet::default();
-        folded.reserve(accounts.len());
         bundle.state.reserve(accounts.len());
         for (address, account) in accounts {
-            folded.insert(address);
             let (cache, transition) = match account {
                 Folded::Plain(plain) => {
                     let Some(account) = plain.into_bundle_account() else { continue };
@@ -506,7 +544,7 @@ where
                 }
                 Folded::Replayed { cache, transition } => (cache, transition),
             };
-            if main.main_bound.contains(&address) || main.cache.accounts.contains_key(&address) {
+            if main.is_bound(&address) {
                 to_main.push((address, cache, transition));
             } else if let Some(transition) = transition {
                 transitions.transitions.insert(address, transition);
@@ -517,8 +555,43 @@ where
         bundle.state.extend(replayed.state);
         bundle.contracts.extend(replayed.contracts);
         bundle.state_size += replayed.state_size;
-        ShardOutput { folded, bundle, to_main }
+        ShardOutput { bundle, to_main }
     }
+}
+
+/// The fold state of an account seen for the first time, as revm's `State` would hold it
+/// before this block's first change of it: the block `State`'s entry if the pre-execution
+/// changes loaded it; otherwise the parent state's account (loaded, or for a plain change,
+/// as the transaction itself loaded it: nothing changed it earlier in the block).
+fn first_seen_of<DB>(
+    base: &DB,
+    main: &MainView<'_>,
+    address: Address,
+    account: &Account,
+) -> Result<Folded, ExecutionError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    if let Some(cache) = main.cache.accounts.get(&address) {
+        let transition = main.transitions.transitions.get(&address).cloned();
+        return Ok(Folded::Replayed { cache: cache.clone(), transition });
+    }
+    if is_plain_change(account) && !main.main_bound.contains(&address) {
+        let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
+        let original_status = match &original {
+            None => AccountStatus::LoadedNotExisting,
+            Some(info) if info.is_empty() => AccountStatus::LoadedEmptyEIP161,
+            Some(_) => AccountStatus::Loaded,
+        };
+        return Ok(Folded::Plain(PlainFold {
+            original,
+            original_status,
+            info: AccountInfo::default(),
+            storage: HashMap::default(),
+        }));
+    }
+    Ok(Folded::Replayed { cache: load_base(base, address)?.1, transition: None })
 }
 
 /// `address` as loaded from the parent state, as revm's `State` loads it: its info and its

@@ -17,6 +17,9 @@ use velarium_mvmemory::{
     mix64, Delta, DeltaSum, MvKey, MvMemory, ReadMode, ReadOrigin, ReadResult, ReadSet,
 };
 use velarium_primitives::TxnIndex;
+use velarium_scheduler::Scheduler;
+
+use super::fees::{FeeLedger, FeeRead};
 
 /// A state location, the unit of conflict detection.
 ///
@@ -183,8 +186,17 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) rules: DeltaRules,
     /// Reads served by multi-version memory (or below it), with their origins.
     pub(crate) read_set: ReadSet<Location, Credit>,
-    /// Set when a read met an ESTIMATE; the incarnation must then wait, whatever revm returned.
-    pub(crate) blocked_on: Option<TxnIndex>,
+    /// The block's scheduler: a read that meets an ESTIMATE waits on it (see [`TxDb::read`]).
+    pub(crate) scheduler: &'a Scheduler,
+    /// The beneficiary's fees (not in multi-version memory, see `fees.rs`).
+    pub(crate) fees: &'a FeeLedger,
+    /// The block's beneficiary.
+    pub(crate) beneficiary: Address,
+    /// The fees this incarnation read (with the beneficiary's balance).
+    pub(crate) fee_reads: Vec<FeeRead>,
+    /// Set when a read met an ESTIMATE and the transaction was suspended on it: the
+    /// incarnation is abandoned, whatever revm returned.
+    pub(crate) suspended: bool,
     /// Per account, the transaction that last wiped its storage, as read (once) by this
     /// incarnation: every slot read of the account needs it.
     pub(crate) epochs: Vec<(Address, Option<TxnIndex>)>,
@@ -200,6 +212,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     /// A database for the incarnations a worker executes.
     pub(crate) fn new(
         memory: &'a BlockMemory,
+        scheduler: &'a Scheduler,
+        fees: &'a FeeLedger,
+        beneficiary: Address,
         overlay: &'a Overlay,
         base: &'a DB,
         rules: DeltaRules,
@@ -211,7 +226,11 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             base,
             rules,
             read_set: Vec::new(),
-            blocked_on: None,
+            scheduler,
+            fees,
+            beneficiary,
+            fee_reads: Vec::new(),
+            suspended: false,
             epochs: Vec::new(),
             lazy_candidate: None,
             lazy_recipient: None,
@@ -222,7 +241,8 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     pub(crate) fn reset(&mut self, txn_idx: TxnIndex, lazy_candidate: Option<Address>) {
         self.txn_idx = txn_idx;
         self.read_set.clear();
-        self.blocked_on = None;
+        self.suspended = false;
+        self.fee_reads.clear();
         self.epochs.clear();
         self.lazy_candidate = lazy_candidate;
         self.lazy_recipient = None;
@@ -252,6 +272,47 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         Ok(Some(Some(AccountInfo { nonce, ..Default::default() })))
     }
 
+    /// The beneficiary's account as this transaction sees it: its last full write below the
+    /// transaction (or the parent state's) plus the fees of every transaction since.
+    ///
+    /// Almost every transaction changes what this returns, so the read first waits for the
+    /// lower transactions being executed, rather than reading a balance about to change.
+    fn beneficiary_account(&mut self) -> Result<Option<AccountInfo>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        let address = self.beneficiary;
+        self.scheduler.wait_for_lower_executions(self.txn_idx);
+        loop {
+            let (info, from) = match self.read(Location::Account(address), ReadMode::WithDeltas)? {
+                ReadResult::Value { version, value: MvValue::Account(info), deltas } => {
+                    (self.rules.apply(info, deltas), version.txn_idx as usize + 1)
+                }
+                ReadResult::Base { deltas } => {
+                    (self.rules.apply(self.base_account(address)?, deltas), 0)
+                }
+                other => {
+                    return Err(TxDbError::Base(format!("account location holds {other:?}")));
+                }
+            };
+            let to = self.txn_idx as usize;
+            match self.fees.sum(from, to, self.scheduler.commit_idx()) {
+                Ok(sum) => {
+                    self.fee_reads.push(FeeRead { from, to, sum });
+                    return Ok(self.rules.apply(info, Some(sum)));
+                }
+                Err(blocking) => {
+                    // Read both again once the blocking transaction's fee is known.
+                    self.read_set.pop();
+                    if !self.scheduler.wait_for(self.txn_idx, blocking) {
+                        self.suspended = true;
+                        return Err(TxDbError::Blocked(blocking));
+                    }
+                }
+            }
+        }
+    }
+
     /// The last wipe of `address`'s storage below this transaction, read once per incarnation.
     fn epoch(&mut self, address: Address) -> Result<Option<TxnIndex>, TxDbError> {
         if let Some((_, epoch)) = self.epochs.iter().find(|(a, _)| *a == address) {
@@ -273,22 +334,28 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     }
 
     /// Reads a location from multi-version memory, recording the origin.
+    ///
+    /// A read that meets an ESTIMATE pauses while the blocking transaction is being executed,
+    /// then reads again; if nobody is executing it, the transaction is suspended on it and the
+    /// read fails (the incarnation is then abandoned).
     fn read(
         &mut self,
         location: Location,
         mode: ReadMode,
     ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
-        let result = self.memory.read(&location, self.txn_idx, mode);
-        match ReadOrigin::of(&result, mode) {
-            Some(origin) => {
+        loop {
+            let result = self.memory.read(&location, self.txn_idx, mode);
+            if let ReadResult::Blocked(blocking) = result {
+                if self.scheduler.wait_for(self.txn_idx, blocking) {
+                    continue;
+                }
+                self.suspended = true;
+                return Err(TxDbError::Blocked(blocking));
+            }
+            if let Some(origin) = ReadOrigin::of(&result, mode) {
                 self.read_set.push((location, origin));
-                Ok(result)
             }
-            None => {
-                let ReadResult::Blocked(blocking) = result else { unreachable!() };
-                self.blocked_on = Some(blocking);
-                Err(TxDbError::Blocked(blocking))
-            }
+            return Ok(result);
         }
     }
 
@@ -328,16 +395,20 @@ where
                 return Ok(placeholder);
             }
         }
-        let mut info = match self.read(Location::Account(address), ReadMode::WithDeltas)? {
-            ReadResult::Value { value: MvValue::Account(info), deltas, .. } => {
-                self.rules.apply(info, deltas)
-            }
-            ReadResult::Base { deltas } => {
-                let base = self.base_account(address)?;
-                self.rules.apply(base, deltas)
-            }
-            other => {
-                return Err(TxDbError::Base(format!("account location holds {other:?}")));
+        let mut info = if address == self.beneficiary {
+            self.beneficiary_account()?
+        } else {
+            match self.read(Location::Account(address), ReadMode::WithDeltas)? {
+                ReadResult::Value { value: MvValue::Account(info), deltas, .. } => {
+                    self.rules.apply(info, deltas)
+                }
+                ReadResult::Base { deltas } => {
+                    let base = self.base_account(address)?;
+                    self.rules.apply(base, deltas)
+                }
+                other => {
+                    return Err(TxDbError::Base(format!("account location holds {other:?}")));
+                }
             }
         };
         if let Some(info) = &mut info {

@@ -26,6 +26,7 @@
 mod commit;
 mod db;
 mod fault;
+mod fees;
 mod handler;
 mod pool;
 mod remote;
@@ -47,7 +48,7 @@ use alloy_evm::{
     EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
 };
 use alloy_primitives::{map::AddressSet, Address, U256};
-use db::{BlockMemory, DeltaRules, Location, Overlay};
+use db::{DeltaRules, Location, Overlay};
 use pool::WorkerPool;
 use revm::{
     context::{
@@ -72,8 +73,10 @@ pub struct ParallelStats {
     pub validations: u64,
     /// Incarnations aborted by a failed validation.
     pub aborts: u64,
-    /// Executions suspended on a dependency (an ESTIMATE).
+    /// Executions suspended on a dependency (an ESTIMATE nobody was executing): abandoned.
     pub suspensions: u64,
+    /// Reads paused until the transaction they depend on finished executing (nothing lost).
+    pub waits: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
@@ -375,9 +378,9 @@ where
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
         (executor.finish()?.1, shards, main_bound, phase3)
     };
+    shards.check_main(&state.cache, state.transition_state.get_or_insert_default(), &main_bound)?;
     state.merge_transitions(BundleRetention::PlainState);
-    let merged = state.take_bundle();
-    let bundle = shards.finish(&state.cache, &main_bound, merged)?;
+    let bundle = shards.into_bundle(state.take_bundle());
     stats.phases.post = phase3.elapsed();
     let output = BlockOutput::new(result, bundle);
     Ok((output, stats))
@@ -409,9 +412,11 @@ where
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
     let prev_same_sender: Vec<Option<u32>> =
         txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
-    let memory = BlockMemory::with_workers(txs.len(), pool.threads());
-    let scheduler = Scheduler::new(txs.len());
+    let memory = pool::take_memory(txs.len(), pool.threads());
+    let scheduler = Scheduler::with_workers(txs.len(), pool.threads());
     let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
+    let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
+    let fees = fees::FeeLedger::new(txs.len(), state_clear);
     let shared = Shared {
         base: db,
         overlay,
@@ -423,16 +428,19 @@ where
         lazy_candidates: &lazy_candidates,
         prev_same_sender: &prev_same_sender,
         beneficiary,
-        rules: DeltaRules { state_clear: cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) },
+        rules: DeltaRules { state_clear },
         outcomes: &outcomes,
+        fees: &fees,
         trace,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
+    pool::give_back_memory(memory);
     let counters = scheduler.counters();
     stats.executions = counters.executions;
     stats.validations = counters.validations;
     stats.aborts = counters.aborts;
     stats.suspensions = counters.suspensions;
+    stats.waits = counters.waits;
     ran?;
     if let Some(err) = scheduler.invariant_error() {
         return Err(EngineFault::Scheduler(err).into());

@@ -1,16 +1,15 @@
-//! The persistent worker pools.
+//! The persistent worker pools and the reused per-block buffers.
 //!
 //! One pool per thread count, created on first use and reused by every block, so a block pays
-//! no thread start-up. Blocks executed concurrently on the same pool queue for its threads;
-//! Block-STM needs no particular number of live workers to finish.
+//! no thread start-up. Blocks executed concurrently on the same pool queue for it.
 
-use super::fault::EngineFault;
+use super::{db::BlockMemory, fault::EngineFault};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A pool of worker threads.
+/// A pool of worker threads (the calling thread is worker 0, see `velarium-numa-runtime`).
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerPool {
-    pool: Arc<rayon::ThreadPool>,
+    pool: Arc<velarium_numa_runtime::WorkerPool>,
 }
 
 impl WorkerPool {
@@ -23,10 +22,8 @@ impl WorkerPool {
         if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
             return Ok(pool.clone());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("velarium-worker-{i}"))
-            .build()
+        let config = velarium_numa_runtime::PoolConfig { threads, pin: false };
+        let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
         let pool = Self { pool: Arc::new(pool) };
         pools.push((threads, pool.clone()));
@@ -35,40 +32,46 @@ impl WorkerPool {
 
     /// Number of worker threads.
     pub(crate) fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.threads()
     }
 
-    /// Runs `work(worker_index)` once on each of the pool's workers and waits for all of them.
-    /// A panic is caught per worker (`on_panic` runs right away, to stop the others) and the
-    /// first one is returned after every worker finished.
+    /// Runs `work(worker_index)` once on each of the pool's workers (worker 0 is the calling
+    /// thread) and waits for all of them. A panic is caught per worker (`on_panic` runs right
+    /// away, to stop the others) and the first one is returned after every worker finished.
     pub(crate) fn broadcast<F, P>(&self, work: F, on_panic: P) -> Result<(), EngineFault>
     where
         F: Fn(usize) + Sync,
         P: Fn() + Sync,
     {
-        let panic = self
-            .pool
-            .broadcast(|ctx| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(ctx.index())))
-                    .map_err(|panic| {
-                        on_panic();
-                        panic_message(&panic)
-                    })
-            })
-            .into_iter()
-            .find_map(Result::err);
-        match panic {
-            Some(msg) => Err(EngineFault::WorkerPanic(msg)),
-            None => Ok(()),
-        }
+        self.pool.broadcast(work, on_panic).map_err(EngineFault::WorkerPanic)
     }
 }
 
 /// A panic payload's message.
 pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+    velarium_numa_runtime::panic_message(&**panic)
+}
+
+/// Multi-version memories of finished blocks, kept for reuse (see `MvMemory::reset`).
+static MEMORIES: Mutex<Vec<BlockMemory>> = Mutex::new(Vec::new());
+
+/// An empty multi-version memory for a block of `block_size` transactions on `threads`
+/// workers, reusing a finished block's allocations when one is available.
+pub(crate) fn take_memory(block_size: usize, threads: usize) -> BlockMemory {
+    let reused = MEMORIES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    match reused {
+        Some(mut memory) => {
+            memory.reset(block_size, threads);
+            memory
+        }
+        None => BlockMemory::with_workers(block_size, threads),
+    }
+}
+
+/// Returns a memory for reuse by a later block (a few are kept; the rest are dropped).
+pub(crate) fn give_back_memory(memory: BlockMemory) {
+    let mut memories = MEMORIES.lock().unwrap_or_else(|e| e.into_inner());
+    if memories.len() < 4 {
+        memories.push(memory);
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::{
     db::{BlockMemory, Credit, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError},
+    fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
 };
 use alloy_primitives::{Address, U256};
@@ -53,6 +54,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) beneficiary: Address,
     pub(super) rules: DeltaRules,
     pub(super) outcomes: &'a [Mutex<Option<TxOutcome>>],
+    /// The beneficiary's fees.
+    pub(super) fees: &'a FeeLedger,
     /// Record each incarnation's accessed locations (for contention analysis).
     pub(super) trace: bool,
 }
@@ -66,7 +69,15 @@ where
     ///
     /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
     pub(super) fn work(&self) {
-        let db = TxDb::new(self.memory, self.overlay, self.base, self.rules);
+        let db = TxDb::new(
+            self.memory,
+            self.scheduler,
+            self.fees,
+            self.beneficiary,
+            self.overlay,
+            self.base,
+            self.rules,
+        );
         let mut evm = Context::mainnet()
             .with_db(db)
             .with_cfg(self.cfg.clone())
@@ -84,14 +95,17 @@ where
                 SchedulerTask::Execute(version) => {
                     task = self.execute(&mut evm, &mut writes, version);
                 }
-                SchedulerTask::Validate(version) => {
+                SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
-                    let aborted = !self.memory.validate_read_set(txn_idx)
-                        && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
+                    let valid = self.memory.validate_read_set(txn_idx)
+                        && self.fees.validate(txn_idx, self.scheduler.commit_idx());
+                    let aborted =
+                        !valid && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
                     if aborted {
                         self.memory.convert_writes_to_estimates(txn_idx);
+                        self.fees.clear(txn_idx);
                     }
-                    task = self.scheduler.finish_validation(txn_idx, aborted);
+                    task = self.scheduler.finish_validation(version, at_commit, aborted);
                 }
                 SchedulerTask::Retry => {
                     // Nothing to do until another worker finishes: spin briefly, then give the
@@ -117,12 +131,13 @@ where
     ) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
-            // `add_dependency` succeeds only while `prev` has not finished executing.
-            if self.scheduler.add_dependency(txn_idx, prev) {
+            // The sender's previous transaction decides this one's nonce and balance: wait for
+            // it (or be suspended on it) instead of running to an abort.
+            if !self.scheduler.wait_for(txn_idx, prev) {
                 return None;
             }
         }
-        loop {
+        {
             evm.ctx()
                 .journaled_state
                 .database
@@ -133,13 +148,9 @@ where
             let result = handler.run(evm);
             let state = evm.ctx().journal_mut().finalize();
             let db = &mut evm.ctx().journaled_state.database;
-            if let Some(blocking) = db.blocked_on {
-                if self.scheduler.add_dependency(txn_idx, blocking) {
-                    // Suspended: resumed as a new incarnation once `blocking` finishes.
-                    return None;
-                }
-                // The blocker finished meanwhile: run again, reading its new writes.
-                continue;
+            if db.suspended {
+                // Suspended on a dependency: resumed as a new incarnation once it finishes.
+                return None;
             }
             let lazy_recipient = db.lazy_recipient;
             let fee = handler.fee.get();
@@ -149,11 +160,26 @@ where
             }
             let trace = self.trace.then(|| {
                 let reads = db.read_set.iter().map(|(k, _)| *k).collect();
-                let writes =
+                let mut writes: Vec<_> =
                     writes.iter().map(|(k, w)| (*k, matches!(w, WriteValue::Delta(_)))).collect();
+                // The fee is a credit of the beneficiary (kept out of multi-version memory).
+                let beneficiary = Location::Account(self.beneficiary);
+                let credits = !fee.is_zero() || !self.rules.state_clear;
+                if credits && !writes.iter().any(|(k, _)| *k == beneficiary) {
+                    writes.push((beneficiary, true));
+                }
                 (reads, writes)
             });
-            let wrote_new = self.memory.record(version, &mut db.read_set, writes);
+            // An incarnation that started with every lower transaction committed is final: its
+            // reads will never be validated.
+            let settled = self.scheduler.executing_settled(txn_idx);
+            self.fees.record(txn_idx, fee, if settled { &[] } else { &db.fee_reads });
+            let wrote_new = if settled {
+                db.read_set.clear();
+                self.memory.record_final(version, writes)
+            } else {
+                self.memory.record(version, &mut db.read_set, writes)
+            };
             *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(TxOutcome {
                     bloom: match &result {
@@ -165,7 +191,7 @@ where
                     lazy_recipient,
                     trace,
                 });
-            return self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new);
+            self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
         }
     }
 
@@ -177,7 +203,6 @@ where
         fee: U256,
         lazy_recipient: Option<Address>,
     ) {
-        let mut credited = false;
         for (address, account) in state {
             if !account.is_touched() {
                 continue;
@@ -198,7 +223,7 @@ where
                 !(account.is_selfdestructed() || self.rules.state_clear && account.is_empty());
             let mut info = exists.then(|| account.info.clone());
             if *address == self.beneficiary {
-                credited = true;
+                // It read every lower fee: its full write includes them, and its own.
                 info = DeltaRules::apply_one(self.rules, info, fee);
             }
             let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
@@ -212,9 +237,6 @@ where
                     writes.push((Location::Storage(*address, *slot), WriteValue::Value(value)));
                 }
             }
-        }
-        if !credited && (!fee.is_zero() || !self.rules.state_clear) {
-            writes.push((Location::Account(self.beneficiary), WriteValue::Delta(Credit(fee))));
         }
     }
 }
