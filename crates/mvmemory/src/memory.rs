@@ -157,6 +157,26 @@ impl<K, V, D: Delta> Cell<K, V, D> {
     fn is_empty(&self) -> bool {
         self.full.is_empty() && self.deltas.is_empty()
     }
+
+    /// Drops the entries no reader at or above `floor` can see: everything below the highest
+    /// full value under `floor`. Keeps a location every transaction writes (a hot counter, a
+    /// sender's token balance) at a couple of entries instead of one per transaction.
+    fn prune_below(&mut self, floor: TxnIndex) {
+        let end = self.full.partition_point(|(idx, _)| *idx < floor);
+        if end < 2 {
+            return;
+        }
+        let keep_from = self.full[end - 1].0;
+        if !matches!(self.full[end - 1].1, Entry::Written(..)) {
+            return;
+        }
+        self.full.drain(..end - 1);
+        let dead = self.deltas.partition_point(|(idx, _)| *idx < keep_from);
+        let dead_estimates =
+            self.deltas[..dead].iter().filter(|(_, e)| matches!(e, Entry::Estimate)).count();
+        self.delta_estimates -= dead_estimates as u32;
+        self.deltas.drain(..dead);
+    }
 }
 
 /// One shard: the cells of the locations whose hash falls into it.
@@ -373,7 +393,12 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
 
     /// [`record`](Self::record) for an incarnation that will never be validated nor aborted
     /// (it executed with every lower transaction final): its reads and the list of what it
-    /// wrote are not kept. Its previous incarnation's stale entries are still removed.
+    /// wrote are not kept. Its previous incarnation's stale entries are still removed. Since
+    /// no transaction below it will be read again by anyone, the versions of its locations
+    /// older than their last write below it are dropped (so [`into_final_writes`] then lists
+    /// only the versions still visible).
+    ///
+    /// [`into_final_writes`]: Self::into_final_writes
     pub fn record_final(&self, version: Version, writes: &mut WriteSet<K, V, D>) -> bool {
         let mut reads = Vec::new();
         self.record_inner(version, &mut reads, writes, true)
@@ -395,10 +420,11 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         }
         reads.clear();
         if is_final && slot.written.is_empty() {
-            // Nothing to remove, nothing to remember: just write.
+            // Nothing to remove, nothing to remember: just write. Every lower transaction is
+            // final, so no reader will look below this one's predecessors: prune as we go.
             let wrote = !writes.is_empty();
             for (key, write) in writes.drain(..) {
-                self.write_entry(key, txn_idx, version.incarnation, write);
+                self.write_entry(key, txn_idx, version.incarnation, write, Some(txn_idx));
             }
             return wrote;
         }
@@ -438,8 +464,16 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         wrote_new_location
     }
 
-    /// Sets `txn_idx`'s entry of `key`.
-    fn write_entry(&self, key: K, txn_idx: TxnIndex, incarnation: u32, write: WriteValue<V, D>) {
+    /// Sets `txn_idx`'s entry of `key`, first pruning what no reader at or above `prune` can
+    /// see any more (see `Cell::prune_below`).
+    fn write_entry(
+        &self,
+        key: K,
+        txn_idx: TxnIndex,
+        incarnation: u32,
+        write: WriteValue<V, D>,
+        prune: Option<TxnIndex>,
+    ) {
         let hash = key.mv_hash();
         self.mark_written(hash);
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
@@ -447,6 +481,11 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             Some(cell) => cell,
             None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
         };
+        if let Some(floor) = prune {
+            if cell.full.len() > 2 {
+                cell.prune_below(floor);
+            }
+        }
         cell.insert(txn_idx, incarnation, write);
     }
 

@@ -468,3 +468,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn final_records_prune_what_nobody_can_read() {
+    let mem = Mem::new(100);
+    // Every transaction, in order, adds a credit and then overwrites a hot value: as on one
+    // worker, each one final when recorded.
+    for txn in 0..100u32 {
+        let mut writes = vec![(1, val(u64::from(txn))), (2, delta(1))];
+        if txn % 10 == 0 {
+            writes.push((3, val(u64::from(txn) * 2)));
+        }
+        mem.record_final(Version::new(txn, 0), &mut writes);
+        // What the next transaction reads is unaffected by the pruning.
+        assert_eq!(mem.read(&1, txn + 1, WITH), value(txn, 0, u64::from(txn), None));
+        assert_eq!(
+            mem.read(&2, txn + 1, WITH),
+            ReadResult::Base { deltas: sum(u64::from(txn) + 1, txn + 1) }
+        );
+        let last3 = txn / 10 * 10;
+        assert_eq!(mem.read(&3, txn + 1, WITH), value(last3, 0, u64::from(last3) * 2, None));
+    }
+    // The hot location keeps a couple of versions, not a hundred.
+    let finals = mem.into_final_writes().unwrap();
+    let hot = finals.iter().find(|(k, _)| *k == 1).unwrap();
+    assert!(hot.1.len() <= 3, "{} versions kept", hot.1.len());
+}
+
+#[test]
+fn reset_reuses_the_memory_for_a_new_block() {
+    let mut mem = Mem::with_workers(10, 2);
+    record(&mem, 3, 0, &[(1, val(30))]);
+    record_reads(&mem, 5, 0, vec![(1, origin(&mem, 1, 5, WITH))], &[(2, delta(2))]);
+    mem.reset(20, 2);
+    assert_eq!(mem.block_size(), 20);
+    assert_eq!(mem.read(&1, 9, WITH), BASE);
+    assert_eq!(mem.read(&2, 9, WITH), BASE);
+    assert!(mem.validate_read_set(5), "no read set left");
+    assert!(mem.last_written_keys(3).is_empty());
+    record(&mem, 15, 0, &[(1, val(150))]);
+    assert_eq!(mem.read(&1, 19, WITH), value(15, 0, 150, None));
+    // Another worker count rebuilds it.
+    mem.reset(4, 16);
+    assert_eq!(mem.read(&1, 3, WITH), BASE);
+}

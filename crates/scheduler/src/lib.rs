@@ -47,6 +47,15 @@
 //! uncommitted transaction is running ([`Scheduler::wait_for_lower_executions`]), instead of
 //! reading a value that is about to change.
 //!
+//! **In-order mode.** A block that is effectively sequential gains nothing from speculation
+//! and loses to its aborts and hand-offs. In order, only the transaction at the commit point
+//! is handed out for execution: it reads final values, keeps no read set, is never validated,
+//! and commits as soon as it finishes, while the other workers fold committed transactions.
+//! The engine asks for it up front ([`Scheduler::set_in_order`], e.g. a block that is mostly
+//! one sender's chain of transactions); the scheduler switches to it by itself when more than
+//! [`IN_ORDER_ABORTS`] of the last 64 commits aborted at the commit point. On one worker the
+//! block always runs this way.
+//!
 //! The block is done when the commit point passes the last transaction.
 //!
 //! # Transaction status
@@ -109,7 +118,9 @@ mod error;
 mod scheduler;
 
 pub use error::SchedulerError;
-pub use scheduler::{ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask};
+pub use scheduler::{
+    ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask, IN_ORDER_ABORTS,
+};
 pub use velarium_primitives::{Incarnation, TxnIndex, Version};
 
 #[cfg(test)]

@@ -141,7 +141,34 @@ struct TxSlot {
     has_dependents: AtomicBool,
 }
 
+impl Default for TxSlot {
+    fn default() -> Self {
+        let status = ExecutionStatus::ReadyToExecute(0);
+        Self {
+            state: Mutex::new(TxState {
+                status,
+                settled: false,
+                commit_check_claimed: false,
+                validations: 0,
+            }),
+            status_word: AtomicU64::new(status.encode()),
+            dependents: Mutex::new(Vec::new()),
+            has_dependents: AtomicBool::new(false),
+        }
+    }
+}
+
 impl TxSlot {
+    /// Back to `ReadyToExecute(0)` for a new block, keeping the allocations.
+    fn reset(&mut self) {
+        let status = ExecutionStatus::ReadyToExecute(0);
+        *self.state.get_mut().unwrap_or_else(PoisonError::into_inner) =
+            TxState { status, settled: false, commit_check_claimed: false, validations: 0 };
+        *self.status_word.get_mut() = status.encode();
+        self.dependents.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+        *self.has_dependents.get_mut() = false;
+    }
+
     /// Sets the status (under the state lock) and its mirror. SeqCst: a worker that just made
     /// a transaction executed then reads `commit_idx`, while the committer that just moved
     /// `commit_idx` reads this word: one of the two must see the other (see `try_commit_from`).
@@ -176,6 +203,13 @@ pub struct Scheduler {
     /// Eager validations are handed out only this far above the commit point (closer ones
     /// are validated at the commit point anyway).
     eager_window: usize,
+    /// In-order mode: only the transaction at the commit point is handed out for execution, so
+    /// every execution is settled (no read set kept, no validation) and the other workers do
+    /// the fold. For blocks that are effectively sequential (see [`Scheduler::set_in_order`]).
+    in_order: AtomicBool,
+    /// Aborts at the commit point among the last commits, one bit per commit (newest lowest):
+    /// a block whose speculation keeps failing goes in order ([`IN_ORDER_ABORTS`]).
+    recent_aborts: AtomicU64,
     txs: Box<[CachePadded<TxSlot>]>,
     aborts: AtomicU64,
     suspensions: AtomicU64,
@@ -196,6 +230,9 @@ impl fmt::Debug for Scheduler {
             .finish_non_exhaustive()
     }
 }
+
+/// Aborts at the commit point, among the last 64 commits, above which a block goes in order.
+pub const IN_ORDER_ABORTS: u32 = 16;
 
 /// How long a paused read spins before it starts yielding the core.
 const SPINS_BEFORE_YIELD: u32 = 256;
@@ -220,20 +257,6 @@ impl Scheduler {
     /// If `block_size` does not fit in a [`TxnIndex`].
     pub fn with_workers(block_size: usize, workers: usize) -> Self {
         assert!(TxnIndex::try_from(block_size).is_ok(), "block too large");
-        let slot = || {
-            let status = ExecutionStatus::ReadyToExecute(0);
-            CachePadded::new(TxSlot {
-                state: Mutex::new(TxState {
-                    status,
-                    settled: false,
-                    commit_check_claimed: false,
-                    validations: 0,
-                }),
-                status_word: AtomicU64::new(status.encode()),
-                dependents: Mutex::new(Vec::new()),
-                has_dependents: AtomicBool::new(false),
-            })
-        };
         Self {
             block_size,
             execution_idx: CachePadded::new(AtomicUsize::new(0)),
@@ -242,12 +265,36 @@ impl Scheduler {
             done_marker: CachePadded::new(AtomicBool::new(block_size == 0)),
             halted: AtomicBool::new(false),
             eager_window: workers.max(1),
-            txs: (0..block_size).map(|_| slot()).collect(),
+            in_order: AtomicBool::new(workers <= 1),
+            recent_aborts: AtomicU64::new(0),
+            txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
             aborts: AtomicU64::new(0),
             suspensions: AtomicU64::new(0),
             waits: AtomicU64::new(0),
             error: Mutex::new(None),
         }
+    }
+
+    /// Makes this scheduler one for a new block of `block_size` transactions on `workers`
+    /// workers, keeping its per-transaction allocations (the block's transactions then start in
+    /// memory the previous block used rather than in fresh pages).
+    ///
+    /// # Panics
+    ///
+    /// If `block_size` does not fit in a [`TxnIndex`].
+    pub fn reset(&mut self, block_size: usize, workers: usize) {
+        assert!(TxnIndex::try_from(block_size).is_ok(), "block too large");
+        let mut txs = std::mem::take(&mut self.txs).into_vec();
+        txs.truncate(block_size);
+        for slot in &mut txs {
+            slot.reset();
+        }
+        txs.resize_with(block_size, || CachePadded::new(TxSlot::default()));
+        let error = std::mem::take(&mut self.error);
+        drop(error);
+        *self = Self { txs: txs.into_boxed_slice(), ..Self::with_workers(0, workers) };
+        self.block_size = block_size;
+        *self.done_marker.get_mut() = block_size == 0;
     }
 
     /// Number of transactions in the block.
@@ -351,6 +398,11 @@ impl Scheduler {
     /// (or out of the block).
     fn try_incarnate(&self, txn_idx: usize) -> Option<Incarnation> {
         let slot = self.txs.get(txn_idx)?;
+        // Lock-free first: the state lock of a transaction another worker is executing is not
+        // to be fought over by idle workers.
+        if slot.status_word.load(Ordering::Acquire) >> 56 != 0 {
+            return None;
+        }
         let mut state = lock(&slot.state);
         let ExecutionStatus::ReadyToExecute(incarnation) = state.status else { return None };
         // Handed out with every lower transaction committed: it reads only final values.
@@ -360,7 +412,27 @@ impl Scheduler {
         Some(incarnation)
     }
 
+    /// Puts the block in order (or back to speculation): see the `in_order` field. The engine
+    /// does it up front for a block made of one sender's chain of transactions; the scheduler
+    /// does it itself when speculation keeps aborting at the commit point.
+    pub fn set_in_order(&self, in_order: bool) {
+        self.in_order.store(in_order, Ordering::SeqCst);
+    }
+
+    /// Whether the block runs in order (see [`Scheduler::set_in_order`]).
+    pub fn is_in_order(&self) -> bool {
+        self.in_order.load(Ordering::Relaxed)
+    }
+
     fn next_version_to_execute(&self) -> Option<Version> {
+        if self.in_order.load(Ordering::Relaxed) {
+            // Only the commit point, which then reads final values and commits right away.
+            let txn_idx = self.commit_idx.load(Ordering::SeqCst);
+            self.execution_idx.fetch_max(txn_idx + 1, Ordering::SeqCst);
+            return self
+                .try_incarnate(txn_idx)
+                .map(|incarnation| Version::new(txn_idx as TxnIndex, incarnation));
+        }
         if self.execution_idx.load(Ordering::SeqCst) >= self.block_size {
             return None;
         }
@@ -440,6 +512,17 @@ impl Scheduler {
         }
     }
 
+    /// Keeps the last 64 commit-point outcomes (aborted or not) and goes in order when more than
+    /// [`IN_ORDER_ABORTS`] of them aborted.
+    fn note_commit_abort(&self, aborted: bool) {
+        let bits = self.recent_aborts.load(Ordering::Relaxed);
+        let bits = (bits << 1) | u64::from(aborted);
+        self.recent_aborts.store(bits, Ordering::Relaxed);
+        if aborted && bits.count_ones() > IN_ORDER_ABORTS {
+            self.in_order.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Advances the commit point over every settled, executed transaction from `txn_idx` on
     /// (a no-op unless `txn_idx` is the commit point), then claims the new commit point's
     /// validation if it needs one.
@@ -461,12 +544,28 @@ impl Scheduler {
                 break;
             }
             txn_idx += 1;
+            self.note_commit_abort(false);
         }
-        if self.commit_idx.load(Ordering::SeqCst) >= self.block_size {
+        let commit_idx = self.commit_idx.load(Ordering::SeqCst);
+        if commit_idx >= self.block_size {
             self.done_marker.store(true, Ordering::Release);
             return None;
         }
-        self.claim_commit_check()
+        if let Some(task) = self.claim_commit_check() {
+            return Some(task);
+        }
+        if self.in_order.load(Ordering::Relaxed) {
+            // In order, the worker that just committed goes on with the next transaction: it
+            // has the block's hot data in its cache, and no idle worker has to notice first.
+            self.execution_idx.fetch_max(commit_idx + 1, Ordering::SeqCst);
+            if let Some(incarnation) = self.try_incarnate(commit_idx) {
+                return Some(SchedulerTask::Execute(Version::new(
+                    commit_idx as TxnIndex,
+                    incarnation,
+                )));
+            }
+        }
+        None
     }
 
     /// Called by the worker executing `txn_idx` when it read an estimate of
@@ -698,6 +797,9 @@ impl Scheduler {
                 return self.try_commit_from(idx);
             }
             return None;
+        }
+        if at_commit {
+            self.note_commit_abort(true);
         }
         {
             let mut state = lock(&slot.state);

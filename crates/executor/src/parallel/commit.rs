@@ -24,7 +24,7 @@
 //! transfer recipient is rebuilt from its folded state (`rebase_account`), and the
 //! beneficiary's fees are credited through a revm journal, batched ([`BeneficiaryCredits`]).
 
-use super::{fault::EngineFault, pool::WorkerPool};
+use super::{fault::EngineFault, worker::TxOutcome};
 use crate::ExecutionError;
 use alloy_primitives::{
     map::{AddressMap, AddressSet, Entry, HashMap},
@@ -47,14 +47,14 @@ use revm::{
 };
 use std::{
     borrow::Cow,
-    sync::{atomic::AtomicUsize, Mutex},
+    sync::{Mutex, RwLock},
 };
 
-/// One transaction's committable outcome.
-#[derive(Debug)]
-pub(super) struct TxDiff {
+/// What the fold needs of one transaction's final outcome.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TxDiff<'a> {
     /// The final state diff (without the beneficiary's fee).
-    pub(super) changes: EvmState,
+    pub(super) changes: &'a EvmState,
     /// The fee owed to the beneficiary.
     pub(super) fee: U256,
     /// The lazily credited transfer recipient, if any (see `TxDb::lazy_basic`).
@@ -134,59 +134,200 @@ pub(super) struct ShardOutput {
     to_main: Vec<(Address, CacheAccount, Option<TransitionAccount>)>,
 }
 
-/// Folds `diffs` into the block's state changes on `threads` workers (see the module docs).
+/// The block's fold, shard by shard, fed with committed transactions while Block-STM runs.
 ///
-/// Returns the shard outputs: call [`ShardOutputs::hand_back`] before alloy-evm's
-/// post-execution changes, then [`ShardOutputs::finish`] after them.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn fold<DB>(
-    pool: &WorkerPool,
-    threads: usize,
-    base: &DB,
-    main: MainView<'_>,
-    diffs: &[TxDiff],
-    spec_id: SpecId,
-    beneficiary: Address,
-) -> Result<ShardOutputs, ExecutionError>
+/// A shard is folded by one worker at a time (its lock) and always in transaction order, up to
+/// the commit point: committed transactions never change. Workers that find nothing to execute
+/// fold ([`Folds::help`]); when the block is committed they finish the rest together
+/// ([`Folds::finish`]).
+pub(super) struct Folds<'a, DB> {
+    shards: Box<[Mutex<ShardState<'a, DB>>]>,
+}
+
+impl<DB> std::fmt::Debug for Folds<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Folds").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+/// One shard's fold and how far it got.
+struct ShardState<'a, DB> {
+    /// The fold in progress (`None` once turned into `output`).
+    folder: Option<ShardFolder<'a, DB>>,
+    credits: BeneficiaryCredits,
+    /// Transactions folded so far (a prefix of the block).
+    cursor: usize,
+    /// The first error (the shard stops there; the block fails anyway).
+    error: Option<ExecutionError>,
+    /// The finished shard (built by the worker that folded its last transaction).
+    output: Option<ShardOutput>,
+}
+
+/// A transaction's outcome slot, as the workers leave it.
+pub(super) type OutcomeSlot = RwLock<Option<TxOutcome>>;
+
+/// What a worker does with the block's fold (see [`Folds`]).
+pub(super) trait FoldWork: Sync {
+    /// Folds a few committed transactions into a shard nobody is folding; whether there was
+    /// anything to do.
+    fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool;
+    /// Folds every shard to the end of the block (`txs` transactions).
+    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize);
+}
+
+impl<DB> FoldWork for Folds<'_, DB>
 where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
-    // A few shards per worker, claimed dynamically, so the shard with the beneficiary (fee
-    // credits) or a hot contract does not leave the other workers idle.
-    let shards = if threads <= 1 { 1 } else { threads * 4 };
-    let next = AtomicUsize::new(0);
-    // Sized up front: growing the map rehashes every account folded so far.
-    let expected_accounts = diffs.iter().map(|d| d.changes.len()).sum::<usize>() / shards + 16;
-    let outputs: Vec<Mutex<Option<Result<ShardOutput, ExecutionError>>>> =
-        (0..shards).map(|_| Mutex::new(None)).collect();
-    let run = |_: usize| loop {
-        let shard = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if shard >= shards {
-            break;
-        }
-        let mut accounts = AddressMap::default();
-        accounts.reserve(expected_accounts);
-        let mut folder =
-            ShardFolder { shard, shards, base, main: &main, spec_id, beneficiary, accounts };
-        let result = folder.fold(diffs).map(|()| folder.into_output());
-        *outputs[shard].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-    };
-    if shards == 1 {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(0)))
-            .map_err(|panic| EngineFault::WorkerPanic(super::pool::panic_message(&panic)))?;
-    } else {
-        pool.broadcast(run, || {})?;
+    fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool {
+        Folds::help(self, outcomes, committed)
     }
-    let shards = outputs
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or(Err(EngineFault::ShardMissing.into()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ShardOutputs { shards })
+
+    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
+        Folds::finish(self, outcomes, txs);
+    }
+}
+
+/// How many transactions a helping worker folds before it looks for execution work again.
+const HELP_CHUNK: usize = 32;
+
+impl<'a, DB> Folds<'a, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    /// An empty fold over `shards` shards (a few per worker, so a shard with the beneficiary
+    /// or a hot contract does not leave the others idle), for a block of `txs` transactions.
+    pub(super) fn new(
+        shards: usize,
+        base: &'a DB,
+        main: &'a MainView<'a>,
+        spec_id: SpecId,
+        beneficiary: Address,
+        txs: usize,
+    ) -> Self {
+        let shards = shards.max(1);
+        // Sized up front (about two accounts per transaction): growing the map rehashes every
+        // account folded so far.
+        let expected = txs * 2 / shards + 16;
+        let shards = (0..shards)
+            .map(|shard| {
+                let mut accounts = AddressMap::default();
+                accounts.reserve(expected);
+                Mutex::new(ShardState {
+                    folder: Some(ShardFolder {
+                        shard,
+                        shards,
+                        base,
+                        main,
+                        spec_id,
+                        beneficiary,
+                        accounts,
+                    }),
+                    credits: BeneficiaryCredits { pending: None },
+                    cursor: 0,
+                    error: None,
+                    output: None,
+                })
+            })
+            .collect();
+        Self { shards }
+    }
+
+    /// Folds a few committed transactions into a shard no other worker is folding; returns
+    /// whether there was anything to do.
+    pub(super) fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool {
+        for shard in self.shards.iter() {
+            let Ok(mut state) = shard.try_lock() else { continue };
+            if state.cursor < committed && state.error.is_none() {
+                let until = committed.min(state.cursor + HELP_CHUNK);
+                state.advance(outcomes, until);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Folds every shard up to `txs` (the whole block), each worker taking the shards no one
+    /// else is folding first.
+    pub(super) fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
+        for blocking in [false, true] {
+            for shard in self.shards.iter() {
+                let mut state = if blocking {
+                    shard.lock().unwrap_or_else(|e| e.into_inner())
+                } else {
+                    match shard.try_lock() {
+                        Ok(state) => state,
+                        Err(_) => continue,
+                    }
+                };
+                state.advance(outcomes, txs);
+                state.conclude(txs);
+            }
+        }
+    }
+
+    /// The shards' results, once every one is folded to the end of the block.
+    pub(super) fn into_outputs(self, txs: usize) -> Result<ShardOutputs, ExecutionError> {
+        let shards = self
+            .shards
+            .into_vec()
+            .into_iter()
+            .map(|shard| {
+                let mut state = shard.into_inner().unwrap_or_else(|e| e.into_inner());
+                state.conclude(txs);
+                if let Some(error) = state.error.take() {
+                    return Err(error);
+                }
+                state.output.ok_or_else(|| EngineFault::ShardMissing.into())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ShardOutputs { shards })
+    }
+}
+
+impl<DB> ShardState<'_, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    /// Once every transaction is folded: credits the last fees and builds the shard's output.
+    fn conclude(&mut self, txs: usize) {
+        if self.cursor < txs || self.error.is_some() {
+            return;
+        }
+        if let Some(mut folder) = self.folder.take() {
+            match self.credits.flush(&mut folder) {
+                Ok(()) => self.output = Some(folder.into_output()),
+                Err(error) => self.error = Some(error),
+            }
+        }
+    }
+
+    /// Folds transactions `cursor..until`.
+    fn advance(&mut self, outcomes: &[OutcomeSlot], until: usize) {
+        let Some(folder) = self.folder.as_mut() else { return };
+        while self.cursor < until && self.error.is_none() {
+            let slot = outcomes[self.cursor].read().unwrap_or_else(|e| e.into_inner());
+            let Some(outcome) = slot.as_ref() else {
+                self.error = Some(EngineFault::MissingOutcome(self.cursor as u32).into());
+                return;
+            };
+            let Ok((_, changes)) = &outcome.result else {
+                // An invalid transaction: the block fails with it, nothing after it matters.
+                self.cursor = outcomes.len();
+                return;
+            };
+            let diff = TxDiff { changes, fee: outcome.fee, lazy_recipient: outcome.lazy_recipient };
+            if let Err(error) = folder.fold_tx(&mut self.credits, diff) {
+                self.error = Some(error);
+                return;
+            }
+            drop(slot);
+            self.cursor += 1;
+        }
+    }
 }
 
 /// The shards' results, to be united with the block `State`.
@@ -311,7 +452,7 @@ impl PlainFold {
     }
 
     /// The cache account and transition revm would hold after these changes.
-    fn into_replayed(self) -> Folded {
+    fn into_replayed(self) -> (CacheAccount, TransitionAccount) {
         let status = self.status();
         let changed = self.changed_storage();
         let transition = TransitionAccount {
@@ -325,7 +466,7 @@ impl PlainFold {
         let storage = self.storage.into_iter().map(|(k, s)| (k, s.present_value)).collect();
         let cache =
             CacheAccount { account: Some(PlainAccount { info: self.info, storage }), status };
-        Folded::Replayed { cache, transition: Some(transition) }
+        (cache, transition)
     }
 
     /// The bundle account, unless the changes left nothing to revert (revm keeps an account
@@ -367,34 +508,36 @@ where
         self.shards == 1 || shard_of(address, self.shards) == self.shard
     }
 
-    fn fold(&mut self, diffs: &[TxDiff]) -> Result<(), ExecutionError> {
+    /// Folds one transaction's diff (the shard's part of it), in block order.
+    fn fold_tx(
+        &mut self,
+        credits: &mut BeneficiaryCredits,
+        diff: TxDiff<'_>,
+    ) -> Result<(), ExecutionError> {
         let beneficiary = self.beneficiary;
         let owns_beneficiary = self.owns(&beneficiary);
-        let mut credits = BeneficiaryCredits { pending: None };
-        for diff in diffs {
-            if owns_beneficiary && diff.fee.is_zero() {
+        if owns_beneficiary && diff.fee.is_zero() {
+            credits.flush(self)?;
+        }
+        for (address, account) in diff.changes {
+            if !account.is_touched() || !self.owns(address) {
+                continue;
+            }
+            if *address == beneficiary {
+                // The transaction changes the beneficiary itself: credit the fees before.
                 credits.flush(self)?;
             }
-            for (address, account) in &diff.changes {
-                if !account.is_touched() || !self.owns(address) {
-                    continue;
-                }
-                if *address == beneficiary {
-                    // The transaction changes the beneficiary itself: credit the fees before.
-                    credits.flush(self)?;
-                }
-                let lazy = Some(*address) == diff.lazy_recipient;
-                self.apply(*address, Cow::Borrowed(account), lazy)?;
-            }
-            if owns_beneficiary {
-                if diff.fee.is_zero() {
-                    self.credit(U256::ZERO)?;
-                } else {
-                    credits.pending = Some(credits.pending.unwrap_or_default() + diff.fee);
-                }
+            let lazy = Some(*address) == diff.lazy_recipient;
+            self.apply(*address, Cow::Borrowed(account), lazy)?;
+        }
+        if owns_beneficiary {
+            if diff.fee.is_zero() {
+                self.credit(U256::ZERO)?;
+            } else {
+                credits.pending = Some(credits.pending.unwrap_or_default() + diff.fee);
             }
         }
-        credits.flush(self)
+        Ok(())
     }
 
     /// The account's current info.
@@ -438,7 +581,7 @@ where
                     // A lazy recipient's account is rebuilt on the parent's, its original.
                     let (original, cache) = load_base(self.base, address)?;
                     let account = Cow::Owned(rebased_account(original.clone(), &account));
-                    let folded = if is_plain_change(&account) && !main.is_bound(&address) {
+                    let folded = if is_plain_change(&account) {
                         let original_status = cache.status;
                         Folded::Plain(PlainFold {
                             original,
@@ -474,7 +617,8 @@ where
                     storage: HashMap::default(),
                 },
             );
-            *entry = plain.into_replayed();
+            let (cache, transition) = plain.into_replayed();
+            *entry = Folded::Replayed { cache, transition: Some(transition) };
         }
         let Folded::Replayed { cache, transition: folded } = entry else {
             return Err(
@@ -500,6 +644,16 @@ where
     /// revm's `reward_beneficiary` would have inside the transaction (touch rules included).
     fn credit(&mut self, fee: U256) -> Result<(), ExecutionError> {
         let beneficiary = self.beneficiary;
+        // The common case, an existing beneficiary folded plainly and a positive fee: the
+        // journal would load it, add the fee and commit it through `change`; do just that.
+        if let Some(Folded::Plain(plain)) = self.accounts.get_mut(&beneficiary) {
+            if !fee.is_zero() && !plain.info.is_empty() {
+                if let Some(balance) = plain.info.balance.checked_add(fee) {
+                    plain.info.balance = balance;
+                    return Ok(());
+                }
+            }
+        }
         let current = self.current_info(beneficiary)?;
         let db = OneAccountDb { address: beneficiary, info: current };
         let mut journal: Journal<OneAccountDb> = Journal::new(db);
@@ -526,6 +680,10 @@ where
         bundle.state.reserve(accounts.len());
         for (address, account) in accounts {
             let (cache, transition) = match account {
+                Folded::Plain(plain) if main.is_bound(&address) => {
+                    let (cache, transition) = plain.into_replayed();
+                    (cache, Some(transition))
+                }
                 Folded::Plain(plain) => {
                     let Some(account) = plain.into_bundle_account() else { continue };
                     // revm's `TransitionAccount::has_new_contract`: an account that did not exist
@@ -577,12 +735,21 @@ where
         let transition = main.transitions.transitions.get(&address).cloned();
         return Ok(Folded::Replayed { cache: cache.clone(), transition });
     }
-    if is_plain_change(account) && !main.main_bound.contains(&address) {
-        let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
-        let original_status = match &original {
-            None => AccountStatus::LoadedNotExisting,
-            Some(info) if info.is_empty() => AccountStatus::LoadedEmptyEIP161,
-            Some(_) => AccountStatus::Loaded,
+    if is_plain_change(account) {
+        // Nothing changed the account earlier in the block, so the transaction loaded it as it
+        // is in the parent state. For the few accounts the block `State` takes back (the
+        // beneficiary, say, whose view includes lower fees) the parent state is asked instead.
+        let (original, original_status) = if main.is_bound(&address) {
+            let (original, cache) = load_base(base, address)?;
+            (original, cache.status)
+        } else {
+            let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
+            let status = match &original {
+                None => AccountStatus::LoadedNotExisting,
+                Some(info) if info.is_empty() => AccountStatus::LoadedEmptyEIP161,
+                Some(_) => AccountStatus::Loaded,
+            };
+            (original, status)
         };
         return Ok(Folded::Plain(PlainFold {
             original,

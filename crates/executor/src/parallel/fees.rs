@@ -12,7 +12,6 @@
 
 use super::db::Credit;
 use alloy_primitives::U256;
-use crossbeam_utils::CachePadded;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use velarium_mvmemory::DeltaSum;
 use velarium_primitives::TxnIndex;
@@ -41,7 +40,7 @@ struct FeeSlot {
 pub(crate) struct FeeLedger {
     /// Before EIP-161 a zero fee still touches (and creates) the beneficiary: it counts.
     zero_fees_count: bool,
-    slots: Box<[CachePadded<Mutex<FeeSlot>>]>,
+    slots: Vec<Mutex<FeeSlot>>,
     /// `prefix[k]`: the sum and count of the fees of transactions `0..k`, for `k` up to a
     /// committed transaction (whose fees are final).
     prefix: Mutex<Vec<DeltaSum<Credit>>>,
@@ -51,9 +50,24 @@ impl FeeLedger {
     pub(crate) fn new(block_size: usize, state_clear: bool) -> Self {
         Self {
             zero_fees_count: !state_clear,
-            slots: (0..block_size).map(|_| CachePadded::default()).collect(),
+            slots: (0..block_size).map(|_| Mutex::default()).collect(),
             prefix: Mutex::new(vec![DeltaSum { sum: Credit(U256::ZERO), count: 0 }]),
         }
+    }
+
+    /// Empties the ledger for a new block, keeping its allocations.
+    pub(crate) fn reset(&mut self, block_size: usize, state_clear: bool) {
+        self.zero_fees_count = !state_clear;
+        self.slots.truncate(block_size);
+        for slot in &mut self.slots {
+            let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+            slot.fee = None;
+            slot.reads.clear();
+        }
+        self.slots.resize_with(block_size, Mutex::default);
+        let prefix = self.prefix.get_mut().unwrap_or_else(PoisonError::into_inner);
+        prefix.clear();
+        prefix.push(DeltaSum { sum: Credit(U256::ZERO), count: 0 });
     }
 
     fn counts(&self, fee: U256) -> u32 {

@@ -59,9 +59,7 @@ use revm::{
     primitives::hardfork::SpecId,
     DatabaseCommit, DatabaseRef, Journal,
 };
-use std::sync::Mutex;
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
-use velarium_scheduler::Scheduler;
 use worker::{lazy_transfer_recipient, Shared, TxOutcome};
 
 /// Counters of one parallel block execution.
@@ -234,7 +232,7 @@ where
     let overlay = Overlay::default();
     let pool = WorkerPool::get(threads)?;
     let outcomes = remote::with_remote_db(db, preheat, |remote| {
-        run_block_stm(&pool, remote, &overlay, cfg, block_env, txs, false, &mut stats)
+        run_block_stm(&pool, remote, &overlay, cfg, block_env, txs, None, false, &mut stats)
     })
     .map_err(ExecutionError::StateRead)??;
     Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
@@ -288,27 +286,44 @@ where
 
         let phase1 = std::time::Instant::now();
         stats.phases.pre = phase1 - started;
-        // Phase 1: Block-STM.
+        // Phase 1: Block-STM, with the state diffs folded per account as the transactions
+        // commit (see `commit.rs`).
         let txs = block.transactions;
         let tx_envs: Vec<TxEnv> =
             txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
-        let outcomes = run_block_stm(
-            &pool,
-            db,
-            &overlay,
-            &env.cfg_env,
-            &env.block_env,
-            &tx_envs,
-            traces.is_some(),
-            &mut stats,
-        )?;
+        let state = executor.evm_mut().db_mut();
+        let main_bound = main_bound_accounts(block, &state.cache);
+        state.transition_state.get_or_insert_default();
+        let (outcomes, shards) = {
+            let state: &State<_> = state;
+            let transitions = state
+                .transition_state
+                .as_ref()
+                .ok_or(EngineFault::Invariant("the block state keeps no transitions"))?;
+            let view =
+                commit::MainView { cache: &state.cache, transitions, main_bound: &main_bound };
+            let shard_count = threads.max(1);
+            let folds =
+                commit::Folds::new(shard_count, db, &view, spec_id, header.beneficiary, txs.len());
+            let outcomes = run_block_stm(
+                &pool,
+                db,
+                &overlay,
+                &env.cfg_env,
+                &env.block_env,
+                &tx_envs,
+                Some(&folds as &dyn commit::FoldWork),
+                traces.is_some(),
+                &mut stats,
+            )?;
+            (outcomes, folds.into_outputs(txs.len()))
+        };
 
         let phase2 = std::time::Instant::now();
         stats.phases.execute = phase2 - phase1;
-        // Phase 2: receipts and gas in order, then the state diffs committed in order (see
-        // `commit.rs`), exactly as the sequential executor does.
+        // Phase 2: receipts and gas in order (an invalid transaction fails the block here, as
+        // in the sequential executor), then the folded accounts the block `State` needs back.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
-        let mut diffs = Vec::with_capacity(txs.len());
         for (tx, outcome) in txs.iter().zip(outcomes) {
             let available = header.gas_limit - executor.cumulative_tx_gas_used;
             let mut max_tx_gas = tx.gas_limit();
@@ -324,7 +339,8 @@ where
                 )
                 .into());
             }
-            let (result, changes) = outcome
+            let logs_bloom = outcome.logs_bloom();
+            let (result, _changes) = outcome
                 .result
                 .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
             let gas = result.gas();
@@ -350,7 +366,7 @@ where
                     cumulative_gas_used: executor.cumulative_tx_gas_used,
                     logs: result.into_logs(),
                 },
-                logs_bloom: outcome.bloom,
+                logs_bloom,
             };
             executor.receipts.push(match tx.tx_type() {
                 TxType::Legacy => ReceiptEnvelope::Legacy(receipt),
@@ -359,19 +375,9 @@ where
                 TxType::Eip4844 => ReceiptEnvelope::Eip4844(receipt),
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
-            diffs.push(commit::TxDiff {
-                changes,
-                fee: outcome.fee,
-                lazy_recipient: outcome.lazy_recipient,
-            });
         }
-        // The state diffs, folded per account in parallel (see `commit.rs`).
+        let mut shards = shards?;
         let state = executor.evm_mut().db_mut();
-        let main_bound = main_bound_accounts(block, &state.cache);
-        let transitions = state.transition_state.get_or_insert_default();
-        let view = commit::MainView { cache: &state.cache, transitions, main_bound: &main_bound };
-        let mut shards =
-            commit::fold(&pool, threads, db, view, &diffs, spec_id, header.beneficiary)?;
         shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
         let phase3 = std::time::Instant::now();
         stats.phases.commit = phase3 - phase2;
@@ -395,6 +401,7 @@ fn run_block_stm<DB>(
     cfg: &CfgEnv,
     block_env: &BlockEnv,
     tx_envs: &[TxEnv],
+    folds: Option<&dyn commit::FoldWork>,
     trace: bool,
     stats: &mut ParallelStats,
 ) -> Result<Vec<TxOutcome>, ExecutionError>
@@ -412,16 +419,20 @@ where
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
     let prev_same_sender: Vec<Option<u32>> =
         txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
-    let memory = pool::take_memory(txs.len(), pool.threads());
-    let scheduler = Scheduler::with_workers(txs.len(), pool.threads());
-    let outcomes: Vec<Mutex<Option<TxOutcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
-    let fees = fees::FeeLedger::new(txs.len(), state_clear);
+    let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
+    let pool::Workspace { memory, scheduler, fees, outcomes } = &mut workspace;
+    // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
+    // speculation, so execute in order and let the other workers fold.
+    let chained = prev_same_sender.iter().filter(|p| p.is_some()).count();
+    if chained * 2 > txs.len() {
+        scheduler.set_in_order(true);
+    }
     let shared = Shared {
         base: db,
         overlay,
-        memory: &memory,
-        scheduler: &scheduler,
+        memory,
+        scheduler,
         cfg,
         block_env,
         tx_envs,
@@ -429,12 +440,12 @@ where
         prev_same_sender: &prev_same_sender,
         beneficiary,
         rules: DeltaRules { state_clear },
-        outcomes: &outcomes,
-        fees: &fees,
+        outcomes,
+        folds,
+        fees,
         trace,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
-    pool::give_back_memory(memory);
     let counters = scheduler.counters();
     stats.executions = counters.executions;
     stats.validations = counters.validations;
@@ -442,21 +453,24 @@ where
     stats.suspensions = counters.suspensions;
     stats.waits = counters.waits;
     ran?;
-    if let Some(err) = scheduler.invariant_error() {
-        return Err(EngineFault::Scheduler(err).into());
-    }
-    if scheduler.is_halted() {
-        return Err(EngineFault::Halted.into());
-    }
-    outcomes
-        .into_iter()
-        .enumerate()
-        .map(|(i, slot)| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .ok_or_else(|| EngineFault::MissingOutcome(i as u32).into())
-        })
-        .collect()
+    let result = if let Some(err) = scheduler.invariant_error() {
+        Err(EngineFault::Scheduler(err).into())
+    } else if scheduler.is_halted() {
+        Err(EngineFault::Halted.into())
+    } else {
+        outcomes
+            .iter_mut()
+            .enumerate()
+            .map(|(i, slot)| {
+                slot.get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .ok_or_else(|| EngineFault::MissingOutcome(i as u32).into())
+            })
+            .collect()
+    };
+    pool::give_back(workspace);
+    result
 }
 
 /// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it

@@ -3,8 +3,9 @@
 //! One pool per thread count, created on first use and reused by every block, so a block pays
 //! no thread start-up. Blocks executed concurrently on the same pool queue for it.
 
-use super::{db::BlockMemory, fault::EngineFault};
+use super::{commit::OutcomeSlot, db::BlockMemory, fault::EngineFault, fees::FeeLedger};
 use std::sync::{Arc, Mutex, OnceLock};
+use velarium_scheduler::Scheduler;
 
 /// A pool of worker threads (the calling thread is worker 0, see `velarium-numa-runtime`).
 #[derive(Debug, Clone)]
@@ -52,26 +53,46 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     velarium_numa_runtime::panic_message(&**panic)
 }
 
-/// Multi-version memories of finished blocks, kept for reuse (see `MvMemory::reset`).
-static MEMORIES: Mutex<Vec<BlockMemory>> = Mutex::new(Vec::new());
+/// The per-block structures of a finished block, kept for reuse: a block then works in memory
+/// the previous one already had, instead of fresh (zeroed, cache-cold) pages.
+#[derive(Debug)]
+pub(crate) struct Workspace {
+    pub(crate) memory: BlockMemory,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) fees: FeeLedger,
+    pub(crate) outcomes: Vec<OutcomeSlot>,
+}
 
-/// An empty multi-version memory for a block of `block_size` transactions on `threads`
-/// workers, reusing a finished block's allocations when one is available.
-pub(crate) fn take_memory(block_size: usize, threads: usize) -> BlockMemory {
-    let reused = MEMORIES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+static WORKSPACES: Mutex<Vec<Workspace>> = Mutex::new(Vec::new());
+
+/// A workspace for a block of `block_size` transactions on `threads` workers.
+pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: bool) -> Workspace {
+    let reused = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).pop();
     match reused {
-        Some(mut memory) => {
-            memory.reset(block_size, threads);
-            memory
+        Some(mut ws) => {
+            ws.memory.reset(block_size, threads);
+            ws.scheduler.reset(block_size, threads);
+            ws.fees.reset(block_size, state_clear);
+            ws.outcomes.truncate(block_size);
+            for slot in &mut ws.outcomes {
+                *slot.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            ws.outcomes.resize_with(block_size, Default::default);
+            ws
         }
-        None => BlockMemory::with_workers(block_size, threads),
+        None => Workspace {
+            memory: BlockMemory::with_workers(block_size, threads),
+            scheduler: Scheduler::with_workers(block_size, threads),
+            fees: FeeLedger::new(block_size, state_clear),
+            outcomes: (0..block_size).map(|_| Default::default()).collect(),
+        },
     }
 }
 
-/// Returns a memory for reuse by a later block (a few are kept; the rest are dropped).
-pub(crate) fn give_back_memory(memory: BlockMemory) {
-    let mut memories = MEMORIES.lock().unwrap_or_else(|e| e.into_inner());
-    if memories.len() < 4 {
-        memories.push(memory);
+/// Returns a workspace for reuse by a later block (a few are kept; the rest are dropped).
+pub(crate) fn give_back(workspace: Workspace) {
+    let mut workspaces = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
+    if workspaces.len() < 4 {
+        workspaces.push(workspace);
     }
 }

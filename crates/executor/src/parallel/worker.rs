@@ -1,6 +1,7 @@
 //! The Block-STM worker: executes and validates incarnations as the scheduler hands them out.
 
 use super::{
+    commit::{FoldWork, OutcomeSlot},
     db::{BlockMemory, Credit, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError},
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -15,7 +16,7 @@ use revm::{
     state::EvmState,
     DatabaseRef,
 };
-use std::{cell::Cell, sync::Mutex};
+use std::cell::Cell;
 use velarium_mvmemory::{WriteSet, WriteValue};
 use velarium_primitives::Version;
 use velarium_scheduler::{Scheduler, SchedulerTask};
@@ -31,8 +32,16 @@ pub(super) struct TxOutcome {
     pub(super) lazy_recipient: Option<Address>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<TxTrace>,
-    /// The logs bloom of the receipt, computed by the worker (off the sequential commit).
-    pub(super) bloom: alloy_primitives::Bloom,
+    /// The logs bloom of the receipt, computed by the worker (off the sequential commit);
+    /// `None` without logs (an empty bloom), so most outcomes stay small.
+    pub(super) bloom: Option<Box<alloy_primitives::Bloom>>,
+}
+
+impl TxOutcome {
+    /// The receipt's logs bloom.
+    pub(super) fn logs_bloom(&self) -> alloy_primitives::Bloom {
+        self.bloom.as_deref().copied().unwrap_or_default()
+    }
 }
 
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
@@ -53,7 +62,10 @@ pub(super) struct Shared<'a, DB> {
     pub(super) prev_same_sender: &'a [Option<u32>],
     pub(super) beneficiary: Address,
     pub(super) rules: DeltaRules,
-    pub(super) outcomes: &'a [Mutex<Option<TxOutcome>>],
+    pub(super) outcomes: &'a [OutcomeSlot],
+    /// The block's fold, fed by idle workers with committed transactions (none when the
+    /// caller commits the outcomes itself).
+    pub(super) folds: Option<&'a dyn FoldWork>,
     /// The beneficiary's fees.
     pub(super) fees: &'a FeeLedger,
     /// Record each incarnation's accessed locations (for contention analysis).
@@ -108,16 +120,31 @@ where
                     task = self.scheduler.finish_validation(version, at_commit, aborted);
                 }
                 SchedulerTask::Retry => {
-                    // Nothing to do until another worker finishes: spin briefly, then give the
-                    // core away (on an oversubscribed machine spinning starves that worker).
+                    // Nothing to execute or validate: fold what is committed, if anything.
+                    if let Some(folds) = self.folds {
+                        if folds.help(self.outcomes, self.scheduler.commit_idx()) {
+                            idle_rounds = 0;
+                            continue;
+                        }
+                    }
+                    // Else back off before asking again (polling the scheduler's shared words
+                    // steals them from the workers that are busy), then give the core away (on
+                    // an oversubscribed machine spinning starves the worker being waited for).
                     idle_rounds += 1;
-                    if idle_rounds < 64 {
-                        std::hint::spin_loop();
+                    if idle_rounds < 12 {
+                        for _ in 0..(1u32 << idle_rounds.min(8)) {
+                            std::hint::spin_loop();
+                        }
                     } else {
                         std::thread::yield_now();
                     }
                 }
                 SchedulerTask::Done => break,
+            }
+        }
+        if let Some(folds) = self.folds {
+            if !self.scheduler.is_halted() {
+                folds.finish(self.outcomes, self.tx_envs.len());
             }
         }
     }
@@ -131,9 +158,11 @@ where
     ) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
-            // The sender's previous transaction decides this one's nonce and balance: wait for
-            // it (or be suspended on it) instead of running to an abort.
-            if !self.scheduler.wait_for(txn_idx, prev) {
+            // The sender's previous transaction decides this one's nonce and balance. Nothing
+            // is executed yet, so rather than wait for it, leave this one suspended on it and
+            // take other work (a chain of one sender's transactions then runs on whichever
+            // worker finishes each link, in order, while the others do the rest).
+            if self.scheduler.add_dependency(txn_idx, prev) {
                 return None;
             }
         }
@@ -180,11 +209,13 @@ where
             } else {
                 self.memory.record(version, &mut db.read_set, writes)
             };
-            *self.outcomes[txn_idx as usize].lock().unwrap_or_else(|e| e.into_inner()) =
+            *self.outcomes[txn_idx as usize].write().unwrap_or_else(|e| e.into_inner()) =
                 Some(TxOutcome {
                     bloom: match &result {
-                        Ok(r) => alloy_primitives::logs_bloom(r.logs()),
-                        Err(_) => Default::default(),
+                        Ok(r) if !r.logs().is_empty() => {
+                            Some(Box::new(alloy_primitives::logs_bloom(r.logs())))
+                        }
+                        _ => None,
                     },
                     result: result.map(|r| (r, state)),
                     fee,
