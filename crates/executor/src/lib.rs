@@ -116,7 +116,8 @@ pub enum Engine {
     Parallel {
         /// Worker threads.
         threads: usize,
-        /// Blocks with fewer transactions run on the oracle instead (0: always Block-STM).
+        /// Blocks with fewer transactions, or made mostly of one sender's chain (see
+        /// [`mostly_one_chain`]), run on the oracle instead (0: always Block-STM).
         min_txs: usize,
     },
 }
@@ -129,6 +130,17 @@ pub enum Engine {
 /// criterion bench `small_blocks` shows no crossover below 128 cheap transfers. Blocks at or
 /// above it are where Block-STM can win; re-measure when the engine's fixed costs change.
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
+
+/// Whether most of a block's transactions follow an earlier one of the same sender (a mining
+/// pool paying out, an airdrop): such a block is one nonce chain, executes in order whatever
+/// the engine, and cannot profit from Block-STM. Unless Block-STM is forced (`min_txs == 0`),
+/// the parallel engine gives it to the oracle, at sequential speed.
+pub fn mostly_one_chain(txs: &[RecoveredTx]) -> bool {
+    let mut seen = alloy_primitives::map::AddressSet::default();
+    seen.reserve(txs.len());
+    let repeats = txs.iter().filter(|tx| !seen.insert(tx.signer())).count();
+    repeats * 2 > txs.len()
+}
 
 impl Engine {
     /// Executes `block` on top of `db` with this engine.
@@ -160,7 +172,11 @@ impl Engine {
             Self::Sequential => {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
-            Self::Parallel { threads, min_txs } if block.transactions.len() >= min_txs => {
+            Self::Parallel { threads, min_txs }
+                if min_txs == 0
+                    || (block.transactions.len() >= min_txs
+                        && !mostly_one_chain(block.transactions)) =>
+            {
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {
                         parallel::record_fault(&fault, block.header.number);

@@ -458,16 +458,22 @@ where
     } else if scheduler.is_halted() {
         Err(EngineFault::Halted.into())
     } else {
-        outcomes
-            .iter_mut()
-            .enumerate()
-            .map(|(i, slot)| {
-                slot.get_mut()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .ok_or_else(|| EngineFault::MissingOutcome(i as u32).into())
-            })
-            .collect()
+        // Moved out one by one into a vector sized up front (outcomes are large).
+        let mut taken = Vec::with_capacity(outcomes.len());
+        let mut missing = None;
+        for (i, slot) in outcomes.iter_mut().enumerate() {
+            match slot.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(outcome) => taken.push(outcome),
+                None => {
+                    missing = Some(i as u32);
+                    break;
+                }
+            }
+        }
+        match missing {
+            Some(i) => Err(EngineFault::MissingOutcome(i).into()),
+            None => Ok(taken),
+        }
     };
     pool::give_back(workspace);
     result

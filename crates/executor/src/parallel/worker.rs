@@ -46,6 +46,9 @@ impl TxOutcome {
 
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
 pub(super) type TxTrace = (Vec<Location>, Vec<(Location, bool)>);
+/// How long an idle worker of an in-order block sleeps before it looks for commits to fold.
+const IN_ORDER_NAP_US: u64 = 20;
+
 /// Shared, read-only inputs of the workers.
 pub(super) struct Shared<'a, DB> {
     pub(super) base: &'a DB,
@@ -126,6 +129,12 @@ where
                             idle_rounds = 0;
                             continue;
                         }
+                    }
+                    if self.scheduler.is_in_order() {
+                        // In order, another worker executes everything: polling its words
+                        // would only slow it down. Let commits pile up for the next fold.
+                        std::thread::sleep(std::time::Duration::from_micros(IN_ORDER_NAP_US));
+                        continue;
                     }
                     // Else back off before asking again (polling the scheduler's shared words
                     // steals them from the workers that are busy), then give the core away (on
@@ -252,13 +261,16 @@ where
             }
             let exists =
                 !(account.is_selfdestructed() || self.rules.state_clear && account.is_empty());
-            let mut info = exists.then(|| account.info.clone());
-            if *address == self.beneficiary {
-                // It read every lower fee: its full write includes them, and its own.
-                info = DeltaRules::apply_one(self.rules, info, fee);
-            }
-            let original = (!account.is_loaded_as_not_existing()).then(|| account.original_info());
-            if wiped || info != original || *address == self.beneficiary {
+            let existed = !account.is_loaded_as_not_existing();
+            let beneficiary = *address == self.beneficiary;
+            // `is_changed` compares with the info as loaded, without cloning it (it may report
+            // a change that is none, which only costs a redundant write).
+            if wiped || beneficiary || exists != existed || (exists && account.is_changed()) {
+                let mut info = exists.then(|| account.info.clone());
+                if beneficiary {
+                    // It read every lower fee: its full write includes them, and its own.
+                    info = DeltaRules::apply_one(self.rules, info, fee);
+                }
                 writes
                     .push((Location::Account(*address), WriteValue::Value(MvValue::Account(info))));
             }
