@@ -159,14 +159,16 @@ fn profile(args: &Args, engine: &str, blocks: &[Block]) -> eyre::Result<ExitCode
         };
         let [pre, execute, commit, post] = &mut phases;
         println!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
             ms(execute),
             ms(commit),
             ms(post),
-            samples.stats.re_executions(block.transactions.len())
+            samples.stats.re_executions(block.transactions.len()),
+            samples.stats.suspensions,
+            samples.stats.waits,
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,8 @@
 //! Commutative credits (the beneficiary's fee, lazily credited transfers) are not ordinary
 //! writes: credits to one location do not order the transactions that make them, but a
 //! transaction that reads (or overwrites) the location depends on every credit since its last
-//! full write.
+//! full write. A read that ignores pending credits (the nonce and code of a lazily credited
+//! recipient) depends only on the location's last full write.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::{collections::HashMap, hash::Hash};
@@ -19,6 +20,9 @@ use std::{collections::HashMap, hash::Hash};
 pub struct TxAccess<K> {
     /// Locations read (including those also written).
     pub reads: Vec<K>,
+    /// Locations read ignoring the credits pending on them (a lazily credited recipient's
+    /// nonce and code): ordered after the last full write only.
+    pub reads_ignoring_credits: Vec<K>,
     /// Locations written.
     pub writes: Vec<K>,
     /// Locations credited commutatively (balance deltas nobody needs to read).
@@ -68,6 +72,11 @@ pub fn critical_path<K: Eq + Hash + Clone>(txs: &[TxAccess<K>]) -> CriticalPath 
                 consider(j);
             }
         }
+        for key in &tx.reads_ignoring_credits {
+            if let Some(&j) = last_writer.get(key) {
+                consider(j);
+            }
+        }
         finish[i] = best.map_or(0, |b| finish[b]) + tx.gas;
         parent[i] = best;
         for key in &tx.writes {
@@ -106,11 +115,23 @@ mod tests {
     use super::*;
 
     fn tx(reads: &[u32], writes: &[u32], gas: u64) -> TxAccess<u32> {
-        TxAccess { reads: reads.to_vec(), writes: writes.to_vec(), credits: Vec::new(), gas }
+        TxAccess {
+            reads: reads.to_vec(),
+            reads_ignoring_credits: Vec::new(),
+            writes: writes.to_vec(),
+            credits: Vec::new(),
+            gas,
+        }
     }
 
     fn credit(reads: &[u32], credits: &[u32], gas: u64) -> TxAccess<u32> {
-        TxAccess { reads: reads.to_vec(), writes: Vec::new(), credits: credits.to_vec(), gas }
+        TxAccess {
+            reads: reads.to_vec(),
+            reads_ignoring_credits: Vec::new(),
+            writes: Vec::new(),
+            credits: credits.to_vec(),
+            gas,
+        }
     }
 
     #[test]
@@ -127,6 +148,29 @@ mod tests {
         let txs = vec![credit(&[], &[0], 100), tx(&[], &[0], 10), credit(&[0], &[], 10)];
         let cp = critical_path(&txs);
         assert_eq!(cp.chain, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn lazily_credited_recipients_do_not_order_their_senders() {
+        // Eight transfers from distinct senders to one recipient (key 0): each reads the
+        // recipient's nonce and code ignoring credits, and credits it. Fully parallel.
+        let transfers: Vec<_> = (1..=8)
+            .map(|i| TxAccess {
+                reads: vec![i],
+                reads_ignoring_credits: vec![0],
+                writes: vec![i],
+                credits: vec![0],
+                gas: 21_000,
+            })
+            .collect();
+        assert_eq!(critical_path(&transfers).bound, 8.0);
+        // A full write of the recipient reads it (so it follows an earlier credit) and
+        // orders the later transfers after it: credit -> write -> transfer.
+        let mut txs = transfers;
+        txs.insert(4, tx(&[0], &[0], 21_000));
+        let cp = critical_path(&txs);
+        assert_eq!(cp.chain.len(), 3);
+        assert_eq!(cp.chain[1], 4);
     }
 
     #[test]

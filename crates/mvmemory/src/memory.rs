@@ -514,10 +514,22 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     ///
     /// If `txn_idx >= block_size`.
     pub fn validate_read_set(&self, txn_idx: TxnIndex) -> bool {
+        self.invalid_read(txn_idx).is_none()
+    }
+
+    /// The first read of the last recorded incarnation of `txn_idx` that would not come from
+    /// the same origin now (see [`validate_read_set`](Self::validate_read_set)), if any: the
+    /// location a lower transaction changed under it.
+    ///
+    /// # Panics
+    ///
+    /// If `txn_idx >= block_size`.
+    pub fn invalid_read(&self, txn_idx: TxnIndex) -> Option<K> {
         let slot = lock(&self.slots[txn_idx as usize]);
         slot.reads
             .iter()
-            .all(|(key, origin)| self.origin_now(key, txn_idx, origin.mode) == Some(*origin))
+            .find(|(key, origin)| self.origin_now(key, txn_idx, origin.mode) != Some(*origin))
+            .map(|(key, _)| *key)
     }
 
     /// The locations written by the last recorded incarnation of `txn_idx` (unordered).

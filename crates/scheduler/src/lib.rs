@@ -47,14 +47,20 @@
 //! uncommitted transaction is running ([`Scheduler::wait_for_lower_executions`]), instead of
 //! reading a value that is about to change.
 //!
-//! **In-order mode.** A block that is effectively sequential gains nothing from speculation
-//! and loses to its aborts and hand-offs. In order, only the transaction at the commit point
-//! is handed out for execution: it reads final values, keeps no read set, is never validated,
-//! and commits as soon as it finishes, while the other workers fold committed transactions.
-//! The engine asks for it up front ([`Scheduler::set_in_order`], e.g. a block that is mostly
-//! one sender's chain of transactions); the scheduler switches to it by itself when more than
-//! [`IN_ORDER_ABORTS`] of the last 64 commits aborted at the commit point. On one worker the
-//! block always runs this way.
+//! **Speculation window.** Executions are handed out only below the commit point plus a
+//! window ([`Scheduler::window`]), unbounded by default.
+//! - *In order* (a window of one): a block that is effectively sequential gains nothing from
+//!   speculation and loses to its aborts and hand-offs. Only the transaction at the commit
+//!   point is handed out for execution: it reads final values, keeps no read set, is never
+//!   validated, and commits as soon as it finishes, while the other workers fold committed
+//!   transactions. The engine asks for it up front ([`Scheduler::set_in_order`], e.g. a block
+//!   that is mostly one sender's chain of transactions). On one worker the block always runs
+//!   this way.
+//! - *Bounded* (one transaction per worker): when more than [`BOUNDED_ABORTS`] of the last 64
+//!   commits aborted at the commit point, the scheduler stops speculating far ahead. Every
+//!   running transaction is then close to the commit point, so a read of a hot location that
+//!   waits for the lower running transactions gets final values, and the block pipelines
+//!   instead of re-executing.
 //!
 //! The block is done when the commit point passes the last transaction.
 //!
@@ -118,9 +124,7 @@ mod error;
 mod scheduler;
 
 pub use error::SchedulerError;
-pub use scheduler::{
-    ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask, IN_ORDER_ABORTS,
-};
+pub use scheduler::{ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask, BOUNDED_ABORTS};
 pub use velarium_primitives::{Incarnation, TxnIndex, Version};
 
 #[cfg(test)]

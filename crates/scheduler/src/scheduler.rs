@@ -203,12 +203,19 @@ pub struct Scheduler {
     /// Eager validations are handed out only this far above the commit point (closer ones
     /// are validated at the commit point anyway).
     eager_window: usize,
-    /// In-order mode: only the transaction at the commit point is handed out for execution, so
-    /// every execution is settled (no read set kept, no validation) and the other workers do
-    /// the fold. For blocks that are effectively sequential (see [`Scheduler::set_in_order`]).
-    in_order: AtomicBool,
-    /// Aborts at the commit point among the last commits, one bit per commit (newest lowest):
-    /// a block whose speculation keeps failing goes in order ([`IN_ORDER_ABORTS`]).
+    /// Speculation window: executions are handed out only below `commit_idx + window`
+    /// (`usize::MAX`: anywhere). A window of 1 is in-order mode: only the transaction at the
+    /// commit point runs, so every execution is settled (no read set kept, no validation) and
+    /// the other workers do the fold; for blocks that are effectively sequential (see
+    /// [`Scheduler::set_in_order`]). A window of one transaction per worker is bounded
+    /// speculation, for blocks whose speculation keeps failing ([`BOUNDED_ABORTS`]): each
+    /// speculative transaction runs beside the commit point, so a read of a hot location can
+    /// wait for the few lower transactions still executing and get their final value instead
+    /// of a stale one.
+    window: AtomicUsize,
+    /// The bounded window (one transaction per worker).
+    bounded_window: usize,
+    /// Aborts at the commit point among the last commits, one bit per commit (newest lowest).
     recent_aborts: AtomicU64,
     txs: Box<[CachePadded<TxSlot>]>,
     aborts: AtomicU64,
@@ -231,8 +238,12 @@ impl fmt::Debug for Scheduler {
     }
 }
 
-/// Aborts at the commit point, among the last 64 commits, above which a block goes in order.
-pub const IN_ORDER_ABORTS: u32 = 16;
+/// Aborts at the commit point, among the last 64 commits, above which a block's speculation is
+/// bounded to one transaction per worker above the commit point.
+pub const BOUNDED_ABORTS: u32 = 16;
+
+/// An unbounded speculation window.
+const UNBOUNDED: usize = usize::MAX;
 
 /// How long a paused read spins before it starts yielding the core.
 const SPINS_BEFORE_YIELD: u32 = 256;
@@ -265,7 +276,8 @@ impl Scheduler {
             done_marker: CachePadded::new(AtomicBool::new(block_size == 0)),
             halted: AtomicBool::new(false),
             eager_window: workers.max(1),
-            in_order: AtomicBool::new(workers <= 1),
+            window: AtomicUsize::new(if workers <= 1 { 1 } else { UNBOUNDED }),
+            bounded_window: workers.max(1),
             recent_aborts: AtomicU64::new(0),
             txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
             aborts: AtomicU64::new(0),
@@ -412,23 +424,59 @@ impl Scheduler {
         Some(incarnation)
     }
 
-    /// Puts the block in order (or back to speculation): see the `in_order` field. The engine
-    /// does it up front for a block made of one sender's chain of transactions; the scheduler
-    /// does it itself when speculation keeps aborting at the commit point.
+    /// Puts the block in order (a speculation window of one transaction) or back to unbounded
+    /// speculation: see the `window` field. The engine does it up front for a block made of one
+    /// sender's chain of transactions.
     pub fn set_in_order(&self, in_order: bool) {
-        self.in_order.store(in_order, Ordering::SeqCst);
+        self.window.store(if in_order { 1 } else { UNBOUNDED }, Ordering::SeqCst);
     }
 
     /// Whether the block runs in order (see [`Scheduler::set_in_order`]).
     pub fn is_in_order(&self) -> bool {
-        self.in_order.load(Ordering::Relaxed)
+        self.window.load(Ordering::Relaxed) == 1
+    }
+
+    /// The speculation window: how far above the commit point executions are handed out
+    /// (`usize::MAX` when unbounded).
+    pub fn window(&self) -> usize {
+        self.window.load(Ordering::Relaxed)
     }
 
     fn next_version_to_execute(&self) -> Option<Version> {
-        if self.in_order.load(Ordering::Relaxed) {
+        let window = self.window.load(Ordering::Relaxed);
+        if window == 1 {
             // Only the commit point, which then reads final values and commits right away.
             let txn_idx = self.commit_idx.load(Ordering::SeqCst);
             self.execution_idx.fetch_max(txn_idx + 1, Ordering::SeqCst);
+            return self
+                .try_incarnate(txn_idx)
+                .map(|incarnation| Version::new(txn_idx as TxnIndex, incarnation));
+        }
+        if window != UNBOUNDED {
+            // Bounded: the commit point first (it may be waiting for a re-execution), then the
+            // next transaction if it is inside the window. A compare-and-swap, so the index
+            // never runs past the window.
+            let commit_idx = self.commit_idx.load(Ordering::SeqCst);
+            if let Some(incarnation) = self.try_incarnate(commit_idx) {
+                self.execution_idx.fetch_max(commit_idx + 1, Ordering::SeqCst);
+                return Some(Version::new(commit_idx as TxnIndex, incarnation));
+            }
+            let end = commit_idx.saturating_add(window).min(self.block_size);
+            let mut txn_idx = self.execution_idx.load(Ordering::SeqCst);
+            loop {
+                if txn_idx >= end {
+                    return None;
+                }
+                match self.execution_idx.compare_exchange(
+                    txn_idx,
+                    txn_idx + 1,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break,
+                    Err(current) => txn_idx = current,
+                }
+            }
             return self
                 .try_incarnate(txn_idx)
                 .map(|incarnation| Version::new(txn_idx as TxnIndex, incarnation));
@@ -512,14 +560,14 @@ impl Scheduler {
         }
     }
 
-    /// Keeps the last 64 commit-point outcomes (aborted or not) and goes in order when more than
-    /// [`IN_ORDER_ABORTS`] of them aborted.
+    /// Keeps the last 64 commit-point outcomes (aborted or not) and bounds speculation when
+    /// more than [`BOUNDED_ABORTS`] of them aborted.
     fn note_commit_abort(&self, aborted: bool) {
         let bits = self.recent_aborts.load(Ordering::Relaxed);
         let bits = (bits << 1) | u64::from(aborted);
         self.recent_aborts.store(bits, Ordering::Relaxed);
-        if aborted && bits.count_ones() > IN_ORDER_ABORTS {
-            self.in_order.store(true, Ordering::SeqCst);
+        if aborted && bits.count_ones() > BOUNDED_ABORTS {
+            self.window.fetch_min(self.bounded_window, Ordering::SeqCst);
         }
     }
 
@@ -554,7 +602,7 @@ impl Scheduler {
         if let Some(task) = self.claim_commit_check() {
             return Some(task);
         }
-        if self.in_order.load(Ordering::Relaxed) {
+        if self.window.load(Ordering::Relaxed) == 1 {
             // In order, the worker that just committed goes on with the next transaction: it
             // has the block's hot data in its cache, and no idle worker has to notice first.
             self.execution_idx.fetch_max(commit_idx + 1, Ordering::SeqCst);

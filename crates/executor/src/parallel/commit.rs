@@ -378,8 +378,14 @@ impl ShardOutputs {
     /// into the largest of them.
     pub(super) fn into_bundle(self, main: BundleState) -> BundleState {
         let mut parts: Vec<BundleState> = self.shards.into_iter().map(|s| s.bundle).collect();
-        let largest = (0..parts.len()).max_by_key(|&i| parts[i].state.len());
-        let mut bundle = match largest {
+        let total: usize = parts.iter().map(|p| p.state.len()).sum::<usize>() + main.state.len();
+        // The first shard's bundle was sized for all of them; otherwise the largest.
+        let target = if parts.first().is_some_and(|p| p.state.capacity() >= total) {
+            Some(0)
+        } else {
+            (0..parts.len()).max_by_key(|&i| parts[i].state.len())
+        };
+        let mut bundle = match target {
             Some(i) => parts.swap_remove(i),
             None => return main,
         };
@@ -673,11 +679,15 @@ where
 
     /// Splits off the main-bound accounts and builds the bundle of the rest.
     fn into_output(self) -> ShardOutput {
-        let Self { accounts, main, .. } = self;
+        let Self { accounts, main, shard, shards, .. } = self;
         let mut to_main = Vec::new();
         let mut bundle = BundleState::default();
         let mut transitions = TransitionState::default();
-        bundle.state.reserve(accounts.len());
+        // The first shard's bundle becomes the block's (see `ShardOutputs::into_bundle`): sized
+        // for every shard's accounts here, on its worker, so the union neither rehashes nor
+        // grows it.
+        let expected = if shard == 0 { accounts.len() * shards + accounts.len() / 4 } else { 0 };
+        bundle.state.reserve(accounts.len().max(expected));
         for (address, account) in accounts {
             let (cache, transition) = match account {
                 Folded::Plain(plain) if main.is_bound(&address) => {

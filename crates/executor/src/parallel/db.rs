@@ -13,6 +13,7 @@ use revm::{
     primitives::KECCAK_EMPTY,
     state::AccountInfo,
 };
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use velarium_mvmemory::{
     mix64, Delta, DeltaSum, MvKey, MvMemory, ReadMode, ReadOrigin, ReadResult, ReadSet,
 };
@@ -176,6 +177,46 @@ impl DeltaRules {
     }
 }
 
+/// The block's hot locations: those a validation found changed under a reader by a lower
+/// transaction. A later read of one first waits until no lower transaction is being executed
+/// (`Scheduler::wait_for_lower_executions`), instead of reading a value about to change and
+/// aborting. A bit per hash bucket: a false positive costs only a wait, never a wrong value.
+#[derive(Debug)]
+pub(crate) struct HotLocations {
+    bits: Box<[AtomicU64]>,
+    any: AtomicBool,
+}
+
+impl HotLocations {
+    const BITS: u64 = 1 << 14;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            bits: (0..Self::BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    fn bit(location: &Location) -> (usize, u64) {
+        let bit = location.mv_hash() % Self::BITS;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    pub(crate) fn mark(&self, location: &Location) {
+        let (word, mask) = Self::bit(location);
+        self.bits[word].fetch_or(mask, Ordering::Relaxed);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn contains(&self, location: &Location) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (word, mask) = Self::bit(location);
+        self.bits[word].load(Ordering::Relaxed) & mask != 0
+    }
+}
+
 /// The database of one incarnation of one transaction.
 #[derive(Debug)]
 pub(crate) struct TxDb<'a, DB> {
@@ -188,6 +229,11 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) read_set: ReadSet<Location, Credit>,
     /// The block's scheduler: a read that meets an ESTIMATE waits on it (see [`TxDb::read`]).
     pub(crate) scheduler: &'a Scheduler,
+    /// The block's hot locations (see [`HotLocations`]).
+    pub(crate) hot: &'a HotLocations,
+    /// Every lower transaction was committed when this incarnation started: its reads are
+    /// final, it keeps no read set and never waits for hot locations.
+    pub(crate) settled: bool,
     /// The beneficiary's fees (not in multi-version memory, see `fees.rs`).
     pub(crate) fees: &'a FeeLedger,
     /// The block's beneficiary.
@@ -213,6 +259,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     pub(crate) fn new(
         memory: &'a BlockMemory,
         scheduler: &'a Scheduler,
+        hot: &'a HotLocations,
         fees: &'a FeeLedger,
         beneficiary: Address,
         overlay: &'a Overlay,
@@ -227,6 +274,8 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             rules,
             read_set: Vec::new(),
             scheduler,
+            hot,
+            settled: false,
             fees,
             beneficiary,
             fee_reads: Vec::new(),
@@ -237,9 +286,16 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         }
     }
 
-    /// Prepares for a new incarnation of `txn_idx`.
-    pub(crate) fn reset(&mut self, txn_idx: TxnIndex, lazy_candidate: Option<Address>) {
+    /// Prepares for a new incarnation of `txn_idx`; `settled`: it started with every lower
+    /// transaction committed (and no trace is wanted), so it records no reads.
+    pub(crate) fn reset(
+        &mut self,
+        txn_idx: TxnIndex,
+        lazy_candidate: Option<Address>,
+        settled: bool,
+    ) {
         self.txn_idx = txn_idx;
+        self.settled = settled;
         self.read_set.clear();
         self.suspended = false;
         self.fee_reads.clear();
@@ -282,7 +338,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         DB::Error: std::fmt::Display,
     {
         let address = self.beneficiary;
-        self.scheduler.wait_for_lower_executions(self.txn_idx);
+        if !self.settled {
+            self.scheduler.wait_for_lower_executions(self.txn_idx);
+        }
         loop {
             let (info, from) = match self.read(Location::Account(address), ReadMode::WithDeltas)? {
                 ReadResult::Value { version, value: MvValue::Account(info), deltas } => {
@@ -343,6 +401,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         location: Location,
         mode: ReadMode,
     ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
+        if !self.settled && self.hot.contains(&location) {
+            self.scheduler.wait_for_lower_executions(self.txn_idx);
+        }
         loop {
             let result = self.memory.read(&location, self.txn_idx, mode);
             if let ReadResult::Blocked(blocking) = result {
@@ -352,8 +413,10 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
                 self.suspended = true;
                 return Err(TxDbError::Blocked(blocking));
             }
-            if let Some(origin) = ReadOrigin::of(&result, mode) {
-                self.read_set.push((location, origin));
+            if !self.settled {
+                if let Some(origin) = ReadOrigin::of(&result, mode) {
+                    self.read_set.push((location, origin));
+                }
             }
             return Ok(result);
         }

@@ -346,8 +346,13 @@ where
             let gas = result.gas();
             if let (Some(traces), Some((reads, writes))) = (traces.as_deref_mut(), &outcome.trace) {
                 let (credits, writes): (Vec<_>, Vec<_>) = writes.iter().partition(|(_, c)| *c);
+                let (ignoring, reads): (Vec<_>, Vec<_>) = reads.iter().partition(|(_, i)| *i);
                 traces.push(velarium_analyzer::TxAccess {
-                    reads: reads.iter().map(|l| AccessKey::from(*l)).collect(),
+                    reads: reads.into_iter().map(|(l, _)| AccessKey::from(l)).collect(),
+                    reads_ignoring_credits: ignoring
+                        .into_iter()
+                        .map(|(l, _)| AccessKey::from(l))
+                        .collect(),
                     writes: writes.into_iter().map(|(l, _)| AccessKey::from(l)).collect(),
                     credits: credits.into_iter().map(|(l, _)| AccessKey::from(l)).collect(),
                     gas: gas.tx_gas_used(),
@@ -428,6 +433,7 @@ where
     if chained * 2 > txs.len() {
         scheduler.set_in_order(true);
     }
+    let hot = db::HotLocations::new();
     let shared = Shared {
         base: db,
         overlay,
@@ -443,6 +449,7 @@ where
         outcomes,
         folds,
         fees,
+        hot: &hot,
         trace,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());

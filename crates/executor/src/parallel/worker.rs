@@ -2,7 +2,9 @@
 
 use super::{
     commit::{FoldWork, OutcomeSlot},
-    db::{BlockMemory, Credit, DeltaRules, Location, MvValue, Overlay, TxDb, TxDbError},
+    db::{
+        BlockMemory, Credit, DeltaRules, HotLocations, Location, MvValue, Overlay, TxDb, TxDbError,
+    },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
 };
@@ -17,7 +19,7 @@ use revm::{
     DatabaseRef,
 };
 use std::cell::Cell;
-use velarium_mvmemory::{WriteSet, WriteValue};
+use velarium_mvmemory::{ReadMode, WriteSet, WriteValue};
 use velarium_primitives::Version;
 use velarium_scheduler::{Scheduler, SchedulerTask};
 
@@ -45,7 +47,9 @@ impl TxOutcome {
 }
 
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
-pub(super) type TxTrace = (Vec<Location>, Vec<(Location, bool)>);
+/// One incarnation's accesses: reads (and whether each ignored pending credits), writes (and
+/// whether each is a credit).
+pub(super) type TxTrace = (Vec<(Location, bool)>, Vec<(Location, bool)>);
 /// How long an idle worker of an in-order block sleeps before it looks for commits to fold.
 const IN_ORDER_NAP_US: u64 = 20;
 
@@ -71,6 +75,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) folds: Option<&'a dyn FoldWork>,
     /// The beneficiary's fees.
     pub(super) fees: &'a FeeLedger,
+    /// Locations found written under a reader (see [`HotLocations`]).
+    pub(super) hot: &'a HotLocations,
     /// Record each incarnation's accessed locations (for contention analysis).
     pub(super) trace: bool,
 }
@@ -87,6 +93,7 @@ where
         let db = TxDb::new(
             self.memory,
             self.scheduler,
+            self.hot,
             self.fees,
             self.beneficiary,
             self.overlay,
@@ -112,8 +119,14 @@ where
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
-                    let valid = self.memory.validate_read_set(txn_idx)
-                        && self.fees.validate(txn_idx, self.scheduler.commit_idx());
+                    let stale = self.memory.invalid_read(txn_idx);
+                    if let Some(location) = stale {
+                        // A lower transaction wrote it while this one ran: later readers wait
+                        // for the lower transactions being executed before they read it.
+                        self.hot.mark(&location);
+                    }
+                    let valid =
+                        stale.is_none() && self.fees.validate(txn_idx, self.scheduler.commit_idx());
                     let aborted =
                         !valid && self.scheduler.try_validation_abort(txn_idx, version.incarnation);
                     if aborted {
@@ -176,10 +189,13 @@ where
             }
         }
         {
-            evm.ctx()
-                .journaled_state
-                .database
-                .reset(txn_idx, self.lazy_candidates[txn_idx as usize]);
+            // Started with every lower transaction committed: final, so nothing to validate.
+            let settled = self.scheduler.executing_settled(txn_idx);
+            evm.ctx().journaled_state.database.reset(
+                txn_idx,
+                self.lazy_candidates[txn_idx as usize],
+                settled && !self.trace,
+            );
             evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
             let mut handler =
                 LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
@@ -197,7 +213,11 @@ where
                 self.write_set(writes, &state, fee, lazy_recipient);
             }
             let trace = self.trace.then(|| {
-                let reads = db.read_set.iter().map(|(k, _)| *k).collect();
+                let reads = db
+                    .read_set
+                    .iter()
+                    .map(|(k, origin)| (*k, origin.mode == ReadMode::IgnoreDeltas))
+                    .collect();
                 let mut writes: Vec<_> =
                     writes.iter().map(|(k, w)| (*k, matches!(w, WriteValue::Delta(_)))).collect();
                 // The fee is a credit of the beneficiary (kept out of multi-version memory).
@@ -208,9 +228,6 @@ where
                 }
                 (reads, writes)
             });
-            // An incarnation that started with every lower transaction committed is final: its
-            // reads will never be validated.
-            let settled = self.scheduler.executing_settled(txn_idx);
             self.fees.record(txn_idx, fee, if settled { &[] } else { &db.fee_reads });
             let wrote_new = if settled {
                 db.read_set.clear();
