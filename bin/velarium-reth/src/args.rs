@@ -18,7 +18,14 @@ pub struct VelariumArgs {
 
     /// Blocks with fewer transactions than this run sequentially [default: 24]; 0 sends every
     /// block through Block-STM.
-    #[arg(long = "velarium.min-txs", env = "VELARIUM_MIN_TXS", value_name = "N")]
+    /// (The same name as `velarium --min-parallel-txs`; `--velarium.min-txs` is its old,
+    /// hidden alias.)
+    #[arg(
+        long = "velarium.min-parallel-txs",
+        alias = "velarium.min-txs",
+        env = "VELARIUM_MIN_PARALLEL_TXS",
+        value_name = "N"
+    )]
     pub min_txs: Option<usize>,
 
     /// Install the `velarium-verify` ExEx: re-execute every committed block with the parallel
@@ -71,7 +78,7 @@ mod tests {
             "velarium-reth",
             "--velarium.threads",
             "8",
-            "--velarium.min-txs",
+            "--velarium.min-parallel-txs",
             "0",
             "--velarium.verify",
         ])
@@ -80,6 +87,13 @@ mod tests {
         assert_eq!(args, VelariumArgs { threads: Some(8), min_txs: Some(0), verify: true });
         let config = args.parallel_config();
         assert_eq!((config.threads, config.min_txs), (8, 0));
+    }
+
+    #[test]
+    fn old_flag_name_still_parses() {
+        let args =
+            Wrapper::try_parse_from(["velarium-reth", "--velarium.min-txs", "3"]).unwrap().args;
+        assert_eq!(args.min_txs, Some(3));
     }
 
     #[test]

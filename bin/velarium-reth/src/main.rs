@@ -6,7 +6,7 @@
 //! [`velarium_reth_glue::ParallelBlockExecutorFactory`]. Everything else is reth's.
 //!
 //! Extra flags of `node` (environment variables for the other subcommands):
-//! `--velarium.threads N` (`VELARIUM_THREADS`), `--velarium.min-txs N` (`VELARIUM_MIN_TXS`) and
+//! `--velarium.threads N` (`VELARIUM_THREADS`), `--velarium.min-parallel-txs N` (`VELARIUM_MIN_PARALLEL_TXS`) and
 //! `--velarium.verify` (`VELARIUM_VERIFY`), which installs the `velarium-verify` ExEx.
 
 mod args;

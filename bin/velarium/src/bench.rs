@@ -6,6 +6,7 @@
 //! bound (gas-weighted longest dependency chain from the real read/write sets) says how much
 //! parallelism exists at all; efficiency = speedup / min(threads, bound).
 
+use crate::{replay::find_block_dirs, EngineKind};
 use eyre::{bail, eyre, WrapErr};
 use serde_json::json;
 use std::{
@@ -39,9 +40,14 @@ pub(crate) struct Args {
     /// Seed of the generated blocks.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Folder of mainnet blocks for the `mainnet` workload.
-    #[arg(long, default_value = "target/fixtures/mainnet-blocks")]
-    mainnet: PathBuf,
+    /// Mainnet blocks for the `mainnet` workload: a folder of block folders or the
+    /// `mainnet-blocks.tar.xz` archive (default: `target/fixtures/mainnet-blocks` if the test
+    /// command unpacked it, else the archive in `$VELARIUM_SHARED` or `../shared`).
+    #[arg(long)]
+    mainnet: Option<PathBuf>,
+    /// Where `.tar.xz` archives are extracted.
+    #[arg(long, env = "VELARIUM_FIXTURE_CACHE", default_value = "target/fixtures-cache")]
+    cache_dir: PathBuf,
     /// Print one JSON record per workload and engine/thread count.
     #[arg(long)]
     json: bool,
@@ -51,8 +57,8 @@ pub(crate) struct Args {
     /// Profiling mode: run only this engine (`sequential`, or `parallel` at the first
     /// `--threads` value), `--reps` times per block, without the oracle, tracing or checks; for
     /// `perf record`.
-    #[arg(long, value_parser = ["sequential", "parallel"])]
-    profile: Option<String>,
+    #[arg(long, value_enum)]
+    profile: Option<EngineKind>,
 }
 
 /// A block ready to execute.
@@ -91,10 +97,8 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
     let mut blocks = Vec::new();
     for name in names {
         if name == "mainnet" {
-            let dirs = velarium_replay::list_block_dirs(&args.mainnet);
-            if dirs.is_empty() {
-                bail!("no mainnet blocks under {}", args.mainnet.display());
-            }
+            let source = args.mainnet.clone().unwrap_or_else(default_mainnet_blocks);
+            let dirs = find_block_dirs(&source, &args.cache_dir)?;
             let spec = velarium_replay::mainnet_spec();
             for dir in dirs {
                 let b = velarium_replay::load_block(&dir)
@@ -132,11 +136,23 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
     Ok(blocks)
 }
 
+/// Where the mainnet blocks are when `--mainnet` is not given: the test command's unpacked copy,
+/// else the shipped archive.
+fn default_mainnet_blocks() -> PathBuf {
+    let unpacked = PathBuf::from("target/fixtures/mainnet-blocks");
+    if unpacked.is_dir() {
+        return unpacked;
+    }
+    let shared =
+        std::env::var_os("VELARIUM_SHARED").map_or_else(|| "../shared".into(), PathBuf::from);
+    shared.join("fixtures/mainnet-blocks/mainnet-blocks.tar.xz")
+}
+
 /// `--profile`: one engine only, every block `--reps` times; prints each block's median.
-fn profile(args: &Args, engine: &str, blocks: &[Block]) -> eyre::Result<ExitCode> {
+fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<ExitCode> {
     let engine = match engine {
-        "sequential" => Engine::Sequential,
-        _ => Engine::Parallel { threads: args.threads[0], min_txs: 0 },
+        EngineKind::Sequential => Engine::Sequential,
+        EngineKind::Parallel => Engine::Parallel { threads: args.threads[0], min_txs: 0 },
     };
     for block in blocks {
         let mut samples = Samples::default();
@@ -158,7 +174,7 @@ fn profile(args: &Args, engine: &str, blocks: &[Block]) -> eyre::Result<ExitCode
             times[times.len() / 2].as_secs_f64() * 1e3
         };
         let [pre, execute, commit, post] = &mut phases;
-        println!(
+        out!(
             "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
@@ -192,20 +208,20 @@ impl Samples {
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     if args.list {
         for (name, _) in velarium_workloads::GENERATORS {
-            println!("{name}");
+            out!("{name}");
         }
-        println!("mainnet");
+        out!("mainnet");
         return Ok(ExitCode::SUCCESS);
     }
     if args.reps == 0 || args.threads.is_empty() || args.threads.contains(&0) {
         bail!("--reps and every --threads value must be at least 1");
     }
     let blocks = load_workloads(&args)?;
-    if let Some(engine) = &args.profile {
+    if let Some(engine) = args.profile {
         return profile(&args, engine, &blocks);
     }
     if !args.json {
-        println!(
+        out!(
             "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5}",
             "workload",
             "engine",
@@ -222,7 +238,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             "eff"
         );
     }
-    let mut mainnet_speedups: Vec<(usize, f64)> = Vec::new();
+    // (threads, speedup, critical-path bound) of every mainnet block.
+    let mut mainnet_speedups: Vec<(usize, f64, f64)> = Vec::new();
     for block in &blocks {
         let oracle = Engine::Sequential
             .execute(&block.spec, &block.state, block.input())
@@ -255,7 +272,11 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         }
         let gas = oracle.gas_used as f64;
         let seq_median = seq.median();
-        let report = |engine: &str, threads: usize, s: &Samples, speedup: f64| {
+        let report = |engine: &str,
+                      threads: usize,
+                      s: &Samples,
+                      speedup: f64|
+         -> eyre::Result<()> {
             let median = s.median();
             let min = s.times.iter().min().copied().unwrap_or_default();
             let max = s.times.iter().max().copied().unwrap_or_default();
@@ -272,9 +293,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
                     "critical_path_bound": bound, "efficiency": eff,
                 });
-                println!("{record}");
+                out!("{record}");
             } else {
-                println!(
+                out!(
                     "{:<28} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}%",
                     block.name,
                     engine,
@@ -291,32 +312,37 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     eff * 100.0
                 );
             }
+            Ok(())
         };
-        report("sequential", 1, &seq, 1.0);
+        report("sequential", 1, &seq, 1.0)?;
         for (i, &threads) in args.threads.iter().enumerate() {
             let speedup = seq_median.as_secs_f64() / par[i].median().as_secs_f64().max(1e-12);
-            report(&format!("parallel/{threads}"), threads, &par[i], speedup);
+            report(&format!("parallel/{threads}"), threads, &par[i], speedup)?;
             if block.name.starts_with("mainnet/") {
-                mainnet_speedups.push((threads, speedup));
+                mainnet_speedups.push((threads, speedup, bound));
             }
         }
     }
     for &threads in &args.threads {
-        let s: Vec<f64> =
-            mainnet_speedups.iter().filter(|(t, _)| *t == threads).map(|(_, s)| *s).collect();
-        if s.is_empty() {
+        let blocks: Vec<_> = mainnet_speedups.iter().filter(|(t, ..)| *t == threads).collect();
+        if blocks.is_empty() {
             continue;
         }
-        let geomean = (s.iter().map(|x| x.ln()).sum::<f64>() / s.len() as f64).exp();
-        let worst = s.iter().copied().fold(f64::INFINITY, f64::min);
+        let geomean = |xs: &mut dyn Iterator<Item = f64>| {
+            let (sum, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x.ln(), n + 1));
+            (sum / n.max(1) as f64).exp()
+        };
+        let speedup = geomean(&mut blocks.iter().map(|(_, s, _)| *s));
+        let limit = geomean(&mut blocks.iter().map(|(t, _, b)| b.min(*t as f64)));
+        let worst = blocks.iter().map(|(_, s, _)| *s).fold(f64::INFINITY, f64::min);
         let line = format!(
-            "mainnet, {threads} threads: geometric mean speedup {geomean:.2}x, worst {worst:.2}x over {} blocks",
-            s.len()
+            "mainnet, {threads} threads: geometric mean speedup {speedup:.2}x, worst {worst:.2}x over {} blocks (critical-path limit: geometric mean of min(threads, bound) {limit:.2}x)",
+            blocks.len()
         );
         if args.json {
-            eprintln!("{line}");
+            note!("{line}");
         } else {
-            println!("{line}");
+            out!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

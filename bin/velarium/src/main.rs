@@ -1,5 +1,24 @@
 //! `velarium`: import chains, run Ethereum's conformance fixtures, replay and benchmark blocks.
 
+/// `println!` that fails with an error instead of panicking when standard output is closed
+/// (`velarium ... | head -1`) or full (`> /dev/full`); use it inside a function returning
+/// `eyre::Result`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| eyre::eyre!("cannot write to standard output: {e}"))?
+    }};
+}
+
+/// `eprintln!` for progress and diagnostics: a closed standard error is not worth a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod blocktest;
 mod import;
@@ -23,12 +42,21 @@ struct Cli {
     command: Command,
 }
 
+/// The engines `--engine` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineKind {
+    /// Block-STM.
+    Parallel,
+    /// The sequential oracle.
+    Sequential,
+}
+
 /// Engine selection shared by the commands that execute blocks.
 #[derive(Debug, Clone, clap::Args)]
 struct EngineArgs {
     /// Execution engine: `parallel` (Block-STM) or `sequential` (the oracle).
-    #[arg(long = "engine", default_value = "parallel", value_parser = ["parallel", "sequential"])]
-    engine_name: String,
+    #[arg(long, value_enum, default_value_t = EngineKind::Parallel)]
+    engine: EngineKind,
     /// Worker threads of the parallel engine (default: the machine's cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
@@ -42,11 +70,9 @@ impl EngineArgs {
     /// The selected engine.
     fn engine(&self) -> Engine {
         let threads = self.threads.map_or_else(default_threads, |t| t as usize);
-        match Engine::from_name(&self.engine_name, threads).unwrap_or_default() {
-            Engine::Parallel { threads, .. } => {
-                Engine::Parallel { threads, min_txs: self.min_parallel_txs }
-            }
-            Engine::Sequential => Engine::Sequential,
+        match self.engine {
+            EngineKind::Parallel => Engine::Parallel { threads, min_txs: self.min_parallel_txs },
+            EngineKind::Sequential => Engine::Sequential,
         }
     }
 }
@@ -79,16 +105,58 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Replay(args) => replay::run(args),
     };
+    // Whatever is still buffered must reach its destination too.
+    let result = result.and_then(|code| {
+        use std::io::Write as _;
+        std::io::stdout()
+            .flush()
+            .map_err(|e| eyre::eyre!("cannot write to standard output: {e}"))
+            .map(|()| code)
+    });
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            note!("error: {}", render_error(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes on one line, each cause once: many error types already print their
+/// source in their own message (`cannot read x: No such file`), and eyre's `{:#}` would repeat it.
+pub(crate) fn render_error(err: &eyre::Report) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The machine's logical cores.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let chain_error =
+            velarium_chain::rlp::ChainFileError::Io { path: "x.rlp".into(), source: io };
+        let report = eyre::Report::new(chain_error).wrap_err("importing");
+        assert_eq!(
+            render_error(&report),
+            "importing: cannot read x.rlp: No such file or directory"
+        );
+    }
 }

@@ -3,7 +3,11 @@
 
 use crate::{blocktest::resolve_input, EngineArgs};
 use eyre::bail;
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 use velarium_executor::{Engine, ParallelStats};
 use velarium_replay::{
     check_against_oracle, list_block_dirs, load_block, mainnet_spec, replay_block, ReplayError,
@@ -115,29 +119,41 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
     report
 }
 
+/// The block folders of a command-line path: a block folder, a folder of them, or an archive of
+/// them (extracted once into `cache_dir`). None found is an error.
+pub(crate) fn find_block_dirs(path: &Path, cache_dir: &Path) -> eyre::Result<Vec<PathBuf>> {
+    let root = resolve_input(path, cache_dir)?;
+    // An archive holds one top-level `mainnet-blocks/` folder.
+    let mut found = list_block_dirs(&root);
+    if found.is_empty() {
+        found = list_block_dirs(&root.join("mainnet-blocks"));
+    }
+    if found.is_empty() {
+        bail!("{}: no block folders (with a block.json) found", path.display());
+    }
+    Ok(found)
+}
+
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
     let mut dirs = Vec::new();
     for path in &args.paths {
-        let root = resolve_input(path, &args.cache_dir)?;
-        // An archive holds one top-level `mainnet-blocks/` folder.
-        let mut found = list_block_dirs(&root);
-        if found.is_empty() {
-            found = list_block_dirs(&root.join("mainnet-blocks"));
-        }
-        if found.is_empty() {
-            bail!("{}: no block folders (with a block.json) found", path.display());
-        }
-        dirs.extend(found);
+        dirs.extend(find_block_dirs(path, &args.cache_dir)?);
     }
 
     let engine = args.engine.engine();
     if !args.json {
-        println!(
+        out!(
             "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  result",
-            "number", "txs", "gas", "time ms", "oracle ms", "speedup", "re-ex"
+            "number",
+            "txs",
+            "gas",
+            "time ms",
+            "oracle ms",
+            "speedup",
+            "re-ex"
         );
     }
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -184,10 +200,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 "speedup": speedup,
                 "stats": stats,
             });
-            println!("{line}");
+            out!("{line}");
         } else {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-            println!(
+            out!(
                 "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  {}",
                 report.number,
                 opt(report.txs.map(|t| t.to_string())),
@@ -205,7 +221,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     // The limits of a partial pre-state: on stderr in JSON mode, so stdout stays JSON lines.
     let mut notes = vec![format!(
-        "note: engine {engine:?}; checked gas used, receipts root (Byzantium+), logs bloom, blob \
+        "note: engine {engine}; checked gas used, receipts root (Byzantium+), logs bloom, blob \
          gas and requests hash; the state root is NOT checked (the pre-state is partial)"
     )];
     if !with_ommers.is_empty() {
@@ -227,16 +243,16 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     for note in notes {
         if args.json {
-            eprintln!("{note}");
+            note!("{note}");
         } else {
-            println!("{note}");
+            out!("{note}");
         }
     }
     // The plain closing line CI tooling reads.
     if args.json {
-        eprintln!("replay: {passed} passed, {failed} failed");
+        note!("replay: {passed} passed, {failed} failed");
     } else {
-        println!("replay: {passed} passed, {failed} failed");
+        out!("replay: {passed} passed, {failed} failed");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

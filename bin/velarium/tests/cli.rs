@@ -47,7 +47,7 @@ fn malformed_genesis_and_chain_files_are_errors() {
     let (code, text) =
         velarium(&["import", "--genesis", good.to_str().unwrap(), chain.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("block #0 at byte offset 0"), "{text}");
+    assert!(text.contains("cannot decode the first block of the file, at byte offset 0"), "{text}");
 
     let fixture = dir.join("bad.json");
     std::fs::write(&fixture, b"{ not json").unwrap();

@@ -16,17 +16,32 @@ pub enum ChainFileError {
         source: std::io::Error,
     },
     /// A block failed to decode.
-    #[error("{path}: block #{index} at byte offset {offset}: {source}")]
+    #[error("{path}: cannot decode {}, at byte offset {offset}: {source}", position(*index, *previous))]
     Decode {
         /// The file.
         path: String,
         /// Position of the block in the file (0-based).
         index: usize,
+        /// The number of the block before it in the file, if any.
+        previous: Option<u64>,
         /// Byte offset of the block (in the decompressed stream).
         offset: usize,
         /// The RLP error.
         source: alloy_rlp::Error,
     },
+}
+
+/// Where an undecodable block sits, in words a user can check against the chain: block numbers
+/// where they are known, 1-based positions otherwise.
+fn position(index: usize, previous: Option<u64>) -> String {
+    match previous {
+        Some(number) => format!(
+            "the block after block {number} (presumably block {}, entry {} of the file)",
+            number.saturating_add(1),
+            index + 1
+        ),
+        None => String::from("the first block of the file"),
+    }
 }
 
 /// Reads a whole chain file into memory, transparently gunzipping `.gz` files.
@@ -44,21 +59,38 @@ pub fn read_chain_file(path: &Path) -> Result<Vec<u8>, ChainFileError> {
 
 /// Decodes concatenated RLP blocks; fails on the first undecodable block or trailing bytes.
 pub fn decode_blocks(bytes: &[u8], path: &str) -> Result<Vec<EthBlock>, ChainFileError> {
-    let mut blocks = Vec::new();
+    blocks(bytes, path).collect()
+}
+
+/// The blocks of a chain file one by one, so a caller can import the good prefix of a damaged
+/// file before it meets the first undecodable block (the last item, an error).
+pub fn blocks<'a>(
+    bytes: &'a [u8],
+    path: &'a str,
+) -> impl Iterator<Item = Result<EthBlock, ChainFileError>> + 'a {
     let mut buf = bytes;
-    while !buf.is_empty() {
+    let (mut index, mut previous, mut failed) = (0usize, None, false);
+    std::iter::from_fn(move || {
+        if buf.is_empty() || failed {
+            return None;
+        }
         let offset = bytes.len() - buf.len();
-        let block = EthBlock::decode(&mut buf)
+        let decoded = EthBlock::decode(&mut buf)
             .and_then(|b| check_canonical_body(&b).map(|()| b))
             .map_err(|source| ChainFileError::Decode {
-            path: path.to_string(),
-            index: blocks.len(),
-            offset,
-            source,
-        })?;
-        blocks.push(block);
-    }
-    Ok(blocks)
+                path: path.to_string(),
+                index,
+                previous,
+                offset,
+                source,
+            });
+        match &decoded {
+            Ok(block) => previous = Some(block.header.number),
+            Err(_) => failed = true,
+        }
+        index += 1;
+        Some(decoded)
+    })
 }
 
 /// Rejects encodings that decode but are not a block body's canonical form: a blob transaction
@@ -116,12 +148,20 @@ mod tests {
         sample_block(2).encode(&mut bytes);
         let cut = &bytes[..bytes.len() - 3];
         match decode_blocks(cut, "f") {
-            Err(ChainFileError::Decode { index, offset, .. }) => {
-                assert_eq!(index, 1);
+            Err(err @ ChainFileError::Decode { index, offset, previous, .. }) => {
+                assert_eq!((index, previous), (1, Some(1)));
                 assert!(offset > 0);
+                // Users read block numbers, not 0-based positions.
+                let message = err.to_string();
+                assert!(
+                    message.contains("after block 1 (presumably block 2, entry 2"),
+                    "{message}"
+                );
             }
             other => panic!("expected decode error, got {other:?}"),
         }
+        let first = decode_blocks(&[0xff], "g").unwrap_err().to_string();
+        assert!(first.contains("the first block of the file"), "{first}");
         for garbage in [&[0xffu8][..], &[0xc0], &[0xf9, 0xff], &[0x80, 0x80]] {
             assert!(decode_blocks(garbage, "g").is_err(), "{garbage:?}");
         }

@@ -122,6 +122,21 @@ pub enum Engine {
     },
 }
 
+impl core::fmt::Display for Engine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Sequential => f.write_str("sequential (the oracle)"),
+            Self::Parallel { threads, min_txs: 0 } => {
+                write!(f, "parallel ({threads} threads, Block-STM on every block)")
+            }
+            Self::Parallel { threads, min_txs } => write!(
+                f,
+                "parallel ({threads} threads, blocks under {min_txs} transactions on the oracle)"
+            ),
+        }
+    }
+}
+
 /// Below this many transactions a block runs sequentially by default.
 ///
 /// Measured, not guessed: on the 47 mainnet blocks of `../shared/fixtures/mainnet-blocks`

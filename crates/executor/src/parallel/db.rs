@@ -254,18 +254,29 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) lazy_recipient: Option<Address>,
 }
 
+/// The block-wide structures every worker's database reads and records into.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockParts<'a> {
+    /// Multi-version memory.
+    pub(crate) memory: &'a BlockMemory,
+    /// The scheduler (for pausing on running writers).
+    pub(crate) scheduler: &'a Scheduler,
+    /// Locations whose reads failed validation.
+    pub(crate) hot: &'a HotLocations,
+    /// The beneficiary's fees.
+    pub(crate) fees: &'a FeeLedger,
+}
+
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     /// A database for the incarnations a worker executes.
     pub(crate) fn new(
-        memory: &'a BlockMemory,
-        scheduler: &'a Scheduler,
-        hot: &'a HotLocations,
-        fees: &'a FeeLedger,
+        parts: BlockParts<'a>,
         beneficiary: Address,
         overlay: &'a Overlay,
         base: &'a DB,
         rules: DeltaRules,
     ) -> Self {
+        let BlockParts { memory, scheduler, hot, fees } = parts;
         Self {
             txn_idx: 0,
             memory,

@@ -5,17 +5,28 @@
 //!       │                 → snapshot of what they changed (the overlay)
 //!  phase 1 (N workers)    Block-STM: execute / validate transactions speculatively;
 //!       │                 reads: MvMemory → overlay → parent state; a read of an ESTIMATE
-//!       │                 suspends the transaction until its writer finishes
-//!  phase 2 (sequential)   commit each transaction's final revm state, in order, into the
-//!                         same `State` (plus its fee credit), build receipts, then the
-//!                         post-execution changes (requests, withdrawals, rewards)
+//!       │                 pauses on a running writer or suspends the transaction; a rolling
+//!       │                 commit makes each transaction final as soon as every lower one is,
+//!       │                 and idle workers fold committed transactions' diffs per account
+//!  phase 2 (N workers)    the rest of the fold, sharded by account (commit.rs), shard bundles
+//!                         united; receipts; alloy-evm's post-execution changes (requests,
+//!                         withdrawals, rewards) on the `State`
 //! ```
+//!
+//! **Speculation window.** The scheduler normally lets workers run arbitrarily far ahead of the
+//! commit point. A block whose transactions keep failing validation at the commit point (hot
+//! contracts, same-sender chains) has its window narrowed to the worker count, so speculation
+//! stays near the commit point where it is likely to be right; a block that is mostly one
+//! sender's chain runs with a window of one (in order). A location whose read failed validation
+//! is marked hot, and later reads of it wait for the lower executions to finish first.
 //!
 //! **Why the output is identical to the oracle.** Block-STM guarantees that the final incarnation
 //! of every transaction read exactly the values sequential execution would have given it, so its
-//! revm result and state diff are the sequential ones. Phase 2 then performs the same commits, in
-//! the same order, into the same kind of revm `State` as alloy-evm's `EthBlockExecutor`, and runs
-//! its post-execution code unchanged, so receipts, gas, requests and the `BundleState` match.
+//! revm result and state diff are the sequential ones. The fold then replays, per account and in
+//! transaction order, exactly what revm's `State::commit` and `merge_transitions` do (with revm's
+//! own cache-account and transition code), and alloy-evm's post-execution code runs unchanged on
+//! the `State`, so receipts, gas, requests and the `BundleState` match. Any broken invariant is a
+//! typed [`EngineFault`]: counted, logged, and the block re-executed by the oracle.
 //!
 //! **Lazy beneficiary credits.** revm would credit each transaction's fee to the beneficiary as a
 //! read-modify-write, making every transaction conflict with every other. Our handler skips that

@@ -3,7 +3,8 @@
 use super::{
     commit::{FoldWork, OutcomeSlot},
     db::{
-        BlockMemory, Credit, DeltaRules, HotLocations, Location, MvValue, Overlay, TxDb, TxDbError,
+        BlockMemory, BlockParts, Credit, DeltaRules, HotLocations, Location, MvValue, Overlay,
+        TxDb, TxDbError,
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -90,16 +91,13 @@ where
     ///
     /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
     pub(super) fn work(&self) {
-        let db = TxDb::new(
-            self.memory,
-            self.scheduler,
-            self.hot,
-            self.fees,
-            self.beneficiary,
-            self.overlay,
-            self.base,
-            self.rules,
-        );
+        let parts = BlockParts {
+            memory: self.memory,
+            scheduler: self.scheduler,
+            hot: self.hot,
+            fees: self.fees,
+        };
+        let db = TxDb::new(parts, self.beneficiary, self.overlay, self.base, self.rules);
         let mut evm = Context::mainnet()
             .with_db(db)
             .with_cfg(self.cfg.clone())
