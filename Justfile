@@ -26,3 +26,9 @@ bench THREADS="1,2" REPS="5":
 # Micro-benchmarks of the multi-version memory, the scheduler and small blocks (criterion).
 microbench:
     cargo bench -p velarium-mvmemory -p velarium-scheduler -p velarium-workloads
+
+# Contention dossier of the mainnet blocks: target/dossier/{dossier.json,dossier.md,dossier.html}.
+dossier THREADS="2" REPS="3":
+    cargo build --release -p velarium
+    blocks=target/fixtures/mainnet-blocks; [ -d "$blocks" ] || blocks={{shared}}/fixtures/mainnet-blocks/mainnet-blocks.tar.xz; \
+    target/release/velarium analyze --threads {{THREADS}} --reps {{REPS}} --json target/dossier/dossier.json --markdown target/dossier/dossier.md --html target/dossier/dossier.html "$blocks"

@@ -19,6 +19,7 @@ macro_rules! note {
     }};
 }
 
+mod analyze;
 mod bench;
 mod blocktest;
 mod import;
@@ -87,6 +88,9 @@ enum Command {
     Bench(bench::Args),
     /// Replay real mainnet blocks (pre-state + block) and check them against their headers.
     Replay(replay::Args),
+    /// Contention dossier of mainnet blocks: conflict graphs, critical paths, simulated and
+    /// measured speedups, hot locations, access lists, scale-out (JSON, Markdown, HTML).
+    Analyze(analyze::Args),
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 in both its v2 and v3 headers).
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     // Whatever is still buffered must reach its destination too.
     let result = result.and_then(|code| {

@@ -13,6 +13,8 @@
 //! recipient) depends only on the location's last full write.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod dossier;
+
 use std::{collections::HashMap, hash::Hash};
 
 /// What one transaction touched, and what it cost.
