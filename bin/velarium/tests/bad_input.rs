@@ -37,6 +37,14 @@ fn mainnet_block() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/mainnet-blocks/46147")
 }
 
+/// The process failed cleanly because its standard output could not be written.
+fn assert_output_error(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to standard output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn a_full_stdout_is_an_error_not_a_panic() {
     let devfull = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
@@ -45,10 +53,7 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         .stdout(devfull)
         .output()
         .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot write to standard output"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_output_error(&out);
 }
 
 #[test]
@@ -69,10 +74,7 @@ fn a_closed_pipe_is_an_error_not_a_panic() {
     stdout.read_exact(&mut first).expect("some output");
     drop(stdout);
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot write to standard output"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_output_error(&out);
 }
 
 #[test]

@@ -43,13 +43,11 @@ impl SkipList {
         Ok(list)
     }
 
-    /// Reads a skip file; a missing file is an empty list.
+    /// Reads a skip file; a missing or unreadable file is an error (never an empty list).
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("skip file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Why a case of fixture file `file` is skipped, if it is.
@@ -80,5 +78,21 @@ mod tests {
         assert!(SkipList::parse("bogus line").is_err());
         assert!(SkipList::parse("network X:").is_err());
         assert!(SkipList::parse("thing X: y").is_err());
+    }
+
+    #[test]
+    fn a_missing_skip_file_is_an_error() {
+        let missing =
+            std::env::temp_dir().join(format!("no-such-skips-{}.txt", std::process::id()));
+        let err = SkipList::load(&missing).unwrap_err();
+        assert!(err.contains("no-such-skips"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_skip_file_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/conformance-skips.txt");
+        let list = SkipList::load(&path).unwrap();
+        assert!(list.reason("f.json", "x", "Constantinople").is_some());
     }
 }

@@ -301,6 +301,7 @@ fn check_fixture_dir(dir: &Path, part: usize, parts: usize) {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn eest_fixtures_match_eth_factory() {
     if let Some(dir) = fixtures("blockchain_tests") {
         check_fixture_dir(&dir, 0, 1);
@@ -308,6 +309,7 @@ fn eest_fixtures_match_eth_factory() {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn legacy_fixtures_match_eth_factory_first_half() {
     if let Some(dir) = fixtures("BlockchainTests") {
         check_fixture_dir(&dir, 0, 2);
@@ -315,6 +317,7 @@ fn legacy_fixtures_match_eth_factory_first_half() {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn legacy_fixtures_match_eth_factory_second_half() {
     if let Some(dir) = fixtures("BlockchainTests") {
         check_fixture_dir(&dir, 1, 2);
@@ -322,6 +325,7 @@ fn legacy_fixtures_match_eth_factory_second_half() {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn mainnet_blocks_match_eth_factory() {
     let Some(dir) = fixtures("mainnet-blocks") else { return };
     let spec = velarium_replay::mainnet_spec();
@@ -377,6 +381,7 @@ impl<CTX> revm::Inspector<CTX> for StepCounter {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn inspected_blocks_run_sequentially_and_match() {
     let Some(block) = mainnet_block(50) else { return };
     let spec = velarium_replay::mainnet_spec();
@@ -398,6 +403,7 @@ fn inspected_blocks_run_sequentially_and_match() {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn invalid_transaction_fails_like_eth_factory() {
     let Some(block) = mainnet_block(30) else { return };
     let spec = velarium_replay::mainnet_spec();
@@ -450,6 +456,7 @@ impl DatabaseRef for FailingState<'_> {
 }
 
 #[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn state_read_failure_is_an_error_not_a_panic() {
     let Some(block) = mainnet_block(30) else { return };
     let spec = velarium_replay::mainnet_spec();
