@@ -87,6 +87,24 @@ for threads in 1 2 4 8; do
     "$velarium" blocktest --engine parallel --threads "$threads" --min-parallel-txs 0 "$eest" "$legacy"
 done
 
+# The contention dossier of two mainnet blocks, rendered in headless Chromium (installed here if
+# missing; the render script says SKIPPED where it cannot be, and then this step fails).
+dossier() {
+  local out=target/dossier-ci
+  rm -rf "$out" && mkdir -p "$out"
+  "$velarium" analyze --threads 2 --reps 1 --json "$out/dossier.json" --markdown "$out/dossier.md" \
+    --html "$out/dossier.html" "$unpacked/mainnet-blocks/1796867" "$unpacked/mainnet-blocks/5283152" || return 1
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (to render the dossier page)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || true
+  fi
+  bash scripts/render-dossier.sh "$out/dossier.html" || return 1
+  for png in "$out"/dossier-1400x1000.png "$out"/dossier-420x900.png; do
+    [ -s "$png" ] || { echo "no screenshot $png"; return 1; }
+  done
+}
+step "contention dossier (analyze, headless Chromium render)" dossier
+
 echo
 for name in "${failures[@]}"; do echo "failed step: $name"; done
 echo "steps: $passed passed, $failed failed"

@@ -6,6 +6,10 @@
 //! and executed by the oracle and the parallel engine interleaved to measure the real speedup.
 //! The result goes to a JSON file (`docs/dossier-schema.json`), a Markdown report and a
 //! self-contained HTML page (inline CSS and SVG, nothing fetched).
+//!
+//! The blocks come from mainnet block folders (each with its parent's state) or, with
+//! `--genesis`, from chain files imported on top of that genesis: every block is analysed on
+//! the chain's head state before it is imported (and verified) like `velarium import` does.
 
 use crate::replay::find_block_dirs;
 use alloy_consensus::Transaction as _;
@@ -26,7 +30,14 @@ use velarium_analyzer::{
     },
     TxAccess,
 };
-use velarium_executor::{trace_accesses, AccessKey, BlockInput, Engine};
+use velarium_chain::{
+    genesis::load_genesis_file,
+    rlp::{blocks as chain_blocks, read_chain_file},
+    Blockchain,
+};
+use velarium_chainspec::ChainSpec;
+use velarium_executor::{recover_senders, trace_accesses, AccessKey, BlockInput, Engine};
+use velarium_state::InMemoryState;
 
 /// Simulated worker counts.
 const WORKERS: [usize; 6] = [1, 2, 4, 8, 16, 32];
@@ -74,7 +85,19 @@ pub(crate) struct Args {
     /// Where `.tar.xz` archives are extracted.
     #[arg(long, env = "VELARIUM_FIXTURE_CACHE", default_value = "target/fixtures-cache")]
     cache_dir: PathBuf,
-    /// Mainnet block folders, folders of them, or the `mainnet-blocks.tar.xz` archive.
+    /// geth-format genesis file: every SOURCE is then a chain file, imported in order on top of
+    /// it (as `velarium import` does); each block is analysed on the state before it.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// With `--genesis`: the first block number analysed (earlier blocks are only imported).
+    #[arg(long, requires = "genesis")]
+    from: Option<u64>,
+    /// With `--genesis`: the last block number analysed (later blocks are only imported).
+    #[arg(long, requires = "genesis")]
+    to: Option<u64>,
+    /// Mainnet block folders, folders of them, or the `mainnet-blocks.tar.xz` archive; with
+    /// `--genesis`, chain files instead (concatenated RLP blocks, optionally gzipped), whose
+    /// blocks without transactions are imported but not analysed.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
 }
@@ -1384,25 +1407,21 @@ fn matrix(h: &mut String, b: &BlockDossier) {
 
 /// Times the oracle and the parallel engine interleaved on one block.
 fn measure(
-    block: &velarium_replay::MainnetBlock,
-    spec: &velarium_chainspec::ChainSpec,
+    spec: &ChainSpec,
+    state: &InMemoryState,
+    input: BlockInput<'_>,
     threads: &[usize],
     reps: usize,
 ) -> eyre::Result<Vec<Measured>> {
-    let input = BlockInput {
-        header: &block.header,
-        transactions: &block.transactions,
-        ommers: &block.ommers,
-        withdrawals: block.withdrawals.as_deref(),
-    };
+    let number = input.header.number;
     let oracle = Engine::Sequential
-        .execute(spec, &block.state, input)
-        .map_err(|e| eyre!("block {}: oracle failed: {e}", block.number))?;
+        .execute(spec, state, input)
+        .map_err(|e| eyre!("block {number}: oracle failed: {e}"))?;
     let mut results = Vec::new();
     for &t in threads {
         let engine = Engine::Parallel { threads: t, min_txs: 0 };
         // Warm-up, not timed.
-        drop(engine.execute_with_stats(spec, &block.state, input)?);
+        drop(engine.execute_with_stats(spec, state, input)?);
         let (mut seq, mut par) = (Vec::new(), Vec::new());
         let mut last = None;
         let mut mismatch = None;
@@ -1410,7 +1429,7 @@ fn measure(
             let oracle_first = round % 2 == 0;
             let time_oracle = || -> eyre::Result<Duration> {
                 let t0 = Instant::now();
-                let out = Engine::Sequential.execute(spec, &block.state, input)?;
+                let out = Engine::Sequential.execute(spec, state, input)?;
                 let elapsed = t0.elapsed();
                 drop(out);
                 Ok(elapsed)
@@ -1419,7 +1438,7 @@ fn measure(
                 seq.push(time_oracle()?);
             }
             let t0 = Instant::now();
-            let (output, stats) = engine.execute_with_stats(spec, &block.state, input)?;
+            let (output, stats) = engine.execute_with_stats(spec, state, input)?;
             par.push(t0.elapsed());
             if let Err(what) = velarium_replay::compare_outputs_exactly(&output, &oracle) {
                 mismatch = Some(what);
@@ -1438,13 +1457,153 @@ fn measure(
             oracle: seq[seq.len() / 2],
             parallel: par[par.len() / 2],
             aborts: stats.aborts,
-            re_executions: stats.re_executions(block.transactions.len()),
+            re_executions: stats.re_executions(input.transactions.len()),
             validations: stats.validations,
             suspensions: stats.suspensions,
             mismatch,
         });
     }
     Ok(results)
+}
+
+/// Traces, analyses and measures one block executed on `state`.
+fn analyse_block(
+    args: &Args,
+    spec: &ChainSpec,
+    state: &InMemoryState,
+    input: BlockInput<'_>,
+) -> eyre::Result<BlockDossier> {
+    let number = input.header.number;
+    let trace = trace_accesses(spec, state, input)
+        .map_err(|e| eyre!("block {number}: tracing failed: {e}"))?;
+    let trace: Vec<TxAccess<Loc>> = trace
+        .into_iter()
+        .map(|t| TxAccess {
+            reads: t.reads.into_iter().map(Loc::from).collect(),
+            reads_ignoring_credits: t.reads_ignoring_credits.into_iter().map(Loc::from).collect(),
+            writes: t.writes.into_iter().map(Loc::from).collect(),
+            credits: t.credits.into_iter().map(Loc::from).collect(),
+            gas: t.gas,
+        })
+        .collect();
+    let mut analysed = BlockDossier::analyse(
+        number,
+        trace,
+        call_groups(input.transactions),
+        args.round_trip_gas,
+        args.node_workers,
+    );
+    analysed.measured = measure(spec, state, input, &args.threads, args.reps)?;
+    note!(
+        "block {number}: {} txs, {} pairs, bound {:.2}x, measured {}",
+        analysed.graph.len(),
+        analysed.graph.edges.len(),
+        analysed.bound(),
+        analysed
+            .measured
+            .iter()
+            .map(|m| format!("{:.2}x @{}", m.speedup(), m.threads))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(analysed)
+}
+
+/// The mainnet block folders and archives of `args.sources`, each on its own pre-state.
+fn analyse_mainnet_blocks(args: &Args) -> eyre::Result<Vec<BlockDossier>> {
+    let mut dirs = Vec::new();
+    for source in &args.sources {
+        dirs.extend(find_block_dirs(source, &args.cache_dir)?);
+    }
+    let spec = velarium_replay::mainnet_spec();
+    let mut blocks = Vec::new();
+    for dir in &dirs {
+        let block = velarium_replay::load_block(dir)
+            .wrap_err_with(|| format!("loading {}", dir.display()))?;
+        let input = BlockInput {
+            header: &block.header,
+            transactions: &block.transactions,
+            ommers: &block.ommers,
+            withdrawals: block.withdrawals.as_deref(),
+        };
+        blocks.push(analyse_block(args, &spec, &block.state, input)?);
+    }
+    Ok(blocks)
+}
+
+/// The chain files of `args.sources` imported on top of `genesis`: every block with
+/// transactions in the `--from`/`--to` range is analysed on the head state before it, then
+/// every block is imported (validated, executed, verified against its header).
+fn analyse_chain(args: &Args, genesis: &Path) -> eyre::Result<Vec<BlockDossier>> {
+    let (from, to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
+    if from > to {
+        bail!("--from {from} is after --to {to}");
+    }
+    let genesis = load_genesis_file(genesis)?;
+    let genesis_hash = genesis.header.hash_slow();
+    // The head's total difficulty, to resolve a pending merge exactly as the import does.
+    let mut total_difficulty = genesis.header.difficulty;
+    let mut chain =
+        Blockchain::new(genesis.spec, genesis.header, genesis.state, Engine::Sequential);
+    chain.set_prune(true);
+    note!("genesis {genesis_hash}");
+    let mut analysed = Vec::new();
+    for path in &args.sources {
+        let bytes = read_chain_file(path)?;
+        let name = path.display().to_string();
+        let mut in_file = 0usize;
+        for block in chain_blocks(&bytes, &name) {
+            // The decoding error names the block after the last decoded one.
+            let block = block?;
+            in_file += 1;
+            let number = block.header.number;
+            let hash = block.header.hash_slow();
+            if block.header.parent_hash != chain.head_hash() {
+                bail!(
+                    "block {number} ({hash}): its parent {} is not the head #{} {} \
+                     (wrong --genesis, or blocks missing or out of order)",
+                    block.header.parent_hash,
+                    chain.head().number,
+                    chain.head_hash()
+                );
+            }
+            if (from..=to).contains(&number) && !block.body.transactions.is_empty() {
+                let pending = chain.spec().pending_merge_ttd();
+                let resolved = pending.filter(|ttd| total_difficulty >= *ttd).map(|_| {
+                    let mut spec = chain.spec().clone();
+                    spec.set_merge_block(number);
+                    spec
+                });
+                let spec = resolved.as_ref().unwrap_or_else(|| chain.spec());
+                let transactions = recover_senders(&block.body.transactions)
+                    .map_err(|e| eyre!("block {number} ({hash}): {e}"))?;
+                let input = BlockInput {
+                    header: &block.header,
+                    transactions: &transactions,
+                    ommers: &block.body.ommers,
+                    withdrawals: block.body.withdrawals.as_ref().map(|w| w.as_slice()),
+                };
+                let dossier = analyse_block(args, spec, chain.head_state(), input)
+                    .wrap_err_with(|| format!("analysing block {number} ({hash})"))?;
+                analysed.push(dossier);
+            }
+            let imported = chain
+                .import_block(&block)
+                .wrap_err_with(|| format!("importing block {number} ({hash})"))?;
+            if !imported.is_head {
+                bail!("block {number} ({hash}) did not become the head: the chain forks");
+            }
+            total_difficulty += block.header.difficulty;
+        }
+        if in_file == 0 {
+            bail!("{name}: no blocks in the file");
+        }
+    }
+    if analysed.is_empty() {
+        bail!("no block with transactions in the range analysed (head #{})", chain.head().number);
+    }
+    note!("imported and verified up to #{} {}", chain.head().number, chain.head_hash());
+    Ok(analysed)
 }
 
 fn write_file(path: &Path, text: &str) -> eyre::Result<()> {
@@ -1470,60 +1629,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         }
         None => Labels::parse(DEFAULT_LABELS)?,
     };
-    let mut dirs = Vec::new();
-    for source in &args.sources {
-        dirs.extend(find_block_dirs(source, &args.cache_dir)?);
-    }
-    let spec = velarium_replay::mainnet_spec();
-    let mut blocks = Vec::new();
-    for dir in &dirs {
-        let block = velarium_replay::load_block(dir)
-            .wrap_err_with(|| format!("loading {}", dir.display()))?;
-        let input = BlockInput {
-            header: &block.header,
-            transactions: &block.transactions,
-            ommers: &block.ommers,
-            withdrawals: block.withdrawals.as_deref(),
-        };
-        let trace = trace_accesses(&spec, &block.state, input)
-            .map_err(|e| eyre!("block {}: tracing failed: {e}", block.number))?;
-        let trace: Vec<TxAccess<Loc>> = trace
-            .into_iter()
-            .map(|t| TxAccess {
-                reads: t.reads.into_iter().map(Loc::from).collect(),
-                reads_ignoring_credits: t
-                    .reads_ignoring_credits
-                    .into_iter()
-                    .map(Loc::from)
-                    .collect(),
-                writes: t.writes.into_iter().map(Loc::from).collect(),
-                credits: t.credits.into_iter().map(Loc::from).collect(),
-                gas: t.gas,
-            })
-            .collect();
-        let mut analysed = BlockDossier::analyse(
-            block.number,
-            trace,
-            call_groups(&block.transactions),
-            args.round_trip_gas,
-            args.node_workers,
-        );
-        analysed.measured = measure(&block, &spec, &args.threads, args.reps)?;
-        note!(
-            "block {}: {} txs, {} pairs, bound {:.2}x, measured {}",
-            block.number,
-            analysed.graph.len(),
-            analysed.graph.edges.len(),
-            analysed.bound(),
-            analysed
-                .measured
-                .iter()
-                .map(|m| format!("{:.2}x @{}", m.speedup(), m.threads))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        blocks.push(analysed);
-    }
+    let mut blocks = match &args.genesis {
+        Some(genesis) => analyse_chain(&args, genesis)?,
+        None => analyse_mainnet_blocks(&args)?,
+    };
     blocks.sort_by_key(|b| b.number);
     let dossier = Dossier::new(
         blocks,

@@ -597,17 +597,8 @@ pub fn ceiling(workers: usize, bound: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::tx;
     use proptest::prelude::*;
-
-    fn tx(reads: &[u32], writes: &[u32], gas: u64) -> TxAccess<u32> {
-        TxAccess {
-            reads: reads.to_vec(),
-            reads_ignoring_credits: Vec::new(),
-            writes: writes.to_vec(),
-            credits: Vec::new(),
-            gas,
-        }
-    }
 
     fn pairs(graph: &ConflictGraph<u32>) -> Vec<(usize, usize)> {
         graph.edges.iter().map(|e| (e.from, e.to)).collect()

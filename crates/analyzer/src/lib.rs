@@ -116,7 +116,8 @@ pub fn efficiency(speedup: f64, threads: usize, bound: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn tx(reads: &[u32], writes: &[u32], gas: u64) -> TxAccess<u32> {
+    /// A transaction with plain reads and writes (shared with the dossier's tests).
+    pub(crate) fn tx(reads: &[u32], writes: &[u32], gas: u64) -> TxAccess<u32> {
         TxAccess {
             reads: reads.to_vec(),
             reads_ignoring_credits: Vec::new(),

@@ -42,6 +42,7 @@ mod stream {
     pub(super) const BENEFICIARY: u64 = 9;
     pub(super) const MIXED: u64 = 10;
     pub(super) const INVALID: u64 = 11;
+    pub(super) const HOT_RECEIVER: u64 = 12;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -75,6 +76,28 @@ pub fn erc20_transfers(seed: u64, n_txs: usize) -> Workload {
         b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
     }
     b.finish("erc20_transfers")
+}
+
+/// Hostile: `n_txs` WETH9 `transfer`s from distinct senders to one hot receiver (an exchange
+/// deposit address, a protocol treasury). Every transfer reads and writes the receiver's balance
+/// slot, a read-modify-write nobody else observes: as plain writes the block is one chain
+/// (critical-path bound 1), as commutative credits it is conflict-free.
+pub fn erc20_hot_receiver(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::HOT_RECEIVER, Fork::Cancun);
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    let receiver = b.address();
+    // The receiver already holds tokens: its slot is non-zero before the block, as a real
+    // deposit address's is.
+    b.mint_weth(token, receiver, U256::from(ETHER));
+    for sender in b.wallets(n_txs) {
+        let balance = U256::from(b.rng.range(1_000, 1_000_000)) * U256::from(ETHER / 1_000);
+        b.mint_weth(token, sender.address(), balance);
+        let amount = b.rng.u256_range(U256::from(1), balance + U256::from(1));
+        let input = c::erc20_transfer(receiver, amount);
+        b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+    }
+    b.finish("erc20_hot_receiver")
 }
 
 /// One UniswapV2 pool as the generators track it.

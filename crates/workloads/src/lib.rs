@@ -42,7 +42,7 @@ mod signer;
 
 pub use error::WorkloadError;
 pub use generators::{
-    airdrop, dependent_chain, erc20_transfers, eth_transfers, hot_account_30pct,
+    airdrop, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers, hot_account_30pct,
     liquidation_cascade, mixed, nft_mint_counter, reads_beneficiary, single_pool_swaps,
     uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
 };
@@ -149,6 +149,7 @@ pub type Generator = fn(u64, usize) -> Workload;
 pub const GENERATORS: &[(&str, Generator)] = &[
     ("eth_transfers", eth_transfers),
     ("erc20_transfers", erc20_transfers),
+    ("erc20_hot_receiver", erc20_hot_receiver),
     ("uniswap_swaps_many_pairs", uniswap_swaps_many_pairs),
     ("airdrop", airdrop),
     ("nft_mint_counter", nft_mint_counter),

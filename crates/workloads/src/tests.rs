@@ -152,6 +152,26 @@ fn erc20_transfer_credits_the_receiver_slot() {
 }
 
 #[test]
+fn the_hot_receiver_gets_every_transfer() {
+    let workload = erc20_hot_receiver(3, 25);
+    let output = run(&workload);
+    let token = &output.bundle.state[&contracts::WETH9_ADDRESS];
+    let mut receivers = std::collections::HashSet::new();
+    let mut total = U256::ZERO;
+    for tx in &workload.transactions {
+        let input = tx.inner().input();
+        receivers.insert(alloy_primitives::Address::from_slice(&input[16..36]));
+        total += U256::from_be_slice(&input[36..68]);
+    }
+    assert_eq!(receivers.len(), 1, "one receiver for every transfer");
+    let receiver = *receivers.iter().next().unwrap();
+    let slot = &token.storage[&contracts::weth_balance_slot(receiver)];
+    // It held one ether of tokens before the block.
+    assert_eq!(slot.previous_or_original_value, U256::from(10u128.pow(18)));
+    assert_eq!(slot.present_value, U256::from(10u128.pow(18)) + total);
+}
+
+#[test]
 fn mixed_has_the_intended_effects() {
     use alloy_eips::eip7702::constants::EIP7702_DELEGATION_DESIGNATOR;
     let workload = mixed(11, N_TXS);
