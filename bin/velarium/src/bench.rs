@@ -16,7 +16,9 @@ use std::{
 };
 use velarium_analyzer::{critical_path, efficiency};
 use velarium_chainspec::ChainSpec;
-use velarium_executor::{trace_accesses, BlockInput, Engine, ParallelStats};
+use velarium_executor::{
+    execute_parallel_with, trace_accesses, BlockInput, Engine, Mechanisms, ParallelStats,
+};
 use velarium_state::InMemoryState;
 
 /// Arguments of `velarium bench`.
@@ -59,7 +61,65 @@ pub(crate) struct Args {
     /// `perf record`.
     #[arg(long, value_enum)]
     profile: Option<EngineKind>,
+    /// Switch off known-dependency hints (same-sender transactions suspended up front).
+    #[arg(long)]
+    no_hints: bool,
+    /// Switch off commutative credits of plain transfer recipients.
+    #[arg(long)]
+    no_deltas: bool,
+    /// Switch off hot-spot isolation (in-order chains, bounded speculation after aborts).
+    #[arg(long)]
+    no_isolation: bool,
+    /// Switch off risk-aware speculation (pauses on running writers, waits at hot locations).
+    #[arg(long)]
+    no_risk: bool,
+    /// Ablation: at each thread count, run the engine with every mechanism and with each one
+    /// switched off in turn, interleaved, and print what each is worth per workload.
+    #[arg(long)]
+    ablation: bool,
 }
+
+impl Args {
+    /// The mechanisms the `--no-*` flags leave on.
+    fn mechanisms(&self) -> Mechanisms {
+        Mechanisms {
+            hints: !self.no_hints,
+            deltas: !self.no_deltas,
+            isolation: !self.no_isolation,
+            risk: !self.no_risk,
+        }
+    }
+
+    /// The parallel configurations each block runs: (label, threads, mechanisms).
+    fn configurations(&self) -> Vec<(String, usize, Mechanisms)> {
+        let base = self.mechanisms();
+        let mut configs = Vec::new();
+        for &threads in &self.threads {
+            configs.push((format!("parallel/{threads}"), threads, base));
+            if self.ablation {
+                for (name, off) in ABLATIONS {
+                    let mut m = base;
+                    off(&mut m);
+                    if m != base {
+                        configs.push((format!("{threads}/no-{name}"), threads, m));
+                    }
+                }
+            }
+        }
+        configs
+    }
+}
+
+/// Switches one mechanism off.
+type SwitchOff = fn(&mut Mechanisms);
+
+/// The mechanisms `--ablation` switches off one at a time.
+const ABLATIONS: [(&str, SwitchOff); 4] = [
+    ("hints", |m| m.hints = false),
+    ("deltas", |m| m.deltas = false),
+    ("isolation", |m| m.isolation = false),
+    ("risk", |m| m.risk = false),
+];
 
 /// A block ready to execute.
 struct Block {
@@ -222,7 +282,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     if !args.json {
         out!(
-            "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5}",
+            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5}",
             "workload",
             "engine",
             "median ms",
@@ -240,6 +300,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     // (threads, speedup, critical-path bound) of every mainnet block.
     let mut mainnet_speedups: Vec<(usize, f64, f64)> = Vec::new();
+    // (workload, configuration, speedup with every mechanism / speedup without this one).
+    let mut ablation: Vec<(String, String, f64)> = Vec::new();
     for block in &blocks {
         let oracle = Engine::Sequential
             .execute(&block.spec, &block.state, block.input())
@@ -248,25 +310,37 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             .map_err(|e| eyre!("{}: tracing failed: {e}", block.name))?;
         let bound = critical_path(&trace).bound;
         let mut seq = Samples::default();
-        let mut par: Vec<Samples> = args.threads.iter().map(|_| Samples::default()).collect();
-        for _ in 0..args.reps {
+        let configs = args.configurations();
+        let mut par: Vec<Samples> = configs.iter().map(|_| Samples::default()).collect();
+        for rep in 0..args.reps {
             let t = Instant::now();
             let output = Engine::Sequential.execute(&block.spec, &block.state, block.input())?;
             seq.times.push(t.elapsed());
             // Both engines' outputs are dropped outside the timed region.
             drop(output);
-            for (i, &threads) in args.threads.iter().enumerate() {
-                let engine = Engine::Parallel { threads, min_txs: 0 };
+            // Each repetition starts the configurations at a different one, so none always
+            // runs right after the oracle (whose caches, and sleeping workers, it would meet).
+            for k in 0..configs.len() {
+                let i = (k + rep) % configs.len();
+                let (label, threads, mechanisms) = &configs[i];
+                let (threads, mechanisms) = (*threads, *mechanisms);
                 let t = Instant::now();
-                let (output, stats) =
-                    engine.execute_with_stats(&block.spec, &block.state, block.input())?;
+                let (output, stats) = if mechanisms == Mechanisms::ALL {
+                    let engine = Engine::Parallel { threads, min_txs: 0 };
+                    engine.execute_with_stats(&block.spec, &block.state, block.input())?
+                } else {
+                    execute_parallel_with(
+                        &block.spec,
+                        &block.state,
+                        block.input(),
+                        threads,
+                        mechanisms,
+                    )?
+                };
                 par[i].times.push(t.elapsed());
                 par[i].stats = stats;
                 if let Err(what) = velarium_replay::compare_outputs_exactly(&output, &oracle) {
-                    bail!(
-                        "{}: parallel output at {threads} threads differs from the oracle: {what}",
-                        block.name
-                    );
+                    bail!("{}: {label} output differs from the oracle: {what}", block.name);
                 }
             }
         }
@@ -296,7 +370,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 out!("{record}");
             } else {
                 out!(
-                    "{:<28} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}%",
+                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}%",
                     block.name,
                     engine,
                     median.as_secs_f64() * 1e3,
@@ -315,11 +389,17 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             Ok(())
         };
         report("sequential", 1, &seq, 1.0)?;
-        for (i, &threads) in args.threads.iter().enumerate() {
+        let mut with_all = 1.0;
+        for (i, (label, threads, _)) in configs.iter().enumerate() {
             let speedup = seq_median.as_secs_f64() / par[i].median().as_secs_f64().max(1e-12);
-            report(&format!("parallel/{threads}"), threads, &par[i], speedup)?;
-            if block.name.starts_with("mainnet/") {
-                mainnet_speedups.push((threads, speedup, bound));
+            report(label, *threads, &par[i], speedup)?;
+            if label.starts_with("parallel/") {
+                with_all = speedup;
+                if block.name.starts_with("mainnet/") {
+                    mainnet_speedups.push((*threads, speedup, bound));
+                }
+            } else {
+                ablation.push((block.name.clone(), label.clone(), with_all / speedup));
             }
         }
     }
@@ -343,6 +423,22 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             note!("{line}");
         } else {
             out!("{line}");
+        }
+    }
+    if !ablation.is_empty() {
+        // What each mechanism is worth: the speedup with every mechanism on over the speedup
+        // with this one off (above 1: it helps).
+        let line = "ablation: speedup with every mechanism / speedup with the named one off";
+        if args.json {
+            for (workload, config, worth) in &ablation {
+                let record = json!({ "ablation": config, "workload": workload, "worth": worth });
+                out!("{record}");
+            }
+        } else {
+            out!("{line}");
+            for (workload, config, worth) in &ablation {
+                out!("{workload:<28} {config:>12} {worth:>6.2}x");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

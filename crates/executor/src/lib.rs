@@ -11,8 +11,9 @@ mod parallel;
 mod sequential;
 
 pub use parallel::{
-    credit_beneficiary, engine_faults, execute_parallel, execute_transactions, panic_message,
-    trace_accesses, AccessKey, EngineFault, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError,
+    credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
+    execute_transactions, panic_message, trace_accesses, AccessKey, EngineFault, Mechanisms,
+    ParallelStats, PhaseTimes, SpeculativeTx, TxDbError,
 };
 pub use sequential::{evm_env, execute_sequential};
 

@@ -217,6 +217,8 @@ pub struct Scheduler {
     bounded_window: usize,
     /// Aborts at the commit point among the last commits, one bit per commit (newest lowest).
     recent_aborts: AtomicU64,
+    /// Whether repeated commit-point aborts bound the window ([`Scheduler::set_adaptive`]).
+    adaptive: AtomicBool,
     txs: Box<[CachePadded<TxSlot>]>,
     aborts: AtomicU64,
     suspensions: AtomicU64,
@@ -279,6 +281,7 @@ impl Scheduler {
             window: AtomicUsize::new(if workers <= 1 { 1 } else { UNBOUNDED }),
             bounded_window: workers.max(1),
             recent_aborts: AtomicU64::new(0),
+            adaptive: AtomicBool::new(true),
             txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
             aborts: AtomicU64::new(0),
             suspensions: AtomicU64::new(0),
@@ -436,6 +439,12 @@ impl Scheduler {
         self.window.load(Ordering::Relaxed) == 1
     }
 
+    /// Whether repeated commit-point aborts narrow the speculation window (the default); off
+    /// only to measure what the bounded window is worth (`velarium bench --no-isolation`).
+    pub fn set_adaptive(&self, adaptive: bool) {
+        self.adaptive.store(adaptive, Ordering::Relaxed);
+    }
+
     /// The speculation window: how far above the commit point executions are handed out
     /// (`usize::MAX` when unbounded).
     pub fn window(&self) -> usize {
@@ -566,7 +575,7 @@ impl Scheduler {
         let bits = self.recent_aborts.load(Ordering::Relaxed);
         let bits = (bits << 1) | u64::from(aborted);
         self.recent_aborts.store(bits, Ordering::Relaxed);
-        if aborted && bits.count_ones() > BOUNDED_ABORTS {
+        if aborted && bits.count_ones() > BOUNDED_ABORTS && self.adaptive.load(Ordering::Relaxed) {
             self.window.fetch_min(self.bounded_window, Ordering::SeqCst);
         }
     }

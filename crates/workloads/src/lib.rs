@@ -42,9 +42,9 @@ mod signer;
 
 pub use error::WorkloadError;
 pub use generators::{
-    airdrop, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers, hot_account_30pct,
-    liquidation_cascade, mixed, nft_mint_counter, reads_beneficiary, single_pool_swaps,
-    uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
+    airdrop, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers,
+    hot_account_30pct, liquidation_cascade, mixed, nft_mint_counter, reads_beneficiary,
+    single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
 };
 pub use signer::Wallet;
 

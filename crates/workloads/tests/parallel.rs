@@ -6,7 +6,9 @@
 use alloy_primitives::{Address, B256, U256};
 use proptest::prelude::*;
 use revm::{bytecode::Bytecode, state::AccountInfo, DatabaseRef};
-use velarium_executor::{execute_parallel, execute_sequential, BlockOutput};
+use velarium_executor::{
+    execute_parallel, execute_parallel_with, execute_sequential, BlockOutput, Mechanisms,
+};
 use velarium_state::{InMemoryState, StateError};
 use velarium_workloads::{mixed, with_invalid_tx, Workload, GENERATORS};
 
@@ -39,6 +41,38 @@ fn every_generator_matches_the_oracle_at_1_2_4_8_threads() {
                 {
                     assert_eq!(receipt.status(), expected.status(), "{name} tx {i}");
                 }
+            }
+        }
+    }
+}
+
+/// Switching any of the engine's mechanisms off (as `velarium bench --ablation` does) changes
+/// speed only: every generator, and the random mix, still gives the oracle's exact output.
+#[test]
+fn every_mechanism_can_be_switched_off() {
+    let all = Mechanisms::ALL;
+    let variants = [
+        Mechanisms { hints: false, ..all },
+        Mechanisms { deltas: false, ..all },
+        Mechanisms { isolation: false, ..all },
+        Mechanisms { risk: false, ..all },
+        Mechanisms { hints: false, deltas: false, isolation: false, risk: false },
+    ];
+    for (name, generate) in GENERATORS {
+        let workload = generate(3, 120);
+        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+            .unwrap_or_else(|e| panic!("{name}: oracle failed: {e}"));
+        for mechanisms in variants {
+            for threads in [2, 4] {
+                let (parallel, _) = execute_parallel_with(
+                    &workload.spec,
+                    &workload.state,
+                    workload.block_input(),
+                    threads,
+                    mechanisms,
+                )
+                .unwrap_or_else(|e| panic!("{name} {mechanisms:?}: parallel failed: {e}"));
+                assert_eq!(oracle, parallel, "{name} at {threads} threads with {mechanisms:?}");
             }
         }
     }

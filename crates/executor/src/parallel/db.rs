@@ -231,6 +231,8 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) scheduler: &'a Scheduler,
     /// The block's hot locations (see [`HotLocations`]).
     pub(crate) hot: &'a HotLocations,
+    /// See [`BlockParts::pauses`].
+    pub(crate) pauses: bool,
     /// Every lower transaction was committed when this incarnation started: its reads are
     /// final, it keeps no read set and never waits for hot locations.
     pub(crate) settled: bool,
@@ -265,6 +267,9 @@ pub(crate) struct BlockParts<'a> {
     pub(crate) hot: &'a HotLocations,
     /// The beneficiary's fees.
     pub(crate) fees: &'a FeeLedger,
+    /// Whether reads pause on running writers and wait at hot locations (off: a blocked read
+    /// suspends the transaction at once, as plain Block-STM does).
+    pub(crate) pauses: bool,
 }
 
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
@@ -276,7 +281,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         base: &'a DB,
         rules: DeltaRules,
     ) -> Self {
-        let BlockParts { memory, scheduler, hot, fees } = parts;
+        let BlockParts { memory, scheduler, hot, fees, pauses } = parts;
         Self {
             txn_idx: 0,
             memory,
@@ -286,6 +291,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             read_set: Vec::new(),
             scheduler,
             hot,
+            pauses,
             settled: false,
             fees,
             beneficiary,
@@ -349,7 +355,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         DB::Error: std::fmt::Display,
     {
         let address = self.beneficiary;
-        if !self.settled {
+        if !self.settled && self.pauses {
             self.scheduler.wait_for_lower_executions(self.txn_idx);
         }
         loop {
@@ -373,7 +379,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
                 Err(blocking) => {
                     // Read both again once the blocking transaction's fee is known.
                     self.read_set.pop();
-                    if !self.scheduler.wait_for(self.txn_idx, blocking) {
+                    if !self.wait_for(blocking) {
                         self.suspended = true;
                         return Err(TxDbError::Blocked(blocking));
                     }
@@ -402,6 +408,16 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         TxDbError::Base(e.to_string())
     }
 
+    /// Waits for `blocking` to finish executing (pausing while another worker runs it, see
+    /// `Scheduler::wait_for`) or, with pauses off, suspends on it right away. `true`: read again.
+    fn wait_for(&self, blocking: TxnIndex) -> bool {
+        if self.pauses {
+            self.scheduler.wait_for(self.txn_idx, blocking)
+        } else {
+            !self.scheduler.add_dependency(self.txn_idx, blocking)
+        }
+    }
+
     /// Reads a location from multi-version memory, recording the origin.
     ///
     /// A read that meets an ESTIMATE pauses while the blocking transaction is being executed,
@@ -412,13 +428,13 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         location: Location,
         mode: ReadMode,
     ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
-        if !self.settled && self.hot.contains(&location) {
+        if !self.settled && self.pauses && self.hot.contains(&location) {
             self.scheduler.wait_for_lower_executions(self.txn_idx);
         }
         loop {
             let result = self.memory.read(&location, self.txn_idx, mode);
             if let ReadResult::Blocked(blocking) = result {
-                if self.scheduler.wait_for(self.txn_idx, blocking) {
+                if self.wait_for(blocking) {
                     continue;
                 }
                 self.suspended = true;

@@ -159,6 +159,36 @@ where
     Ok(())
 }
 
+/// The engine's contention mechanisms, each of which can be switched off to measure what it is
+/// worth (`velarium bench --ablation`). Switching any off never changes a result, only speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mechanisms {
+    /// Known dependencies before execution: a transaction whose sender has an earlier
+    /// transaction in the block is suspended on it instead of running to abort.
+    pub hints: bool,
+    /// Commutative credits: a plain value transfer's recipient is credited as a delta, so
+    /// transfers to one account do not conflict. (The beneficiary's fees are always kept apart.)
+    pub deltas: bool,
+    /// Hot-spot isolation: a block that is mostly one sender's chain runs in order, and
+    /// repeated commit-point aborts bound speculation to one transaction per worker.
+    pub isolation: bool,
+    /// Risk-aware speculation: a read of a value being written by a running transaction
+    /// pauses until it is written, and reads of locations that failed validation (and of the
+    /// beneficiary) wait for the lower running transactions.
+    pub risk: bool,
+}
+
+impl Default for Mechanisms {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Mechanisms {
+    /// Every mechanism on: what the engine runs.
+    pub const ALL: Self = Self { hints: true, deltas: true, isolation: true, risk: true };
+}
+
 /// Executes a block with Block-STM on `threads` workers.
 ///
 /// Returns exactly what [`crate::execute_sequential`] returns, plus the engine's counters.
@@ -172,7 +202,23 @@ where
     DB: DatabaseRef + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
-    execute_inner(spec, db, block, threads, None)
+    execute_inner(spec, db, block, threads, None, Mechanisms::ALL)
+}
+
+/// [`execute_parallel`] with some of the engine's [`Mechanisms`] switched off (for ablation
+/// measurements; the result is the same).
+pub fn execute_parallel_with<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+    threads: usize,
+    mechanisms: Mechanisms,
+) -> Result<(BlockOutput, ParallelStats), ExecutionError>
+where
+    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB::Error: Send + Sync + std::fmt::Display + 'static,
+{
+    execute_inner(spec, db, block, threads, None, mechanisms)
 }
 
 /// One transaction's final outcome from [`execute_transactions`], not yet committed.
@@ -243,7 +289,10 @@ where
     let overlay = Overlay::default();
     let pool = WorkerPool::get(threads)?;
     let outcomes = remote::with_remote_db(db, preheat, |remote| {
-        run_block_stm(&pool, remote, &overlay, cfg, block_env, txs, None, false, &mut stats)
+        let mechanisms = Mechanisms::ALL;
+        run_block_stm(
+            &pool, remote, &overlay, cfg, block_env, txs, None, false, mechanisms, &mut stats,
+        )
     })
     .map_err(ExecutionError::StateRead)??;
     Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
@@ -262,7 +311,7 @@ where
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     let mut traces = Vec::with_capacity(block.transactions.len());
-    execute_inner(spec, db, block, 1, Some(&mut traces))?;
+    execute_inner(spec, db, block, 1, Some(&mut traces), Mechanisms::ALL)?;
     Ok(traces)
 }
 
@@ -273,6 +322,7 @@ fn execute_inner<DB>(
     block: BlockInput<'_>,
     threads: usize,
     mut traces: Option<&mut Vec<velarium_analyzer::TxAccess<AccessKey>>>,
+    mechanisms: Mechanisms,
 ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
 where
     DB: DatabaseRef + std::fmt::Debug + Sync,
@@ -325,6 +375,7 @@ where
                 &tx_envs,
                 Some(&folds as &dyn commit::FoldWork),
                 traces.is_some(),
+                mechanisms,
                 &mut stats,
             )?;
             (outcomes, folds.into_outputs(txs.len()))
@@ -419,6 +470,7 @@ fn run_block_stm<DB>(
     tx_envs: &[TxEnv],
     folds: Option<&dyn commit::FoldWork>,
     trace: bool,
+    mechanisms: Mechanisms,
     stats: &mut ParallelStats,
 ) -> Result<Vec<TxOutcome>, ExecutionError>
 where
@@ -430,10 +482,12 @@ where
         return Ok(Vec::new());
     }
     let beneficiary = block_env.beneficiary;
-    let lazy_candidates: Vec<Option<Address>> =
-        txs.iter().map(|tx| lazy_transfer_recipient(tx, beneficiary)).collect();
+    let lazy_candidates: Vec<Option<Address>> = txs
+        .iter()
+        .map(|tx| lazy_transfer_recipient(tx, beneficiary).filter(|_| mechanisms.deltas))
+        .collect();
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
-    let prev_same_sender: Vec<Option<u32>> =
+    let mut prev_same_sender: Vec<Option<u32>> =
         txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
@@ -441,8 +495,12 @@ where
     // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
     // speculation, so execute in order and let the other workers fold.
     let chained = prev_same_sender.iter().filter(|p| p.is_some()).count();
-    if chained * 2 > txs.len() {
+    if chained * 2 > txs.len() && mechanisms.isolation {
         scheduler.set_in_order(true);
+    }
+    scheduler.set_adaptive(mechanisms.isolation);
+    if !mechanisms.hints {
+        prev_same_sender.iter_mut().for_each(|p| *p = None);
     }
     let hot = db::HotLocations::new();
     let shared = Shared {
@@ -461,6 +519,7 @@ where
         folds,
         fees,
         hot: &hot,
+        pauses: mechanisms.risk,
         trace,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());

@@ -78,6 +78,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) fees: &'a FeeLedger,
     /// Locations found written under a reader (see [`HotLocations`]).
     pub(super) hot: &'a HotLocations,
+    /// Reads pause on running writers and wait at hot locations (`Mechanisms::risk`).
+    pub(super) pauses: bool,
     /// Record each incarnation's accessed locations (for contention analysis).
     pub(super) trace: bool,
 }
@@ -96,6 +98,7 @@ where
             scheduler: self.scheduler,
             hot: self.hot,
             fees: self.fees,
+            pauses: self.pauses,
         };
         let db = TxDb::new(parts, self.beneficiary, self.overlay, self.base, self.rules);
         let mut evm = Context::mainnet()
