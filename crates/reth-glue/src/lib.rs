@@ -262,8 +262,10 @@ where
         let cfg = self.inner.evm().cfg_env();
         txs > 0
             && txs >= self.config.min_txs
-            // An inspector must observe the one sequential execution of every transaction.
-            && std::any::type_name::<E::Inspector>() == std::any::type_name::<NoOpInspector>()
+            // An inspector must observe the one sequential execution of every transaction. The
+            // type itself is compared (`typeid` also covers inspector types with lifetimes),
+            // not its name, which the compiler does not promise to keep unique or stable.
+            && typeid::of::<E::Inspector>() == typeid::of::<NoOpInspector>()
             && !cfg.spec.is_enabled_in(SpecId::AMSTERDAM)
             && !cfg.enable_amsterdam_eip8037
     }
