@@ -228,6 +228,8 @@ pub(crate) struct Measured {
     re_executions: u64,
     validations: u64,
     suspensions: u64,
+    /// Reads paused until the transaction they depended on finished executing.
+    waits: u64,
     /// `None` when equal, else what differed.
     mismatch: Option<String>,
 }
@@ -715,6 +717,7 @@ impl Dossier {
                 "re_executions": m.re_executions,
                 "validations": m.validations,
                 "suspensions": m.suspensions,
+                "waits": m.waits,
                 "outputs_equal": m.mismatch.is_none(),
             })).collect::<Vec<_>>(),
             "hot": b.hot.iter().take(self.top).map(|h| merge(loc_json(labels, &h.key), json!({
@@ -1460,6 +1463,7 @@ fn measure(
             re_executions: stats.re_executions(input.transactions.len()),
             validations: stats.validations,
             suspensions: stats.suspensions,
+            waits: stats.waits,
             mismatch,
         });
     }
@@ -1717,6 +1721,7 @@ mod tests {
             re_executions: 1,
             validations: 6,
             suspensions: 0,
+            waits: 2,
             mismatch: None,
         }];
         Dossier::new(vec![block], vec![2], 1, 10, 100_000, 8)
