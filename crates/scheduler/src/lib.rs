@@ -48,7 +48,7 @@
 //! reading a value that is about to change.
 //!
 //! **Speculation window.** Executions are handed out only below the commit point plus a
-//! window ([`Scheduler::window`]), unbounded by default.
+//! window, unbounded by default.
 //! - *In order* (a window of one): a block that is effectively sequential gains nothing from
 //!   speculation and loses to its aborts and hand-offs. Only the transaction at the commit
 //!   point is handed out for execution: it reads final values, keeps no read set, is never

@@ -445,12 +445,6 @@ impl Scheduler {
         self.adaptive.store(adaptive, Ordering::Relaxed);
     }
 
-    /// The speculation window: how far above the commit point executions are handed out
-    /// (`usize::MAX` when unbounded).
-    pub fn window(&self) -> usize {
-        self.window.load(Ordering::Relaxed)
-    }
-
     fn next_version_to_execute(&self) -> Option<Version> {
         let window = self.window.load(Ordering::Relaxed);
         if window == 1 {
