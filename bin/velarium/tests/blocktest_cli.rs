@@ -247,9 +247,11 @@ fn an_explicit_skip_file_must_exist() {
 #[test]
 fn the_built_in_skip_list_does_not_depend_on_the_working_directory() {
     let dir = scratch("builtin-skips");
-    // A file the shipped list skips (EIP-7610), holding a failing case, and a passing file.
-    let skipped = dir.join("fixtures/stCreate2/create2collisionStorageParis.json");
-    write_fixture(&skipped, &[("fail", failing_case())]);
+    // A case of a network the shipped list skips (Constantinople), failing if it ran, and a
+    // passing file.
+    let mut skipped_case = failing_case();
+    skipped_case["network"] = "Constantinople".into();
+    write_fixture(&dir.join("fixtures/constantinople.json"), &[("fail", skipped_case)]);
     write_fixture(&dir.join("fixtures/other.json"), &[("pass", passing_case())]);
     let run = velarium_in(Some(&dir), &["blocktest", "fixtures"]);
     assert_eq!(run.code, 0, "{run}");

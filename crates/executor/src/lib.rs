@@ -7,8 +7,11 @@
 //! [`BlockOutput`] is the reference every other engine must reproduce bit for bit.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod eip7610;
 mod parallel;
 mod sequential;
+
+pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
     credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
@@ -167,7 +170,7 @@ impl Engine {
         block: BlockInput<'_>,
     ) -> Result<BlockOutput, ExecutionError>
     where
-        DB: revm::DatabaseRef + std::fmt::Debug + Sync,
+        DB: revm::DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
         DB::Error: Send + Sync + std::fmt::Display + 'static,
     {
         self.execute_with_stats(spec, db, block).map(|(output, _)| output)
@@ -181,7 +184,7 @@ impl Engine {
         block: BlockInput<'_>,
     ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
     where
-        DB: revm::DatabaseRef + std::fmt::Debug + Sync,
+        DB: revm::DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
         DB::Error: Send + Sync + std::fmt::Display + 'static,
     {
         match *self {

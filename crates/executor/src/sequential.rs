@@ -1,6 +1,9 @@
 //! The sequential oracle: alloy-evm's `EthBlockExecutor`, exactly as reth drives it.
 
+use crate::eip7610::{CollisionGuard, StorageProbe};
 use crate::{BlockInput, BlockOutput, ExecutionError};
+use alloy_consensus::ReceiptEnvelope;
+use alloy_evm::{block::BlockExecutionResult, eth::EthEvmContext};
 use alloy_evm::{
     block::{BlockExecutionError, BlockExecutor, BlockValidationError},
     eth::{
@@ -9,9 +12,11 @@ use alloy_evm::{
         spec::EthExecutorSpec,
         EthBlockExecutionCtx, EthBlockExecutor,
     },
-    EthEvmFactory, Evm, EvmEnv, EvmFactory,
+    precompiles::PrecompilesMap,
+    EthEvm, EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
 use alloy_primitives::{Address, U256};
+use revm::Inspector;
 use revm::{
     context::{journaled_state::account::JournaledAccountTr, JournalTr},
     database::{states::bundle_state::BundleRetention, State},
@@ -145,24 +150,47 @@ pub fn execute_sequential<DB>(
     block: BlockInput<'_>,
 ) -> Result<BlockOutput, ExecutionError>
 where
-    DB: DatabaseRef + std::fmt::Debug,
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug,
     DB::Error: Send + Sync + 'static,
 {
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
-    let header = block.header;
-    let ctx = execution_ctx(block);
-    let result = {
-        let evm = EthEvmFactory::default().create_evm(&mut state, evm_env(spec, header));
-        let mut executor =
-            EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
-        apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
-        executor.apply_pre_execution_changes()?;
-        for tx in block.transactions {
-            executor.execute_transaction(tx)?;
-        }
-        check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
-        executor.finish()?.1
+    let env = evm_env(spec, block.header);
+    let result = match CollisionGuard::for_accounts(db.storage_only_accounts()) {
+        // What reth runs.
+        None => run_block(spec, block, EthEvmFactory::default().create_evm(&mut state, env))?,
+        // EIP-7610's storage check needs an inspector (see `eip7610.rs`).
+        Some(guard) => run_block(
+            spec,
+            block,
+            EthEvmFactory::default().create_evm_with_inspector(&mut state, env, guard),
+        )?,
     };
     state.merge_transitions(BundleRetention::PlainState);
     Ok(BlockOutput::new(result, state.take_bundle()))
+}
+
+/// The transactions and system changes of `block` through alloy-evm's executor on `evm`.
+fn run_block<'db, DB, I>(
+    spec: &ChainSpec,
+    block: BlockInput<'_>,
+    evm: EthEvm<&'db mut State<DB>, I, PrecompilesMap>,
+) -> Result<BlockExecutionResult<ReceiptEnvelope>, ExecutionError>
+where
+    DB: revm::Database + std::fmt::Debug,
+    I: Inspector<EthEvmContext<&'db mut State<DB>>>,
+{
+    let header = block.header;
+    let mut executor = EthBlockExecutor::new(
+        evm,
+        execution_ctx(block),
+        AlloySpec(spec),
+        AlloyReceiptBuilder::default(),
+    );
+    apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
+    executor.apply_pre_execution_changes()?;
+    for tx in block.transactions {
+        executor.execute_transaction(tx)?;
+    }
+    check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
+    Ok(executor.finish()?.1)
 }

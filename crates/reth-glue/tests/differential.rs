@@ -429,6 +429,12 @@ struct FailingState<'a> {
 struct DiskError(alloy_primitives::Address);
 impl revm::database::DBErrorMarker for DiskError {}
 
+impl velarium_state::StorageProbe for FailingState<'_> {
+    fn storage_only_accounts(&self) -> &alloy_primitives::map::AddressSet {
+        self.inner.storage_only_accounts()
+    }
+}
+
 impl DatabaseRef for FailingState<'_> {
     type Error = DiskError;
     fn basic_ref(

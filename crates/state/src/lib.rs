@@ -8,7 +8,10 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use alloy_genesis::GenesisAccount;
-use alloy_primitives::{map::HashMap, Address, B256, U256};
+use alloy_primitives::{
+    map::{AddressSet, HashMap},
+    Address, B256, U256,
+};
 use alloy_trie::{
     root::{state_root_unhashed, storage_root_unhashed},
     TrieAccount, EMPTY_ROOT_HASH,
@@ -51,6 +54,35 @@ pub struct InMemoryState {
     block_hashes: Arc<BTreeMap<u64, B256>>,
     /// Cached storage roots, valid for the accounts present here (dropped on every change).
     storage_roots: HashMap<Address, B256>,
+    /// Accounts with storage but neither code nor nonce (see [`StorageProbe`]), kept up to date
+    /// on every change.
+    storage_only: AddressSet,
+}
+
+/// EIP-7610 asks a question revm's `Database` traits cannot: whether an account has storage. A
+/// CREATE, CREATE2 or creation transaction whose target has code, a nonce *or non-empty
+/// storage* collides. Only the last case needs the store, and only for accounts without code or
+/// nonce (mainnet holds 28 of them, left by pre-EIP-161 creations): a store names them here.
+pub trait StorageProbe {
+    /// The accounts that have non-empty storage, a zero nonce and no code.
+    fn storage_only_accounts(&self) -> &AddressSet;
+}
+
+impl StorageProbe for InMemoryState {
+    fn storage_only_accounts(&self) -> &AddressSet {
+        &self.storage_only
+    }
+}
+
+impl<T: StorageProbe + ?Sized> StorageProbe for &T {
+    fn storage_only_accounts(&self) -> &AddressSet {
+        (**self).storage_only_accounts()
+    }
+}
+
+/// Whether `account` is one [`StorageProbe`] names.
+fn is_storage_only(account: &Account) -> bool {
+    account.info.nonce == 0 && account.info.code_hash == KECCAK_EMPTY && !account.storage.is_empty()
 }
 
 impl InMemoryState {
@@ -103,7 +135,18 @@ impl InMemoryState {
         };
         let info = AccountInfo { balance, nonce, code_hash, code, ..Default::default() };
         self.storage_roots.remove(&address);
-        self.accounts.insert(address, Account { info, storage });
+        let account = Account { info, storage };
+        self.note_storage_only(address, Some(&account));
+        self.accounts.insert(address, account);
+    }
+
+    /// Keeps [`StorageProbe`]'s set in step with a change of `address` (`None`: removed).
+    fn note_storage_only(&mut self, address: Address, account: Option<&Account>) {
+        if account.is_some_and(is_storage_only) {
+            self.storage_only.insert(address);
+        } else if !self.storage_only.is_empty() {
+            self.storage_only.remove(&address);
+        }
     }
 
     /// Records the hash of an ancestor block, for `BLOCKHASH`.
@@ -145,6 +188,7 @@ impl InMemoryState {
             self.storage_roots.remove(address);
             let Some(info) = &account.info else {
                 self.accounts.remove(address);
+                self.note_storage_only(*address, None);
                 continue;
             };
             let entry = self.accounts.entry(*address).or_default();
@@ -162,6 +206,11 @@ impl InMemoryState {
                 } else {
                     entry.storage.insert(*slot, value.present_value);
                 }
+            }
+            if is_storage_only(entry) {
+                self.storage_only.insert(*address);
+            } else if !self.storage_only.is_empty() {
+                self.storage_only.remove(address);
             }
         }
     }

@@ -145,6 +145,12 @@ impl DatabaseRef for PanickingState {
     }
 }
 
+impl velarium_state::StorageProbe for PanickingState {
+    fn storage_only_accounts(&self) -> &alloy_primitives::map::AddressSet {
+        self.inner.storage_only_accounts()
+    }
+}
+
 #[test]
 fn a_panicking_worker_is_an_error_not_a_hang() {
     let workload = velarium_workloads::eth_transfers(5, 64);

@@ -3,6 +3,7 @@
 //! other; the fee is credited at commit, see `commit.rs`).
 
 use super::db::{TxDb, TxDbError};
+use crate::eip7610::CollisionGuard;
 use alloy_primitives::U256;
 use revm::{
     context::{
@@ -14,10 +15,13 @@ use revm::{
     primitives::hardfork::SpecId,
     DatabaseRef,
 };
+use revm::{inspector::InspectorHandler, interpreter::interpreter::EthInterpreter};
 use std::cell::Cell;
 
-/// The revm EVM of one incarnation.
-pub(super) type TxEvm<'a, DB> = MainnetEvm<revm::handler::MainnetContext<TxDb<'a, DB>>>;
+/// The revm EVM of one incarnation (inspected by the EIP-7610 guard only where it guards an
+/// account, see `eip7610.rs`).
+pub(super) type TxEvm<'a, DB> =
+    MainnetEvm<revm::handler::MainnetContext<TxDb<'a, DB>>, CollisionGuard<'a>>;
 
 /// A mainnet handler whose only change: the beneficiary's fee is computed, not credited.
 #[derive(Debug)]
@@ -56,4 +60,12 @@ where
         self.fee.set(U256::from(coinbase_gas_price) * U256::from(used));
         Ok(())
     }
+}
+
+impl<DB> InspectorHandler for LazyRewardHandler<'_, DB>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    type IT = EthInterpreter;
 }

@@ -48,6 +48,7 @@ pub(crate) use fault::record as record_fault;
 pub use fault::{engine_faults, EngineFault};
 pub use pool::panic_message;
 
+use crate::eip7610::StorageProbe;
 use crate::{
     sequential::{apply_dao_fork, check_system_contracts, evm_env, execution_ctx, AlloySpec},
     BlockInput, BlockOutput, ExecutionError,
@@ -199,7 +200,7 @@ pub fn execute_parallel<DB>(
     threads: usize,
 ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
 where
-    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     execute_inner(spec, db, block, threads, None, Mechanisms::ALL)
@@ -215,7 +216,7 @@ pub fn execute_parallel_with<DB>(
     mechanisms: Mechanisms,
 ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
 where
-    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     execute_inner(spec, db, block, threads, None, mechanisms)
@@ -290,8 +291,19 @@ where
     let pool = WorkerPool::get(threads)?;
     let outcomes = remote::with_remote_db(db, preheat, |remote| {
         let mechanisms = Mechanisms::ALL;
+        // A node's state cannot name storage-only accounts: EIP-7610's storage check is left
+        // out there, as reth's own executor leaves it out.
+        let storage_only = AddressSet::default();
         run_block_stm(
-            &pool, remote, &overlay, cfg, block_env, txs, None, false, mechanisms, &mut stats,
+            &pool,
+            remote,
+            &overlay,
+            (cfg, block_env),
+            txs,
+            None,
+            (false, &storage_only),
+            mechanisms,
+            &mut stats,
         )
     })
     .map_err(ExecutionError::StateRead)??;
@@ -307,7 +319,7 @@ pub fn trace_accesses<DB>(
     block: BlockInput<'_>,
 ) -> Result<Vec<velarium_analyzer::TxAccess<AccessKey>>, ExecutionError>
 where
-    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     let mut traces = Vec::with_capacity(block.transactions.len());
@@ -325,7 +337,7 @@ fn execute_inner<DB>(
     mechanisms: Mechanisms,
 ) -> Result<(BlockOutput, ParallelStats), ExecutionError>
 where
-    DB: DatabaseRef + std::fmt::Debug + Sync,
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug + Sync,
     DB::Error: Send + Sync + std::fmt::Display + 'static,
 {
     let header = block.header;
@@ -370,11 +382,10 @@ where
                 &pool,
                 db,
                 &overlay,
-                &env.cfg_env,
-                &env.block_env,
+                (&env.cfg_env, &env.block_env),
                 &tx_envs,
                 Some(&folds as &dyn commit::FoldWork),
-                traces.is_some(),
+                (traces.is_some(), db.storage_only_accounts()),
                 mechanisms,
                 &mut stats,
             )?;
@@ -465,11 +476,10 @@ fn run_block_stm<DB>(
     pool: &WorkerPool,
     db: &DB,
     overlay: &Overlay,
-    cfg: &CfgEnv,
-    block_env: &BlockEnv,
+    (cfg, block_env): (&CfgEnv, &BlockEnv),
     tx_envs: &[TxEnv],
     folds: Option<&dyn commit::FoldWork>,
-    trace: bool,
+    (trace, storage_only): (bool, &AddressSet),
     mechanisms: Mechanisms,
     stats: &mut ParallelStats,
 ) -> Result<Vec<TxOutcome>, ExecutionError>
@@ -521,6 +531,7 @@ where
         hot: &hot,
         pauses: mechanisms.risk,
         trace,
+        storage_only,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
     let counters = scheduler.counters();

@@ -9,7 +9,9 @@ use super::{
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
 };
-use alloy_primitives::{Address, U256};
+use crate::eip7610::CollisionGuard;
+use alloy_primitives::{map::AddressSet, Address, U256};
+use revm::inspector::InspectorHandler;
 use revm::{
     context::{
         result::{EVMError, ExecutionResult, HaltReason},
@@ -82,6 +84,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) pauses: bool,
     /// Record each incarnation's accessed locations (for contention analysis).
     pub(super) trace: bool,
+    /// EIP-7610: the accounts with storage but neither code nor nonce (see `eip7610.rs`).
+    pub(super) storage_only: &'a AddressSet,
 }
 
 impl<DB> Shared<'_, DB>
@@ -105,7 +109,8 @@ where
             .with_db(db)
             .with_cfg(self.cfg.clone())
             .with_block(self.block_env.clone())
-            .build_mainnet();
+            .build_mainnet_with_inspector(CollisionGuard::new(self.storage_only));
+        let inspect = evm.inspector.is_active();
         let mut writes = Vec::new();
         let mut task = None;
         let mut idle_rounds = 0u32;
@@ -116,7 +121,7 @@ where
             }
             match next {
                 SchedulerTask::Execute(version) => {
-                    task = self.execute(&mut evm, &mut writes, version);
+                    task = self.execute(&mut evm, inspect, &mut writes, version);
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
@@ -176,6 +181,7 @@ where
     fn execute(
         &self,
         evm: &mut TxEvm<'_, DB>,
+        inspect: bool,
         writes: &mut WriteSet<Location, MvValue, Credit>,
         version: Version,
     ) -> Option<SchedulerTask> {
@@ -200,7 +206,7 @@ where
             evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
             let mut handler =
                 LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
-            let result = handler.run(evm);
+            let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
             let state = evm.ctx().journal_mut().finalize();
             let db = &mut evm.ctx().journaled_state.database;
             if db.suspended {
