@@ -57,7 +57,7 @@ use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, Transaction, TxType
 use alloy_evm::{
     block::{BlockExecutionError, BlockExecutor, BlockValidationError},
     eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutor},
-    EthEvmFactory, Evm, EvmEnv, EvmFactory, FromRecoveredTx,
+    EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
 use alloy_primitives::{map::AddressSet, Address, U256};
 use db::{DeltaRules, Location, Overlay};
@@ -72,7 +72,7 @@ use revm::{
     DatabaseCommit, DatabaseRef, Journal,
 };
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
-use worker::{lazy_transfer_recipient, Shared, TxOutcome};
+use worker::{Shared, TxOutcome, TxSource};
 
 /// Counters of one parallel block execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -299,7 +299,7 @@ where
             remote,
             &overlay,
             (cfg, block_env),
-            txs,
+            TxSource::Envs(txs),
             None,
             (false, &storage_only),
             mechanisms,
@@ -307,6 +307,14 @@ where
         )
     })
     .map_err(ExecutionError::StateRead)??;
+    let outcomes = match outcomes {
+        None => Vec::new(),
+        Some(mut workspace) => {
+            let taken = workspace.take_outcomes();
+            pool::give_back(workspace);
+            taken?
+        }
+    };
     Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
 }
 
@@ -362,8 +370,6 @@ where
         // Phase 1: Block-STM, with the state diffs folded per account as the transactions
         // commit (see `commit.rs`).
         let txs = block.transactions;
-        let tx_envs: Vec<TxEnv> =
-            txs.iter().map(|tx| TxEnv::from_recovered_tx(tx.inner(), tx.signer())).collect();
         let state = executor.evm_mut().db_mut();
         let main_bound = main_bound_accounts(block, &state.cache);
         state.transition_state.get_or_insert_default();
@@ -383,7 +389,7 @@ where
                 db,
                 &overlay,
                 (&env.cfg_env, &env.block_env),
-                &tx_envs,
+                TxSource::Recovered(txs),
                 Some(&folds as &dyn commit::FoldWork),
                 (traces.is_some(), db.storage_only_accounts()),
                 mechanisms,
@@ -397,7 +403,14 @@ where
         // Phase 2: receipts and gas in order (an invalid transaction fails the block here, as
         // in the sequential executor), then the folded accounts the block `State` needs back.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
-        for (tx, outcome) in txs.iter().zip(outcomes) {
+        let mut outcomes = outcomes;
+        // The state diffs, folded already, are dropped off the critical path.
+        let mut spent = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            let outcome = match outcomes.as_mut() {
+                Some(workspace) => workspace.take_outcome(i)?,
+                None => return Err(EngineFault::MissingOutcome(i as u32).into()),
+            };
             let available = header.gas_limit - executor.cumulative_tx_gas_used;
             let mut max_tx_gas = tx.gas_limit();
             if let Some(cap) = env.cfg_env.tx_gas_limit_cap {
@@ -413,9 +426,10 @@ where
                 .into());
             }
             let logs_bloom = outcome.logs_bloom();
-            let (result, _changes) = outcome
+            let (result, changes) = outcome
                 .result
                 .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
+            spent.push(changes);
             let gas = result.gas();
             if let (Some(traces), Some((reads, writes))) = (traces.as_deref_mut(), &outcome.trace) {
                 let (credits, writes): (Vec<_>, Vec<_>) = writes.iter().partition(|(_, c)| *c);
@@ -454,6 +468,10 @@ where
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
         }
+        if let Some(workspace) = outcomes {
+            pool::give_back(workspace);
+        }
+        pool::discard(spent);
         let mut shards = shards?;
         let state = executor.evm_mut().db_mut();
         shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
@@ -477,28 +495,27 @@ fn run_block_stm<DB>(
     db: &DB,
     overlay: &Overlay,
     (cfg, block_env): (&CfgEnv, &BlockEnv),
-    tx_envs: &[TxEnv],
+    txs: TxSource<'_>,
     folds: Option<&dyn commit::FoldWork>,
     (trace, storage_only): (bool, &AddressSet),
     mechanisms: Mechanisms,
     stats: &mut ParallelStats,
-) -> Result<Vec<TxOutcome>, ExecutionError>
+) -> Result<Option<pool::Workspace>, ExecutionError>
 where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
-    let txs = tx_envs;
-    if txs.is_empty() {
-        return Ok(Vec::new());
+    if txs.len() == 0 {
+        return Ok(None);
     }
     let beneficiary = block_env.beneficiary;
-    let lazy_candidates: Vec<Option<Address>> = txs
-        .iter()
-        .map(|tx| lazy_transfer_recipient(tx, beneficiary).filter(|_| mechanisms.deltas))
+    let lazy_candidates: Vec<Option<Address>> = (0..txs.len())
+        .map(|i| txs.lazy_recipient(i, beneficiary).filter(|_| mechanisms.deltas))
         .collect();
     let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
+    last_of_sender.reserve(txs.len());
     let mut prev_same_sender: Vec<Option<u32>> =
-        txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.caller, i as u32)).collect();
+        (0..txs.len()).map(|i| last_of_sender.insert(txs.caller(i), i as u32)).collect();
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
     let pool::Workspace { memory, scheduler, fees, outcomes } = &mut workspace;
@@ -520,7 +537,7 @@ where
         scheduler,
         cfg,
         block_env,
-        tx_envs,
+        txs,
         lazy_candidates: &lazy_candidates,
         prev_same_sender: &prev_same_sender,
         beneficiary,
@@ -541,30 +558,18 @@ where
     stats.suspensions = counters.suspensions;
     stats.waits = counters.waits;
     ran?;
-    let result = if let Some(err) = scheduler.invariant_error() {
-        Err(EngineFault::Scheduler(err).into())
+    let fault = if let Some(err) = scheduler.invariant_error() {
+        Some(EngineFault::Scheduler(err))
     } else if scheduler.is_halted() {
-        Err(EngineFault::Halted.into())
+        Some(EngineFault::Halted)
     } else {
-        // Moved out one by one into a vector sized up front (outcomes are large).
-        let mut taken = Vec::with_capacity(outcomes.len());
-        let mut missing = None;
-        for (i, slot) in outcomes.iter_mut().enumerate() {
-            match slot.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(outcome) => taken.push(outcome),
-                None => {
-                    missing = Some(i as u32);
-                    break;
-                }
-            }
-        }
-        match missing {
-            Some(i) => Err(EngineFault::MissingOutcome(i).into()),
-            None => Ok(taken),
-        }
+        workspace.first_missing().map(EngineFault::MissingOutcome)
     };
-    pool::give_back(workspace);
-    result
+    if let Some(fault) = fault {
+        pool::give_back(workspace);
+        return Err(fault.into());
+    }
+    Ok(Some(workspace))
 }
 
 /// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it

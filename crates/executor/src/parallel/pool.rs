@@ -3,8 +3,10 @@
 //! One pool per thread count, created on first use and reused by every block, so a block pays
 //! no thread start-up. Blocks executed concurrently on the same pool queue for it.
 
-use super::{commit::OutcomeSlot, db::BlockMemory, fault::EngineFault, fees::FeeLedger};
-use std::sync::{Arc, Mutex, OnceLock};
+use super::{
+    commit::OutcomeSlot, db::BlockMemory, fault::EngineFault, fees::FeeLedger, worker::TxOutcome,
+};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use velarium_scheduler::Scheduler;
 
 /// A pool of worker threads (the calling thread is worker 0, see `velarium-numa-runtime`).
@@ -63,20 +65,35 @@ pub(crate) struct Workspace {
     pub(crate) outcomes: Vec<OutcomeSlot>,
 }
 
-static WORKSPACES: Mutex<Vec<Workspace>> = Mutex::new(Vec::new());
+/// Workspaces ready for reuse, and how many the janitor is still clearing.
+static WORKSPACES: Mutex<(Vec<Workspace>, usize)> = Mutex::new((Vec::new(), 0));
+/// Signalled when the janitor puts a cleared workspace back.
+static CLEARED: Condvar = Condvar::new();
+/// How many finished workspaces are kept for reuse.
+const KEPT: usize = 4;
 
 /// A workspace for a block of `block_size` transactions on `threads` workers.
 pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: bool) -> Workspace {
-    let reused = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let reused = {
+        let mut ready = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(ws) = ready.0.pop() {
+                break Some(ws);
+            }
+            if ready.1 == 0 {
+                break None;
+            }
+            // One is being cleared: waiting for it is cheaper than fresh (zeroed) memory.
+            ready = CLEARED.wait(ready).unwrap_or_else(|e| e.into_inner());
+        }
+    };
     match reused {
         Some(mut ws) => {
+            // Cleared already: these only size the structures for this block.
             ws.memory.reset(block_size, threads);
             ws.scheduler.reset(block_size, threads);
             ws.fees.reset(block_size, state_clear);
             ws.outcomes.truncate(block_size);
-            for slot in &mut ws.outcomes {
-                *slot.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
-            }
             ws.outcomes.resize_with(block_size, Default::default);
             ws
         }
@@ -89,10 +106,110 @@ pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: boo
     }
 }
 
-/// Returns a workspace for reuse by a later block (a few are kept; the rest are dropped).
-pub(crate) fn give_back(workspace: Workspace) {
-    let mut workspaces = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
-    if workspaces.len() < 4 {
-        workspaces.push(workspace);
+impl Workspace {
+    /// Drops what the block left in it (multi-version values, read sets, outcomes not taken).
+    fn clear(&mut self) {
+        self.memory.clear();
+        for slot in &mut self.outcomes {
+            *slot.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
+
+    /// Every transaction's outcome, moved out in order (an engine fault if one is missing).
+    pub(crate) fn take_outcomes(&mut self) -> Result<Vec<TxOutcome>, EngineFault> {
+        let mut taken = Vec::with_capacity(self.outcomes.len());
+        for i in 0..self.outcomes.len() {
+            taken.push(self.take_outcome(i)?);
+        }
+        Ok(taken)
+    }
+
+    /// Transaction `i`'s outcome, moved out.
+    pub(crate) fn take_outcome(&mut self, i: usize) -> Result<TxOutcome, EngineFault> {
+        self.outcomes[i]
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(EngineFault::MissingOutcome(i as u32))
+    }
+
+    /// The first transaction without an outcome, if any.
+    pub(crate) fn first_missing(&mut self) -> Option<u32> {
+        self.outcomes
+            .iter_mut()
+            .position(|slot| slot.get_mut().unwrap_or_else(|e| e.into_inner()).is_none())
+            .map(|i| i as u32)
+    }
+}
+
+/// What the janitor thread does between blocks, off the critical path.
+enum Chore {
+    /// Clear a finished block's workspace and put it back for reuse.
+    Clear(Box<Workspace>),
+    /// Drop what a block no longer needs (its transactions' state diffs, say).
+    Drop(#[allow(dead_code)] Box<dyn std::any::Any + Send>),
+}
+
+/// The janitor's queue (`None` if its thread could not start: chores then run inline).
+fn janitor() -> Option<&'static Mutex<mpsc::Sender<Chore>>> {
+    static JANITOR: OnceLock<Option<Mutex<mpsc::Sender<Chore>>>> = OnceLock::new();
+    JANITOR
+        .get_or_init(|| {
+            let (send, receive) = mpsc::channel::<Chore>();
+            std::thread::Builder::new()
+                .name("velarium-janitor".into())
+                .spawn(move || {
+                    for chore in receive {
+                        run_chore(chore);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(send))
+        })
+        .as_ref()
+}
+
+fn run_chore(chore: Chore) {
+    match chore {
+        Chore::Clear(mut workspace) => {
+            // A panic while clearing loses the workspace, never the count.
+            let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                workspace.clear();
+                *workspace
+            }));
+            let mut ready = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
+            ready.1 -= 1;
+            if let Ok(workspace) = cleared {
+                if ready.0.len() < KEPT {
+                    ready.0.push(workspace);
+                }
+            }
+            drop(ready);
+            CLEARED.notify_all();
+        }
+        Chore::Drop(value) => drop(value),
+    }
+}
+
+fn send_chore(chore: Chore) {
+    let chore = match janitor() {
+        Some(queue) => match queue.lock().unwrap_or_else(|e| e.into_inner()).send(chore) {
+            Ok(()) => return,
+            Err(mpsc::SendError(chore)) => chore,
+        },
+        None => chore,
+    };
+    run_chore(chore);
+}
+
+/// Returns a workspace for reuse by a later block: the janitor clears it in the background (a
+/// few are kept; the rest are dropped).
+pub(crate) fn give_back(workspace: Workspace) {
+    WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+    send_chore(Chore::Clear(Box::new(workspace)));
+}
+
+/// Drops `value` in the background.
+pub(crate) fn discard<T: Send + 'static>(value: T) {
+    send_chore(Chore::Drop(Box::new(value)));
 }

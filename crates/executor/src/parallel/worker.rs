@@ -9,7 +9,9 @@ use super::{
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
 };
-use crate::eip7610::CollisionGuard;
+use crate::{eip7610::CollisionGuard, RecoveredTx};
+use alloy_consensus::Transaction as _;
+use alloy_evm::FromRecoveredTx;
 use alloy_primitives::{map::AddressSet, Address, U256};
 use revm::inspector::InspectorHandler;
 use revm::{
@@ -64,7 +66,7 @@ pub(super) struct Shared<'a, DB> {
     pub(super) scheduler: &'a Scheduler,
     pub(super) cfg: &'a CfgEnv,
     pub(super) block_env: &'a BlockEnv,
-    pub(super) tx_envs: &'a [TxEnv],
+    pub(super) txs: TxSource<'a>,
     /// Per transaction, the recipient that may be credited lazily (plain value transfers).
     pub(super) lazy_candidates: &'a [Option<Address>],
     /// Per transaction, the previous transaction of the same sender: a dependency known before
@@ -172,7 +174,7 @@ where
         }
         if let Some(folds) = self.folds {
             if !self.scheduler.is_halted() {
-                folds.finish(self.outcomes, self.tx_envs.len());
+                folds.finish(self.outcomes, self.txs.len());
             }
         }
     }
@@ -203,7 +205,7 @@ where
                 self.lazy_candidates[txn_idx as usize],
                 settled && !self.trace,
             );
-            evm.ctx().tx = self.tx_envs[txn_idx as usize].clone();
+            evm.ctx().tx = self.txs.env(txn_idx as usize);
             let mut handler =
                 LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
             let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
@@ -308,17 +310,155 @@ where
     }
 }
 
+/// The block's transactions, as the workers read them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TxSource<'a> {
+    /// Ready revm environments (a node's per-transaction path).
+    Envs(&'a [TxEnv]),
+    /// Recovered transactions, each converted by the worker that executes it (so the block
+    /// pays no sequential conversion up front; an incarnation copies its environment anyway).
+    Recovered(&'a [RecoveredTx]),
+}
+
+impl TxSource<'_> {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Envs(txs) => txs.len(),
+            Self::Recovered(txs) => txs.len(),
+        }
+    }
+
+    /// Transaction `i`'s sender.
+    pub(super) fn caller(&self, i: usize) -> Address {
+        match self {
+            Self::Envs(txs) => txs[i].caller,
+            Self::Recovered(txs) => txs[i].signer(),
+        }
+    }
+
+    /// Transaction `i`'s revm environment.
+    pub(super) fn env(&self, i: usize) -> TxEnv {
+        match self {
+            Self::Envs(txs) => txs[i].clone(),
+            Self::Recovered(txs) => TxEnv::from_recovered_tx(txs[i].inner(), txs[i].signer()),
+        }
+    }
+
+    /// [`lazy_transfer_recipient`] of transaction `i`, without building its environment.
+    pub(super) fn lazy_recipient(&self, i: usize, beneficiary: Address) -> Option<Address> {
+        match self {
+            Self::Envs(txs) => lazy_transfer_recipient(&txs[i], beneficiary),
+            Self::Recovered(txs) => {
+                let tx = &txs[i];
+                let no_authorizations = tx.authorization_list().is_none_or(|l| l.is_empty());
+                plain_transfer_to(
+                    tx.kind(),
+                    tx.value(),
+                    tx.input().is_empty() && no_authorizations,
+                    tx.signer(),
+                    beneficiary,
+                )
+            }
+        }
+    }
+}
+
 /// The recipient of `tx` if it is a plain value transfer whose credit may be lazy: a call with
 /// value and no input, to another account than the sender and the beneficiary, outside the
 /// precompile range, and not an EIP-7702 transaction (whose authorizations may give the
 /// recipient code). Whether the recipient has code is only known when it is read.
 pub(super) fn lazy_transfer_recipient(tx: &TxEnv, beneficiary: Address) -> Option<Address> {
-    let revm::primitives::TxKind::Call(to) = tx.kind else { return None };
-    let plain = !tx.value.is_zero()
-        && tx.data.is_empty()
-        && tx.authorization_list.is_empty()
-        && to != tx.caller
+    let bare = tx.data.is_empty() && tx.authorization_list.is_empty();
+    plain_transfer_to(tx.kind, tx.value, bare, tx.caller, beneficiary)
+}
+
+/// [`lazy_transfer_recipient`] from the fields it looks at (`bare`: no input and no
+/// authorizations).
+fn plain_transfer_to(
+    kind: revm::primitives::TxKind,
+    value: U256,
+    bare: bool,
+    caller: Address,
+    beneficiary: Address,
+) -> Option<Address> {
+    let revm::primitives::TxKind::Call(to) = kind else { return None };
+    let plain = !value.is_zero()
+        && bare
+        && to != caller
         && to != beneficiary
         && to.0[..18].iter().any(|b| *b != 0);
     plain.then_some(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEip7702, TxEnvelope, TxLegacy};
+    use alloy_primitives::{Bytes, Signature, TxKind};
+
+    fn recovered(tx: TxEnvelope, signer: Address) -> RecoveredTx {
+        RecoveredTx::new_unchecked(tx, signer)
+    }
+
+    #[test]
+    fn recovered_transactions_read_as_their_environments() {
+        let sender = Address::repeat_byte(0x11);
+        let to = Address::repeat_byte(0x22);
+        let precompile = Address::with_last_byte(4);
+        let sig = Signature::test_signature();
+        let legacy = |to: TxKind, value: u64, input: &'static [u8]| {
+            let tx = TxLegacy {
+                to,
+                value: U256::from(value),
+                input: Bytes::from_static(input),
+                gas_limit: 21_000,
+                ..Default::default()
+            };
+            TxEnvelope::Legacy(tx.into_signed(sig))
+        };
+        let dynamic = TxEip1559 {
+            to: TxKind::Call(to),
+            value: U256::from(5),
+            gas_limit: 21_000,
+            ..Default::default()
+        };
+        let delegation = |authorizations| TxEip7702 {
+            to,
+            value: U256::from(5),
+            gas_limit: 50_000,
+            authorization_list: authorizations,
+            ..Default::default()
+        };
+        let authorization =
+            alloy_eips::eip7702::Authorization { chain_id: U256::from(1), address: to, nonce: 0 }
+                .into_signed(sig);
+        let txs = [
+            recovered(legacy(TxKind::Call(to), 5, &[]), sender),
+            recovered(legacy(TxKind::Call(to), 0, &[]), sender),
+            recovered(legacy(TxKind::Call(to), 5, &[1]), sender),
+            recovered(legacy(TxKind::Create, 5, &[]), sender),
+            recovered(legacy(TxKind::Call(precompile), 5, &[]), sender),
+            recovered(legacy(TxKind::Call(sender), 5, &[]), sender),
+            recovered(TxEnvelope::Eip1559(dynamic.into_signed(sig)), sender),
+            recovered(TxEnvelope::Eip7702(delegation(vec![]).into_signed(sig)), sender),
+            recovered(
+                TxEnvelope::Eip7702(delegation(vec![authorization]).into_signed(sig)),
+                sender,
+            ),
+        ];
+        let source = TxSource::Recovered(&txs);
+        let mut lazy = 0;
+        for (i, tx) in txs.iter().enumerate() {
+            let env = TxEnv::from_recovered_tx(tx.inner(), tx.signer());
+            for beneficiary in [Address::ZERO, to] {
+                let expected = lazy_transfer_recipient(&env, beneficiary);
+                assert_eq!(source.lazy_recipient(i, beneficiary), expected, "tx {i}");
+                lazy += usize::from(expected.is_some());
+            }
+            assert_eq!(source.caller(i), env.caller);
+            assert_eq!(source.env(i), env, "tx {i}");
+        }
+        // Legacy, 1559 and an empty 7702 list are lazy (beneficiary elsewhere), nothing else.
+        assert_eq!(lazy, 3);
+    }
 }
