@@ -354,45 +354,19 @@ impl ShardOutputs {
         }
     }
 
-    /// After alloy-evm's post-execution changes, before the merge: checks that they changed
-    /// no account but the main-bound ones, and never read an account a shard changed (either
-    /// would have worked on stale data).
-    pub(super) fn check_main(
-        &self,
-        cache: &CacheState,
-        transitions: &TransitionState,
-        main_bound: &AddressSet,
-    ) -> Result<(), ExecutionError> {
-        if let Some(address) = transitions.transitions.keys().find(|a| !main_bound.contains(*a)) {
-            return Err(EngineFault::StaleMainAccount(*address).into());
-        }
-        for address in cache.accounts.keys().filter(|a| !main_bound.contains(*a)) {
-            if self.shards.iter().any(|s| s.bundle.state.contains_key(address)) {
-                return Err(EngineFault::StaleMainAccount(*address).into());
-            }
-        }
-        Ok(())
-    }
-
-    /// Unites the `State`'s merged bundle with the shards' (their addresses are disjoint),
-    /// into the largest of them.
-    pub(super) fn into_bundle(self, main: BundleState) -> BundleState {
+    /// The shards' bundles united (their addresses are disjoint), into the first one (sized for
+    /// all of them) or else the largest; reverts are left to the `State`'s merge. Called once
+    /// the main-bound accounts are handed back; it runs beside the receipts (see `pool.rs`).
+    pub(super) fn into_united(self) -> BundleState {
         let mut parts: Vec<BundleState> = self.shards.into_iter().map(|s| s.bundle).collect();
-        let total: usize = parts.iter().map(|p| p.state.len()).sum::<usize>() + main.state.len();
-        // The first shard's bundle was sized for all of them; otherwise the largest.
+        let total: usize = parts.iter().map(|p| p.state.len()).sum();
         let target = if parts.first().is_some_and(|p| p.state.capacity() >= total) {
             Some(0)
         } else {
             (0..parts.len()).max_by_key(|&i| parts[i].state.len())
         };
-        let mut bundle = match target {
-            Some(i) => parts.swap_remove(i),
-            None => return main,
-        };
-        // The `State`'s merge decides the reverts (one empty set per merge).
-        bundle.reverts = main.reverts;
-        bundle.reverts_size = main.reverts_size;
-        parts.push(BundleState { reverts: Default::default(), reverts_size: 0, ..main });
+        let Some(target) = target else { return BundleState::default() };
+        let mut bundle = parts.swap_remove(target);
         bundle.state.reserve(parts.iter().map(|p| p.state.len()).sum());
         for part in parts {
             bundle.state.extend(part.state);
@@ -401,6 +375,40 @@ impl ShardOutputs {
         }
         bundle
     }
+}
+
+/// After alloy-evm's post-execution changes, before the merge: checks that they changed no
+/// account but the main-bound ones, and never read an account a shard changed (`united`: the
+/// shards' bundles; either would have worked on stale data).
+pub(super) fn check_main(
+    united: &BundleState,
+    cache: &CacheState,
+    transitions: &TransitionState,
+    main_bound: &AddressSet,
+) -> Result<(), ExecutionError> {
+    if let Some(address) = transitions.transitions.keys().find(|a| !main_bound.contains(*a)) {
+        return Err(EngineFault::StaleMainAccount(*address).into());
+    }
+    for address in cache.accounts.keys().filter(|a| !main_bound.contains(*a)) {
+        if united.state.contains_key(address) {
+            return Err(EngineFault::StaleMainAccount(*address).into());
+        }
+    }
+    Ok(())
+}
+
+/// The block's bundle: the shards' `united` bundle with the `State`'s merged one (disjoint
+/// addresses), whose merge decides the reverts (one set per merge).
+pub(super) fn into_bundle(mut united: BundleState, main: BundleState) -> BundleState {
+    if united.state.is_empty() && united.contracts.is_empty() {
+        return main;
+    }
+    united.reverts = main.reverts;
+    united.reverts_size = main.reverts_size;
+    united.state.extend(main.state);
+    united.contracts.extend(main.contracts);
+    united.state_size += main.state_size;
+    united
 }
 
 /// One account as folded so far.

@@ -355,7 +355,7 @@ where
     let ctx = execution_ctx(block);
     let mut stats = ParallelStats { threads, ..Default::default() };
     let pool = WorkerPool::get(threads)?;
-    let (result, shards, main_bound, phase3) = {
+    let (result, united, main_bound, phase3) = {
         let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
         let mut executor =
             EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
@@ -403,6 +403,12 @@ where
         // Phase 2: receipts and gas in order (an invalid transaction fails the block here, as
         // in the sequential executor), then the folded accounts the block `State` needs back.
         let cancun = spec.is_cancun_active_at_timestamp(header.timestamp);
+        // The main-bound accounts go back to the `State`; the other shards' bundles are united
+        // in the background while the receipts are built.
+        let mut shards = shards?;
+        let state = executor.evm_mut().db_mut();
+        shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
+        let united = pool::in_background(move || shards.into_united());
         let mut outcomes = outcomes;
         // The state diffs, folded already, are dropped off the critical path.
         let mut spent = Vec::with_capacity(txs.len());
@@ -472,17 +478,20 @@ where
             pool::give_back(workspace);
         }
         pool::discard(spent);
-        let mut shards = shards?;
-        let state = executor.evm_mut().db_mut();
-        shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
         let phase3 = std::time::Instant::now();
         stats.phases.commit = phase3 - phase2;
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
-        (executor.finish()?.1, shards, main_bound, phase3)
+        (executor.finish()?.1, united, main_bound, phase3)
     };
-    shards.check_main(&state.cache, state.transition_state.get_or_insert_default(), &main_bound)?;
+    let united = united.wait()?;
+    commit::check_main(
+        &united,
+        &state.cache,
+        state.transition_state.get_or_insert_default(),
+        &main_bound,
+    )?;
     state.merge_transitions(BundleRetention::PlainState);
-    let bundle = shards.into_bundle(state.take_bundle());
+    let bundle = commit::into_bundle(united, state.take_bundle());
     stats.phases.post = phase3.elapsed();
     let output = BlockOutput::new(result, bundle);
     Ok((output, stats))

@@ -148,6 +148,8 @@ enum Chore {
     Clear(Box<Workspace>),
     /// Drop what a block no longer needs (its transactions' state diffs, say).
     Drop(#[allow(dead_code)] Box<dyn std::any::Any + Send>),
+    /// Run a piece of the block's own work beside the calling thread.
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// The janitor's queue (`None` if its thread could not start: chores then run inline).
@@ -188,6 +190,7 @@ fn run_chore(chore: Chore) {
             CLEARED.notify_all();
         }
         Chore::Drop(value) => drop(value),
+        Chore::Run(work) => work(),
     }
 }
 
@@ -212,4 +215,33 @@ pub(crate) fn give_back(workspace: Workspace) {
 /// Drops `value` in the background.
 pub(crate) fn discard<T: Send + 'static>(value: T) {
     send_chore(Chore::Drop(Box::new(value)));
+}
+
+/// Work handed to the janitor by [`in_background`].
+pub(crate) struct Background<T>(mpsc::Receiver<std::thread::Result<T>>);
+
+impl<T> Background<T> {
+    /// Waits for the work's result (an engine fault if it panicked).
+    pub(crate) fn wait(self) -> Result<T, EngineFault> {
+        match self.0.recv() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(panic)) => Err(EngineFault::WorkerPanic(panic_message(&panic))),
+            Err(_) => Err(EngineFault::WorkerPanic("background work vanished".into())),
+        }
+    }
+}
+
+/// Runs `work` on the janitor thread while the caller goes on (inline if it has none): the
+/// block's sequential tail uses the core its sleeping workers leave free.
+pub(crate) fn in_background<T, F>(work: F) -> Background<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (send, receive) = mpsc::sync_channel(1);
+    send_chore(Chore::Run(Box::new(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = send.send(result);
+    })));
+    Background(receive)
 }
