@@ -225,6 +225,24 @@ fn pin_to_core(core: usize) {
 #[cfg(not(target_os = "linux"))]
 fn pin_to_core(_core: usize) {}
 
+/// Makes the current thread a background one: it runs only on cores nobody else wants (Linux's
+/// `SCHED_IDLE`; a no-op elsewhere). For housekeeping that must never steal a core from the
+/// workers. Returns whether it took effect.
+#[cfg(target_os = "linux")]
+pub fn run_only_when_idle() -> bool {
+    // SAFETY: `sched_param` is plain data; policy 0 for pid 0 changes only this thread.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
+    }
+}
+
+/// Makes the current thread a background one (a no-op off Linux).
+#[cfg(not(target_os = "linux"))]
+pub fn run_only_when_idle() -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

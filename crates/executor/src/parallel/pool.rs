@@ -161,6 +161,8 @@ fn janitor() -> Option<&'static Mutex<mpsc::Sender<Chore>>> {
             std::thread::Builder::new()
                 .name("velarium-janitor".into())
                 .spawn(move || {
+                    // Housekeeping never takes a core from the workers.
+                    velarium_numa_runtime::run_only_when_idle();
                     for chore in receive {
                         run_chore(chore);
                     }
@@ -217,31 +219,87 @@ pub(crate) fn discard<T: Send + 'static>(value: T) {
     send_chore(Chore::Drop(Box::new(value)));
 }
 
-/// Work handed to the janitor by [`in_background`].
-pub(crate) struct Background<T>(mpsc::Receiver<std::thread::Result<T>>);
+/// Work handed to the janitor by [`in_background`]: whoever gets to it first runs it (the
+/// janitor, or the caller when it needs the result and the janitor has not started it).
+pub(crate) struct Background<T> {
+    work: Arc<Mutex<Option<BackgroundWork<T>>>>,
+    result: mpsc::Receiver<std::thread::Result<T>>,
+}
+
+type BackgroundWork<T> = Box<dyn FnOnce() -> T + Send>;
 
 impl<T> Background<T> {
-    /// Waits for the work's result (an engine fault if it panicked).
+    /// The work's result: run here if the janitor has not started it, else waited for (an
+    /// engine fault if it panicked).
     pub(crate) fn wait(self) -> Result<T, EngineFault> {
-        match self.0.recv() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(panic)) => Err(EngineFault::WorkerPanic(panic_message(&panic))),
-            Err(_) => Err(EngineFault::WorkerPanic("background work vanished".into())),
-        }
+        let unstarted = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let result = match unstarted {
+            Some(work) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)),
+            None => match self.result.recv() {
+                Ok(result) => result,
+                Err(_) => return Err(EngineFault::WorkerPanic("background work vanished".into())),
+            },
+        };
+        result.map_err(|panic| EngineFault::WorkerPanic(panic_message(&panic)))
     }
 }
 
-/// Runs `work` on the janitor thread while the caller goes on (inline if it has none): the
-/// block's sequential tail uses the core its sleeping workers leave free.
+/// Runs `work` on the janitor thread while the caller goes on: the block's sequential tail
+/// uses the core its sleeping workers leave free.
 pub(crate) fn in_background<T, F>(work: F) -> Background<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (send, receive) = mpsc::sync_channel(1);
+    let work: Arc<Mutex<Option<BackgroundWork<T>>>> = Arc::new(Mutex::new(Some(Box::new(work))));
+    let (send, result) = mpsc::sync_channel(1);
+    let queued = Arc::clone(&work);
     send_chore(Chore::Run(Box::new(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-        let _ = send.send(result);
+        let unstarted = queued.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(work) = unstarted {
+            let _ = send.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        }
     })));
-    Background(receive)
+    Background { work, result }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn background_work_returns_its_value_whoever_runs_it() {
+        for n in 0..50u64 {
+            // Waited for at once (usually run here) or later (usually run by the janitor).
+            let job = in_background(move || n * 2);
+            if n % 2 == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(job.wait().unwrap(), n * 2);
+        }
+    }
+
+    #[test]
+    fn a_panic_in_background_work_is_an_engine_fault() {
+        let job = in_background(|| -> u32 { panic!("boom in the background") });
+        match job.wait() {
+            Err(EngineFault::WorkerPanic(message)) => {
+                assert!(message.contains("boom"), "{message}")
+            }
+            other => panic!("expected a worker panic, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_given_back_workspace_comes_back_cleared_and_sized() {
+        let mut ws = take_workspace(8, 2, true);
+        assert_eq!(ws.outcomes.len(), 8);
+        assert_eq!(ws.first_missing(), Some(0));
+        give_back(ws);
+        // Whether the janitor finished clearing it or not, taking waits for a cleared one.
+        let mut ws = take_workspace(3, 2, true);
+        assert_eq!(ws.outcomes.len(), 3);
+        assert!(ws.take_outcome(0).is_err(), "nothing left over from the last block");
+        give_back(ws);
+    }
 }
