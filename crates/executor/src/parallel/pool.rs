@@ -6,7 +6,7 @@
 use super::{
     commit::OutcomeSlot, db::BlockMemory, fault::EngineFault, fees::FeeLedger, worker::TxOutcome,
 };
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use velarium_scheduler::Scheduler;
 
 /// A pool of worker threads (the calling thread is worker 0, see `velarium-numa-runtime`).
@@ -65,26 +65,33 @@ pub(crate) struct Workspace {
     pub(crate) outcomes: Vec<OutcomeSlot>,
 }
 
-/// Workspaces ready for reuse, and how many the janitor is still clearing.
-static WORKSPACES: Mutex<(Vec<Workspace>, usize)> = Mutex::new((Vec::new(), 0));
-/// Signalled when the janitor puts a cleared workspace back.
-static CLEARED: Condvar = Condvar::new();
+/// Finished workspaces: cleared ones, and those the janitor has not cleared yet.
+struct Kept {
+    clean: Vec<Workspace>,
+    dirty: Vec<Workspace>,
+}
+
+static WORKSPACES: Mutex<Kept> = Mutex::new(Kept { clean: Vec::new(), dirty: Vec::new() });
 /// How many finished workspaces are kept for reuse.
 const KEPT: usize = 4;
+/// Background drops allowed to wait for the janitor before they are done inline (a janitor
+/// starved of idle cores must not make memory pile up).
+const MAX_PENDING_DROPS: usize = 8;
+static PENDING_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A workspace for a block of `block_size` transactions on `threads` workers.
+/// A workspace for a block of `block_size` transactions on `threads` workers: a cleared one if
+/// there is one, else one the janitor has not got to (cleared here: the janitor runs only on
+/// idle cores and may be starved), else a fresh one.
 pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: bool) -> Workspace {
     let reused = {
-        let mut ready = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(ws) = ready.0.pop() {
-                break Some(ws);
-            }
-            if ready.1 == 0 {
-                break None;
-            }
-            // One is being cleared: waiting for it is cheaper than fresh (zeroed) memory.
-            ready = CLEARED.wait(ready).unwrap_or_else(|e| e.into_inner());
+        let mut kept = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.clean.pop() {
+            Some(ws) => Some(ws),
+            None => kept.dirty.pop().map(|mut ws| {
+                drop(kept);
+                ws.clear();
+                ws
+            }),
         }
     };
     match reused {
@@ -144,8 +151,8 @@ impl Workspace {
 
 /// What the janitor thread does between blocks, off the critical path.
 enum Chore {
-    /// Clear a finished block's workspace and put it back for reuse.
-    Clear(Box<Workspace>),
+    /// Clear a finished workspace (if a block has not taken it meanwhile).
+    Clear,
     /// Drop what a block no longer needs (its transactions' state diffs, say).
     Drop(#[allow(dead_code)] Box<dyn std::any::Any + Send>),
     /// Run a piece of the block's own work beside the calling thread.
@@ -175,23 +182,23 @@ fn janitor() -> Option<&'static Mutex<mpsc::Sender<Chore>>> {
 
 fn run_chore(chore: Chore) {
     match chore {
-        Chore::Clear(mut workspace) => {
-            // A panic while clearing loses the workspace, never the count.
-            let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                workspace.clear();
-                *workspace
-            }));
-            let mut ready = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
-            ready.1 -= 1;
-            if let Ok(workspace) = cleared {
-                if ready.0.len() < KEPT {
-                    ready.0.push(workspace);
+        Chore::Clear => {
+            let dirty = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).dirty.pop();
+            if let Some(mut workspace) = dirty {
+                // A panic while clearing loses the workspace, nothing else.
+                let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    workspace.clear();
+                    workspace
+                }));
+                if let Ok(workspace) = cleared {
+                    WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).clean.push(workspace);
                 }
             }
-            drop(ready);
-            CLEARED.notify_all();
         }
-        Chore::Drop(value) => drop(value),
+        Chore::Drop(value) => {
+            drop(value);
+            PENDING_DROPS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Chore::Run(work) => work(),
     }
 }
@@ -208,14 +215,31 @@ fn send_chore(chore: Chore) {
 }
 
 /// Returns a workspace for reuse by a later block: the janitor clears it in the background (a
-/// few are kept; the rest are dropped).
+/// few are kept; the rest are dropped, in the background too).
 pub(crate) fn give_back(workspace: Workspace) {
-    WORKSPACES.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
-    send_chore(Chore::Clear(Box::new(workspace)));
+    let surplus = {
+        let mut kept = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.clean.len() + kept.dirty.len() < KEPT {
+            kept.dirty.push(workspace);
+            None
+        } else {
+            Some(workspace)
+        }
+    };
+    match surplus {
+        None => send_chore(Chore::Clear),
+        Some(workspace) => discard(workspace),
+    }
 }
 
-/// Drops `value` in the background.
+/// Drops `value` in the background (inline when too many drops already wait for the janitor).
 pub(crate) fn discard<T: Send + 'static>(value: T) {
+    use std::sync::atomic::Ordering;
+    if PENDING_DROPS.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_DROPS {
+        PENDING_DROPS.fetch_sub(1, Ordering::Relaxed);
+        drop(value);
+        return;
+    }
     send_chore(Chore::Drop(Box::new(value)));
 }
 
@@ -290,16 +314,54 @@ mod tests {
         }
     }
 
+    fn leftover() -> TxOutcome {
+        TxOutcome {
+            result: Err(revm::context::result::EVMError::Custom("left over".into())),
+            fee: alloy_primitives::U256::from(1),
+            lazy_recipient: None,
+            trace: None,
+            bloom: None,
+        }
+    }
+
     #[test]
     fn a_given_back_workspace_comes_back_cleared_and_sized() {
-        let mut ws = take_workspace(8, 2, true);
-        assert_eq!(ws.outcomes.len(), 8);
-        assert_eq!(ws.first_missing(), Some(0));
-        give_back(ws);
-        // Whether the janitor finished clearing it or not, taking waits for a cleared one.
-        let mut ws = take_workspace(3, 2, true);
-        assert_eq!(ws.outcomes.len(), 3);
-        assert!(ws.take_outcome(0).is_err(), "nothing left over from the last block");
-        give_back(ws);
+        for _ in 0..20 {
+            let mut ws = take_workspace(8, 2, true);
+            assert_eq!(ws.outcomes.len(), 8);
+            assert_eq!(ws.first_missing(), Some(0));
+            // An outcome the block did not take.
+            *ws.outcomes[5].get_mut().unwrap() = Some(leftover());
+            give_back(ws);
+            // Taken right away (cleared here) or after the janitor cleared it: clean either way.
+            let mut ws = take_workspace(6, 2, true);
+            assert_eq!(ws.outcomes.len(), 6);
+            assert_eq!(ws.first_missing(), Some(0));
+            assert!(ws.take_outcome(5).is_err(), "nothing left over from the last block");
+            give_back(ws);
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn surplus_workspaces_and_drops_are_bounded() {
+        // All of them out at once, then all back.
+        let mut taken = Vec::new();
+        for _ in 0..KEPT + 3 {
+            taken.push(take_workspace(4, 2, true));
+        }
+        for workspace in taken {
+            give_back(workspace);
+        }
+        let kept = WORKSPACES.lock().unwrap();
+        assert!(kept.clean.len() + kept.dirty.len() <= KEPT);
+        drop(kept);
+        for _ in 0..100 {
+            discard(vec![0u8; 1024]);
+        }
+        assert!(
+            PENDING_DROPS.load(std::sync::atomic::Ordering::Relaxed) <= MAX_PENDING_DROPS,
+            "drops waiting for the janitor stay bounded"
+        );
     }
 }
