@@ -41,19 +41,13 @@ pub struct CollisionGuard<'a> {
 }
 
 impl<'a> CollisionGuard<'a> {
-    /// A guard for a state whose storage-only accounts are `storage_only`; `None` when there
-    /// are none (the EVMs then run without an inspector).
-    pub fn for_accounts(storage_only: &'a AddressSet) -> Option<Self> {
-        (!storage_only.is_empty()).then(|| Self::new(storage_only))
-    }
-
-    /// A guard whether or not there are such accounts (inert without any).
-    pub(crate) const fn new(storage_only: &'a AddressSet) -> Self {
+    /// A guard for a state whose storage-only accounts are `storage_only` (inert without any).
+    pub const fn new(storage_only: &'a AddressSet) -> Self {
         Self { storage_only, marked: None }
     }
 
     /// Whether it guards any account: only then must the EVM run inspected.
-    pub(crate) fn is_active(&self) -> bool {
+    pub fn is_active(&self) -> bool {
         !self.storage_only.is_empty()
     }
 

@@ -155,15 +155,14 @@ where
 {
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
     let env = evm_env(spec, block.header);
-    let result = match CollisionGuard::for_accounts(db.storage_only_accounts()) {
-        // What reth runs.
-        None => run_block(spec, block, EthEvmFactory::default().create_evm(&mut state, env))?,
+    let guard = CollisionGuard::new(db.storage_only_accounts());
+    let result = if guard.is_active() {
         // EIP-7610's storage check needs an inspector (see `eip7610.rs`).
-        Some(guard) => run_block(
-            spec,
-            block,
-            EthEvmFactory::default().create_evm_with_inspector(&mut state, env, guard),
-        )?,
+        let evm = EthEvmFactory::default().create_evm_with_inspector(&mut state, env, guard);
+        run_block(spec, block, evm)?
+    } else {
+        // What reth runs.
+        run_block(spec, block, EthEvmFactory::default().create_evm(&mut state, env))?
     };
     state.merge_transitions(BundleRetention::PlainState);
     Ok(BlockOutput::new(result, state.take_bundle()))

@@ -369,12 +369,18 @@ impl ShardOutputs {
         let mut bundle = parts.swap_remove(target);
         bundle.state.reserve(parts.iter().map(|p| p.state.len()).sum());
         for part in parts {
-            bundle.state.extend(part.state);
-            bundle.contracts.extend(part.contracts);
-            bundle.state_size += part.state_size;
+            absorb(&mut bundle, part);
         }
         bundle
     }
+}
+
+/// Moves `part`'s accounts and contracts into `bundle` (their addresses are disjoint); its
+/// reverts are not taken.
+fn absorb(bundle: &mut BundleState, part: BundleState) {
+    bundle.state.extend(part.state);
+    bundle.contracts.extend(part.contracts);
+    bundle.state_size += part.state_size;
 }
 
 /// After alloy-evm's post-execution changes, before the merge: checks that they changed no
@@ -399,15 +405,13 @@ pub(super) fn check_main(
 
 /// The block's bundle: the shards' `united` bundle with the `State`'s merged one (disjoint
 /// addresses), whose merge decides the reverts (one set per merge).
-pub(super) fn into_bundle(mut united: BundleState, main: BundleState) -> BundleState {
+pub(super) fn into_bundle(mut united: BundleState, mut main: BundleState) -> BundleState {
     if united.state.is_empty() && united.contracts.is_empty() {
         return main;
     }
-    united.reverts = main.reverts;
+    united.reverts = std::mem::take(&mut main.reverts);
     united.reverts_size = main.reverts_size;
-    united.state.extend(main.state);
-    united.contracts.extend(main.contracts);
-    united.state_size += main.state_size;
+    absorb(&mut united, main);
     united
 }
 
