@@ -150,14 +150,24 @@ impl core::fmt::Display for Engine {
 /// above it are where Block-STM can win; re-measure when the engine's fixed costs change.
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
 
-/// Whether most of a block's transactions follow an earlier one of the same sender (a mining
-/// pool paying out, an airdrop): such a block is one nonce chain, executes in order whatever
-/// the engine, and cannot profit from Block-STM. Unless Block-STM is forced (`min_txs == 0`),
-/// the parallel engine gives it to the oracle, at sequential speed.
+/// Whether most of a block's transactions follow an earlier one of the same sender and call a
+/// contract (an airdrop, a bot's chain of calls): such a block is one nonce chain, executes in
+/// order whatever the engine, and cannot profit from Block-STM. Unless Block-STM is forced
+/// (`min_txs == 0`), the parallel engine gives it to the oracle, at sequential speed.
+///
+/// Plain value transfers do not count: a sender paying out (an exchange's hot wallet) is read
+/// lazily by them (see the engine's lazy senders), so they run in parallel.
 pub fn mostly_one_chain(txs: &[RecoveredTx]) -> bool {
+    use alloy_consensus::Transaction as _;
     let mut seen = alloy_primitives::map::AddressSet::default();
     seen.reserve(txs.len());
-    let repeats = txs.iter().filter(|tx| !seen.insert(tx.signer())).count();
+    let repeats = txs
+        .iter()
+        .filter(|tx| {
+            let plain = tx.kind().is_call() && tx.input().is_empty() && !tx.value().is_zero();
+            !seen.insert(tx.signer()) && !plain
+        })
+        .count();
     repeats * 2 > txs.len()
 }
 

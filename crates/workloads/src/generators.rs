@@ -43,6 +43,7 @@ mod stream {
     pub(super) const MIXED: u64 = 10;
     pub(super) const INVALID: u64 = 11;
     pub(super) const HOT_RECEIVER: u64 = 12;
+    pub(super) const PAYOUTS: u64 = 13;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -284,6 +285,44 @@ pub fn reads_beneficiary(seed: u64, n_txs: usize) -> Workload {
         b.send(&sender, TxKind::Call(probe), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
     }
     b.finish("reads_beneficiary")
+}
+
+/// Payouts, as mining pools and exchanges make them: the block's beneficiary (a pool) and a
+/// second hot wallet each send most of the block's transactions, plain ether transfers to fresh
+/// accounts (EIP-1559 and legacy), a few to a contract (a counter) instead; other senders pay
+/// both hot wallets, and a probe reads the beneficiary's balance (`COINBASE BALANCE`) mid-block.
+/// Sequentially one nonce chain per hot wallet; the engine's lazy senders run it in parallel.
+pub fn payouts(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::PAYOUTS, Fork::Cancun);
+    let pool = b.wallet(SENDER_BALANCE);
+    b.header.beneficiary = pool.address();
+    let exchange = b.wallet(SENDER_BALANCE);
+    let counter = b.deploy_new(Bytes::from_static(c::COUNTER));
+    let probe = b.deploy_new(Bytes::from_static(c::READ_BENEFICIARY));
+    for _ in 0..n_txs {
+        let value = U256::from(b.rng.range(1, ETHER as u64 / 1000));
+        let roll = b.rng.range(0, 100);
+        let hot = if b.rng.chance(60) { &pool } else { &exchange };
+        if roll < 70 {
+            let to = TxKind::Call(b.address());
+            if b.rng.chance(30) {
+                b.send_legacy(hot, to, value, Bytes::new(), TRANSFER_GAS, Success);
+            } else {
+                b.send(hot, to, value, Bytes::new(), TRANSFER_GAS, Success);
+            }
+        } else if roll < 80 {
+            let to = TxKind::Call(counter);
+            b.send(hot, to, value, Bytes::new(), COUNTER_GAS, Success);
+        } else if roll < 92 {
+            let payer = b.wallet(SENDER_BALANCE);
+            let to = TxKind::Call(if b.rng.chance(50) { pool.address() } else { exchange.address() });
+            b.send(&payer, to, value, Bytes::new(), TRANSFER_GAS, Success);
+        } else {
+            let reader = b.wallet(SENDER_BALANCE);
+            b.send(&reader, TxKind::Call(probe), U256::ZERO, Bytes::new(), SMALL_CALL_GAS, Success);
+        }
+    }
+    b.finish("payouts")
 }
 
 /// The property-test mix (Prague rules): ether transfers (EIP-1559 and legacy), WETH9 transfers

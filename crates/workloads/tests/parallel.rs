@@ -87,6 +87,13 @@ proptest! {
     fn mixed_blocks_match_the_oracle(seed in any::<u64>(), n_txs in 1usize..160, threads in 1usize..9) {
         assert_same(&mixed(seed, n_txs), threads);
     }
+
+    /// Random payout blocks: hot wallets (one the beneficiary) read lazily, beside payments to
+    /// them, calls from them to a contract and reads of the beneficiary's balance.
+    #[test]
+    fn payout_blocks_match_the_oracle(seed in any::<u64>(), n_txs in 1usize..160, threads in 1usize..9) {
+        assert_same(&velarium_workloads::payouts(seed, n_txs), threads);
+    }
 }
 
 #[test]
@@ -162,5 +169,33 @@ fn a_panicking_worker_is_an_error_not_a_hang() {
         let err = execute_parallel(&workload.spec, &db, workload.block_input(), threads)
             .expect_err("a panicking read fails the block");
         assert!(err.to_string().contains("worker panicked"), "{err}");
+    }
+}
+
+/// The payout block's hot wallets (one of them the beneficiary) are read lazily by their plain
+/// transfers, at every thread count, and the result is still the oracle's; with the deltas
+/// mechanism off nothing is lazy.
+#[test]
+fn payouts_read_their_hot_wallets_lazily() {
+    let workload = velarium_workloads::payouts(5, 200);
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .expect("the oracle executes the block");
+    for threads in [1, 2, 4] {
+        let (parallel, stats) =
+            execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+                .expect("the parallel engine executes the block");
+        assert_eq!(oracle, parallel, "payouts at {threads} threads");
+        assert!(stats.lazy_sender_txs > 100, "{stats:?}");
+        let off = Mechanisms { deltas: false, ..Mechanisms::ALL };
+        let (parallel, stats) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            threads,
+            off,
+        )
+        .expect("the parallel engine executes the block");
+        assert_eq!(oracle, parallel, "payouts at {threads} threads without deltas");
+        assert_eq!(stats.lazy_sender_txs, 0);
     }
 }

@@ -24,7 +24,7 @@
 //! transfer recipient is rebuilt from its folded state (`rebase_account`), and the
 //! beneficiary's fees are credited through a revm journal, batched ([`BeneficiaryCredits`]).
 
-use super::{fault::EngineFault, worker::TxOutcome};
+use super::{db::LazySender, fault::EngineFault, worker::TxOutcome};
 use crate::ExecutionError;
 use alloy_primitives::{
     map::{AddressMap, AddressSet, Entry, HashMap},
@@ -59,14 +59,37 @@ pub(super) struct TxDiff<'a> {
     pub(super) fee: U256,
     /// The lazily credited transfer recipient, if any (see `TxDb::lazy_basic`).
     pub(super) lazy_recipient: Option<Address>,
+    /// The lazily read sender, if any (see [`LazySender`]).
+    pub(super) lazy_sender: Option<LazySender>,
 }
 
-/// [`rebased_account`] in place, with the recipient's current info read from `state` (the
+/// How an account read lazily is rebuilt on its committed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rebase {
+    /// A plain transfer's recipient, served a zero balance: the diff holds only the credit.
+    Recipient,
+    /// A lazy sender, served its placeholder: the diff holds the placeholder less the debit.
+    Sender(LazySender),
+}
+
+impl Rebase {
+    /// How `address`'s change in `diff` is rebuilt, if it is.
+    fn of(address: &Address, diff: &TxDiff<'_>) -> Option<Self> {
+        if Some(*address) == diff.lazy_recipient {
+            Some(Self::Recipient)
+        } else {
+            diff.lazy_sender.filter(|s| s.address == *address).map(Self::Sender)
+        }
+    }
+}
+
+/// [`rebased_account`] in place, with the account's current info read from `state` (the
 /// per-transaction commit path of `SpeculativeTx`).
 pub(super) fn rebase_account<DB>(
     state: &mut DB,
-    to: Address,
+    address: Address,
     account: &mut Account,
+    rebase: Rebase,
 ) -> Result<(), ExecutionError>
 where
     DB: Database,
@@ -75,24 +98,56 @@ where
     if !account.is_touched() {
         return Ok(());
     }
-    let current =
-        state.basic(to).map_err(|e| ExecutionError::StateRead(format!("loading {to}: {e}")))?;
-    *account = rebased_account(current, account);
+    let current = state
+        .basic(address)
+        .map_err(|e| ExecutionError::StateRead(format!("loading {address}: {e}")))?;
+    *account = rebased_account(current, account, rebase)?;
     Ok(())
 }
 
-/// Rebuilds a lazily credited recipient's account from `current`, its committed info: the
-/// worker saw a zero placeholder balance, so `account` holds only the credit; the result is what
-/// revm's journal would have loaded and credited.
-pub(super) fn rebased_account(current: Option<AccountInfo>, account: &Account) -> Account {
-    let credit = account.info.balance;
-    let mut rebased = match current {
-        Some(info) => Account::from(info),
-        None => Account::new_not_existing(revm::state::TransactionId::ZERO),
+/// Rebuilds a lazily read account from `current`, its committed info: the result is what
+/// revm's journal would have loaded and changed.
+///
+/// A recipient saw a zero placeholder balance, so `account` holds only the credit. A sender saw
+/// its placeholder balance and the transaction's nonce: its debit is the placeholder less what
+/// `account` holds, and the nonce it was served must be its committed one (the conditions of
+/// [`LazySender`] ensure it; a broken one is an engine fault).
+pub(super) fn rebased_account(
+    current: Option<AccountInfo>,
+    account: &Account,
+    rebase: Rebase,
+) -> Result<Account, EngineFault> {
+    let mut rebased = match rebase {
+        Rebase::Recipient => {
+            let credit = account.info.balance;
+            let mut rebased = match current {
+                Some(info) => Account::from(info),
+                None => Account::new_not_existing(revm::state::TransactionId::ZERO),
+            };
+            rebased.info.balance += credit;
+            rebased
+        }
+        Rebase::Sender(sender) => {
+            let info = current.ok_or(EngineFault::Invariant("a lazy sender does not exist"))?;
+            if info.nonce != sender.nonce {
+                return Err(EngineFault::Invariant("a lazy sender's nonce is not its committed one"));
+            }
+            let debit = sender
+                .placeholder
+                .checked_sub(account.info.balance)
+                .ok_or(EngineFault::Invariant("a lazy sender was credited past its placeholder"))?;
+            let mut rebased = Account::from(info);
+            rebased.info.balance = rebased
+                .info
+                .balance
+                .checked_sub(debit)
+                .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
+            rebased.info.nonce = account.info.nonce;
+            rebased
+        }
     };
-    rebased.info.balance += credit;
     rebased.mark_touch();
-    rebased
+    Ok(rebased)
 }
 
 /// The shard an address belongs to, out of `shards`.
@@ -319,7 +374,12 @@ where
                 self.cursor = outcomes.len();
                 return;
             };
-            let diff = TxDiff { changes, fee: outcome.fee, lazy_recipient: outcome.lazy_recipient };
+            let diff = TxDiff {
+                changes,
+                fee: outcome.fee,
+                lazy_recipient: outcome.lazy_recipient,
+                lazy_sender: outcome.lazy_sender,
+            };
             if let Err(error) = folder.fold_tx(&mut self.credits, diff) {
                 self.error = Some(error);
                 return;
@@ -457,6 +517,40 @@ impl PlainFold {
         }
     }
 
+    /// [`rebased_account`] followed by [`PlainFold::change`], without building the account,
+    /// where the rebuilt account is a plain change (it is not empty); `false`: not applied.
+    fn rebase_in_place(&mut self, account: &Account, rebase: Rebase) -> Result<bool, EngineFault> {
+        if !account.is_touched() {
+            return Ok(false);
+        }
+        match rebase {
+            Rebase::Recipient => {
+                let balance = self.info.balance.wrapping_add(account.info.balance);
+                if balance.is_zero() && self.info.is_empty() {
+                    return Ok(false);
+                }
+                self.info.balance = balance;
+            }
+            Rebase::Sender(sender) => {
+                if self.info.nonce != sender.nonce {
+                    return Err(EngineFault::Invariant(
+                        "a lazy sender's nonce is not its committed one",
+                    ));
+                }
+                let debit = sender.placeholder.checked_sub(account.info.balance).ok_or(
+                    EngineFault::Invariant("a lazy sender was credited past its placeholder"),
+                )?;
+                self.info.balance = self
+                    .info
+                    .balance
+                    .checked_sub(debit)
+                    .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
+                self.info.nonce = account.info.nonce;
+            }
+        }
+        Ok(true)
+    }
+
     /// The status revm's `change` gives the loaded account (and keeps on later changes).
     fn status(&self) -> AccountStatus {
         let had_no_nonce_and_code =
@@ -545,8 +639,7 @@ where
                 // The transaction changes the beneficiary itself: credit the fees before.
                 credits.flush(self)?;
             }
-            let lazy = Some(*address) == diff.lazy_recipient;
-            self.apply(*address, Cow::Borrowed(account), lazy)?;
+            self.apply(*address, Cow::Borrowed(account), Rebase::of(address, &diff))?;
         }
         if owns_beneficiary {
             if diff.fee.is_zero() {
@@ -571,23 +664,27 @@ where
     }
 
     /// Applies one transaction's change of an account, as revm's `State::commit` does. A lazily
-    /// credited recipient (`lazy`) is first rebuilt on its folded state (see
-    /// [`rebased_account`]).
+    /// read account (`lazy`) is first rebuilt on its folded state (see [`rebased_account`]).
     fn apply(
         &mut self,
         address: Address,
         account: Cow<'_, Account>,
-        lazy: bool,
+        lazy: Option<Rebase>,
     ) -> Result<(), ExecutionError> {
         let (entry, account) = match self.accounts.entry(address) {
             Entry::Occupied(entry) => {
                 let entry = entry.into_mut();
-                let account = if lazy {
+                if let (Some(rebase), Folded::Plain(plain)) = (lazy, &mut *entry) {
+                    if plain.rebase_in_place(&account, rebase)? {
+                        return Ok(());
+                    }
+                }
+                let account = if let Some(rebase) = lazy {
                     let current = match entry {
                         Folded::Plain(plain) => Some(plain.info.clone()),
                         Folded::Replayed { cache, .. } => cache.account_info(),
                     };
-                    Cow::Owned(rebased_account(current, &account))
+                    Cow::Owned(rebased_account(current, &account, rebase)?)
                 } else {
                     account
                 };
@@ -595,10 +692,12 @@ where
             }
             Entry::Vacant(vacant) => {
                 let main = self.main;
-                if lazy && !main.cache.accounts.contains_key(&address) {
-                    // A lazy recipient's account is rebuilt on the parent's, its original.
+                if let Some(rebase) =
+                    lazy.filter(|_| !main.cache.accounts.contains_key(&address))
+                {
+                    // A lazy account is rebuilt on the parent's, its original.
                     let (original, cache) = load_base(self.base, address)?;
-                    let account = Cow::Owned(rebased_account(original.clone(), &account));
+                    let account = Cow::Owned(rebased_account(original.clone(), &account, rebase)?);
                     let folded = if is_plain_change(&account) {
                         let original_status = cache.status;
                         Folded::Plain(PlainFold {
@@ -611,10 +710,10 @@ where
                         Folded::Replayed { cache, transition: None }
                     };
                     (vacant.insert(folded), account)
-                } else if lazy {
+                } else if let Some(rebase) = lazy {
                     let current =
                         main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
-                    let account = Cow::Owned(rebased_account(current, &account));
+                    let account = Cow::Owned(rebased_account(current, &account, rebase)?);
                     (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
                 } else {
                     (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
@@ -683,7 +782,7 @@ where
         let changes = journal.finalize();
         for (address, account) in changes {
             if account.is_touched() {
-                self.apply(address, Cow::Owned(account), false)?;
+                self.apply(address, Cow::Owned(account), None)?;
             }
         }
         Ok(())

@@ -75,15 +75,53 @@ impl MvKey for Location {
     }
 }
 
-/// A balance credit: the commutative delta of an account location.
+/// The commutative delta of an account location: a balance change and a nonce increment.
+///
+/// A credit (a transfer's recipient, the beneficiary's fee) adds to the balance. A lazy
+/// sender's transaction (see [`LazySender`]) debits it, written as the two's complement of the
+/// debit, and bumps the nonce: the sum of any deltas, added to the balance they apply to, is
+/// exact as long as the true balance never goes negative, which sequential execution ensures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Credit(pub(crate) U256);
+pub(crate) struct Credit {
+    /// The balance change, modulo 2^256.
+    pub(crate) balance: U256,
+    /// The nonce increment.
+    pub(crate) nonce: u64,
+}
+
+impl Credit {
+    /// A plain balance credit.
+    pub(crate) const fn of(amount: U256) -> Self {
+        Self { balance: amount, nonce: 0 }
+    }
+}
 
 impl Delta for Credit {
-    const ZERO: Self = Self(U256::ZERO);
+    const ZERO: Self = Self::of(U256::ZERO);
     fn combine(self, other: Self) -> Self {
-        Self(self.0.wrapping_add(other.0))
+        Self {
+            balance: self.balance.wrapping_add(other.balance),
+            nonce: self.nonce.wrapping_add(other.nonce),
+        }
     }
+}
+
+/// A sender whose transactions in the block cannot fail for its nonce or balance, whatever
+/// order they run in: no code, its transactions' nonces consecutive from its nonce before the
+/// block, and its balance before the block covers every one's largest possible cost (only its
+/// own transactions can take from an account without code, and none of the block's
+/// transactions can give it code: the block has no EIP-7702 transaction). Its plain transfers
+/// then read it as `placeholder` balance with the transaction's own nonce, instead of waiting
+/// for its earlier transactions, and write their debit and nonce bump as a [`Credit`]; the
+/// fold rebuilds the account on its folded state (see `commit::rebased_account`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LazySender {
+    /// The sender.
+    pub(crate) address: Address,
+    /// The balance its lazy transactions see (its balance before the block).
+    pub(crate) placeholder: U256,
+    /// The transaction's nonce: the sender's nonce just before it.
+    pub(crate) nonce: u64,
 }
 
 /// A value held in multi-version memory.
@@ -127,6 +165,12 @@ impl Overlay {
         let contracts = cache.contracts.iter().map(|(h, c)| (*h, c.clone())).collect();
         Self { accounts, contracts }
     }
+
+    /// `address`'s info if the pre-execution changes know it (`Some(None)`: they left it
+    /// non-existent); `None`: read the parent state.
+    pub(crate) fn account(&self, address: &Address) -> Option<Option<AccountInfo>> {
+        self.accounts.get(address).map(|plain| plain.as_ref().map(|(info, _)| info.clone()))
+    }
 }
 
 /// Why a read of the parallel engine's state could not be served.
@@ -150,15 +194,20 @@ pub(crate) struct DeltaRules {
 }
 
 impl DeltaRules {
-    /// Applies one credit.
-    pub(crate) fn apply_one(self, info: Option<AccountInfo>, delta: U256) -> Option<AccountInfo> {
+    /// Applies one credit (or the sum of several).
+    pub(crate) fn apply_one(self, info: Option<AccountInfo>, delta: Credit) -> Option<AccountInfo> {
         match info {
             Some(mut info) => {
-                info.balance += delta;
+                info.balance = info.balance.wrapping_add(delta.balance);
+                info.nonce = info.nonce.wrapping_add(delta.nonce);
                 Some(info)
             }
-            None if delta.is_zero() && self.state_clear => None,
-            None => Some(AccountInfo { balance: delta, ..Default::default() }),
+            None if delta == Credit::ZERO && self.state_clear => None,
+            None => Some(AccountInfo {
+                balance: delta.balance,
+                nonce: delta.nonce,
+                ..Default::default()
+            }),
         }
     }
 
@@ -171,7 +220,7 @@ impl DeltaRules {
         deltas: Option<DeltaSum<Credit>>,
     ) -> Option<AccountInfo> {
         match deltas {
-            Some(d) if d.count > 0 => self.apply_one(info, d.sum.0),
+            Some(d) if d.count > 0 => self.apply_one(info, d.sum),
             _ => info,
         }
     }
@@ -254,6 +303,14 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the candidate turned out to have no code and was served a zero placeholder
     /// balance: its credit must then be written as a delta, and patched in at commit.
     pub(crate) lazy_recipient: Option<Address>,
+    /// The transaction's sender, if it may be read lazily (see [`LazySender`]): only when the
+    /// transaction is a plain transfer to an account without code, which is decided when the
+    /// sender is read (before the recipient), so that decision is kept for the recipient's read.
+    pub(crate) lazy_sender_candidate: Option<LazySender>,
+    /// Set when the sender was served its placeholder: its write is then a debit delta.
+    pub(crate) lazy_sender: Option<LazySender>,
+    /// The lazy recipient's placeholder, looked up early (for the sender's read).
+    recipient_placeholder: Option<Option<Option<AccountInfo>>>,
 }
 
 /// The block-wide structures every worker's database reads and records into.
@@ -300,6 +357,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             epochs: Vec::new(),
             lazy_candidate: None,
             lazy_recipient: None,
+            lazy_sender_candidate: None,
+            lazy_sender: None,
+            recipient_placeholder: None,
         }
     }
 
@@ -309,6 +369,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         &mut self,
         txn_idx: TxnIndex,
         lazy_candidate: Option<Address>,
+        lazy_sender: Option<LazySender>,
         settled: bool,
     ) {
         self.txn_idx = txn_idx;
@@ -319,6 +380,44 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         self.epochs.clear();
         self.lazy_candidate = lazy_candidate;
         self.lazy_recipient = None;
+        self.lazy_sender_candidate = lazy_sender.filter(|_| lazy_candidate.is_some());
+        self.lazy_sender = None;
+        self.recipient_placeholder = None;
+    }
+
+    /// [`TxDb::lazy_basic`] of the lazy candidate, looked up once per incarnation.
+    fn recipient_placeholder(
+        &mut self,
+        address: Address,
+    ) -> Result<Option<Option<AccountInfo>>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        if let Some(known) = self.recipient_placeholder.clone() {
+            return Ok(known);
+        }
+        let placeholder = self.lazy_basic(address)?;
+        self.recipient_placeholder = Some(placeholder.clone());
+        Ok(placeholder)
+    }
+
+    /// The lazy path of [`Database::basic`] for the transaction's sender: if the recipient
+    /// turns out to have no code (so nothing but revm's own checks observes the sender), the
+    /// sender is served its [`LazySender`] placeholder and its read depends on no transaction.
+    fn lazy_sender_basic(&mut self, sender: LazySender) -> Result<Option<AccountInfo>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        let Some(recipient) = self.lazy_candidate else { return Ok(None) };
+        if self.recipient_placeholder(recipient)?.is_none() {
+            return Ok(None);
+        }
+        self.lazy_sender = Some(sender);
+        Ok(Some(AccountInfo {
+            balance: sender.placeholder,
+            nonce: sender.nonce,
+            ..Default::default()
+        }))
     }
 
     /// The lazy-credit path of [`Database::basic`] for the recipient of a plain transfer: if the
@@ -480,8 +579,13 @@ where
     type Error = TxDbError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if let Some(sender) = self.lazy_sender_candidate.filter(|s| s.address == address) {
+            if let Some(placeholder) = self.lazy_sender_basic(sender)? {
+                return Ok(Some(placeholder));
+            }
+        }
         if self.lazy_candidate == Some(address) {
-            if let Some(placeholder) = self.lazy_basic(address)? {
+            if let Some(placeholder) = self.recipient_placeholder(address)? {
                 return Ok(placeholder);
             }
         }

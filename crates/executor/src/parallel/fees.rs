@@ -13,7 +13,7 @@
 use super::db::Credit;
 use alloy_primitives::U256;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use velarium_mvmemory::DeltaSum;
+use velarium_mvmemory::{Delta, DeltaSum};
 use velarium_primitives::TxnIndex;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,7 +51,7 @@ impl FeeLedger {
         Self {
             zero_fees_count: !state_clear,
             slots: (0..block_size).map(|_| Mutex::default()).collect(),
-            prefix: Mutex::new(vec![DeltaSum { sum: Credit(U256::ZERO), count: 0 }]),
+            prefix: Mutex::new(vec![DeltaSum { sum: Credit::ZERO, count: 0 }]),
         }
     }
 
@@ -67,7 +67,7 @@ impl FeeLedger {
         self.slots.resize_with(block_size, Mutex::default);
         let prefix = self.prefix.get_mut().unwrap_or_else(PoisonError::into_inner);
         prefix.clear();
-        prefix.push(DeltaSum { sum: Credit(U256::ZERO), count: 0 });
+        prefix.push(DeltaSum { sum: Credit::ZERO, count: 0 });
     }
 
     fn counts(&self, fee: U256) -> u32 {
@@ -104,12 +104,12 @@ impl FeeLedger {
                 let last = prefix[k];
                 let fee = lock(&self.slots[k]).fee.ok_or(k as TxnIndex)?;
                 prefix.push(DeltaSum {
-                    sum: Credit(last.sum.0.wrapping_add(fee)),
+                    sum: Credit::of(last.sum.balance.wrapping_add(fee)),
                     count: last.count + self.counts(fee),
                 });
             }
             let (a, b) = (prefix[from], prefix[committed_end]);
-            sum = b.sum.0.wrapping_sub(a.sum.0);
+            sum = b.sum.balance.wrapping_sub(a.sum.balance);
             count = b.count - a.count;
         }
         for k in committed_end..to {
@@ -117,7 +117,7 @@ impl FeeLedger {
             sum = sum.wrapping_add(fee);
             count += self.counts(fee);
         }
-        Ok(DeltaSum { sum: Credit(sum), count })
+        Ok(DeltaSum { sum: Credit::of(sum), count })
     }
 
     /// Whether every fee read of the last recorded incarnation of `txn_idx` would read the

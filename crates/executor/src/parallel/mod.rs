@@ -33,6 +33,16 @@
 //! credit and records it as a delta on the beneficiary's account location instead; a transaction
 //! that really reads the beneficiary resolves the pending deltas (and depends on them). Phase 2
 //! applies each credit through a revm journal, exactly as revm's `reward_beneficiary` does.
+//!
+//! **Lazy senders.** A hot wallet paying out (an exchange, a mining pool that is also the block's
+//! beneficiary) makes one nonce chain of the block: every transaction reads and writes its
+//! sender's nonce and balance. Where the sender has no code, its transactions' nonces follow its
+//! nonce one by one, its balance before the block covers the largest possible cost of all of
+//! them, and the block has no EIP-7702 transaction, none of its transactions can fail on the
+//! sender, in any order. Its plain transfers to accounts without code (which observe nothing
+//! else of the sender) then read it as its balance before the block with their own nonce, and
+//! write their debit and nonce bump as a delta; the fold rebuilds the account in order on its
+//! committed state, checking the nonce (a broken assumption is an engine fault).
 
 mod commit;
 mod db;
@@ -60,7 +70,7 @@ use alloy_evm::{
     EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
 use alloy_primitives::{map::AddressSet, Address, U256};
-use db::{DeltaRules, Location, Overlay};
+use db::{DeltaRules, LazySender, Location, Overlay};
 use pool::WorkerPool;
 use revm::{
     context::{
@@ -87,6 +97,8 @@ pub struct ParallelStats {
     pub suspensions: u64,
     /// Reads paused until the transaction they depend on finished executing (nothing lost).
     pub waits: u64,
+    /// Transactions whose sender could be read lazily (see the module docs, "Lazy senders").
+    pub lazy_sender_txs: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
@@ -247,14 +259,18 @@ impl SpeculativeTx {
         DB: revm::Database,
         DB::Error: std::fmt::Display,
     {
-        let TxOutcome { result, lazy_recipient, .. } = self.0;
+        let TxOutcome { result, lazy_recipient, lazy_sender, .. } = self.0;
         let (result, mut state) = match result {
             Ok(ok) => ok,
             Err(err) => return Ok(Err(err)),
         };
-        if let Some(to) = lazy_recipient {
-            if let Some(account) = state.get_mut(&to) {
-                commit::rebase_account(db, to, account)?;
+        let lazy = lazy_recipient
+            .map(|to| (to, commit::Rebase::Recipient))
+            .into_iter()
+            .chain(lazy_sender.map(|s| (s.address, commit::Rebase::Sender(s))));
+        for (address, rebase) in lazy {
+            if let Some(account) = state.get_mut(&address) {
+                commit::rebase_account(db, address, account, rebase)?;
             }
         }
         Ok(Ok(revm::context::result::ResultAndState::new(result, state)))
@@ -531,6 +547,18 @@ where
     last_of_sender.reserve(txs.len());
     let mut prev_same_sender: Vec<Option<u32>> =
         (0..txs.len()).map(|i| last_of_sender.insert(txs.caller(i), i as u32)).collect();
+    let lazy_senders = if mechanisms.deltas {
+        lazy_senders(db, overlay, cfg, txs, &lazy_candidates, &prev_same_sender)?
+    } else {
+        vec![None; txs.len()]
+    };
+    stats.lazy_sender_txs = lazy_senders.iter().filter(|l| l.is_some()).count() as u64;
+    // A lazy sender's plain transfer does not wait for the sender's earlier transactions.
+    for (prev, lazy) in prev_same_sender.iter_mut().zip(&lazy_senders) {
+        if lazy.is_some() {
+            *prev = None;
+        }
+    }
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
     let pool::Workspace { memory, scheduler, fees, outcomes } = &mut workspace;
@@ -554,6 +582,7 @@ where
         block_env,
         txs,
         lazy_candidates: &lazy_candidates,
+        lazy_senders: &lazy_senders,
         prev_same_sender: &prev_same_sender,
         beneficiary,
         rules: DeltaRules { state_clear },
@@ -585,6 +614,75 @@ where
         return Err(fault.into());
     }
     Ok(Some(workspace))
+}
+
+/// Per transaction, its sender if the transaction may read it lazily (see [`LazySender`]): a
+/// plain transfer candidate (`lazy_candidates`) whose sender has more transactions in the block
+/// (`prev_same_sender` links them), in a block without EIP-7702 transactions, where the sender
+/// has no code, its transactions' nonces follow its own one by one, and its balance covers the
+/// largest possible cost of all of them together. The sender may be the beneficiary (a mining
+/// pool paying out): its fees stay in the fee ledger, apart from its debits.
+fn lazy_senders<DB>(
+    db: &DB,
+    overlay: &Overlay,
+    cfg: &CfgEnv,
+    txs: TxSource<'_>,
+    lazy_candidates: &[Option<Address>],
+    prev_same_sender: &[Option<u32>],
+) -> Result<Vec<Option<LazySender>>, ExecutionError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    let mut lazy = vec![None; txs.len()];
+    use revm::context_interface::Cfg as _;
+    let checks_off = cfg.is_nonce_check_disabled()
+        || cfg.is_balance_check_disabled()
+        || cfg.is_fee_charge_disabled()
+        || cfg.is_eip3607_disabled();
+    let repeated = prev_same_sender.iter().any(Option::is_some);
+    if checks_off || !repeated || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
+        return Ok(lazy);
+    }
+    // Per sender: its transactions, in order (those of one transaction are dropped).
+    let mut chains: alloy_primitives::map::HashMap<Address, Vec<u32>> = Default::default();
+    for i in 0..txs.len() {
+        chains.entry(txs.caller(i)).or_default().push(i as u32);
+    }
+    chains.retain(|_, chain| chain.len() > 1);
+    for (sender, chain) in chains {
+        if chain.iter().all(|&i| lazy_candidates[i as usize].is_none()) {
+            continue;
+        }
+        let Some(account) = overlay.account(&sender).map_or_else(
+            || db.basic_ref(sender).map_err(|e| ExecutionError::StateRead(e.to_string())),
+            Ok,
+        )?
+        else {
+            continue;
+        };
+        if account.code_hash != revm::primitives::KECCAK_EMPTY {
+            continue;
+        }
+        let mut nonce = Some(account.nonce);
+        let mut cost = Some(U256::ZERO);
+        for &i in &chain {
+            let (tx_nonce, max_cost) = txs.nonce_and_max_cost(i as usize);
+            cost = cost.zip(max_cost).and_then(|(a, b)| a.checked_add(b));
+            nonce = nonce.filter(|n| *n == tx_nonce).and_then(|n| n.checked_add(1));
+        }
+        if nonce.is_none() || !cost.is_some_and(|cost| cost <= account.balance) {
+            continue;
+        }
+        for &i in &chain {
+            if lazy_candidates[i as usize].is_some() {
+                let (nonce, _) = txs.nonce_and_max_cost(i as usize);
+                lazy[i as usize] =
+                    Some(LazySender { address: sender, placeholder: account.balance, nonce });
+            }
+        }
+    }
+    Ok(lazy)
 }
 
 /// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it

@@ -319,6 +319,7 @@ mod tests {
             result: Err(revm::context::result::EVMError::Custom("left over".into())),
             fee: alloy_primitives::U256::from(1),
             lazy_recipient: None,
+            lazy_sender: None,
             trace: None,
             bloom: None,
         }

@@ -3,8 +3,8 @@
 use super::{
     commit::{FoldWork, OutcomeSlot},
     db::{
-        BlockMemory, BlockParts, Credit, DeltaRules, HotLocations, Location, MvValue, Overlay,
-        TxDb, TxDbError,
+        BlockMemory, BlockParts, Credit, DeltaRules, HotLocations, LazySender, Location, MvValue,
+        Overlay, TxDb, TxDbError,
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -37,6 +37,9 @@ pub(super) struct TxOutcome {
     /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
     /// its account in the state diff holds only the credit, to be rebased at commit.
     pub(super) lazy_recipient: Option<Address>,
+    /// A sender executed against its placeholder (see [`LazySender`]): its account in the state
+    /// diff holds the placeholder less the debit, to be rebased at commit.
+    pub(super) lazy_sender: Option<LazySender>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<TxTrace>,
     /// The logs bloom of the receipt, computed by the worker (off the sequential commit);
@@ -69,6 +72,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) txs: TxSource<'a>,
     /// Per transaction, the recipient that may be credited lazily (plain value transfers).
     pub(super) lazy_candidates: &'a [Option<Address>],
+    /// Per transaction, its sender if it may be read lazily (see [`LazySender`]).
+    pub(super) lazy_senders: &'a [Option<LazySender>],
     /// Per transaction, the previous transaction of the same sender: a dependency known before
     /// execution (the nonce), so the transaction waits for it instead of running to abort.
     pub(super) prev_same_sender: &'a [Option<u32>],
@@ -203,6 +208,7 @@ where
             evm.ctx().journaled_state.database.reset(
                 txn_idx,
                 self.lazy_candidates[txn_idx as usize],
+                self.lazy_senders[txn_idx as usize],
                 settled && !self.trace,
             );
             evm.ctx().tx = self.txs.env(txn_idx as usize);
@@ -216,10 +222,11 @@ where
                 return None;
             }
             let lazy_recipient = db.lazy_recipient;
+            let lazy_sender = db.lazy_sender;
             let fee = handler.fee.get();
             writes.clear();
             if result.is_ok() {
-                self.write_set(writes, &state, fee, lazy_recipient);
+                self.write_set(writes, &state, fee, lazy_recipient, lazy_sender);
             }
             let trace = self.trace.then(|| {
                 let reads = db
@@ -255,6 +262,7 @@ where
                     result: result.map(|r| (r, state)),
                     fee,
                     lazy_recipient,
+                    lazy_sender,
                     trace,
                 });
             self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
@@ -268,15 +276,25 @@ where
         state: &EvmState,
         fee: U256,
         lazy_recipient: Option<Address>,
+        lazy_sender: Option<LazySender>,
     ) {
         for (address, account) in state {
             if !account.is_touched() {
                 continue;
             }
+            if let Some(sender) = lazy_sender.filter(|s| s.address == *address) {
+                // Its debit and nonce bump, against the placeholder it was served.
+                let debit = Credit {
+                    balance: account.info.balance.wrapping_sub(sender.placeholder),
+                    nonce: account.info.nonce.wrapping_sub(sender.nonce),
+                };
+                writes.push((Location::Account(*address), WriteValue::Delta(debit)));
+                continue;
+            }
             if Some(*address) == lazy_recipient {
                 // Placeholder balance 0: what it holds now is exactly the credit.
                 if !account.info.balance.is_zero() {
-                    let credit = Credit(account.info.balance);
+                    let credit = Credit::of(account.info.balance);
                     writes.push((Location::Account(*address), WriteValue::Delta(credit)));
                 }
                 continue;
@@ -295,7 +313,7 @@ where
                 let mut info = exists.then(|| account.info.clone());
                 if beneficiary {
                     // It read every lower fee: its full write includes them, and its own.
-                    info = DeltaRules::apply_one(self.rules, info, fee);
+                    info = DeltaRules::apply_one(self.rules, info, Credit::of(fee));
                 }
                 writes
                     .push((Location::Account(*address), WriteValue::Value(MvValue::Account(info))));
@@ -342,6 +360,35 @@ impl TxSource<'_> {
             Self::Envs(txs) => txs[i].clone(),
             Self::Recovered(txs) => TxEnv::from_recovered_tx(txs[i].inner(), txs[i].signer()),
         }
+    }
+
+    /// Whether transaction `i` carries EIP-7702 authorizations (which may give any account code).
+    pub(super) fn has_authorizations(&self, i: usize) -> bool {
+        match self {
+            Self::Envs(txs) => !txs[i].authorization_list.is_empty(),
+            Self::Recovered(txs) => txs[i].authorization_list().is_some_and(|l| !l.is_empty()),
+        }
+    }
+
+    /// Transaction `i`'s nonce, and the most it can take from its sender (revm's
+    /// `max_balance_spending`: gas limit times the largest gas price, plus the value); `None`
+    /// for a blob transaction or on overflow.
+    pub(super) fn nonce_and_max_cost(&self, i: usize) -> (u64, Option<U256>) {
+        let (nonce, gas_limit, max_fee, value, blobs) = match self {
+            Self::Envs(txs) => {
+                let tx = &txs[i];
+                (tx.nonce, tx.gas_limit, tx.gas_price, tx.value, tx.tx_type == 3)
+            }
+            Self::Recovered(txs) => {
+                let tx = &txs[i];
+                (tx.nonce(), tx.gas_limit(), tx.max_fee_per_gas(), tx.value(), tx.is_eip4844())
+            }
+        };
+        let cost = (u128::from(gas_limit))
+            .checked_mul(max_fee)
+            .and_then(|gas| U256::from(gas).checked_add(value))
+            .filter(|_| !blobs);
+        (nonce, cost)
     }
 
     /// [`lazy_transfer_recipient`] of transaction `i`, without building its environment.
