@@ -150,24 +150,20 @@ impl core::fmt::Display for Engine {
 /// above it are where Block-STM can win; re-measure when the engine's fixed costs change.
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
 
-/// Whether most of a block's transactions follow an earlier one of the same sender and call a
-/// contract (an airdrop, a bot's chain of calls): such a block is one nonce chain, executes in
-/// order whatever the engine, and cannot profit from Block-STM. Unless Block-STM is forced
-/// (`min_txs == 0`), the parallel engine gives it to the oracle, at sequential speed.
+/// Whether most of a block's transactions follow an earlier one of the same sender (a mining
+/// pool paying out, an airdrop): such a block is one nonce chain, executes in order whatever
+/// the engine, and cannot profit from Block-STM. Unless Block-STM is forced (`min_txs == 0`),
+/// the parallel engine gives it to the oracle, at sequential speed.
 ///
-/// Plain value transfers do not count: a sender paying out (an exchange's hot wallet) is read
-/// lazily by them (see the engine's lazy senders), so they run in parallel.
+/// That holds for payouts too (plain transfers from one hot wallet), although the engine's lazy
+/// senders make them parallel inside Block-STM: their transactions are so cheap (about 1.5 µs
+/// each in the oracle) that Block-STM's own cost per transaction outweighs two workers
+/// (`velarium bench --workloads payouts`, and the mainnet payout blocks 5891667, 11814555,
+/// 12520364: 0.7x-1.1x at 2 threads, measured 2026-12-03).
 pub fn mostly_one_chain(txs: &[RecoveredTx]) -> bool {
-    use alloy_consensus::Transaction as _;
     let mut seen = alloy_primitives::map::AddressSet::default();
     seen.reserve(txs.len());
-    let repeats = txs
-        .iter()
-        .filter(|tx| {
-            let plain = tx.kind().is_call() && tx.input().is_empty() && !tx.value().is_zero();
-            !seen.insert(tx.signer()) && !plain
-        })
-        .count();
+    let repeats = txs.iter().filter(|tx| !seen.insert(tx.signer())).count();
     repeats * 2 > txs.len()
 }
 

@@ -4,7 +4,8 @@
 //! calling thread is worker 0 and `threads - 1` persistent helper threads are the others. Helpers
 //! sleep on a condition variable between jobs and never spin: a block's workers must not steal
 //! the core from whatever runs next (the sequential oracle in a benchmark, the node's other
-//! work), and the caller working itself means a one-thread pool is a plain function call.
+//! work), and the caller working itself means a one-thread pool is a plain function call. Only
+//! the caller polls, briefly, for the helpers to finish the job it shares with them.
 //!
 //! [`PoolConfig::pin`] pins helper `i` to core `i` (the caller stays where the OS put it), for
 //! machines where migration costs more than it saves (Linux only; elsewhere it does nothing).
@@ -16,7 +17,10 @@
 use std::{
     fmt,
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
+    },
     thread::JoinHandle,
 };
 
@@ -51,11 +55,20 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// `State::pending`, readable without the lock: the caller polls it for a short while
+    /// before it sleeps (see [`CALLER_SPIN`]).
+    running: AtomicUsize,
     start: Condvar,
     done: Condvar,
     /// Serializes broadcasts from different threads on the same pool.
     busy: Mutex<()>,
 }
+
+/// How long the calling thread polls for the helpers to finish a job before it sleeps on the
+/// condition variable. Helpers usually finish within microseconds of the caller (they share
+/// the block's last work), and waking a sleeping thread costs tens of microseconds on a virtual
+/// machine (an idle vCPU must be woken by an interrupt), a large part of a small block.
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -93,6 +106,7 @@ impl WorkerPool {
         let config = PoolConfig { threads: config.threads.max(1), ..config };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            running: AtomicUsize::new(0),
             start: Condvar::new(),
             done: Condvar::new(),
             busy: Mutex::new(()),
@@ -157,10 +171,19 @@ impl WorkerPool {
             state.epoch += 1;
             state.job = Some(job);
             state.pending = self.config.threads - 1;
+            self.shared.running.store(state.pending, Ordering::Relaxed);
             state.panic = None;
         }
         self.shared.start.notify_all();
         job_fn(0);
+        // The helpers are about done too (they ran out of work at the same time): poll briefly
+        // instead of paying a sleep and a wake-up (see `CALLER_SPIN`).
+        let polling = std::time::Instant::now();
+        while self.shared.running.load(Ordering::Acquire) != 0 && polling.elapsed() < CALLER_SPIN {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
         let mut state = lock(&self.shared.state);
         while state.pending > 0 {
             state = self.shared.done.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -203,9 +226,13 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
             let job = unsafe { &*job };
             job(index);
         }
-        let mut state = lock(&shared.state);
-        state.pending -= 1;
-        if state.pending == 0 {
+        let last = {
+            let mut state = lock(&shared.state);
+            state.pending -= 1;
+            shared.running.store(state.pending, Ordering::Release);
+            state.pending == 0
+        };
+        if last {
             shared.done.notify_one();
         }
     }

@@ -315,7 +315,8 @@ pub fn payouts(seed: u64, n_txs: usize) -> Workload {
             b.send(hot, to, value, Bytes::new(), COUNTER_GAS, Success);
         } else if roll < 92 {
             let payer = b.wallet(SENDER_BALANCE);
-            let to = TxKind::Call(if b.rng.chance(50) { pool.address() } else { exchange.address() });
+            let to =
+                TxKind::Call(if b.rng.chance(50) { pool.address() } else { exchange.address() });
             b.send(&payer, to, value, Bytes::new(), TRANSFER_GAS, Success);
         } else {
             let reader = b.wallet(SENDER_BALANCE);

@@ -130,7 +130,9 @@ pub(super) fn rebased_account(
         Rebase::Sender(sender) => {
             let info = current.ok_or(EngineFault::Invariant("a lazy sender does not exist"))?;
             if info.nonce != sender.nonce {
-                return Err(EngineFault::Invariant("a lazy sender's nonce is not its committed one"));
+                return Err(EngineFault::Invariant(
+                    "a lazy sender's nonce is not its committed one",
+                ));
             }
             let debit = sender
                 .placeholder
@@ -692,9 +694,7 @@ where
             }
             Entry::Vacant(vacant) => {
                 let main = self.main;
-                if let Some(rebase) =
-                    lazy.filter(|_| !main.cache.accounts.contains_key(&address))
-                {
+                if let Some(rebase) = lazy.filter(|_| !main.cache.accounts.contains_key(&address)) {
                     // A lazy account is rebuilt on the parent's, its original.
                     let (original, cache) = load_base(self.base, address)?;
                     let account = Cow::Owned(rebased_account(original.clone(), &account, rebase)?);

@@ -19,7 +19,7 @@ use revm::{
         result::{EVMError, ExecutionResult, HaltReason},
         BlockEnv, CfgEnv, Context, ContextTr, JournalTr, TxEnv,
     },
-    handler::{EvmTr, Handler, MainBuilder, MainContext},
+    handler::{EvmTr, Handler, MainContext},
     state::EvmState,
     DatabaseRef,
 };
@@ -112,11 +112,20 @@ where
             pauses: self.pauses,
         };
         let db = TxDb::new(parts, self.beneficiary, self.overlay, self.base, self.rules);
-        let mut evm = Context::mainnet()
+        let ctx = Context::mainnet()
             .with_db(db)
             .with_cfg(self.cfg.clone())
-            .with_block(self.block_env.clone())
-            .build_mainnet_with_inspector(CollisionGuard::new(self.storage_only));
+            .with_block(self.block_env.clone());
+        // What `build_mainnet_with_inspector` builds, on this thread's call-frame stack of the
+        // last block (eight frames of interpreter stacks and memory, allocated once per worker).
+        let spec = self.cfg.spec;
+        let mut evm: TxEvm<'_, DB> = revm::context::Evm {
+            ctx,
+            inspector: CollisionGuard::new(self.storage_only),
+            instruction: revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec),
+            precompiles: revm::handler::EthPrecompiles::new(spec),
+            frame_stack: frames::take(),
+        };
         let inspect = evm.inspector.is_active();
         let mut writes = Vec::new();
         let mut task = None;
@@ -177,6 +186,7 @@ where
                 SchedulerTask::Done => break,
             }
         }
+        frames::keep(std::mem::take(&mut evm.frame_stack));
         if let Some(folds) = self.folds {
             if !self.scheduler.is_halted() {
                 folds.finish(self.outcomes, self.txs.len());
@@ -325,6 +335,28 @@ where
                 }
             }
         }
+    }
+}
+
+/// Each worker thread's revm call-frame stack, kept from one block to the next.
+mod frames {
+    use revm::{context::FrameStack, handler::EthFrame, interpreter::interpreter::EthInterpreter};
+    use std::cell::Cell;
+
+    type Frames = FrameStack<EthFrame<EthInterpreter>>;
+
+    thread_local! {
+        static KEPT: Cell<Option<Frames>> = const { Cell::new(None) };
+    }
+
+    /// The stack the last block on this thread left, or a new one as revm's builder makes it.
+    pub(super) fn take() -> Frames {
+        KEPT.with(Cell::take).unwrap_or_else(|| FrameStack::new_prealloc(8))
+    }
+
+    /// Keeps `frames` for the next block on this thread.
+    pub(super) fn keep(frames: Frames) {
+        KEPT.with(|kept| kept.set(Some(frames)));
     }
 }
 
