@@ -129,27 +129,36 @@ pub(super) fn rebased_account(
         }
         Rebase::Sender(sender) => {
             let info = current.ok_or(EngineFault::Invariant("a lazy sender does not exist"))?;
-            if info.nonce != sender.nonce {
-                return Err(EngineFault::Invariant(
-                    "a lazy sender's nonce is not its committed one",
-                ));
-            }
-            let debit = sender
-                .placeholder
-                .checked_sub(account.info.balance)
-                .ok_or(EngineFault::Invariant("a lazy sender was credited past its placeholder"))?;
             let mut rebased = Account::from(info);
-            rebased.info.balance = rebased
-                .info
-                .balance
-                .checked_sub(debit)
-                .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
-            rebased.info.nonce = account.info.nonce;
+            debit_sender(&mut rebased.info, sender, account)?;
             rebased
         }
     };
     rebased.mark_touch();
     Ok(rebased)
+}
+
+/// Applies a lazy sender's transaction to `info`, its committed state: the debit (the
+/// placeholder less what the transaction left) and the nonce bump, checking that the nonce it
+/// was served is the committed one.
+fn debit_sender(
+    info: &mut AccountInfo,
+    sender: LazySender,
+    account: &Account,
+) -> Result<(), EngineFault> {
+    if info.nonce != sender.nonce {
+        return Err(EngineFault::Invariant("a lazy sender's nonce is not its committed one"));
+    }
+    let debit = sender
+        .placeholder
+        .checked_sub(account.info.balance)
+        .ok_or(EngineFault::Invariant("a lazy sender was credited past its placeholder"))?;
+    info.balance = info
+        .balance
+        .checked_sub(debit)
+        .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
+    info.nonce = account.info.nonce;
+    Ok(())
 }
 
 /// The shard an address belongs to, out of `shards`.
@@ -533,22 +542,7 @@ impl PlainFold {
                 }
                 self.info.balance = balance;
             }
-            Rebase::Sender(sender) => {
-                if self.info.nonce != sender.nonce {
-                    return Err(EngineFault::Invariant(
-                        "a lazy sender's nonce is not its committed one",
-                    ));
-                }
-                let debit = sender.placeholder.checked_sub(account.info.balance).ok_or(
-                    EngineFault::Invariant("a lazy sender was credited past its placeholder"),
-                )?;
-                self.info.balance = self
-                    .info
-                    .balance
-                    .checked_sub(debit)
-                    .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
-                self.info.nonce = account.info.nonce;
-            }
+            Rebase::Sender(sender) => debit_sender(&mut self.info, sender, account)?,
         }
         Ok(true)
     }

@@ -671,7 +671,7 @@ where
             cost = cost.zip(max_cost).and_then(|(a, b)| a.checked_add(b));
             nonce = nonce.filter(|n| *n == tx_nonce).and_then(|n| n.checked_add(1));
         }
-        if nonce.is_none() || !cost.is_some_and(|cost| cost <= account.balance) {
+        if nonce.is_none() || cost.is_none_or(|cost| cost > account.balance) {
             continue;
         }
         for &i in &chain {
