@@ -703,8 +703,11 @@ impl Scheduler {
     /// transaction writes, such as the beneficiary's balance or a hot counter, reading before
     /// those writes are in only leads to an abort. Lower transactions that nobody is executing
     /// are not waited for (the read stays speculative).
-    pub fn wait_for_lower_executions(&self, txn_idx: TxnIndex) {
+    ///
+    /// Returns whether there was any such transaction (the caller's reads may be stale).
+    pub fn wait_for_lower_executions(&self, txn_idx: TxnIndex) -> bool {
         let mut spins = 0u32;
+        let mut found = false;
         while !self.done() {
             let commit_idx = self.commit_idx.load(Ordering::Acquire);
             let executing =
@@ -714,6 +717,7 @@ impl Scheduler {
                     )
                 });
             let Some(executing) = executing else { break };
+            found = true;
             // Wait for that one, then look again (a lower one may still be running).
             let word = &self.txs[executing].status_word;
             while !self.done() && ExecutionStatus::is_executing_word(word.load(Ordering::Acquire)) {
@@ -723,6 +727,7 @@ impl Scheduler {
         if spins > 0 {
             self.waits.fetch_add(1, Ordering::Relaxed);
         }
+        found
     }
 
     /// Called after `MvMemory::record` of incarnation `incarnation` of `txn_idx`, with the

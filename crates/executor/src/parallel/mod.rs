@@ -17,8 +17,9 @@
 //! commit point. A block whose transactions keep failing validation at the commit point (hot
 //! contracts, same-sender chains) has its window narrowed to the worker count, so speculation
 //! stays near the commit point where it is likely to be right; a block that is mostly one
-//! sender's chain runs with a window of one (in order). A location whose read failed validation
-//! is marked hot, and later reads of it wait for the lower executions to finish first.
+//! sender's chain runs with a window of one (in order). A location whose reads keep failing
+//! validation (four times) is hot: a later read of it that finds it written just below the
+//! reader waits for the lower executions to finish and reads again (see `db::HotLocations`).
 //!
 //! **Why the output is identical to the oracle.** Block-STM guarantees that the final incarnation
 //! of every transaction read exactly the values sequential execution would have given it, so its
@@ -44,6 +45,7 @@
 //! write their debit and nonce bump as a delta; the fold rebuilds the account in order on its
 //! committed state, checking the nonce (a broken assumption is an engine fault).
 
+mod bloom;
 mod commit;
 mod db;
 mod fault;
@@ -430,6 +432,17 @@ where
         shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
         let united = pool::in_background(move || shards.into_united());
         let mut outcomes = outcomes;
+        // Blooms of transactions with very many logs, on every worker.
+        let mut shared_blooms = match outcomes.as_ref() {
+            Some(workspace)
+                if workspace.shared_blooms.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                bloom::shared_blooms(&pool, &workspace.outcomes)?
+            }
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .peekable();
         // The state diffs, folded already, are dropped off the critical path.
         let mut spent = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
@@ -451,7 +464,13 @@ where
                 )
                 .into());
             }
-            let logs_bloom = outcome.logs_bloom();
+            let logs_bloom = match outcome.logs_bloom() {
+                Some(bloom) => bloom,
+                None => shared_blooms
+                    .next_if(|(tx, _)| *tx == i)
+                    .map(|(_, bloom)| bloom)
+                    .ok_or(EngineFault::Invariant("a shared logs bloom is missing"))?,
+            };
             let (result, changes) = outcome
                 .result
                 .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
@@ -561,7 +580,7 @@ where
     }
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
-    let pool::Workspace { memory, scheduler, fees, outcomes } = &mut workspace;
+    let pool::Workspace { memory, scheduler, fees, outcomes, shared_blooms } = &mut workspace;
     // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
     // speculation, so execute in order and let the other workers fold.
     let chained = prev_same_sender.iter().filter(|p| p.is_some()).count();
@@ -572,7 +591,7 @@ where
     if !mechanisms.hints {
         prev_same_sender.iter_mut().for_each(|p| *p = None);
     }
-    let hot = db::HotLocations::new();
+    let hot = db::HotLocations::new(pool.threads());
     let shared = Shared {
         base: db,
         overlay,
@@ -587,6 +606,7 @@ where
         beneficiary,
         rules: DeltaRules { state_clear },
         outcomes,
+        shared_blooms,
         folds,
         fees,
         hot: &hot,

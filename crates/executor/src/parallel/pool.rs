@@ -6,7 +6,7 @@
 use super::{
     commit::OutcomeSlot, db::BlockMemory, fault::EngineFault, fees::FeeLedger, worker::TxOutcome,
 };
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{atomic::AtomicBool, mpsc, Arc, Mutex, OnceLock};
 use velarium_scheduler::Scheduler;
 
 /// A pool of worker threads (the calling thread is worker 0, see `velarium-numa-runtime`).
@@ -63,6 +63,8 @@ pub(crate) struct Workspace {
     pub(crate) scheduler: Scheduler,
     pub(crate) fees: FeeLedger,
     pub(crate) outcomes: Vec<OutcomeSlot>,
+    /// Some outcome's bloom is left to every worker (see `bloom.rs`).
+    pub(crate) shared_blooms: AtomicBool,
 }
 
 /// Finished workspaces: cleared ones, and those the janitor has not cleared yet.
@@ -102,6 +104,7 @@ pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: boo
             ws.fees.reset(block_size, state_clear);
             ws.outcomes.truncate(block_size);
             ws.outcomes.resize_with(block_size, Default::default);
+            *ws.shared_blooms.get_mut() = false;
             ws
         }
         None => Workspace {
@@ -109,6 +112,7 @@ pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: boo
             scheduler: Scheduler::with_workers(block_size, threads),
             fees: FeeLedger::new(block_size, state_clear),
             outcomes: (0..block_size).map(|_| Default::default()).collect(),
+            shared_blooms: AtomicBool::new(false),
         },
     }
 }
@@ -321,7 +325,7 @@ mod tests {
             lazy_recipient: None,
             lazy_sender: None,
             trace: None,
-            bloom: None,
+            bloom: super::super::bloom::LogsBloom::Empty,
         }
     }
 

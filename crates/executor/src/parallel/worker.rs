@@ -1,6 +1,7 @@
 //! The Block-STM worker: executes and validates incarnations as the scheduler hands them out.
 
 use super::{
+    bloom::LogsBloom,
     commit::{FoldWork, OutcomeSlot},
     db::{
         BlockMemory, BlockParts, Credit, DeltaRules, HotLocations, LazySender, Location, MvValue,
@@ -23,7 +24,10 @@ use revm::{
     state::EvmState,
     DatabaseRef,
 };
-use std::cell::Cell;
+use std::{
+    cell::Cell,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use velarium_mvmemory::{ReadMode, WriteSet, WriteValue};
 use velarium_primitives::Version;
 use velarium_scheduler::{Scheduler, SchedulerTask};
@@ -42,15 +46,20 @@ pub(super) struct TxOutcome {
     pub(super) lazy_sender: Option<LazySender>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<TxTrace>,
-    /// The logs bloom of the receipt, computed by the worker (off the sequential commit);
-    /// `None` without logs (an empty bloom), so most outcomes stay small.
-    pub(super) bloom: Option<Box<alloy_primitives::Bloom>>,
+    /// The logs bloom of the receipt, computed by the worker (off the sequential commit), or
+    /// by every worker after Block-STM for a transaction with very many logs.
+    pub(super) bloom: LogsBloom,
 }
 
 impl TxOutcome {
-    /// The receipt's logs bloom.
-    pub(super) fn logs_bloom(&self) -> alloy_primitives::Bloom {
-        self.bloom.as_deref().copied().unwrap_or_default()
+    /// The receipt's logs bloom; `None` if it is one every worker computes
+    /// ([`super::bloom::shared_blooms`]).
+    pub(super) fn logs_bloom(&self) -> Option<alloy_primitives::Bloom> {
+        match &self.bloom {
+            LogsBloom::Empty => Some(alloy_primitives::Bloom::default()),
+            LogsBloom::Computed(bloom) => Some(**bloom),
+            LogsBloom::Shared => None,
+        }
     }
 }
 
@@ -80,6 +89,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) beneficiary: Address,
     pub(super) rules: DeltaRules,
     pub(super) outcomes: &'a [OutcomeSlot],
+    /// Set when an outcome's bloom is left to every worker ([`LogsBloom::Shared`]).
+    pub(super) shared_blooms: &'a AtomicBool,
     /// The block's fold, fed by idle workers with committed transactions (none when the
     /// caller commits the outcomes itself).
     pub(super) folds: Option<&'a dyn FoldWork>,
@@ -264,10 +275,14 @@ where
             *self.outcomes[txn_idx as usize].write().unwrap_or_else(|e| e.into_inner()) =
                 Some(TxOutcome {
                     bloom: match &result {
-                        Ok(r) if !r.logs().is_empty() => {
-                            Some(Box::new(alloy_primitives::logs_bloom(r.logs())))
+                        Ok(r) => {
+                            let bloom = LogsBloom::of(r.logs());
+                            if matches!(bloom, LogsBloom::Shared) {
+                                self.shared_blooms.store(true, Ordering::Relaxed);
+                            }
+                            bloom
                         }
-                        _ => None,
+                        Err(_) => LogsBloom::Empty,
                     },
                     result: result.map(|r| (r, state)),
                     fee,
