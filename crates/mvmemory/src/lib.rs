@@ -72,8 +72,10 @@
 //! There is no global lock. Locations are spread by their precomputed hash ([`MvKey`]) over
 //! [`NUM_SHARDS`] shards, each a `RwLock` over a hash table whose cells hold their entries
 //! inline: a read takes one shard read lock, a write one shard write lock, each only for the
-//! in-memory lookup. A bit filter over the hashes, set before a location is first written, lets
-//! a read of a location no transaction wrote (most reads) skip the lock altogether.
+//! in-memory lookup. A filter over the hashes keeps, per bucket, the lowest transaction that
+//! wrote there (lowered before the entry is written): a read of a location no lower transaction
+//! wrote (most reads, and most validations: a transaction's own write of what it read does not
+//! count) skips the lock altogether.
 //! Per-transaction slots (last read set, last written keys) are `CachePadded` mutexes indexed by
 //! `TxnIndex`. Lock order: slot lock, then one shard lock at a time.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, Ordering},
         Mutex, MutexGuard, PoisonError, RwLock,
     },
 };
@@ -224,11 +224,13 @@ pub struct MvMemory<K, V, D> {
     /// and `convert_writes_to_estimates` (the transaction's owner) and by `validate_read_set`;
     /// taken before any shard lock (lock order: slot, then shard).
     slots: Box<[Slot<K, D>]>,
-    /// One bit per hash bucket, set before a location is first written: a read of a location
-    /// nobody wrote (most reads) needs no lock. Bits are never cleared during the block.
-    written_filter: Box<[AtomicU64]>,
-    /// Mask of the filter's bit index.
-    filter_mask: u64,
+    /// Per hash bucket, the lowest transaction that wrote a location of the bucket, lowered
+    /// before the entry is written (`TxnIndex::MAX`: none): a read by a transaction at or below
+    /// it (most reads: of a location nobody wrote, or only the reader and higher transactions
+    /// wrote) needs no lock. Never raised during the block.
+    first_writer: Box<[AtomicU32]>,
+    /// Mask of the bucket index.
+    bucket_mask: u64,
 }
 
 impl<K, V, D> fmt::Debug for MvMemory<K, V, D> {
@@ -257,14 +259,14 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
             .collect();
         let slots = (0..block_size).map(|_| Slot::default()).collect();
-        let bits = Self::filter_bits(block_size);
-        let written_filter = (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
+        let buckets = Self::buckets(block_size);
+        let first_writer = (0..buckets).map(|_| AtomicU32::new(TxnIndex::MAX)).collect();
         Self {
             shards,
             shard_mask: shard_count - 1,
             slots,
-            written_filter,
-            filter_mask: bits as u64 - 1,
+            first_writer,
+            bucket_mask: buckets as u64 - 1,
         }
     }
 
@@ -281,7 +283,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slot.scratch.clear();
             slot.reads.clear();
         }
-        self.written_filter.iter_mut().for_each(|w| *w.get_mut() = 0);
+        self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
     }
 
     /// Empties the memory for a new block of `block_size` transactions on `workers` threads,
@@ -309,19 +311,19 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         }
         slots.resize_with(block_size, Slot::default);
         self.slots = slots.into_boxed_slice();
-        let bits = Self::filter_bits(block_size);
-        if bits as u64 - 1 == self.filter_mask {
-            self.written_filter.iter_mut().for_each(|w| *w.get_mut() = 0);
+        let buckets = Self::buckets(block_size);
+        if buckets as u64 - 1 == self.bucket_mask {
+            self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
         } else {
-            self.written_filter = (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
-            self.filter_mask = bits as u64 - 1;
+            self.first_writer = (0..buckets).map(|_| AtomicU32::new(TxnIndex::MAX)).collect();
+            self.bucket_mask = buckets as u64 - 1;
         }
     }
 
-    /// Bits of the written-location filter for a block of `block_size` transactions: about 64
+    /// Buckets of the first-writer filter for a block of `block_size` transactions: about 16
     /// per transaction (a few written locations each), at least 4096.
-    fn filter_bits(block_size: usize) -> usize {
-        block_size.saturating_mul(64).next_power_of_two().clamp(4096, 1 << 24)
+    fn buckets(block_size: usize) -> usize {
+        block_size.saturating_mul(16).next_power_of_two().clamp(4096, 1 << 22)
     }
 
     /// Number of transactions of the block this memory was built for.
@@ -334,22 +336,21 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         &self.shards[(hash >> 48) as usize & self.shard_mask]
     }
 
-    fn filter_bit(&self, hash: u64) -> (usize, u64) {
-        let bit = (hash >> 8) & self.filter_mask;
-        ((bit >> 6) as usize, 1 << (bit & 63))
+    fn bucket(&self, hash: u64) -> &AtomicU32 {
+        &self.first_writer[((hash >> 8) & self.bucket_mask) as usize]
     }
 
-    fn maybe_written(&self, hash: u64) -> bool {
-        let (word, mask) = self.filter_bit(hash);
-        // Acquire: pairs with the Release in `mark_written`. A read that misses a concurrent
+    /// Whether a transaction below `txn_idx` may have written a location with this hash.
+    fn maybe_written_below(&self, hash: u64, txn_idx: TxnIndex) -> bool {
+        // Acquire: pairs with the release in `mark_written`. A read that misses a concurrent
         // first write is ordered before it, which validation accounts for like any other race.
-        self.written_filter[word].load(Ordering::Acquire) & mask != 0
+        self.bucket(hash).load(Ordering::Acquire) < txn_idx
     }
 
-    fn mark_written(&self, hash: u64) {
-        let (word, mask) = self.filter_bit(hash);
-        if self.written_filter[word].load(Ordering::Relaxed) & mask == 0 {
-            self.written_filter[word].fetch_or(mask, Ordering::Release);
+    fn mark_written(&self, hash: u64, txn_idx: TxnIndex) {
+        let first = self.bucket(hash);
+        if first.load(Ordering::Relaxed) > txn_idx {
+            first.fetch_min(txn_idx, Ordering::AcqRel);
         }
     }
 
@@ -357,7 +358,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// [`ReadResult`]). `read(key, block_size, ..)` after the block gives the final value.
     pub fn read(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> ReadResult<V, D> {
         let hash = key.mv_hash();
-        if !self.maybe_written(hash) {
+        if !self.maybe_written_below(hash, txn_idx) {
             return ReadResult::Base { deltas: None };
         }
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
@@ -376,7 +377,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// The origin reading `key` as `txn_idx` would have now (`None`: it would block).
     fn origin_now(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> Option<ReadOrigin<D>> {
         let hash = key.mv_hash();
-        if !self.maybe_written(hash) {
+        if !self.maybe_written_below(hash, txn_idx) {
             return Some(ReadOrigin { base: None, deltas: None, mode });
         }
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
@@ -450,7 +451,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         // and come back.
         for (key, write) in writes.drain(..) {
             let hash = key.mv_hash();
-            self.mark_written(hash);
+            self.mark_written(hash, txn_idx);
             let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
             let cell = match shard.find_mut(hash, |c| c.key == key) {
                 Some(cell) => cell,
@@ -491,7 +492,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         prune: Option<TxnIndex>,
     ) {
         let hash = key.mv_hash();
-        self.mark_written(hash);
+        self.mark_written(hash, txn_idx);
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
         let cell = match shard.find_mut(hash, |c| c.key == key) {
             Some(cell) => cell,
