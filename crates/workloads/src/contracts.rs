@@ -44,6 +44,12 @@ pub(crate) const MINT_COUNTER: &[u8] = &hex!("600054600101 80600055 339055 00");
 /// `PUSH1 0 CALLDATALOAD DUP1 PUSH1 1 SWAP1 SUB SLOAD PUSH1 1 ADD SWAP1 SSTORE STOP`.
 pub(crate) const CASCADE: &[u8] = &hex!("600035 80600190 03 54 600101 90 55 00");
 
+/// Forwards the call's value to the beneficiary (a searcher's tip to the block's builder) and
+/// bumps a counter of its own (slot 0): `PUSH1 0 PUSH1 0 PUSH1 0 PUSH1 0 CALLVALUE COINBASE GAS
+/// CALL POP PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE STOP`.
+pub(crate) const TIP_BENEFICIARY: &[u8] =
+    &hex!("6000600060006000 34 41 5a f1 50 600054600101600055 00");
+
 /// Stores the beneficiary's balance in the caller's own slot: `slot[CALLER] = BALANCE(COINBASE)`.
 /// `COINBASE BALANCE CALLER SSTORE STOP`: only the beneficiary read conflicts.
 pub(crate) const READ_BENEFICIARY: &[u8] = &hex!("41 31 33 55 00");

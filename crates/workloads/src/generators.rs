@@ -44,6 +44,7 @@ mod stream {
     pub(super) const INVALID: u64 = 11;
     pub(super) const HOT_RECEIVER: u64 = 12;
     pub(super) const PAYOUTS: u64 = 13;
+    pub(super) const BUILDER_TIPS: u64 = 14;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -324,6 +325,45 @@ pub fn payouts(seed: u64, n_txs: usize) -> Workload {
         }
     }
     b.finish("payouts")
+}
+
+/// A builder's block: the beneficiary is the builder's wallet; searchers tip it through a
+/// contract (each tip also bumps one of four tipping contracts' counters), others send it ether
+/// directly, plain transfers and counter calls fill the block, a few transactions read its
+/// balance (`BALANCE(COINBASE)`), and the builder itself pays out in the middle of the block and
+/// pays the proposer at the end.
+pub fn builder_tips(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::BUILDER_TIPS, Fork::Cancun);
+    let builder = b.wallet(SENDER_BALANCE);
+    b.header.beneficiary = builder.address();
+    let tippers: Vec<Address> =
+        (0..4).map(|_| b.deploy_new(Bytes::from_static(c::TIP_BENEFICIARY))).collect();
+    let counter = b.deploy_new(Bytes::from_static(c::COUNTER));
+    let probe = b.deploy_new(Bytes::from_static(c::READ_BENEFICIARY));
+    let proposer = b.address();
+    for i in 0..n_txs {
+        let value = U256::from(b.rng.range(1, ETHER as u64 / 1000));
+        if i + 1 == n_txs || i == n_txs / 2 {
+            b.send(&builder, TxKind::Call(proposer), value, Bytes::new(), TRANSFER_GAS, Success);
+            continue;
+        }
+        let sender = b.wallet(SENDER_BALANCE);
+        let roll = b.rng.range(0, 100);
+        let (to, value, gas) = if roll < 40 {
+            let tipper = tippers[b.rng.range(0, tippers.len() as u64) as usize];
+            (tipper, value, SMALL_CALL_GAS)
+        } else if roll < 50 {
+            (builder.address(), value, TRANSFER_GAS)
+        } else if roll < 75 {
+            (b.address(), value, TRANSFER_GAS)
+        } else if roll < 95 {
+            (counter, U256::ZERO, COUNTER_GAS)
+        } else {
+            (probe, U256::ZERO, SMALL_CALL_GAS)
+        };
+        b.send(&sender, TxKind::Call(to), value, Bytes::new(), gas, Success);
+    }
+    b.finish("builder_tips")
 }
 
 /// The property-test mix (Prague rules): ether transfers (EIP-1559 and legacy), WETH9 transfers

@@ -42,7 +42,7 @@ mod signer;
 
 pub use error::WorkloadError;
 pub use generators::{
-    airdrop, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers,
+    airdrop, builder_tips, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers,
     hot_account_30pct, liquidation_cascade, mixed, nft_mint_counter, payouts, reads_beneficiary,
     single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
 };
@@ -159,6 +159,7 @@ pub const GENERATORS: &[(&str, Generator)] = &[
     ("hot_account_30pct", hot_account_30pct),
     ("reads_beneficiary", reads_beneficiary),
     ("payouts", payouts),
+    ("builder_tips", builder_tips),
     ("mixed", mixed),
 ];
 

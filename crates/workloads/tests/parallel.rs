@@ -199,3 +199,34 @@ fn payouts_read_their_hot_wallets_lazily() {
         assert_eq!(stats.lazy_sender_txs, 0);
     }
 }
+
+/// A builder's block: tips from contracts and transfers to the beneficiary are read lazily
+/// (not after every lower fee), `BALANCE(COINBASE)` readers and the builder's own payments read
+/// it for real, and the result is the oracle's at every thread count, with and without deltas.
+#[test]
+fn builder_tips_credit_the_beneficiary_lazily() {
+    let workload = velarium_workloads::builder_tips(7, 300);
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .expect("the oracle executes the block");
+    for threads in [1, 2, 4] {
+        let (parallel, stats) =
+            execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+                .expect("the parallel engine executes the block");
+        assert_eq!(oracle, parallel, "builder tips at {threads} threads");
+        // About half of the transactions tip or pay the builder; the probes and the builder's
+        // own payments must not be among the lazy ones.
+        assert!(stats.lazy_beneficiary_txs > 100, "{stats:?}");
+        assert!(stats.lazy_beneficiary_txs < 290, "{stats:?}");
+        let off = Mechanisms { deltas: false, ..Mechanisms::ALL };
+        let (parallel, stats) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            threads,
+            off,
+        )
+        .expect("the parallel engine executes the block");
+        assert_eq!(oracle, parallel, "builder tips at {threads} threads without deltas");
+        assert_eq!(stats.lazy_beneficiary_txs, 0);
+    }
+}

@@ -24,7 +24,11 @@
 //! transfer recipient is rebuilt from its folded state (`rebase_account`), and the
 //! beneficiary's fees are credited through a revm journal, batched ([`BeneficiaryCredits`]).
 
-use super::{db::LazySender, fault::EngineFault, worker::TxOutcome};
+use super::{
+    db::{LazyBeneficiary, LazySender},
+    fault::EngineFault,
+    worker::TxOutcome,
+};
 use crate::ExecutionError;
 use alloy_primitives::{
     map::{AddressMap, AddressSet, Entry, HashMap},
@@ -61,6 +65,8 @@ pub(super) struct TxDiff<'a> {
     pub(super) lazy_recipient: Option<Address>,
     /// The lazily read sender, if any (see [`LazySender`]).
     pub(super) lazy_sender: Option<LazySender>,
+    /// The lazily read beneficiary, if any (see [`LazyBeneficiary`]).
+    pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
 }
 
 /// How an account read lazily is rebuilt on its committed state.
@@ -70,6 +76,9 @@ pub(super) enum Rebase {
     Recipient,
     /// A lazy sender, served its placeholder: the diff holds the placeholder less the debit.
     Sender(LazySender),
+    /// A lazy beneficiary, served its placeholder: the diff holds the placeholder plus the
+    /// transaction's credits.
+    Beneficiary(LazyBeneficiary),
 }
 
 impl Rebase {
@@ -77,6 +86,8 @@ impl Rebase {
     fn of(address: &Address, diff: &TxDiff<'_>) -> Option<Self> {
         if Some(*address) == diff.lazy_recipient {
             Some(Self::Recipient)
+        } else if let Some(beneficiary) = diff.lazy_beneficiary.filter(|b| b.address == *address) {
+            Some(Self::Beneficiary(beneficiary))
         } else {
             diff.lazy_sender.filter(|s| s.address == *address).map(Self::Sender)
         }
@@ -133,6 +144,13 @@ pub(super) fn rebased_account(
             debit_sender(&mut rebased.info, sender, account)?;
             rebased
         }
+        Rebase::Beneficiary(beneficiary) => {
+            let info =
+                current.ok_or(EngineFault::Invariant("a lazy beneficiary does not exist"))?;
+            let mut rebased = Account::from(info);
+            credit_beneficiary(&mut rebased.info, beneficiary, account)?;
+            rebased
+        }
     };
     rebased.mark_touch();
     Ok(rebased)
@@ -158,6 +176,29 @@ fn debit_sender(
         .checked_sub(debit)
         .ok_or(EngineFault::Invariant("a lazy sender's balance went negative"))?;
     info.nonce = account.info.nonce;
+    Ok(())
+}
+
+/// Applies a lazy beneficiary's credits in a transaction to `info`, its committed state: what
+/// the transaction left above the placeholder, checking that the transaction changed nothing
+/// else (its committed nonce may be higher: the beneficiary's own transactions).
+fn credit_beneficiary(
+    info: &mut AccountInfo,
+    beneficiary: LazyBeneficiary,
+    account: &Account,
+) -> Result<(), EngineFault> {
+    if account.info.nonce != beneficiary.nonce {
+        return Err(EngineFault::Invariant("a lazy beneficiary's nonce changed"));
+    }
+    let credit = account
+        .info
+        .balance
+        .checked_sub(beneficiary.placeholder)
+        .ok_or(EngineFault::Invariant("a lazy beneficiary was debited"))?;
+    info.balance = info
+        .balance
+        .checked_add(credit)
+        .ok_or(EngineFault::Invariant("a lazy beneficiary's balance overflowed"))?;
     Ok(())
 }
 
@@ -390,6 +431,7 @@ where
                 fee: outcome.fee,
                 lazy_recipient: outcome.lazy_recipient,
                 lazy_sender: outcome.lazy_sender,
+                lazy_beneficiary: outcome.lazy_beneficiary,
             };
             if let Err(error) = folder.fold_tx(&mut self.credits, diff) {
                 self.error = Some(error);
@@ -543,6 +585,9 @@ impl PlainFold {
                 self.info.balance = balance;
             }
             Rebase::Sender(sender) => debit_sender(&mut self.info, sender, account)?,
+            Rebase::Beneficiary(beneficiary) => {
+                credit_beneficiary(&mut self.info, beneficiary, account)?;
+            }
         }
         Ok(true)
     }

@@ -124,6 +124,24 @@ pub(crate) struct LazySender {
     pub(crate) nonce: u64,
 }
 
+/// The block's beneficiary, read lazily by transactions that only credit it (see
+/// `lazy_beneficiary` in `mod.rs`): an account without code that is not empty and that no
+/// transaction of the block delegates, so it stays without code and not empty, and only its
+/// own transactions can take from it or raise its nonce. Another transaction that does not
+/// observe its balance (the `BALANCE` opcode, see [`observing_balance`]) reads it as it was
+/// before the block and writes its own credits as a [`Credit`] (a tip paid by a searcher's
+/// contract, a transfer to it), instead of waiting for every lower transaction's fee; the fold
+/// rebuilds the account on its folded state (see `commit::rebased_account`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LazyBeneficiary {
+    /// The beneficiary.
+    pub(crate) address: Address,
+    /// Its balance before the block, which its lazy readers see.
+    pub(crate) placeholder: U256,
+    /// Its nonce (no transaction of the block changes it).
+    pub(crate) nonce: u64,
+}
+
 /// A value held in multi-version memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MvValue {
@@ -336,6 +354,13 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) lazy_sender: Option<LazySender>,
     /// The lazy recipient's placeholder, looked up early (for the sender's read).
     recipient_placeholder: Option<Option<Option<AccountInfo>>>,
+    /// The beneficiary, if this incarnation may read it lazily (see [`LazyBeneficiary`]).
+    pub(crate) lazy_beneficiary_candidate: Option<LazyBeneficiary>,
+    /// Set when the beneficiary was served its balance before the block.
+    pub(crate) lazy_beneficiary: Option<LazyBeneficiary>,
+    /// Set when the transaction ran `BALANCE` on the beneficiary while it could be read lazily:
+    /// a lazy read (before or after) is then wrong, and the transaction runs again without.
+    pub(crate) beneficiary_observed: bool,
 }
 
 /// The block-wide structures every worker's database reads and records into.
@@ -385,6 +410,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             lazy_sender_candidate: None,
             lazy_sender: None,
             recipient_placeholder: None,
+            lazy_beneficiary_candidate: None,
+            lazy_beneficiary: None,
+            beneficiary_observed: false,
         }
     }
 
@@ -395,6 +423,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         txn_idx: TxnIndex,
         lazy_candidate: Option<Address>,
         lazy_sender: Option<LazySender>,
+        lazy_beneficiary: Option<LazyBeneficiary>,
         settled: bool,
     ) {
         self.txn_idx = txn_idx;
@@ -408,6 +437,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         self.lazy_sender_candidate = lazy_sender.filter(|_| lazy_candidate.is_some());
         self.lazy_sender = None;
         self.recipient_placeholder = None;
+        self.lazy_beneficiary_candidate = lazy_beneficiary;
+        self.lazy_beneficiary = None;
+        self.beneficiary_observed = false;
     }
 
     /// [`TxDb::lazy_basic`] of the lazy candidate, looked up once per incarnation.
@@ -619,6 +651,16 @@ where
             }
         }
         let mut info = if address == self.beneficiary {
+            if let Some(lazy) =
+                self.lazy_beneficiary_candidate.filter(|_| !self.beneficiary_observed)
+            {
+                self.lazy_beneficiary = Some(lazy);
+                return Ok(Some(AccountInfo {
+                    balance: lazy.placeholder,
+                    nonce: lazy.nonce,
+                    ..Default::default()
+                }));
+            }
             self.beneficiary_account()?
         } else {
             match self.read(Location::Account(address), ReadMode::WithDeltas)? {
@@ -678,4 +720,28 @@ where
     fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
         self.base.block_hash_ref(number).map_err(Self::base_err)
     }
+}
+
+/// revm's `BALANCE` instruction, noting a read of the beneficiary's balance by a transaction
+/// that may read the beneficiary lazily (see [`LazyBeneficiary`]).
+pub(super) fn observing_balance<DB>(
+    context: revm::interpreter::InstructionContext<
+        '_,
+        revm::handler::MainnetContext<TxDb<'_, DB>>,
+        revm::interpreter::interpreter::EthInterpreter,
+    >,
+) -> revm::interpreter::InstructionExecResult
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    let db = &mut context.host.journaled_state.database;
+    if db.lazy_beneficiary_candidate.is_some() {
+        if let Ok(top) = context.interpreter.stack.peek(0) {
+            if Address::from_word(B256::from(top.to_be_bytes())) == db.beneficiary {
+                db.beneficiary_observed = true;
+            }
+        }
+    }
+    revm::interpreter::instructions::host::balance(context)
 }

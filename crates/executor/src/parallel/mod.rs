@@ -44,6 +44,16 @@
 //! else of the sender) then read it as its balance before the block with their own nonce, and
 //! write their debit and nonce bump as a delta; the fold rebuilds the account in order on its
 //! committed state, checking the nonce (a broken assumption is an engine fault).
+//!
+//! **Lazy beneficiary.** The beneficiary is credited inside the EVM too: a searcher's tip from
+//! a contract, a transfer to it. Such a transaction would read the beneficiary's balance, which
+//! is the sum of every lower transaction's fee, and so wait for all of them. Where the
+//! beneficiary has no code and is not empty and the block has no EIP-7702 transaction, only
+//! its own transactions can take from it or tell its nonce, and its balance is seen only
+//! through `BALANCE`, whose instruction the workers watch. Other transactions then read it as
+//! it was before the block and write their credits as a delta; one that runs `BALANCE` on it
+//! runs again reading it for real; the fold rebuilds the account in order on its committed
+//! state.
 
 mod bloom;
 mod commit;
@@ -72,7 +82,7 @@ use alloy_evm::{
     EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
 use alloy_primitives::{map::AddressSet, Address, U256};
-use db::{DeltaRules, LazySender, Location, Overlay};
+use db::{DeltaRules, LazyBeneficiary, LazySender, Location, Overlay};
 use pool::WorkerPool;
 use revm::{
     context::{
@@ -101,6 +111,8 @@ pub struct ParallelStats {
     pub waits: u64,
     /// Transactions whose sender could be read lazily (see the module docs, "Lazy senders").
     pub lazy_sender_txs: u64,
+    /// Transactions that read the beneficiary lazily (see the module docs, "Lazy beneficiary").
+    pub lazy_beneficiary_txs: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
@@ -261,7 +273,7 @@ impl SpeculativeTx {
         DB: revm::Database,
         DB::Error: std::fmt::Display,
     {
-        let TxOutcome { result, lazy_recipient, lazy_sender, .. } = self.0;
+        let TxOutcome { result, lazy_recipient, lazy_sender, lazy_beneficiary, .. } = self.0;
         let (result, mut state) = match result {
             Ok(ok) => ok,
             Err(err) => return Ok(Err(err)),
@@ -269,7 +281,8 @@ impl SpeculativeTx {
         let lazy = lazy_recipient
             .map(|to| (to, commit::Rebase::Recipient))
             .into_iter()
-            .chain(lazy_sender.map(|s| (s.address, commit::Rebase::Sender(s))));
+            .chain(lazy_sender.map(|s| (s.address, commit::Rebase::Sender(s))))
+            .chain(lazy_beneficiary.map(|b| (b.address, commit::Rebase::Beneficiary(b))));
         for (address, rebase) in lazy {
             if let Some(account) = state.get_mut(&address) {
                 commit::rebase_account(db, address, account, rebase)?;
@@ -464,6 +477,7 @@ where
                 )
                 .into());
             }
+            stats.lazy_beneficiary_txs += u64::from(outcome.lazy_beneficiary.is_some());
             let logs_bloom = match outcome.logs_bloom() {
                 Some(bloom) => bloom,
                 None => shared_blooms
@@ -572,6 +586,16 @@ where
         vec![None; txs.len()]
     };
     stats.lazy_sender_txs = lazy_senders.iter().filter(|l| l.is_some()).count() as u64;
+    let lazy_beneficiary = if mechanisms.deltas {
+        lazy_beneficiary(db, overlay, cfg, block_env.beneficiary, txs)?
+    } else {
+        None
+    };
+    let beneficiary_observers: Vec<std::sync::atomic::AtomicBool> = if lazy_beneficiary.is_some() {
+        (0..txs.len()).map(|_| Default::default()).collect()
+    } else {
+        Vec::new()
+    };
     // A lazy sender's plain transfer does not wait for the sender's earlier transactions.
     for (prev, lazy) in prev_same_sender.iter_mut().zip(&lazy_senders) {
         if lazy.is_some() {
@@ -604,6 +628,8 @@ where
         lazy_senders: &lazy_senders,
         prev_same_sender: &prev_same_sender,
         beneficiary,
+        lazy_beneficiary,
+        beneficiary_observers: &beneficiary_observers,
         rules: DeltaRules { state_clear },
         outcomes,
         shared_blooms,
@@ -703,6 +729,40 @@ where
         }
     }
     Ok(lazy)
+}
+
+/// The beneficiary, if the block's transactions may read it lazily (see [`LazyBeneficiary`]):
+/// the checks are on (no fee or balance rule is off), no transaction of the block carries
+/// EIP-7702 authorizations (which could give it code), and before the block it has no code and
+/// is not empty. Then it stays without code and not empty through the block (its own
+/// transactions, a builder paying the proposer, raise its nonce), and no transaction but its
+/// own can tell its balance or nonce except through `BALANCE`, which the workers watch.
+fn lazy_beneficiary<DB>(
+    db: &DB,
+    overlay: &Overlay,
+    cfg: &CfgEnv,
+    beneficiary: Address,
+    txs: TxSource<'_>,
+) -> Result<Option<LazyBeneficiary>, ExecutionError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    use revm::context_interface::Cfg as _;
+    let checks_off = cfg.is_nonce_check_disabled()
+        || cfg.is_balance_check_disabled()
+        || cfg.is_fee_charge_disabled()
+        || cfg.is_eip3607_disabled();
+    if checks_off || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
+        return Ok(None);
+    }
+    let account = overlay.account(&beneficiary).map_or_else(
+        || db.basic_ref(beneficiary).map_err(|e| ExecutionError::StateRead(e.to_string())),
+        Ok,
+    )?;
+    Ok(account
+        .filter(|a| a.code_hash == revm::primitives::KECCAK_EMPTY && !a.is_empty())
+        .map(|a| LazyBeneficiary { address: beneficiary, placeholder: a.balance, nonce: a.nonce }))
 }
 
 /// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it

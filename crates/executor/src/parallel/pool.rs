@@ -324,6 +324,7 @@ mod tests {
             fee: alloy_primitives::U256::from(1),
             lazy_recipient: None,
             lazy_sender: None,
+            lazy_beneficiary: None,
             trace: None,
             bloom: super::super::bloom::LogsBloom::Empty,
         }

@@ -4,8 +4,8 @@ use super::{
     bloom::LogsBloom,
     commit::{FoldWork, OutcomeSlot},
     db::{
-        BlockMemory, BlockParts, Credit, DeltaRules, HotLocations, LazySender, Location, MvValue,
-        Overlay, TxDb, TxDbError,
+        observing_balance, BlockMemory, BlockParts, Credit, DeltaRules, HotLocations,
+        LazyBeneficiary, LazySender, Location, MvValue, Overlay, TxDb, TxDbError,
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -44,6 +44,9 @@ pub(super) struct TxOutcome {
     /// A sender executed against its placeholder (see [`LazySender`]): its account in the state
     /// diff holds the placeholder less the debit, to be rebased at commit.
     pub(super) lazy_sender: Option<LazySender>,
+    /// The beneficiary, read lazily (see [`LazyBeneficiary`]): its account in the state diff
+    /// holds the placeholder plus the transaction's credits, to be rebased at commit.
+    pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<TxTrace>,
     /// The logs bloom of the receipt, computed by the worker (off the sequential commit), or
@@ -87,6 +90,12 @@ pub(super) struct Shared<'a, DB> {
     /// execution (the nonce), so the transaction waits for it instead of running to abort.
     pub(super) prev_same_sender: &'a [Option<u32>],
     pub(super) beneficiary: Address,
+    /// The beneficiary, if the block's transactions may read it lazily (see
+    /// [`LazyBeneficiary`]).
+    pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
+    /// Per transaction (with `lazy_beneficiary` only): it observed the beneficiary's balance,
+    /// so it reads it for real.
+    pub(super) beneficiary_observers: &'a [AtomicBool],
     pub(super) rules: DeltaRules,
     pub(super) outcomes: &'a [OutcomeSlot],
     /// Set when an outcome's bloom is left to every worker ([`LogsBloom::Shared`]).
@@ -133,7 +142,19 @@ where
         let mut evm: TxEvm<'_, DB> = revm::context::Evm {
             ctx,
             inspector: CollisionGuard::new(self.storage_only),
-            instruction: revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec),
+            instruction: {
+                let mut table =
+                    revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec);
+                if self.lazy_beneficiary.is_some() {
+                    let gas = table.gas_table()[usize::from(revm::bytecode::opcode::BALANCE)];
+                    table.insert_instruction(
+                        revm::bytecode::opcode::BALANCE,
+                        revm::interpreter::Instruction::new(observing_balance::<DB>),
+                        gas,
+                    );
+                }
+                table
+            },
             precompiles: revm::handler::EthPrecompiles::new(spec),
             frame_stack: frames::take(),
         };
@@ -226,28 +247,47 @@ where
         {
             // Started with every lower transaction committed: final, so nothing to validate.
             let settled = self.scheduler.executing_settled(txn_idx);
-            evm.ctx().journaled_state.database.reset(
-                txn_idx,
-                self.lazy_candidates[txn_idx as usize],
-                self.lazy_senders[txn_idx as usize],
-                settled && !self.trace,
-            );
-            evm.ctx().tx = self.txs.env(txn_idx as usize);
-            let mut handler =
-                LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
-            let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
-            let state = evm.ctx().journal_mut().finalize();
+            let (handler, result, state) = loop {
+                // The beneficiary's own transactions read it for real, as do those that
+                // observed its balance.
+                let lazy_beneficiary = self.lazy_beneficiary.filter(|b| {
+                    self.txs.caller(txn_idx as usize) != b.address
+                        && !self.beneficiary_observers[txn_idx as usize].load(Ordering::Relaxed)
+                });
+                evm.ctx().journaled_state.database.reset(
+                    txn_idx,
+                    self.lazy_candidates[txn_idx as usize],
+                    self.lazy_senders[txn_idx as usize],
+                    lazy_beneficiary,
+                    settled && !self.trace,
+                );
+                evm.ctx().tx = self.txs.env(txn_idx as usize);
+                let mut handler =
+                    LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
+                let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
+                let state = evm.ctx().journal_mut().finalize();
+                let db = &mut evm.ctx().journaled_state.database;
+                let observed = db.lazy_beneficiary.is_some() && db.beneficiary_observed;
+                if observed {
+                    // It saw the placeholder balance: from now on it reads the real one.
+                    self.beneficiary_observers[txn_idx as usize].store(true, Ordering::Relaxed);
+                }
+                if db.suspended {
+                    // Suspended on a dependency: resumed as a new incarnation once it finishes.
+                    return None;
+                }
+                if !observed {
+                    break (handler, result, state);
+                }
+            };
             let db = &mut evm.ctx().journaled_state.database;
-            if db.suspended {
-                // Suspended on a dependency: resumed as a new incarnation once it finishes.
-                return None;
-            }
             let lazy_recipient = db.lazy_recipient;
             let lazy_sender = db.lazy_sender;
+            let lazy_beneficiary = db.lazy_beneficiary;
             let fee = handler.fee.get();
             writes.clear();
             if result.is_ok() {
-                self.write_set(writes, &state, fee, lazy_recipient, lazy_sender);
+                self.write_set(writes, &state, fee, lazy_recipient, lazy_sender, lazy_beneficiary);
             }
             let trace = self.trace.then(|| {
                 let reads = db
@@ -288,6 +328,7 @@ where
                     fee,
                     lazy_recipient,
                     lazy_sender,
+                    lazy_beneficiary,
                     trace,
                 });
             self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
@@ -302,9 +343,20 @@ where
         fee: U256,
         lazy_recipient: Option<Address>,
         lazy_sender: Option<LazySender>,
+        lazy_beneficiary: Option<LazyBeneficiary>,
     ) {
         for (address, account) in state {
             if !account.is_touched() {
+                continue;
+            }
+            if let Some(beneficiary) = lazy_beneficiary.filter(|b| b.address == *address) {
+                // Its credits, above the placeholder it was served (its fee stays in the
+                // fee ledger).
+                let credit = account.info.balance.wrapping_sub(beneficiary.placeholder);
+                if !credit.is_zero() {
+                    writes
+                        .push((Location::Account(*address), WriteValue::Delta(Credit::of(credit))));
+                }
                 continue;
             }
             if let Some(sender) = lazy_sender.filter(|s| s.address == *address) {
