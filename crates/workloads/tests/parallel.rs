@@ -172,32 +172,43 @@ fn a_panicking_worker_is_an_error_not_a_hang() {
     }
 }
 
+/// Runs `workload` at 1, 2 and 4 threads with every mechanism on and with the deltas off:
+/// the oracle's result each time; `lazy` (the count of lazily read transactions that `count`
+/// picks from the stats) satisfies `expected` with the deltas on and is zero with them off.
+fn lazy_reads_give_the_oracles_result(
+    workload: &Workload,
+    count: fn(&velarium_executor::ParallelStats) -> u64,
+    expected: impl Fn(u64) -> bool,
+) {
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .expect("the oracle executes the block");
+    for threads in [1, 2, 4] {
+        for mechanisms in [Mechanisms::ALL, Mechanisms { deltas: false, ..Mechanisms::ALL }] {
+            let (parallel, stats) = execute_parallel_with(
+                &workload.spec,
+                &workload.state,
+                workload.block_input(),
+                threads,
+                mechanisms,
+            )
+            .expect("the parallel engine executes the block");
+            assert_eq!(oracle, parallel, "{} at {threads} threads, {mechanisms:?}", workload.name);
+            if mechanisms.deltas {
+                assert!(expected(count(&stats)), "{}: {stats:?}", workload.name);
+            } else {
+                assert_eq!(count(&stats), 0, "{}: {stats:?}", workload.name);
+            }
+        }
+    }
+}
+
 /// The payout block's hot wallets (one of them the beneficiary) are read lazily by their plain
 /// transfers, at every thread count, and the result is still the oracle's; with the deltas
 /// mechanism off nothing is lazy.
 #[test]
 fn payouts_read_their_hot_wallets_lazily() {
     let workload = velarium_workloads::payouts(5, 200);
-    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
-        .expect("the oracle executes the block");
-    for threads in [1, 2, 4] {
-        let (parallel, stats) =
-            execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
-                .expect("the parallel engine executes the block");
-        assert_eq!(oracle, parallel, "payouts at {threads} threads");
-        assert!(stats.lazy_sender_txs > 100, "{stats:?}");
-        let off = Mechanisms { deltas: false, ..Mechanisms::ALL };
-        let (parallel, stats) = execute_parallel_with(
-            &workload.spec,
-            &workload.state,
-            workload.block_input(),
-            threads,
-            off,
-        )
-        .expect("the parallel engine executes the block");
-        assert_eq!(oracle, parallel, "payouts at {threads} threads without deltas");
-        assert_eq!(stats.lazy_sender_txs, 0);
-    }
+    lazy_reads_give_the_oracles_result(&workload, |s| s.lazy_sender_txs, |n| n > 100);
 }
 
 /// A builder's block: tips from contracts and transfers to the beneficiary are read lazily
@@ -206,27 +217,11 @@ fn payouts_read_their_hot_wallets_lazily() {
 #[test]
 fn builder_tips_credit_the_beneficiary_lazily() {
     let workload = velarium_workloads::builder_tips(7, 300);
-    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
-        .expect("the oracle executes the block");
-    for threads in [1, 2, 4] {
-        let (parallel, stats) =
-            execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
-                .expect("the parallel engine executes the block");
-        assert_eq!(oracle, parallel, "builder tips at {threads} threads");
-        // About half of the transactions tip or pay the builder; the probes and the builder's
-        // own payments must not be among the lazy ones.
-        assert!(stats.lazy_beneficiary_txs > 100, "{stats:?}");
-        assert!(stats.lazy_beneficiary_txs < 290, "{stats:?}");
-        let off = Mechanisms { deltas: false, ..Mechanisms::ALL };
-        let (parallel, stats) = execute_parallel_with(
-            &workload.spec,
-            &workload.state,
-            workload.block_input(),
-            threads,
-            off,
-        )
-        .expect("the parallel engine executes the block");
-        assert_eq!(oracle, parallel, "builder tips at {threads} threads without deltas");
-        assert_eq!(stats.lazy_beneficiary_txs, 0);
-    }
+    // About half of the transactions tip or pay the builder; the probes and the builder's own
+    // payments must not be among the lazy ones.
+    lazy_reads_give_the_oracles_result(
+        &workload,
+        |s| s.lazy_beneficiary_txs,
+        |n| (100..290).contains(&n),
+    );
 }
