@@ -70,6 +70,10 @@ impl TxOutcome {
 /// One incarnation's accesses: reads (and whether each ignored pending credits), writes (and
 /// whether each is a credit).
 pub(super) type TxTrace = (Vec<(Location, bool)>, Vec<(Location, bool)>);
+/// Executions after which a busy worker folds a chunk of committed transactions, while their
+/// diffs are still in cache, instead of leaving the whole fold to the end of the block (2-3%
+/// faster on blocks of cheap transactions; every 4 measured no better).
+const FOLD_EVERY: u32 = 16;
 /// How long an idle worker of an in-order block sleeps before it looks for commits to fold.
 const IN_ORDER_NAP_US: u64 = 20;
 
@@ -162,6 +166,7 @@ where
         let mut writes = Vec::new();
         let mut task = None;
         let mut idle_rounds = 0u32;
+        let mut executed = 0u32;
         loop {
             let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
             if !matches!(next, SchedulerTask::Retry) {
@@ -170,6 +175,12 @@ where
             match next {
                 SchedulerTask::Execute(version) => {
                     task = self.execute(&mut evm, inspect, &mut writes, version);
+                    executed += 1;
+                    if task.is_none() && executed % FOLD_EVERY == 0 {
+                        if let Some(folds) = self.folds {
+                            folds.help(self.outcomes, self.scheduler.commit_idx());
+                        }
+                    }
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
