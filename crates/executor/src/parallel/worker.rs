@@ -176,7 +176,7 @@ where
                 SchedulerTask::Execute(version) => {
                     task = self.execute(&mut evm, inspect, &mut writes, version);
                     executed += 1;
-                    if task.is_none() && executed % FOLD_EVERY == 0 {
+                    if task.is_none() && executed.is_multiple_of(FOLD_EVERY) {
                         if let Some(folds) = self.folds {
                             folds.help(self.outcomes, self.scheduler.commit_idx());
                         }
