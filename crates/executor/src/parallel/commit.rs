@@ -82,6 +82,20 @@ pub(super) enum Rebase {
 }
 
 impl Rebase {
+    /// For an account served a placeholder (a lazy sender or beneficiary): applies what the
+    /// transaction did to it (`account`, against the placeholder) to `info`, its committed state.
+    fn onto_placeholder(
+        self,
+        info: &mut AccountInfo,
+        account: &Account,
+    ) -> Result<(), EngineFault> {
+        match self {
+            Self::Sender(sender) => debit_sender(info, sender, account),
+            Self::Beneficiary(beneficiary) => credit_beneficiary(info, beneficiary, account),
+            Self::Recipient => Err(EngineFault::Invariant("a lazy recipient has no placeholder")),
+        }
+    }
+
     /// How `address`'s change in `diff` is rebuilt, if it is.
     fn of(address: &Address, diff: &TxDiff<'_>) -> Option<Self> {
         if Some(*address) == diff.lazy_recipient {
@@ -138,17 +152,11 @@ pub(super) fn rebased_account(
             rebased.info.balance += credit;
             rebased
         }
-        Rebase::Sender(sender) => {
-            let info = current.ok_or(EngineFault::Invariant("a lazy sender does not exist"))?;
-            let mut rebased = Account::from(info);
-            debit_sender(&mut rebased.info, sender, account)?;
-            rebased
-        }
-        Rebase::Beneficiary(beneficiary) => {
+        Rebase::Sender(_) | Rebase::Beneficiary(_) => {
             let info =
-                current.ok_or(EngineFault::Invariant("a lazy beneficiary does not exist"))?;
+                current.ok_or(EngineFault::Invariant("a lazily read account does not exist"))?;
             let mut rebased = Account::from(info);
-            credit_beneficiary(&mut rebased.info, beneficiary, account)?;
+            rebase.onto_placeholder(&mut rebased.info, account)?;
             rebased
         }
     };
@@ -584,9 +592,8 @@ impl PlainFold {
                 }
                 self.info.balance = balance;
             }
-            Rebase::Sender(sender) => debit_sender(&mut self.info, sender, account)?,
-            Rebase::Beneficiary(beneficiary) => {
-                credit_beneficiary(&mut self.info, beneficiary, account)?;
+            Rebase::Sender(_) | Rebase::Beneficiary(_) => {
+                rebase.onto_placeholder(&mut self.info, account)?;
             }
         }
         Ok(true)

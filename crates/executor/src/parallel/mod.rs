@@ -681,11 +681,7 @@ where
     DB::Error: std::fmt::Display,
 {
     let mut lazy = vec![None; txs.len()];
-    use revm::context_interface::Cfg as _;
-    let checks_off = cfg.is_nonce_check_disabled()
-        || cfg.is_balance_check_disabled()
-        || cfg.is_fee_charge_disabled()
-        || cfg.is_eip3607_disabled();
+    let checks_off = checks_off(cfg);
     let repeated = prev_same_sender.iter().any(Option::is_some);
     if checks_off || !repeated || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
         return Ok(lazy);
@@ -700,11 +696,7 @@ where
         if chain.iter().all(|&i| lazy_candidates[i as usize].is_none()) {
             continue;
         }
-        let Some(account) = overlay.account(&sender).map_or_else(
-            || db.basic_ref(sender).map_err(|e| ExecutionError::StateRead(e.to_string())),
-            Ok,
-        )?
-        else {
+        let Some(account) = account_before_block(db, overlay, sender)? else {
             continue;
         };
         if account.code_hash != revm::primitives::KECCAK_EMPTY {
@@ -748,21 +740,39 @@ where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,
 {
-    use revm::context_interface::Cfg as _;
-    let checks_off = cfg.is_nonce_check_disabled()
-        || cfg.is_balance_check_disabled()
-        || cfg.is_fee_charge_disabled()
-        || cfg.is_eip3607_disabled();
+    let checks_off = checks_off(cfg);
     if checks_off || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
         return Ok(None);
     }
-    let account = overlay.account(&beneficiary).map_or_else(
-        || db.basic_ref(beneficiary).map_err(|e| ExecutionError::StateRead(e.to_string())),
-        Ok,
-    )?;
-    Ok(account
+    Ok(account_before_block(db, overlay, beneficiary)?
         .filter(|a| a.code_hash == revm::primitives::KECCAK_EMPTY && !a.is_empty())
         .map(|a| LazyBeneficiary { address: beneficiary, placeholder: a.balance, nonce: a.nonce }))
+}
+
+/// Whether a nonce, balance, fee or EIP-3607 check is off: the lazy reads rely on all of them.
+fn checks_off(cfg: &CfgEnv) -> bool {
+    use revm::context_interface::Cfg as _;
+    cfg.is_nonce_check_disabled()
+        || cfg.is_balance_check_disabled()
+        || cfg.is_fee_charge_disabled()
+        || cfg.is_eip3607_disabled()
+}
+
+/// `address` as the block's transactions find it: after the pre-execution changes (`overlay`),
+/// else in the parent state.
+fn account_before_block<DB>(
+    db: &DB,
+    overlay: &Overlay,
+    address: Address,
+) -> Result<Option<revm::state::AccountInfo>, ExecutionError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    overlay.account(&address).map_or_else(
+        || db.basic_ref(address).map_err(|e| ExecutionError::StateRead(e.to_string())),
+        Ok,
+    )
 }
 
 /// The accounts whose folded state goes back to the block's `State` (see `commit.rs`): those it
