@@ -70,10 +70,6 @@ impl TxOutcome {
 /// One incarnation's accesses: reads (and whether each ignored pending credits), writes (and
 /// whether each is a credit).
 pub(super) type TxTrace = (Vec<(Location, bool)>, Vec<(Location, bool)>);
-/// Executions after which a busy worker folds a chunk of committed transactions, while their
-/// diffs are still in cache, instead of leaving the whole fold to the end of the block (2-3%
-/// faster on blocks of cheap transactions; every 4 measured no better).
-const FOLD_EVERY: u32 = 16;
 /// How long an idle worker of an in-order block sleeps before it looks for commits to fold.
 const IN_ORDER_NAP_US: u64 = 20;
 
@@ -166,7 +162,6 @@ where
         let mut writes = Vec::new();
         let mut task = None;
         let mut idle_rounds = 0u32;
-        let mut executed = 0u32;
         loop {
             let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
             if !matches!(next, SchedulerTask::Retry) {
@@ -175,12 +170,6 @@ where
             match next {
                 SchedulerTask::Execute(version) => {
                     task = self.execute(&mut evm, inspect, &mut writes, version);
-                    executed += 1;
-                    if task.is_none() && executed.is_multiple_of(FOLD_EVERY) {
-                        if let Some(folds) = self.folds {
-                            folds.help(self.outcomes, self.scheduler.commit_idx());
-                        }
-                    }
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
