@@ -51,7 +51,10 @@ use revm::{
 };
 use std::{
     borrow::Cow,
-    sync::{Mutex, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, RwLock,
+    },
 };
 
 /// What the fold needs of one transaction's final outcome.
@@ -257,6 +260,12 @@ pub(super) struct ShardOutput {
 /// ([`Folds::finish`]).
 pub(super) struct Folds<'a, DB> {
     shards: Box<[Mutex<ShardState<'a, DB>>]>,
+    /// Per transaction, the shards its last incarnation's diff touches (bit `s`: shard `s`),
+    /// set by the worker that executed it: a shard skips the others' transactions without
+    /// reading their outcomes, so more shards than workers cost no more reading.
+    touched: Box<[AtomicU64]>,
+    /// The beneficiary's shard (it takes every transaction's fee).
+    beneficiary_shard: usize,
 }
 
 impl<DB> std::fmt::Debug for Folds<'_, DB> {
@@ -288,6 +297,8 @@ pub(super) trait FoldWork: Sync {
     fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool;
     /// Folds every shard to the end of the block (`txs` transactions).
     fn finish(&self, outcomes: &[OutcomeSlot], txs: usize);
+    /// Notes the shards transaction `txn_idx`'s new outcome touches (`None`: it failed).
+    fn note(&self, txn_idx: usize, changes: Option<&EvmState>);
 }
 
 impl<DB> FoldWork for Folds<'_, DB>
@@ -302,7 +313,27 @@ where
     fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
         Folds::finish(self, outcomes, txs);
     }
+
+    fn note(&self, txn_idx: usize, changes: Option<&EvmState>) {
+        let shards = self.shards.len();
+        let touched = match changes {
+            // A failed transaction fails the block: every shard stops at it.
+            None => u64::MAX,
+            Some(changes) => changes
+                .iter()
+                .filter(|(_, account)| account.is_touched())
+                .fold(1 << self.beneficiary_shard, |mask, (address, _)| {
+                    mask | 1 << shard_of(address, shards)
+                }),
+        };
+        // Published to the shards by the commit that follows (the scheduler's release and
+        // acquire orderings).
+        self.touched[txn_idx].store(touched, Ordering::Relaxed);
+    }
 }
+
+/// The most shards a fold has (one bit each in [`Folds`]' masks).
+pub(super) const MAX_SHARDS: usize = 64;
 
 /// How many transactions a helping worker folds before it looks for execution work again.
 const HELP_CHUNK: usize = 32;
@@ -322,7 +353,8 @@ where
         beneficiary: Address,
         txs: usize,
     ) -> Self {
-        let shards = shards.max(1);
+        let shards = shards.clamp(1, MAX_SHARDS);
+        let beneficiary_shard = shard_of(&beneficiary, shards);
         // Sized up front (about two accounts per transaction): growing the map rehashes every
         // account folded so far.
         let expected = txs * 2 / shards + 16;
@@ -347,7 +379,8 @@ where
                 })
             })
             .collect();
-        Self { shards }
+        let touched = (0..txs).map(|_| AtomicU64::new(u64::MAX)).collect();
+        Self { shards, touched, beneficiary_shard }
     }
 
     /// Folds a few committed transactions into a shard no other worker is folding; returns
@@ -357,7 +390,7 @@ where
             let Ok(mut state) = shard.try_lock() else { continue };
             if state.cursor < committed && state.error.is_none() {
                 let until = committed.min(state.cursor + HELP_CHUNK);
-                state.advance(outcomes, until);
+                state.advance(outcomes, &self.touched, until);
                 return true;
             }
         }
@@ -377,7 +410,7 @@ where
                         Err(_) => continue,
                     }
                 };
-                state.advance(outcomes, txs);
+                state.advance(outcomes, &self.touched, txs);
                 state.conclude(txs);
             }
         }
@@ -420,10 +453,15 @@ where
         }
     }
 
-    /// Folds transactions `cursor..until`.
-    fn advance(&mut self, outcomes: &[OutcomeSlot], until: usize) {
+    /// Folds transactions `cursor..until` (those that touch the shard, see [`Folds`]).
+    fn advance(&mut self, outcomes: &[OutcomeSlot], touched: &[AtomicU64], until: usize) {
         let Some(folder) = self.folder.as_mut() else { return };
+        let bit = 1u64 << folder.shard;
         while self.cursor < until && self.error.is_none() {
+            if touched[self.cursor].load(Ordering::Relaxed) & bit == 0 {
+                self.cursor += 1;
+                continue;
+            }
             let slot = outcomes[self.cursor].read().unwrap_or_else(|e| e.into_inner());
             let Some(outcome) = slot.as_ref() else {
                 self.error = Some(EngineFault::MissingOutcome(self.cursor as u32).into());
@@ -569,7 +607,16 @@ struct PlainFold {
 impl PlainFold {
     /// Applies one more plain change.
     fn change(&mut self, account: &Account) {
-        self.info.clone_from(&account.info);
+        let info = &account.info;
+        self.info.balance = info.balance;
+        self.info.nonce = info.nonce;
+        self.info.account_id = info.account_id;
+        // The code only when it changed: cloning it counts a reference on an `Arc` that every
+        // worker executing the contract shares.
+        if self.info.code_hash != info.code_hash || self.info.code.is_none() {
+            self.info.code_hash = info.code_hash;
+            self.info.code.clone_from(&info.code);
+        }
         for (slot, value) in account.changed_storage_slots() {
             self.storage
                 .entry(*slot)
@@ -642,6 +689,16 @@ impl PlainFold {
         Some(BundleAccount { info: Some(self.info), original_info: self.original, storage, status })
     }
 }
+
+/// A [`PlainFold`]'s info before its first change sets it (revm's default would clone the
+/// process-wide empty code, a reference count every worker shares).
+const UNSET_INFO: AccountInfo = AccountInfo {
+    balance: U256::ZERO,
+    nonce: 0,
+    code_hash: revm::primitives::KECCAK_EMPTY,
+    account_id: None,
+    code: None,
+};
 
 /// Whether revm's `State::commit` would apply `account` with `CacheAccount::change`.
 fn is_plain_change(account: &Account) -> bool {
@@ -749,7 +806,7 @@ where
                         Folded::Plain(PlainFold {
                             original,
                             original_status,
-                            info: AccountInfo::default(),
+                            info: UNSET_INFO,
                             storage: HashMap::default(),
                         })
                     } else {
@@ -776,7 +833,7 @@ where
                 PlainFold {
                     original: None,
                     original_status: AccountStatus::LoadedNotExisting,
-                    info: AccountInfo::default(),
+                    info: UNSET_INFO,
                     storage: HashMap::default(),
                 },
             );
@@ -921,7 +978,7 @@ where
         return Ok(Folded::Plain(PlainFold {
             original,
             original_status,
-            info: AccountInfo::default(),
+            info: UNSET_INFO,
             storage: HashMap::default(),
         }));
     }

@@ -221,11 +221,7 @@ impl DeltaRules {
                 Some(info)
             }
             None if delta == Credit::ZERO && self.state_clear => None,
-            None => Some(AccountInfo {
-                balance: delta.balance,
-                nonce: delta.nonce,
-                ..Default::default()
-            }),
+            None => Some(eoa_info(delta.balance, delta.nonce)),
         }
     }
 
@@ -361,6 +357,81 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the transaction ran `BALANCE` on the beneficiary while it could be read lazily:
     /// a lazy read (before or after) is then wrong, and the transaction runs again without.
     pub(crate) beneficiary_observed: bool,
+    /// This worker's copies of the code it met in the block, and the parent-state accounts
+    /// with code it read (holding those copies); see [`LocalCode`].
+    local: LocalCode,
+}
+
+/// A worker's own copies of the contracts' code (see [`TxDb::local_code`]).
+///
+/// A `Bytecode` is one `Arc`: every load of a contract, every call frame running it and every
+/// drop of a state diff holding it counts a reference on it. Shared by all workers, that count
+/// is one cache line moved between the cores at each of those steps of every transaction
+/// calling a hot contract (a token, a pool). Each worker instead runs its own `Arc` over the
+/// same bytes and jump table, made once per block, and keeps the parent-state accounts with
+/// code it read (the parent state does not change during the block), so their reads neither
+/// look up the store again nor count on the shared reference.
+#[derive(Debug, Default)]
+struct LocalCode {
+    /// Per code hash, the code and whether it is this worker's copy. The copy is made when
+    /// the worker meets the code a second time: most contracts of a block run once or twice,
+    /// and a copy costs more than a few shared counts.
+    codes: alloy_primitives::map::B256Map<(Bytecode, bool)>,
+    /// The parent-state accounts with code this worker read.
+    accounts: alloy_primitives::map::AddressMap<AccountInfo>,
+}
+
+impl LocalCode {
+    /// `code` (with hash `hash`) as this worker runs it: as given the first time, its own copy
+    /// from the second time on.
+    fn code(&mut self, hash: B256, code: Bytecode) -> Bytecode {
+        match self.codes.entry(hash) {
+            alloy_primitives::map::Entry::Occupied(entry) => {
+                let (kept, copied) = entry.into_mut();
+                if !*copied {
+                    *kept = local_copy(kept);
+                    *copied = true;
+                }
+                kept.clone()
+            }
+            alloy_primitives::map::Entry::Vacant(entry) => entry.insert((code, false)).0.clone(),
+        }
+    }
+
+    /// The parent-state account `address` if this worker read it before (with its code as
+    /// [`LocalCode::code`] gives it).
+    fn account(&mut self, address: &Address) -> Option<AccountInfo> {
+        let cached = self.accounts.get_mut(address)?;
+        if let Some(code) = cached.code.take() {
+            cached.code = Some(match self.codes.get_mut(&cached.code_hash) {
+                Some((kept, true)) => kept.clone(),
+                Some((kept, copied)) => {
+                    *kept = local_copy(kept);
+                    *copied = true;
+                    kept.clone()
+                }
+                None => code,
+            });
+        }
+        Some(cached.clone())
+    }
+}
+
+/// `code` behind a new `Arc` of its own (sharing its bytes and jump table, which are read but
+/// never counted per transaction); the delegation designations of EIP-7702 are kept as they are.
+fn local_copy(code: &Bytecode) -> Bytecode {
+    if !code.is_legacy() || code.is_empty() {
+        return code.clone();
+    }
+    // SAFETY: the bytes, length and jump table of an analyzed legacy code, unchanged: its
+    // padding is the one revm's analysis gave it.
+    unsafe {
+        Bytecode::new_analyzed(
+            code.bytecode().clone(),
+            code.len(),
+            code.legacy_jump_table().cloned().unwrap_or_default(),
+        )
+    }
 }
 
 /// The block-wide structures every worker's database reads and records into.
@@ -413,6 +484,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             lazy_beneficiary_candidate: None,
             lazy_beneficiary: None,
             beneficiary_observed: false,
+            local: LocalCode::default(),
         }
     }
 
@@ -470,11 +542,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             return Ok(None);
         }
         self.lazy_sender = Some(sender);
-        Ok(Some(AccountInfo {
-            balance: sender.placeholder,
-            nonce: sender.nonce,
-            ..Default::default()
-        }))
+        Ok(Some(eoa_info(sender.placeholder, sender.nonce)))
     }
 
     /// The lazy-credit path of [`Database::basic`] for the recipient of a plain transfer: if the
@@ -498,7 +566,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         }
         self.lazy_recipient = Some(address);
         let nonce = info.map_or(0, |i| i.nonce);
-        Ok(Some(Some(AccountInfo { nonce, ..Default::default() })))
+        Ok(Some(Some(eoa_info(U256::ZERO, nonce))))
     }
 
     /// The beneficiary's account as this transaction sees it: its last full write below the
@@ -609,14 +677,38 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         }
     }
 
-    fn base_account(&self, address: Address) -> Result<Option<AccountInfo>, TxDbError>
+    fn base_account(&mut self, address: Address) -> Result<Option<AccountInfo>, TxDbError>
     where
         DB::Error: std::fmt::Display,
     {
-        match self.overlay.accounts.get(&address) {
-            Some(plain) => Ok(plain.as_ref().map(|(info, _)| info.clone())),
-            None => self.base.basic_ref(address).map_err(Self::base_err),
+        if let Some(info) = self.local.account(&address) {
+            return Ok(Some(info));
         }
+        let mut info = match self.overlay.accounts.get(&address) {
+            Some(plain) => plain.as_ref().map(|(info, _)| info.clone()),
+            None => self.base.basic_ref(address).map_err(Self::base_err)?,
+        };
+        if let Some(info) = info.as_mut().filter(|i| i.code_hash != KECCAK_EMPTY) {
+            let code = match info.code.take() {
+                Some(code) => code,
+                None => self.shared_code(info.code_hash)?,
+            };
+            info.code = Some(self.local.code(info.code_hash, code));
+            self.local.accounts.insert(address, info.clone());
+        }
+        Ok(info)
+    }
+
+    /// The code with hash `code_hash`, as the block's pre-execution changes or the parent state
+    /// hold it.
+    fn shared_code(&self, code_hash: B256) -> Result<Bytecode, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        if let Some(code) = self.overlay.contracts.get(&code_hash) {
+            return Ok(code.clone());
+        }
+        self.base.code_by_hash_ref(code_hash).map_err(Self::base_err)
     }
 
     fn base_storage(&self, address: Address, slot: U256) -> Result<U256, TxDbError>
@@ -655,11 +747,7 @@ where
                 self.lazy_beneficiary_candidate.filter(|_| !self.beneficiary_observed)
             {
                 self.lazy_beneficiary = Some(lazy);
-                return Ok(Some(AccountInfo {
-                    balance: lazy.placeholder,
-                    nonce: lazy.nonce,
-                    ..Default::default()
-                }));
+                return Ok(Some(eoa_info(lazy.placeholder, lazy.nonce)));
             }
             self.beneficiary_account()?
         } else {
@@ -677,7 +765,7 @@ where
             }
         };
         if let Some(info) = &mut info {
-            if info.code.is_none() && info.code_hash != KECCAK_EMPTY {
+            if info.code.is_none() {
                 info.code = Some(self.code_by_hash(info.code_hash)?);
             }
         }
@@ -686,12 +774,16 @@ where
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         if code_hash == KECCAK_EMPTY {
-            return Ok(Bytecode::default());
+            return Ok(empty_code());
         }
-        if let Some(code) = self.overlay.contracts.get(&code_hash) {
+        if let Some((code, true)) = self.local.codes.get(&code_hash) {
             return Ok(code.clone());
         }
-        self.base.code_by_hash_ref(code_hash).map_err(Self::base_err)
+        let code = match self.local.codes.get(&code_hash) {
+            Some((code, _)) => code.clone(),
+            None => self.shared_code(code_hash)?,
+        };
+        Ok(self.local.code(code_hash, code))
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
@@ -744,4 +836,33 @@ where
         }
     }
     revm::interpreter::instructions::host::balance(context)
+}
+
+/// The empty code, as revm's `Bytecode::default()` builds it, but one copy per thread (see
+/// [`LocalCode`]: revm's default is one `Arc` for the whole process, counted on at every load
+/// and drop of an account without code).
+pub(crate) fn empty_code() -> Bytecode {
+    thread_local! {
+        // SAFETY: what `Bytecode::default()` holds: an empty code padded with one STOP (so
+        // execution never reads past the end) and an empty jump table.
+        static EMPTY: Bytecode = unsafe {
+            Bytecode::new_analyzed(
+                alloy_primitives::Bytes::from_static(&[revm::bytecode::opcode::STOP]),
+                0,
+                revm::bytecode::JumpTable::default(),
+            )
+        };
+    }
+    EMPTY.with(Clone::clone)
+}
+
+/// An account without code holding `balance` and `nonce` (with this thread's [`empty_code`]).
+pub(crate) fn eoa_info(balance: U256, nonce: u64) -> AccountInfo {
+    AccountInfo {
+        balance,
+        nonce,
+        code_hash: KECCAK_EMPTY,
+        account_id: None,
+        code: Some(empty_code()),
+    }
 }

@@ -414,7 +414,7 @@ where
                 .ok_or(EngineFault::Invariant("the block state keeps no transitions"))?;
             let view =
                 commit::MainView { cache: &state.cache, transitions, main_bound: &main_bound };
-            let shard_count = threads.max(1);
+            let shard_count = fold_shards(threads, TxSource::Recovered(txs));
             let folds =
                 commit::Folds::new(shard_count, db, &view, spec_id, header.beneficiary, txs.len());
             let outcomes = run_block_stm(
@@ -548,6 +548,36 @@ where
     stats.phases.post = phase3.elapsed();
     let output = BlockOutput::new(result, bundle);
     Ok((output, stats))
+}
+
+/// How many shards the block's fold has: one per worker, or four per worker when many of the
+/// transactions call one contract. Its account (an ERC-20 token's balances, say) is folded by
+/// one worker, so with one shard per worker that worker would fold most of the block while the
+/// others wait; with more, smaller shards they take the rest between them. More shards cost a
+/// little more to unite, so only a hot contract gets them.
+fn fold_shards(threads: usize, txs: TxSource<'_>) -> usize {
+    if threads < 2 {
+        return 1;
+    }
+    // A sample of up to 64 transactions, evenly spread.
+    const SAMPLE: usize = 64;
+    let step = (txs.len() / SAMPLE).max(1);
+    let mut seen: Vec<(Address, u32)> = Vec::with_capacity(SAMPLE);
+    let mut sampled = 0;
+    for i in (0..txs.len()).step_by(step).take(SAMPLE) {
+        sampled += 1;
+        let Some(to) = txs.to(i) else { continue };
+        match seen.iter_mut().find(|(address, _)| *address == to) {
+            Some((_, count)) => *count += 1,
+            None => seen.push((to, 1)),
+        }
+    }
+    let hottest = seen.iter().map(|(_, count)| *count as usize).max().unwrap_or(0);
+    if sampled >= 16 && hottest * 4 >= sampled {
+        threads * 4
+    } else {
+        threads
+    }
 }
 
 /// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.

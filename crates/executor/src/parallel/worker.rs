@@ -312,6 +312,9 @@ where
             } else {
                 self.memory.record(version, &mut db.read_set, writes)
             };
+            if let Some(folds) = self.folds {
+                folds.note(txn_idx as usize, result.is_ok().then_some(&state));
+            }
             *self.outcomes[txn_idx as usize].write().unwrap_or_else(|e| e.into_inner()) =
                 Some(TxOutcome {
                     bloom: match &result {
@@ -450,6 +453,14 @@ impl TxSource<'_> {
         match self {
             Self::Envs(txs) => txs[i].caller,
             Self::Recovered(txs) => txs[i].signer(),
+        }
+    }
+
+    /// The account transaction `i` calls (`None`: a creation).
+    pub(super) fn to(&self, i: usize) -> Option<Address> {
+        match self {
+            Self::Envs(txs) => txs[i].kind.to().copied(),
+            Self::Recovered(txs) => txs[i].to(),
         }
     }
 
