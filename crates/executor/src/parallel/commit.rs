@@ -31,7 +31,7 @@ use super::{
 };
 use crate::ExecutionError;
 use alloy_primitives::{
-    map::{AddressMap, AddressSet, Entry, HashMap},
+    map::{AddressMap, AddressSet, HashMap},
     Address, U256,
 };
 use revm::{
@@ -40,7 +40,6 @@ use revm::{
     database::{
         states::{
             bundle_state::BundleRetention, plain_account::PlainAccount, CacheAccount, StorageSlot,
-            StorageWithOriginalValues,
         },
         AccountStatus, BundleAccount, BundleState, CacheState, TransitionAccount, TransitionState,
     },
@@ -356,12 +355,14 @@ where
         let shards = shards.clamp(1, MAX_SHARDS);
         let beneficiary_shard = shard_of(&beneficiary, shards);
         // Sized up front (about two accounts per transaction): growing the map rehashes every
-        // account folded so far.
+        // account folded so far. The first shard's plain accounts become the block's bundle
+        // (see `ShardOutputs::into_united`): sized for every shard's, so the union neither
+        // rehashes nor grows it.
         let expected = txs * 2 / shards + 16;
         let shards = (0..shards)
             .map(|shard| {
-                let mut accounts = AddressMap::default();
-                accounts.reserve(expected);
+                let mut plain = AddressMap::default();
+                plain.reserve(if shard == 0 { expected * shards } else { expected });
                 Mutex::new(ShardState {
                     folder: Some(ShardFolder {
                         shard,
@@ -370,7 +371,8 @@ where
                         main,
                         spec_id,
                         beneficiary,
-                        accounts,
+                        plain,
+                        replayed: AddressMap::default(),
                     }),
                     credits: BeneficiaryCredits { pending: None },
                     cursor: 0,
@@ -574,48 +576,61 @@ pub(super) fn into_bundle(mut united: BundleState, mut main: BundleState) -> Bun
     united
 }
 
-/// One account as folded so far.
-#[derive(Debug)]
-enum Folded {
-    /// Only plain changes so far (no creation, destruction or emptying; not known to the
-    /// block's `State`): kept as the few facts revm's fold of such changes depends on, see
-    /// [`PlainFold`].
-    Plain(PlainFold),
-    /// Replayed through revm's own cache-account code, change by change.
-    Replayed { cache: CacheAccount, transition: Option<TransitionAccount> },
-}
-
-/// An account changed only by plain changes (revm's `CacheAccount::change`), folded directly.
+/// An account changed only by plain changes (revm's `CacheAccount::change`), folded directly
+/// into the bundle account it will be.
 ///
 /// Folding `k >= 1` plain changes through revm gives: the status `on_changed` of the loaded
 /// status (later changes keep it), the last info, and per storage slot the value before the
 /// first change and the last value (a slot back at its original value drops out of the
 /// transition; it stays in the cache). That is all a bundle account needs, so the common case
 /// costs one map entry instead of a cache account, a transition and their clones per change.
-#[derive(Debug)]
-struct PlainFold {
-    /// The account as loaded from the parent state (`None`: it did not exist).
-    original: Option<AccountInfo>,
-    /// Its status as loaded.
-    original_status: AccountStatus,
-    /// Its info after the last change.
-    info: AccountInfo,
-    /// Every slot written: the value before the block and the last value.
-    storage: StorageWithOriginalValues,
+/// The entry is the account's `BundleAccount` from the start, in the map that becomes the
+/// shard's bundle ([`ShardFolder::into_output`] only drops the accounts left unchanged): its
+/// `original_info` is the account as loaded from the parent state (`None`: it did not exist),
+/// its `status` the status as loaded until then, its `info` the info after the last change, and
+/// its `storage` every slot written (the value before the block and the last value).
+trait PlainFold {
+    /// A plain fold of an account as loaded (`original`, with `status`), before its first
+    /// change.
+    fn loaded(original: Option<AccountInfo>, status: AccountStatus) -> Self;
+    /// Applies one more plain change.
+    fn change(&mut self, account: &Account);
+    /// [`rebased_account`] followed by [`PlainFold::change`], without building the account,
+    /// where the rebuilt account is a plain change (it is not empty); `false`: not applied.
+    fn rebase_in_place(&mut self, account: &Account, rebase: Rebase) -> Result<bool, EngineFault>;
+    /// The account's current info.
+    fn current(&self) -> &AccountInfo;
+    /// The status revm's `change` gives the loaded account (and keeps on later changes).
+    fn changed_status(&self) -> AccountStatus;
+    /// The cache account and transition revm would hold after these changes.
+    fn into_replayed(self) -> (CacheAccount, TransitionAccount);
+    /// Turns the fold into the bundle account revm builds; `false` if the changes left nothing
+    /// to revert (revm keeps such an account out of the bundle: same info, no changed slot,
+    /// and it existed before).
+    fn conclude(&mut self) -> bool;
 }
 
-impl PlainFold {
-    /// Applies one more plain change.
+impl PlainFold for BundleAccount {
+    fn loaded(original: Option<AccountInfo>, status: AccountStatus) -> Self {
+        Self {
+            info: Some(UNSET_INFO),
+            original_info: original,
+            storage: HashMap::default(),
+            status,
+        }
+    }
+
     fn change(&mut self, account: &Account) {
         let info = &account.info;
-        self.info.balance = info.balance;
-        self.info.nonce = info.nonce;
-        self.info.account_id = info.account_id;
+        let current = self.info.get_or_insert(UNSET_INFO);
+        current.balance = info.balance;
+        current.nonce = info.nonce;
+        current.account_id = info.account_id;
         // The code only when it changed: cloning it counts a reference on an `Arc` that every
         // worker executing the contract shares.
-        if self.info.code_hash != info.code_hash || self.info.code.is_none() {
-            self.info.code_hash = info.code_hash;
-            self.info.code.clone_from(&info.code);
+        if current.code_hash != info.code_hash || current.code.is_none() {
+            current.code_hash = info.code_hash;
+            current.code.clone_from(&info.code);
         }
         for (slot, value) in account.changed_storage_slots() {
             self.storage
@@ -625,68 +640,58 @@ impl PlainFold {
         }
     }
 
-    /// [`rebased_account`] followed by [`PlainFold::change`], without building the account,
-    /// where the rebuilt account is a plain change (it is not empty); `false`: not applied.
     fn rebase_in_place(&mut self, account: &Account, rebase: Rebase) -> Result<bool, EngineFault> {
         if !account.is_touched() {
             return Ok(false);
         }
+        let current = self.info.get_or_insert(UNSET_INFO);
         match rebase {
             Rebase::Recipient => {
-                let balance = self.info.balance.wrapping_add(account.info.balance);
-                if balance.is_zero() && self.info.is_empty() {
+                let balance = current.balance.wrapping_add(account.info.balance);
+                if balance.is_zero() && current.is_empty() {
                     return Ok(false);
                 }
-                self.info.balance = balance;
+                current.balance = balance;
             }
             Rebase::Sender(_) | Rebase::Beneficiary(_) => {
-                rebase.onto_placeholder(&mut self.info, account)?;
+                rebase.onto_placeholder(current, account)?;
             }
         }
         Ok(true)
     }
 
-    /// The status revm's `change` gives the loaded account (and keeps on later changes).
-    fn status(&self) -> AccountStatus {
+    fn current(&self) -> &AccountInfo {
+        self.info.as_ref().unwrap_or(&UNSET_INFO)
+    }
+
+    fn changed_status(&self) -> AccountStatus {
         let had_no_nonce_and_code =
-            self.original.as_ref().is_some_and(AccountInfo::has_no_code_and_nonce);
-        self.original_status.on_changed(had_no_nonce_and_code)
+            self.original_info.as_ref().is_some_and(AccountInfo::has_no_code_and_nonce);
+        self.status.on_changed(had_no_nonce_and_code)
     }
 
-    /// The slots whose value differs from the original, as a transition holds them.
-    fn changed_storage(&self) -> StorageWithOriginalValues {
-        self.storage.iter().filter(|(_, s)| s.is_changed()).map(|(k, s)| (*k, *s)).collect()
-    }
-
-    /// The cache account and transition revm would hold after these changes.
     fn into_replayed(self) -> (CacheAccount, TransitionAccount) {
-        let status = self.status();
-        let changed = self.changed_storage();
+        let status = self.changed_status();
+        let changed = self.storage.iter().filter(|(_, s)| s.is_changed()).map(|(k, s)| (*k, *s));
+        let info = self.info.unwrap_or(UNSET_INFO);
         let transition = TransitionAccount {
-            info: Some(self.info.clone()),
+            info: Some(info.clone()),
             status,
-            previous_info: self.original,
-            previous_status: self.original_status,
-            storage: changed,
+            previous_info: self.original_info,
+            previous_status: self.status,
+            storage: changed.collect(),
             storage_was_destroyed: false,
         };
         let storage = self.storage.into_iter().map(|(k, s)| (k, s.present_value)).collect();
-        let cache =
-            CacheAccount { account: Some(PlainAccount { info: self.info, storage }), status };
+        let cache = CacheAccount { account: Some(PlainAccount { info, storage }), status };
         (cache, transition)
     }
 
-    /// The bundle account, unless the changes left nothing to revert (revm keeps an account
-    /// out of the bundle when its revert would be empty: same info, no changed slot, and it
-    /// existed before).
-    fn into_bundle_account(self) -> Option<BundleAccount> {
-        let status = self.status();
-        let storage = self.changed_storage();
-        let existed = self.original_status != AccountStatus::LoadedNotExisting;
-        if existed && storage.is_empty() && self.original.as_ref() == Some(&self.info) {
-            return None;
-        }
-        Some(BundleAccount { info: Some(self.info), original_info: self.original, storage, status })
+    fn conclude(&mut self) -> bool {
+        let existed = self.status != AccountStatus::LoadedNotExisting;
+        self.status = self.changed_status();
+        self.storage.retain(|_, slot| slot.is_changed());
+        !(existed && self.storage.is_empty() && self.original_info == self.info)
     }
 }
 
@@ -713,7 +718,10 @@ struct ShardFolder<'a, DB> {
     main: &'a MainView<'a>,
     spec_id: SpecId,
     beneficiary: Address,
-    accounts: AddressMap<Folded>,
+    /// The accounts changed only plainly so far (see [`PlainFold`]): the shard's bundle to be.
+    plain: AddressMap<BundleAccount>,
+    /// The accounts replayed through revm's own cache-account code, change by change.
+    replayed: AddressMap<(CacheAccount, Option<TransitionAccount>)>,
 }
 
 impl<DB> ShardFolder<'_, DB>
@@ -758,9 +766,11 @@ where
 
     /// The account's current info.
     fn current_info(&self, address: Address) -> Result<Option<AccountInfo>, ExecutionError> {
-        Ok(match self.accounts.get(&address) {
-            Some(Folded::Plain(plain)) => Some(plain.info.clone()),
-            Some(Folded::Replayed { cache, .. }) => cache.account_info(),
+        if let Some(plain) = self.plain.get(&address) {
+            return Ok(Some(plain.current().clone()));
+        }
+        Ok(match self.replayed.get(&address) {
+            Some((cache, _)) => cache.account_info(),
             None => match self.main.cache.accounts.get(&address) {
                 Some(cache) => cache.account_info(),
                 None => load_base(self.base, address)?.0,
@@ -776,74 +786,82 @@ where
         account: Cow<'_, Account>,
         lazy: Option<Rebase>,
     ) -> Result<(), ExecutionError> {
-        let (entry, account) = match self.accounts.entry(address) {
-            Entry::Occupied(entry) => {
-                let entry = entry.into_mut();
-                if let (Some(rebase), Folded::Plain(plain)) = (lazy, &mut *entry) {
-                    if plain.rebase_in_place(&account, rebase)? {
-                        return Ok(());
-                    }
-                }
-                let account = if let Some(rebase) = lazy {
-                    let current = match entry {
-                        Folded::Plain(plain) => Some(plain.info.clone()),
-                        Folded::Replayed { cache, .. } => cache.account_info(),
-                    };
-                    Cow::Owned(rebased_account(current, &account, rebase)?)
-                } else {
-                    account
-                };
-                (entry, account)
-            }
-            Entry::Vacant(vacant) => {
-                let main = self.main;
-                if let Some(rebase) = lazy.filter(|_| !main.cache.accounts.contains_key(&address)) {
-                    // A lazy account is rebuilt on the parent's, its original.
-                    let (original, cache) = load_base(self.base, address)?;
-                    let account = Cow::Owned(rebased_account(original.clone(), &account, rebase)?);
-                    let folded = if is_plain_change(&account) {
-                        let original_status = cache.status;
-                        Folded::Plain(PlainFold {
-                            original,
-                            original_status,
-                            info: UNSET_INFO,
-                            storage: HashMap::default(),
-                        })
-                    } else {
-                        Folded::Replayed { cache, transition: None }
-                    };
-                    (vacant.insert(folded), account)
-                } else if let Some(rebase) = lazy {
-                    let current =
-                        main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
-                    let account = Cow::Owned(rebased_account(current, &account, rebase)?);
-                    (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
-                } else {
-                    (vacant.insert(first_seen_of(self.base, main, address, &account)?), account)
+        if let Some(plain) = self.plain.get_mut(&address) {
+            if let Some(rebase) = lazy {
+                if plain.rebase_in_place(&account, rebase)? {
+                    return Ok(());
                 }
             }
-        };
-        if let Folded::Plain(plain) = entry {
+            let account = match lazy {
+                Some(rebase) => {
+                    Cow::Owned(rebased_account(Some(plain.current().clone()), &account, rebase)?)
+                }
+                None => account,
+            };
             if is_plain_change(&account) {
                 plain.change(&account);
                 return Ok(());
             }
-            let plain = std::mem::replace(
-                plain,
-                PlainFold {
-                    original: None,
-                    original_status: AccountStatus::LoadedNotExisting,
-                    info: UNSET_INFO,
-                    storage: HashMap::default(),
-                },
-            );
+            // No longer plain: replayed from here on.
+            let plain = self
+                .plain
+                .remove(&address)
+                .ok_or(EngineFault::Invariant("a plainly folded account vanished"))?;
             let (cache, transition) = plain.into_replayed();
-            *entry = Folded::Replayed { cache, transition: Some(transition) };
+            self.replayed.insert(address, (cache, Some(transition)));
+            return self.replay(address, account);
         }
-        let Folded::Replayed { cache, transition: folded } = entry else {
-            return Err(
-                EngineFault::Invariant("a folded account is neither plain nor replayed").into()
-            );
+        if let Some((cache, _)) = self.replayed.get(&address) {
+            let account = match lazy {
+                Some(rebase) => {
+                    Cow::Owned(rebased_account(cache.account_info(), &account, rebase)?)
+                }
+                None => account,
+            };
+            return self.replay(address, account);
+        }
+        let main = self.main;
+        let (first, account) = if let Some(rebase) =
+            lazy.filter(|_| !main.cache.accounts.contains_key(&address))
+        {
+            // A lazy account is rebuilt on the parent's, its original.
+            let (original, cache) = load_base(self.base, address)?;
+            let account = Cow::Owned(rebased_account(original.clone(), &account, rebase)?);
+            let first = if is_plain_change(&account) {
+                FirstSeen::Plain(BundleAccount::loaded(original, cache.status))
+            } else {
+                FirstSeen::Replayed(cache, None)
+            };
+            (first, account)
+        } else if let Some(rebase) = lazy {
+            let current = main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
+            let account = Cow::Owned(rebased_account(current, &account, rebase)?);
+            (first_seen_of(self.base, main, address, &account)?, account)
+        } else {
+            (first_seen_of(self.base, main, address, &account)?, account)
+        };
+        match first {
+            FirstSeen::Plain(mut plain) => {
+                // `first_seen_of` gives a plain fold only for a plain change.
+                plain.change(&account);
+                self.plain.insert(address, plain);
+                Ok(())
+            }
+            FirstSeen::Replayed(cache, transition) => {
+                self.replayed.insert(address, (cache, transition));
+                self.replay(address, account)
+            }
+        }
+    }
+
+    /// Applies one change of a replayed account, as revm's `State::commit` does.
+    fn replay(
+        &mut self,
+        address: Address,
+        account: Cow<'_, Account>,
+    ) -> Result<(), ExecutionError> {
+        let Some((cache, folded)) = self.replayed.get_mut(&address) else {
+            return Err(EngineFault::Invariant("a replayed account is missing").into());
         };
         let transition = if account.is_selfdestructed() {
             cache.selfdestruct()
@@ -866,10 +884,10 @@ where
         let beneficiary = self.beneficiary;
         // The common case, an existing beneficiary folded plainly and a positive fee: the
         // journal would load it, add the fee and commit it through `change`; do just that.
-        if let Some(Folded::Plain(plain)) = self.accounts.get_mut(&beneficiary) {
-            if !fee.is_zero() && !plain.info.is_empty() {
-                if let Some(balance) = plain.info.balance.checked_add(fee) {
-                    plain.info.balance = balance;
+        if let Some(info) = self.plain.get_mut(&beneficiary).and_then(|p| p.info.as_mut()) {
+            if !fee.is_zero() && !info.is_empty() {
+                if let Some(balance) = info.balance.checked_add(fee) {
+                    info.balance = balance;
                     return Ok(());
                 }
             }
@@ -893,50 +911,53 @@ where
 
     /// Splits off the main-bound accounts and builds the bundle of the rest.
     fn into_output(self) -> ShardOutput {
-        let Self { accounts, main, shard, shards, .. } = self;
+        let Self { mut plain, replayed, main, .. } = self;
         let mut to_main = Vec::new();
+        // The few accounts that go back to the block `State`.
+        for address in main.main_bound {
+            if let Some(account) = plain.remove(address) {
+                let (cache, transition) = account.into_replayed();
+                to_main.push((*address, cache, Some(transition)));
+            }
+        }
         let mut bundle = BundleState::default();
-        let mut transitions = TransitionState::default();
-        // The first shard's bundle becomes the block's (see `ShardOutputs::into_bundle`): sized
-        // for every shard's accounts here, on its worker, so the union neither rehashes nor
-        // grows it.
-        let expected = if shard == 0 { accounts.len() * shards + accounts.len() / 4 } else { 0 };
-        bundle.state.reserve(accounts.len().max(expected));
-        for (address, account) in accounts {
-            let (cache, transition) = match account {
-                Folded::Plain(plain) if main.is_bound(&address) => {
-                    let (cache, transition) = plain.into_replayed();
-                    (cache, Some(transition))
-                }
-                Folded::Plain(plain) => {
-                    let Some(account) = plain.into_bundle_account() else { continue };
-                    // revm's `TransitionAccount::has_new_contract`: an account that did not exist
-                    // (its empty code too) or an EIP-7702 delegation changes the code hash.
-                    if let Some(info) = &account.info {
-                        let previous = account.original_info.as_ref().map(|i| i.code_hash);
-                        if previous != Some(info.code_hash) {
-                            if let Some(code) = &info.code {
-                                bundle.contracts.insert(info.code_hash, code.clone());
-                            }
-                        }
+        let mut contracts = Vec::new();
+        let mut state_size = 0;
+        plain.retain(|_, account| {
+            if !account.conclude() {
+                return false;
+            }
+            // revm's `TransitionAccount::has_new_contract`: an account that did not exist (its
+            // empty code too) or an EIP-7702 delegation changes the code hash.
+            if let Some(info) = &account.info {
+                let previous = account.original_info.as_ref().map(|i| i.code_hash);
+                if previous != Some(info.code_hash) {
+                    if let Some(code) = &info.code {
+                        contracts.push((info.code_hash, code.clone()));
                     }
-                    bundle.state_size += account.size_hint();
-                    bundle.state.insert(address, account);
-                    continue;
                 }
-                Folded::Replayed { cache, transition } => (cache, transition),
-            };
+            }
+            state_size += account.size_hint();
+            true
+        });
+        bundle.state = plain;
+        bundle.contracts.extend(contracts);
+        bundle.state_size = state_size;
+        let mut transitions = TransitionState::default();
+        for (address, (cache, transition)) in replayed {
             if main.is_bound(&address) {
                 to_main.push((address, cache, transition));
             } else if let Some(transition) = transition {
                 transitions.transitions.insert(address, transition);
             }
         }
-        let mut replayed = BundleState::default();
-        replayed.apply_transitions_and_create_reverts(transitions, BundleRetention::PlainState);
-        bundle.state.extend(replayed.state);
-        bundle.contracts.extend(replayed.contracts);
-        bundle.state_size += replayed.state_size;
+        if !transitions.transitions.is_empty() {
+            let mut replayed = BundleState::default();
+            replayed.apply_transitions_and_create_reverts(transitions, BundleRetention::PlainState);
+            bundle.state.extend(replayed.state);
+            bundle.contracts.extend(replayed.contracts);
+            bundle.state_size += replayed.state_size;
+        }
         ShardOutput { bundle, to_main }
     }
 }
@@ -950,14 +971,14 @@ fn first_seen_of<DB>(
     main: &MainView<'_>,
     address: Address,
     account: &Account,
-) -> Result<Folded, ExecutionError>
+) -> Result<FirstSeen, ExecutionError>
 where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,
 {
     if let Some(cache) = main.cache.accounts.get(&address) {
         let transition = main.transitions.transitions.get(&address).cloned();
-        return Ok(Folded::Replayed { cache: cache.clone(), transition });
+        return Ok(FirstSeen::Replayed(cache.clone(), transition));
     }
     if is_plain_change(account) {
         // Nothing changed the account earlier in the block, so the transaction loaded it as it
@@ -975,14 +996,15 @@ where
             };
             (original, status)
         };
-        return Ok(Folded::Plain(PlainFold {
-            original,
-            original_status,
-            info: UNSET_INFO,
-            storage: HashMap::default(),
-        }));
+        return Ok(FirstSeen::Plain(BundleAccount::loaded(original, original_status)));
     }
-    Ok(Folded::Replayed { cache: load_base(base, address)?.1, transition: None })
+    Ok(FirstSeen::Replayed(load_base(base, address)?.1, None))
+}
+
+/// How an account's fold starts (see [`first_seen_of`]).
+enum FirstSeen {
+    Plain(BundleAccount),
+    Replayed(CacheAccount, Option<TransitionAccount>),
 }
 
 /// `address` as loaded from the parent state, as revm's `State` loads it: its info and its
