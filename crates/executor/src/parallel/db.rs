@@ -362,7 +362,7 @@ pub(crate) struct TxDb<'a, DB> {
     local: LocalCode,
 }
 
-/// A worker's own copies of the contracts' code (see [`TxDb::local_code`]).
+/// A worker's own copies of the contracts' code.
 ///
 /// A `Bytecode` is one `Arc`: every load of a contract, every call frame running it and every
 /// drop of a state diff holding it counts a reference on it. Shared by all workers, that count
@@ -382,19 +382,25 @@ struct LocalCode {
 }
 
 impl LocalCode {
-    /// `code` (with hash `hash`) as this worker runs it: as given the first time, its own copy
-    /// from the second time on.
-    fn code(&mut self, hash: B256, code: Bytecode) -> Bytecode {
-        match self.codes.entry(hash) {
+    /// The code with hash `hash` as this worker runs it: `load`ed (and kept) the first time,
+    /// this worker's own copy from the second time on.
+    fn code<E>(
+        codes: &mut alloy_primitives::map::B256Map<(Bytecode, bool)>,
+        hash: B256,
+        load: impl FnOnce() -> Result<Bytecode, E>,
+    ) -> Result<Bytecode, E> {
+        match codes.entry(hash) {
             alloy_primitives::map::Entry::Occupied(entry) => {
                 let (kept, copied) = entry.into_mut();
                 if !*copied {
                     *kept = local_copy(kept);
                     *copied = true;
                 }
-                kept.clone()
+                Ok(kept.clone())
             }
-            alloy_primitives::map::Entry::Vacant(entry) => entry.insert((code, false)).0.clone(),
+            alloy_primitives::map::Entry::Vacant(entry) => {
+                Ok(entry.insert((load()?, false)).0.clone())
+            }
         }
     }
 
@@ -403,15 +409,10 @@ impl LocalCode {
     fn account(&mut self, address: &Address) -> Option<AccountInfo> {
         let cached = self.accounts.get_mut(address)?;
         if let Some(code) = cached.code.take() {
-            cached.code = Some(match self.codes.get_mut(&cached.code_hash) {
-                Some((kept, true)) => kept.clone(),
-                Some((kept, copied)) => {
-                    *kept = local_copy(kept);
-                    *copied = true;
-                    kept.clone()
-                }
-                None => code,
+            let code = Self::code(&mut self.codes, cached.code_hash, || {
+                Ok::<_, std::convert::Infallible>(code)
             });
+            cached.code = Some(code.unwrap_or_else(|never| match never {}));
         }
         Some(cached.clone())
     }
@@ -689,26 +690,16 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             None => self.base.basic_ref(address).map_err(Self::base_err)?,
         };
         if let Some(info) = info.as_mut().filter(|i| i.code_hash != KECCAK_EMPTY) {
-            let code = match info.code.take() {
-                Some(code) => code,
-                None => self.shared_code(info.code_hash)?,
-            };
-            info.code = Some(self.local.code(info.code_hash, code));
+            let given = info.code.take();
+            let (overlay, base) = (self.overlay, self.base);
+            let code = LocalCode::code(&mut self.local.codes, info.code_hash, || match given {
+                Some(code) => Ok(code),
+                None => shared_code(overlay, base, info.code_hash),
+            })?;
+            info.code = Some(code);
             self.local.accounts.insert(address, info.clone());
         }
         Ok(info)
-    }
-
-    /// The code with hash `code_hash`, as the block's pre-execution changes or the parent state
-    /// hold it.
-    fn shared_code(&self, code_hash: B256) -> Result<Bytecode, TxDbError>
-    where
-        DB::Error: std::fmt::Display,
-    {
-        if let Some(code) = self.overlay.contracts.get(&code_hash) {
-            return Ok(code.clone());
-        }
-        self.base.code_by_hash_ref(code_hash).map_err(Self::base_err)
     }
 
     fn base_storage(&self, address: Address, slot: U256) -> Result<U256, TxDbError>
@@ -776,14 +767,8 @@ where
         if code_hash == KECCAK_EMPTY {
             return Ok(empty_code());
         }
-        if let Some((code, true)) = self.local.codes.get(&code_hash) {
-            return Ok(code.clone());
-        }
-        let code = match self.local.codes.get(&code_hash) {
-            Some((code, _)) => code.clone(),
-            None => self.shared_code(code_hash)?,
-        };
-        Ok(self.local.code(code_hash, code))
+        let (overlay, base) = (self.overlay, self.base);
+        LocalCode::code(&mut self.local.codes, code_hash, || shared_code(overlay, base, code_hash))
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
@@ -836,6 +821,19 @@ where
         }
     }
     revm::interpreter::instructions::host::balance(context)
+}
+
+/// The code with hash `code_hash`, as the block's pre-execution changes (`overlay`) or the
+/// parent state hold it.
+fn shared_code<DB>(overlay: &Overlay, base: &DB, code_hash: B256) -> Result<Bytecode, TxDbError>
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    if let Some(code) = overlay.contracts.get(&code_hash) {
+        return Ok(code.clone());
+    }
+    base.code_by_hash_ref(code_hash).map_err(|e| TxDbError::Base(e.to_string()))
 }
 
 /// The empty code, as revm's `Bytecode::default()` builds it, but one copy per thread (see
