@@ -315,6 +315,10 @@ where
 
     fn note(&self, txn_idx: usize, changes: Option<&EvmState>) {
         let shards = self.shards.len();
+        if shards == 1 {
+            // The one shard folds every transaction: its mask stays "every shard".
+            return;
+        }
         let touched = match changes {
             // A failed transaction fails the block: every shard stops at it.
             None => u64::MAX,
