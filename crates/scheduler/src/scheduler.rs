@@ -215,6 +215,11 @@ pub struct Scheduler {
     window: AtomicUsize,
     /// The bounded window (one transaction per worker).
     bounded_window: usize,
+    /// Transactions handed out for execution before the sweep reaches them, in this order
+    /// (see [`Scheduler::set_early`]).
+    early: Vec<TxnIndex>,
+    /// How many of `early` have been handed out (or tried).
+    early_next: CachePadded<AtomicUsize>,
     /// Aborts at the commit point among the last commits, one bit per commit (newest lowest).
     recent_aborts: AtomicU64,
     /// Whether repeated commit-point aborts bound the window ([`Scheduler::set_adaptive`]).
@@ -280,6 +285,8 @@ impl Scheduler {
             eager_window: workers.max(1),
             window: AtomicUsize::new(if workers <= 1 { 1 } else { UNBOUNDED }),
             bounded_window: workers.max(1),
+            early: Vec::new(),
+            early_next: CachePadded::new(AtomicUsize::new(0)),
             recent_aborts: AtomicU64::new(0),
             adaptive: AtomicBool::new(true),
             txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
@@ -434,6 +441,25 @@ impl Scheduler {
         self.window.store(if in_order { 1 } else { UNBOUNDED }, Ordering::SeqCst);
     }
 
+    /// Hands these transactions out for execution first, in this order, before the execution
+    /// sweep reaches them: a long transaction near the end of the block then runs beside the
+    /// others instead of after them, when the rest of the block is done and the other workers
+    /// have nothing left to do. Only in unbounded speculation; an early execution is validated
+    /// like any other (re-executed if a lower transaction wrote what it read).
+    ///
+    /// # Panics
+    ///
+    /// If a transaction is out of the block.
+    pub fn set_early(&mut self, txs: &[TxnIndex]) {
+        assert!(
+            txs.iter().all(|&i| (i as usize) < self.block_size),
+            "early transaction out of the block"
+        );
+        self.early.clear();
+        self.early.extend_from_slice(txs);
+        *self.early_next.get_mut() = 0;
+    }
+
     /// Whether the block runs in order (see [`Scheduler::set_in_order`]).
     pub fn is_in_order(&self) -> bool {
         self.window.load(Ordering::Relaxed) == 1
@@ -483,6 +509,14 @@ impl Scheduler {
             return self
                 .try_incarnate(txn_idx)
                 .map(|incarnation| Version::new(txn_idx as TxnIndex, incarnation));
+        }
+        if self.early_next.load(Ordering::Relaxed) < self.early.len() {
+            let next = self.early_next.fetch_add(1, Ordering::Relaxed);
+            if let Some(&txn_idx) = self.early.get(next) {
+                if let Some(incarnation) = self.try_incarnate(txn_idx as usize) {
+                    return Some(Version::new(txn_idx, incarnation));
+                }
+            }
         }
         if self.execution_idx.load(Ordering::SeqCst) >= self.block_size {
             return None;

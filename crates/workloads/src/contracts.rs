@@ -36,6 +36,11 @@ pub(crate) static UNISWAP_V2_ROUTER_CODE: LazyLock<Bytes> =
 /// slot 0: a fully sequential chain.
 pub(crate) const COUNTER: &[u8] = &hex!("600054600101600055 00");
 
+/// A counter (slot 0) that, called with calldata, then loops until the gas runs out: a long
+/// computation whose only read is the counter. `PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE
+/// CALLDATASIZE PUSH1 14 JUMPI STOP JUMPDEST PUSH1 14 JUMP`.
+pub(crate) const COUNT_THEN_LOOP: &[u8] = &hex!("600054600101600055 36600e57 00 5b600e56");
+
 /// An NFT-style mint: `id = slot0 + 1; slot0 = id; slot[id] = CALLER`.
 /// `PUSH1 0 SLOAD PUSH1 1 ADD DUP1 PUSH1 0 SSTORE CALLER SWAP1 SSTORE STOP`.
 pub(crate) const MINT_COUNTER: &[u8] = &hex!("600054600101 80600055 339055 00");

@@ -20,6 +20,8 @@ const SWAP_GAS: u64 = 200_000;
 const SMALL_CALL_GAS: u64 = 70_000;
 /// Gas limit of a counter increment (26k used, 43k for the first one).
 const COUNTER_GAS: u64 = 50_000;
+/// The least gas of `late_heavy`'s long call.
+const HEAVY_MIN_GAS: u64 = 200_000;
 /// Gas limit of the mixed workload's calls (a SELFDESTRUCT creating its heir uses about 54k).
 const MIXED_CALL_GAS: u64 = 100_000;
 
@@ -45,6 +47,7 @@ mod stream {
     pub(super) const HOT_RECEIVER: u64 = 12;
     pub(super) const PAYOUTS: u64 = 13;
     pub(super) const BUILDER_TIPS: u64 = 14;
+    pub(super) const LATE_HEAVY: u64 = 15;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -236,6 +239,34 @@ pub fn dependent_chain(seed: u64, n_txs: usize) -> Workload {
         b.send(&sender, TxKind::Call(counter), U256::ZERO, Bytes::new(), COUNTER_GAS, Success);
     }
     b.finish("dependent_chain")
+}
+
+/// A long transaction at the end of the block, as mainnet blocks often have (a rollup's proof
+/// verification): `n_txs - 1` ether transfers, then one call that computes until its gas runs
+/// out, with a gas limit as large as all the transfers' together. For even seeds one of the
+/// transfers' senders first bumps the counter the long call reads (a dependency a start before
+/// it gets wrong); for odd seeds the long call reads a counter nobody else touches.
+pub fn late_heavy(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::LATE_HEAVY, Fork::Cancun);
+    let looper = b.deploy_new(Bytes::from_static(c::COUNT_THEN_LOOP));
+    let n_transfers = n_txs.saturating_sub(1);
+    let bumper =
+        (seed.is_multiple_of(2) && n_transfers > 0).then(|| b.rng.range(0, n_transfers as u64));
+    for (i, sender) in b.wallets(n_transfers).into_iter().enumerate() {
+        if bumper == Some(i as u64) {
+            b.send(&sender, TxKind::Call(looper), U256::ZERO, Bytes::new(), COUNTER_GAS, Success);
+            continue;
+        }
+        let to = b.address();
+        let value = U256::from(b.rng.range(1, ETHER as u64));
+        b.send(&sender, TxKind::Call(to), value, Bytes::new(), TRANSFER_GAS, Success);
+    }
+    if n_txs > 0 {
+        let heavy = b.wallets(1).remove(0);
+        let gas = (TRANSFER_GAS * n_transfers as u64).max(HEAVY_MIN_GAS);
+        b.send(&heavy, TxKind::Call(looper), U256::ZERO, Bytes::from_static(&[1]), gas, Halt);
+    }
+    b.finish("late_heavy")
 }
 
 /// Hostile: 30% of the transactions touch one hot spot (half pay ether to one hot account, half

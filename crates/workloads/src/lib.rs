@@ -43,8 +43,8 @@ mod signer;
 pub use error::WorkloadError;
 pub use generators::{
     airdrop, builder_tips, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers,
-    hot_account_30pct, liquidation_cascade, mixed, nft_mint_counter, payouts, reads_beneficiary,
-    single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
+    hot_account_30pct, late_heavy, liquidation_cascade, mixed, nft_mint_counter, payouts,
+    reads_beneficiary, single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
 };
 pub use signer::Wallet;
 
@@ -160,6 +160,7 @@ pub const GENERATORS: &[(&str, Generator)] = &[
     ("reads_beneficiary", reads_beneficiary),
     ("payouts", payouts),
     ("builder_tips", builder_tips),
+    ("late_heavy", late_heavy),
     ("mixed", mixed),
 ];
 

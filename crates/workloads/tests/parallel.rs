@@ -225,3 +225,25 @@ fn builder_tips_credit_the_beneficiary_lazily() {
         |n| (100..290).contains(&n),
     );
 }
+
+/// A long last transaction is started early at 2 and 4 threads (never at 1) when no lower
+/// transaction calls its contract (odd seeds), and is left in order when one does (even seeds:
+/// that call writes what it reads); the result is the oracle's either way.
+#[test]
+fn a_long_late_transaction_starts_early_and_gives_the_oracles_result() {
+    for seed in [1, 2, 3, 4] {
+        let workload = velarium_workloads::late_heavy(seed, 60);
+        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+            .expect("the oracle executes the block");
+        for threads in [1, 2, 4] {
+            let (parallel, stats) =
+                execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+                    .expect("the parallel engine executes the block");
+            assert_eq!(oracle, parallel, "seed {seed} at {threads} threads ({stats:?})");
+            let early = threads > 1 && seed % 2 == 1;
+            assert_eq!(stats.early_txs, u64::from(early), "seed {seed}: {stats:?}");
+            let receipt = parallel.receipts.last().expect("a receipt per transaction");
+            assert!(!receipt.status(), "seed {seed}: the long call runs out of gas");
+        }
+    }
+}

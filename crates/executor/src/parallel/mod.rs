@@ -45,6 +45,15 @@
 //! write their debit and nonce bump as a delta; the fold rebuilds the account in order on its
 //! committed state, checking the nonce (a broken assumption is an engine fault).
 //!
+//! **Long transactions first.** Workers take transactions in block order, so a long one near
+//! the end of the block (a rollup's proof verification, a large batch) would start only when
+//! the others are almost done, and run alone. A transaction whose gas limit is at least the
+//! gas limits of every later transaction per worker (and three times the block's mean) is
+//! handed out first instead, beside the others, unless a lower transaction comes from its
+//! sender, pays its sender or calls the account it calls (likely writing what it reads). It is
+//! validated like any other and runs again if a lower transaction wrote what it read (the
+//! risk: one wasted long execution, where the dependency is hidden deeper).
+//!
 //! **Lazy beneficiary.** The beneficiary is credited inside the EVM too: a searcher's tip from
 //! a contract, a transfer to it. Such a transaction would read the beneficiary's balance, which
 //! is the sum of every lower transaction's fee, and so wait for all of them. Where the
@@ -113,6 +122,9 @@ pub struct ParallelStats {
     pub lazy_sender_txs: u64,
     /// Transactions that read the beneficiary lazily (see the module docs, "Lazy beneficiary").
     pub lazy_beneficiary_txs: u64,
+    /// Long transactions handed out before the execution sweep reached them (see the module
+    /// docs, "Long transactions first").
+    pub early_txs: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
@@ -642,6 +654,11 @@ where
         scheduler.set_in_order(true);
     }
     scheduler.set_adaptive(mechanisms.isolation);
+    if !scheduler.is_in_order() {
+        let early = early_transactions(txs, &prev_same_sender, pool.threads());
+        stats.early_txs = early.len() as u64;
+        scheduler.set_early(&early);
+    }
     if !mechanisms.hints {
         prev_same_sender.iter_mut().for_each(|p| *p = None);
     }
@@ -690,6 +707,47 @@ where
         return Err(fault.into());
     }
     Ok(Some(workspace))
+}
+
+/// The transactions to start before the execution sweep reaches them (see
+/// `Scheduler::set_early`), latest first: those whose gas limit is at least the gas limits of
+/// every later transaction per worker, and three times the block's mean. Reached in order, such
+/// a transaction would start when the other workers are almost out of work and run alone. Not
+/// those whose sender has an earlier transaction in the block (they would only wait for it),
+/// nor those whose sender or callee an earlier transaction calls (it likely writes what they
+/// read).
+fn early_transactions(
+    txs: TxSource<'_>,
+    prev_same_sender: &[Option<velarium_scheduler::TxnIndex>],
+    threads: usize,
+) -> Vec<velarium_scheduler::TxnIndex> {
+    const MOST: usize = 4;
+    let n = txs.len();
+    if threads < 2 || n < 2 {
+        return Vec::new();
+    }
+    let limits: Vec<u128> = (0..n).map(|i| u128::from(txs.gas_limit(i))).collect();
+    let total: u128 = limits.iter().sum();
+    let mut candidates = Vec::new();
+    let mut later = 0u128;
+    for i in (0..n).rev() {
+        let limit = limits[i];
+        let heavy = limit * threads as u128 >= later && limit * n as u128 >= 3 * total;
+        if heavy && prev_same_sender[i].is_none() && candidates.len() < MOST {
+            candidates.push(i);
+        }
+        later += limit;
+    }
+    // A lower transaction calling the same account, or paying the sender, most likely writes
+    // what the long one reads: started early, it would run twice.
+    candidates
+        .into_iter()
+        .filter(|&i| {
+            let touched_below = |address: Address| (0..i).any(|j| txs.to(j) == Some(address));
+            !txs.to(i).is_some_and(touched_below) && !touched_below(txs.caller(i))
+        })
+        .map(|i| i as velarium_scheduler::TxnIndex)
+        .collect()
 }
 
 /// Per transaction, its sender if the transaction may read it lazily (see [`LazySender`]): a

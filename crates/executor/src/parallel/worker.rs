@@ -464,6 +464,14 @@ impl TxSource<'_> {
         }
     }
 
+    /// Transaction `i`'s gas limit.
+    pub(super) fn gas_limit(&self, i: usize) -> u64 {
+        match self {
+            Self::Envs(txs) => txs[i].gas_limit,
+            Self::Recovered(txs) => txs[i].gas_limit(),
+        }
+    }
+
     /// Transaction `i`'s revm environment.
     pub(super) fn env(&self, i: usize) -> TxEnv {
         match self {
