@@ -48,8 +48,8 @@ pub(super) fn shared_blooms(
     let mut chunks = Vec::new();
     let mut blooms = Vec::new();
     for (i, slot) in outcomes.iter().enumerate() {
-        let slot = slot.read().unwrap_or_else(|e| e.into_inner());
-        let Some(outcome) = slot.as_ref() else { continue };
+        // SAFETY: Block-STM is over (every worker stopped): nothing writes outcomes any more.
+        let Some(outcome) = (unsafe { slot.committed() }) else { continue };
         if let (LogsBloom::Shared, Ok((result, _))) = (&outcome.bloom, &outcome.result) {
             let logs = result.logs().len();
             chunks.extend((0..logs).step_by(CHUNK).map(|at| (i, at, (at + CHUNK).min(logs))));
@@ -65,14 +65,14 @@ pub(super) fn shared_blooms(
         let Some(&(i, from, to)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
             return;
         };
-        let slot = outcomes[i].read().unwrap_or_else(|e| e.into_inner());
-        let Some(Ok((result, _))) = slot.as_ref().map(|o| &o.result) else {
+        // SAFETY: Block-STM is over (every worker stopped): nothing writes outcomes any more.
+        let slot = unsafe { outcomes[i].committed() };
+        let Some(Ok((result, _))) = slot.map(|o| &o.result) else {
             vanished.store(true, Ordering::Relaxed);
             return;
         };
         let mut partial = Bloom::default();
         partial.accrue_logs(&result.logs()[from..to]);
-        drop(slot);
         if let Ok(at) = blooms.binary_search_by_key(&i, |(tx, _)| *tx) {
             blooms[at].1.lock().unwrap_or_else(|e| e.into_inner()).accrue_bloom(&partial);
         }

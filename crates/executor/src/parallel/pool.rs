@@ -122,7 +122,7 @@ impl Workspace {
     fn clear(&mut self) {
         self.memory.clear();
         for slot in &mut self.outcomes {
-            *slot.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+            *slot.get_mut() = None;
         }
     }
 
@@ -137,19 +137,12 @@ impl Workspace {
 
     /// Transaction `i`'s outcome, moved out.
     pub(crate) fn take_outcome(&mut self, i: usize) -> Result<TxOutcome, EngineFault> {
-        self.outcomes[i]
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or(EngineFault::MissingOutcome(i as u32))
+        self.outcomes[i].get_mut().take().ok_or(EngineFault::MissingOutcome(i as u32))
     }
 
     /// The first transaction without an outcome, if any.
     pub(crate) fn first_missing(&mut self) -> Option<u32> {
-        self.outcomes
-            .iter_mut()
-            .position(|slot| slot.get_mut().unwrap_or_else(|e| e.into_inner()).is_none())
-            .map(|i| i as u32)
+        self.outcomes.iter_mut().position(|slot| slot.get_mut().is_none()).map(|i| i as u32)
     }
 }
 
@@ -337,7 +330,7 @@ mod tests {
             assert_eq!(ws.outcomes.len(), 8);
             assert_eq!(ws.first_missing(), Some(0));
             // An outcome the block did not take.
-            *ws.outcomes[5].get_mut().unwrap() = Some(leftover());
+            *ws.outcomes[5].get_mut() = Some(leftover());
             give_back(ws);
             // Taken right away (cleared here) or after the janitor cleared it: clean either way.
             let mut ws = take_workspace(6, 2, true);

@@ -315,25 +315,27 @@ where
             if let Some(folds) = self.folds {
                 folds.note(txn_idx as usize, result.is_ok().then_some(&state));
             }
-            *self.outcomes[txn_idx as usize].write().unwrap_or_else(|e| e.into_inner()) =
-                Some(TxOutcome {
-                    bloom: match &result {
-                        Ok(r) => {
-                            let bloom = LogsBloom::of(r.logs());
-                            if matches!(bloom, LogsBloom::Shared) {
-                                self.shared_blooms.store(true, Ordering::Relaxed);
-                            }
-                            bloom
+            let outcome = TxOutcome {
+                bloom: match &result {
+                    Ok(r) => {
+                        let bloom = LogsBloom::of(r.logs());
+                        if matches!(bloom, LogsBloom::Shared) {
+                            self.shared_blooms.store(true, Ordering::Relaxed);
                         }
-                        Err(_) => LogsBloom::Empty,
-                    },
-                    result: result.map(|r| (r, state)),
-                    fee,
-                    lazy_recipient,
-                    lazy_sender,
-                    lazy_beneficiary,
-                    trace,
-                });
+                        bloom
+                    }
+                    Err(_) => LogsBloom::Empty,
+                },
+                result: result.map(|r| (r, state)),
+                fee,
+                lazy_recipient,
+                lazy_sender,
+                lazy_beneficiary,
+                trace,
+            };
+            // SAFETY: this worker executes the transaction's current incarnation and reports it
+            // finished only below, so the transaction is not committed and nobody reads the slot.
+            unsafe { self.outcomes[txn_idx as usize].put(outcome) };
             self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
         }
     }
