@@ -247,3 +247,28 @@ fn a_long_late_transaction_starts_early_and_gives_the_oracles_result() {
         }
     }
 }
+
+/// `mostly_one_chain` counts every repeated sender, whether its transactions come in a row (a
+/// pool paying out) or interleaved with others.
+#[test]
+fn one_sender_chains_are_found_in_a_row_and_interleaved() {
+    use velarium_executor::mostly_one_chain;
+    let chain = velarium_workloads::airdrop(1, 100).transactions;
+    let distinct = velarium_workloads::eth_transfers(1, 100).transactions;
+    assert!(mostly_one_chain(&chain));
+    assert!(!mostly_one_chain(&distinct));
+    let interleave = |chained: usize, others: usize| {
+        let mut txs = Vec::new();
+        let (mut a, mut b) = (chain[..chained].iter(), distinct[..others].iter());
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => break txs,
+                (x, y) => txs.extend(x.into_iter().chain(y).cloned()),
+            }
+        }
+    };
+    // 60 of one sender among 100, never two in a row: 59 repeats.
+    assert!(mostly_one_chain(&interleave(60, 40)));
+    // 50 of one sender among 100: 49 repeats, not most.
+    assert!(!mostly_one_chain(&interleave(50, 50)));
+}
