@@ -265,6 +265,9 @@ pub(super) struct Folds<'a, DB> {
     touched: Box<[AtomicU64]>,
     /// The beneficiary's shard (it takes every transaction's fee).
     beneficiary_shard: usize,
+    /// The shard the workers finish first: the one of the contract most transactions call,
+    /// if any, whose fold is the longest (see [`Folds::finish`]).
+    first: usize,
 }
 
 impl<DB> std::fmt::Debug for Folds<'_, DB> {
@@ -395,10 +398,12 @@ where
         main: &'a MainView<'a>,
         spec_id: SpecId,
         beneficiary: Address,
+        hot: Option<Address>,
         txs: usize,
     ) -> Self {
         let shards = shards.clamp(1, MAX_SHARDS);
         let beneficiary_shard = shard_of(&beneficiary, shards);
+        let first = hot.map_or(0, |hot| shard_of(&hot, shards));
         // Sized up front (about two accounts per transaction): growing the map rehashes every
         // account folded so far. The first shard's plain accounts become the block's bundle
         // (see `ShardOutputs::into_united`): sized for every shard's, so the union neither
@@ -418,6 +423,7 @@ where
                         beneficiary,
                         plain,
                         replayed: AddressMap::default(),
+                        storage_room: txs.saturating_mul(2),
                     }),
                     credits: BeneficiaryCredits { pending: None },
                     cursor: 0,
@@ -427,7 +433,7 @@ where
             })
             .collect();
         let touched = (0..txs).map(|_| AtomicU64::new(u64::MAX)).collect();
-        Self { shards, touched, beneficiary_shard }
+        Self { shards, touched, beneficiary_shard, first }
     }
 
     /// Folds a few committed transactions into a shard no other worker is folding; returns
@@ -445,10 +451,13 @@ where
     }
 
     /// Folds every shard up to `txs` (the whole block), each worker taking the shards no one
-    /// else is folding first.
+    /// else is folding first, starting at the hot contract's: the longest fold starts at once
+    /// while the other workers share the rest, instead of starting after a worker's share of
+    /// the others and keeping the rest waiting for it.
     pub(super) fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
+        let n = self.shards.len();
         for blocking in [false, true] {
-            for shard in self.shards.iter() {
+            for shard in (0..n).map(|k| &self.shards[(self.first + k) % n]) {
                 let mut state = if blocking {
                     shard.lock().unwrap_or_else(|e| e.into_inner())
                 } else {
@@ -767,7 +776,16 @@ struct ShardFolder<'a, DB> {
     plain: AddressMap<BundleAccount>,
     /// The accounts replayed through revm's own cache-account code, change by change.
     replayed: AddressMap<(CacheAccount, Option<TransitionAccount>)>,
+    /// The storage a plainly folded account is given room for once it has changed
+    /// [`LARGE_STORAGE`] slots (see [`ShardFolder::apply`]).
+    storage_room: usize,
 }
+
+/// Changed slots above which a plainly folded account is taken for a hot contract (a token
+/// every transaction transfers) and given room for a couple of slots per transaction of the
+/// block at once: doubling its map step by step rehashes every slot folded so far, on the
+/// one worker that folds that account.
+const LARGE_STORAGE: usize = 1024;
 
 impl<DB> ShardFolder<'_, DB>
 where
@@ -844,6 +862,10 @@ where
                 None => account,
             };
             if is_plain_change(&account) {
+                let storage = &mut plain.storage;
+                if storage.len() >= LARGE_STORAGE && storage.capacity() < self.storage_room {
+                    storage.reserve(self.storage_room - storage.len());
+                }
                 plain.change(&account);
                 return Ok(());
             }

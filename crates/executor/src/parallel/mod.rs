@@ -426,9 +426,16 @@ where
                 .ok_or(EngineFault::Invariant("the block state keeps no transitions"))?;
             let view =
                 commit::MainView { cache: &state.cache, transitions, main_bound: &main_bound };
-            let shard_count = fold_shards(threads, TxSource::Recovered(txs));
-            let folds =
-                commit::Folds::new(shard_count, db, &view, spec_id, header.beneficiary, txs.len());
+            let (shard_count, hot) = fold_shards(threads, TxSource::Recovered(txs));
+            let folds = commit::Folds::new(
+                shard_count,
+                db,
+                &view,
+                spec_id,
+                header.beneficiary,
+                hot,
+                txs.len(),
+            );
             let outcomes = run_block_stm(
                 &pool,
                 db,
@@ -567,9 +574,9 @@ where
 /// one worker, so with one shard per worker that worker would fold most of the block while the
 /// others wait; with more, smaller shards they take the rest between them. More shards cost a
 /// little more to unite, so only a hot contract gets them.
-fn fold_shards(threads: usize, txs: TxSource<'_>) -> usize {
+fn fold_shards(threads: usize, txs: TxSource<'_>) -> (usize, Option<Address>) {
     if threads < 2 {
-        return 1;
+        return (1, None);
     }
     // A sample of up to 64 transactions, evenly spread.
     const SAMPLE: usize = 64;
@@ -584,11 +591,12 @@ fn fold_shards(threads: usize, txs: TxSource<'_>) -> usize {
             None => seen.push((to, 1)),
         }
     }
-    let hottest = seen.iter().map(|(_, count)| *count as usize).max().unwrap_or(0);
-    if sampled >= 16 && hottest * 4 >= sampled {
-        threads * 4
-    } else {
-        threads
+    let hottest = seen.iter().max_by_key(|(_, count)| *count).copied();
+    match hottest {
+        Some((to, count)) if sampled >= 16 && count as usize * 4 >= sampled => {
+            (threads * 4, Some(to))
+        }
+        _ => (threads, None),
     }
 }
 
