@@ -221,7 +221,8 @@ pub struct Scheduler {
     /// How many of `early` have been handed out (or tried).
     early_next: CachePadded<AtomicUsize>,
     /// Aborts at the commit point among the last commits, one bit per commit (newest lowest).
-    recent_aborts: AtomicU64,
+    /// Written at every commit: padded, away from the words every hand-out reads.
+    recent_aborts: CachePadded<AtomicU64>,
     /// Whether repeated commit-point aborts bound the window ([`Scheduler::set_adaptive`]).
     adaptive: AtomicBool,
     txs: Box<[CachePadded<TxSlot>]>,
@@ -287,7 +288,7 @@ impl Scheduler {
             bounded_window: workers.max(1),
             early: Vec::new(),
             early_next: CachePadded::new(AtomicUsize::new(0)),
-            recent_aborts: AtomicU64::new(0),
+            recent_aborts: CachePadded::new(AtomicU64::new(0)),
             adaptive: AtomicBool::new(true),
             txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
             aborts: AtomicU64::new(0),
@@ -600,9 +601,11 @@ impl Scheduler {
     /// Keeps the last 64 commit-point outcomes (aborted or not) and bounds speculation when
     /// more than [`BOUNDED_ABORTS`] of them aborted.
     fn note_commit_abort(&self, aborted: bool) {
-        let bits = self.recent_aborts.load(Ordering::Relaxed);
-        let bits = (bits << 1) | u64::from(aborted);
-        self.recent_aborts.store(bits, Ordering::Relaxed);
+        let old = self.recent_aborts.load(Ordering::Relaxed);
+        let bits = (old << 1) | u64::from(aborted);
+        if bits != old {
+            self.recent_aborts.store(bits, Ordering::Relaxed);
+        }
         if aborted && bits.count_ones() > BOUNDED_ABORTS && self.adaptive.load(Ordering::Relaxed) {
             self.window.fetch_min(self.bounded_window, Ordering::SeqCst);
         }
