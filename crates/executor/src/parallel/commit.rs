@@ -132,19 +132,6 @@ where
     Ok(())
 }
 
-/// `account` rebuilt on the account's current info (`current`, asked only then) with
-/// [`rebased_account`] when it was read lazily (`lazy`), else as it is.
-fn rebased_if_lazy<'a>(
-    current: impl FnOnce() -> Option<AccountInfo>,
-    account: Cow<'a, Account>,
-    lazy: Option<Rebase>,
-) -> Result<Cow<'a, Account>, EngineFault> {
-    Ok(match lazy {
-        Some(rebase) => Cow::Owned(rebased_account(current(), &account, rebase)?),
-        None => account,
-    })
-}
-
 /// Rebuilds a lazily read account from `current`, its committed info: the result is what
 /// revm's journal would have loaded and changed.
 ///
@@ -868,7 +855,12 @@ where
                     return Ok(());
                 }
             }
-            let account = rebased_if_lazy(|| Some(plain.current().clone()), account, lazy)?;
+            let account = match lazy {
+                Some(rebase) => {
+                    Cow::Owned(rebased_account(Some(plain.current().clone()), &account, rebase)?)
+                }
+                None => account,
+            };
             if is_plain_change(&account) {
                 let storage = &mut plain.storage;
                 if storage.len() >= LARGE_STORAGE && storage.capacity() < self.storage_room {
@@ -887,7 +879,12 @@ where
             return self.replay(address, account);
         }
         if let Some((cache, _)) = self.replayed.get(&address) {
-            let account = rebased_if_lazy(|| cache.account_info(), account, lazy)?;
+            let account = match lazy {
+                Some(rebase) => {
+                    Cow::Owned(rebased_account(cache.account_info(), &account, rebase)?)
+                }
+                None => account,
+            };
             return self.replay(address, account);
         }
         let main = self.main;
@@ -903,9 +900,11 @@ where
                 FirstSeen::Replayed(cache, None)
             };
             (first, account)
+        } else if let Some(rebase) = lazy {
+            let current = main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
+            let account = Cow::Owned(rebased_account(current, &account, rebase)?);
+            (first_seen_of(self.base, main, address, &account)?, account)
         } else {
-            let current = || main.cache.accounts.get(&address).and_then(CacheAccount::account_info);
-            let account = rebased_if_lazy(current, account, lazy)?;
             (first_seen_of(self.base, main, address, &account)?, account)
         };
         match first {
