@@ -479,7 +479,10 @@ where
         let mut spent = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
             let outcome = match outcomes.as_mut() {
-                Some(workspace) => workspace.take_outcome(i)?,
+                Some(workspace) => {
+                    workspace.prefetch_bloom(i + RECEIPT_PREFETCH_AHEAD);
+                    workspace.take_outcome(i)?
+                }
                 None => return Err(EngineFault::MissingOutcome(i as u32).into()),
             };
             let available = header.gas_limit - executor.cumulative_tx_gas_used;
@@ -568,6 +571,10 @@ where
     let output = BlockOutput::new(result, bundle);
     Ok((output, stats))
 }
+
+/// How many transactions ahead the receipts' loop prefetches a bloom (written by another core,
+/// long before).
+const RECEIPT_PREFETCH_AHEAD: usize = 4;
 
 /// How many shards the block's fold has: one per worker, or four per worker when many of the
 /// transactions call one contract. Its account (an ERC-20 token's balances, say) is folded by

@@ -135,6 +135,19 @@ impl Workspace {
         Ok(taken)
     }
 
+    /// Asks the cache for transaction `i`'s logs bloom, if it has one (the receipts' loop reads
+    /// it shortly).
+    pub(crate) fn prefetch_bloom(&mut self, i: usize) {
+        if let Some(Some(outcome)) = self.outcomes.get_mut(i).map(|slot| slot.get_mut().as_ref()) {
+            if let super::bloom::LogsBloom::Computed(bloom) = &outcome.bloom {
+                super::commit::prefetch_lines(
+                    std::ptr::from_ref::<alloy_primitives::Bloom>(bloom) as usize,
+                    4,
+                );
+            }
+        }
+    }
+
     /// Transaction `i`'s outcome, moved out.
     pub(crate) fn take_outcome(&mut self, i: usize) -> Result<TxOutcome, EngineFault> {
         self.outcomes[i].get_mut().take().ok_or(EngineFault::MissingOutcome(i as u32))
@@ -320,6 +333,7 @@ mod tests {
             lazy_beneficiary: None,
             trace: None,
             bloom: super::super::bloom::LogsBloom::Empty,
+            diff_lines: super::super::worker::DiffLines::default(),
         }
     }
 

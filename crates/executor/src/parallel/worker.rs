@@ -49,9 +49,44 @@ pub(super) struct TxOutcome {
     pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<TxTrace>,
+    /// Where the diff's touched accounts and changed slots lie in memory, for the fold to
+    /// prefetch a few transactions ahead (see `commit::prefetch`): the diff was written by
+    /// another core, long before the fold reads it.
+    pub(super) diff_lines: DiffLines,
     /// The logs bloom of the receipt, computed by the worker (off the sequential commit), or
     /// by every worker after Block-STM for a transaction with very many logs.
     pub(super) bloom: LogsBloom,
+}
+
+/// Where a state diff lies in memory: its touched accounts and their changed slots, each an
+/// address with the number of cache lines to fetch from it in the low bits (the objects are
+/// 8-byte aligned). Plain numbers, only ever prefetched (see `commit::prefetch`): the
+/// diff was written by another core, long before the fold reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct DiffLines(pub(super) [usize; DIFF_LINES]);
+
+/// How many objects [`DiffLines`] keeps.
+pub(super) const DIFF_LINES: usize = 8;
+
+impl DiffLines {
+    fn of(state: &EvmState) -> Self {
+        let mut lines = [0usize; DIFF_LINES];
+        let mut n = 0;
+        let mut push = |object: usize, count: usize| {
+            if let Some(line) = lines.get_mut(n) {
+                *line = object | count;
+                n += 1;
+            }
+        };
+        for account in state.values().filter(|account| account.is_touched()) {
+            // Info, storage map and status.
+            push(std::ptr::from_ref(account) as usize, 3);
+            for slot in account.storage.values().filter(|slot| slot.is_changed()) {
+                push(std::ptr::from_ref(slot) as usize, 2);
+            }
+        }
+        Self(lines)
+    }
 }
 
 impl TxOutcome {
@@ -315,6 +350,7 @@ where
             if let Some(folds) = self.folds {
                 folds.note(txn_idx as usize, result.is_ok().then_some(&state));
             }
+            let diff_lines = DiffLines::of(&state);
             let outcome = TxOutcome {
                 bloom: match &result {
                     Ok(r) => {
@@ -332,6 +368,7 @@ where
                 lazy_sender,
                 lazy_beneficiary,
                 trace,
+                diff_lines,
             };
             // SAFETY: this worker executes the transaction's current incarnation and reports it
             // finished only below, so the transaction is not committed and nobody reads the slot.
