@@ -607,6 +607,19 @@ fn fold_shards(threads: usize, txs: TxSource<'_>) -> (usize, Option<Address>) {
     }
 }
 
+/// The most transactions of one sender that follow an earlier one of the same sender
+/// (`prev_same_sender`).
+fn longest_chain(txs: TxSource<'_>, prev_same_sender: &[Option<u32>]) -> usize {
+    let mut per_sender: alloy_primitives::map::HashMap<Address, usize> = Default::default();
+    let mut longest = 0;
+    for (i, _) in prev_same_sender.iter().enumerate().filter(|(_, prev)| prev.is_some()) {
+        let count = per_sender.entry(txs.caller(i)).or_default();
+        *count += 1;
+        longest = longest.max(*count);
+    }
+    longest
+}
+
 /// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.
 #[allow(clippy::too_many_arguments)]
 fn run_block_stm<DB>(
@@ -663,9 +676,9 @@ where
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
     let pool::Workspace { memory, scheduler, fees, outcomes, shared_blooms } = &mut workspace;
     // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
-    // speculation, so execute in order and let the other workers fold.
-    let chained = prev_same_sender.iter().filter(|p| p.is_some()).count();
-    if chained * 2 > txs.len() && mechanisms.isolation {
+    // speculation, so execute in order and let the other workers fold. Several senders'
+    // chains run side by side (each link waits for the one before, see `prev_same_sender`).
+    if longest_chain(txs, &prev_same_sender) * 2 > txs.len() && mechanisms.isolation {
         scheduler.set_in_order(true);
     }
     scheduler.set_adaptive(mechanisms.isolation);
@@ -893,4 +906,40 @@ fn main_bound_accounts(block: BlockInput<'_>, cache: &revm::database::CacheState
         alloy_eips::eip7251::CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
     ]);
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Transaction environments from these senders, and each one's previous transaction of the
+    /// same sender.
+    fn block(senders: &[u8]) -> (Vec<TxEnv>, Vec<Option<u32>>) {
+        let envs: Vec<TxEnv> = senders
+            .iter()
+            .map(|s| TxEnv { caller: Address::repeat_byte(*s), ..Default::default() })
+            .collect();
+        let mut last = std::collections::HashMap::new();
+        let prev = envs.iter().enumerate().map(|(i, e)| last.insert(e.caller, i as u32)).collect();
+        (envs, prev)
+    }
+
+    #[test]
+    fn the_longest_chain_is_one_senders_not_all_chained_transactions() {
+        // Six senders taking turns: 54 of 60 transactions follow one of their sender's, but no
+        // sender's chain is more than a sixth of the block, so it does not run in order.
+        let turns: Vec<u8> = (0..60).map(|i| (i % 6) as u8 + 1).collect();
+        let (envs, prev) = block(&turns);
+        assert_eq!(prev.iter().filter(|p| p.is_some()).count(), 54);
+        assert_eq!(longest_chain(TxSource::Envs(&envs), &prev), 9);
+        // One wallet paying out, a few others: its chain is most of the block.
+        let payout: Vec<u8> = (0..60).map(|i| if i % 5 == 0 { i as u8 + 10 } else { 1 }).collect();
+        let (envs, prev) = block(&payout);
+        assert_eq!(longest_chain(TxSource::Envs(&envs), &prev), 47);
+        assert!(longest_chain(TxSource::Envs(&envs), &prev) * 2 > envs.len());
+        // Transactions whose dependency was lifted (lazy senders) do not count.
+        let mut lifted = prev;
+        lifted.iter_mut().skip(30).for_each(|p| *p = None);
+        assert_eq!(longest_chain(TxSource::Envs(&envs), &lifted), 23);
+    }
 }
