@@ -104,14 +104,16 @@ fn main() -> ExitCode {
     // time (kernel `clear_page`). Applies to both engines.
     // SAFETY: sets a process-wide allocator option before any other thread exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    // No transparent huge pages for new allocator memory (as jemalloc, reth's allocator, does by
-    // default), unless `MIMALLOC_ALLOW_THP` says otherwise: a huge page is zeroed, and on a
-    // virtual machine backed, 2 MiB at a time on first touch. A block's first touch of a fresh
-    // 3 MiB map (a hot token's storage) took 4-18 ms in one run of five on this machine's VM,
-    // instead of 0.05-1 ms. Applies to both engines.
+    // No transparent huge pages (as with jemalloc, reth's allocator, by default), unless
+    // `MIMALLOC_ALLOW_THP` says otherwise: a huge page is zeroed, and on a virtual machine
+    // backed, 2 MiB at a time on first touch. A block's first touch of a fresh 3 MiB map (a hot
+    // token's storage) took 4-18 ms in one run of five on this machine's VM, instead of
+    // 0.05-1 ms. mimalloc reads its option when the process loads and has advised its first
+    // arena by now, so the kernel is told too. Applies to both engines.
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // SAFETY: as above.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+        velarium_numa_runtime::disable_transparent_huge_pages();
     }
     let cli = Cli::parse();
     let result = match cli.command {
