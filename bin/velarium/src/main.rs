@@ -95,8 +95,6 @@ enum Command {
 
 /// mimalloc's `mi_option_purge_delay` (index 15 in both its v2 and v3 headers).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-/// mimalloc's `mi_option_allow_thp` (index 43 in the v3 header this build uses).
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 fn main() -> ExitCode {
     // Keep freed memory instead of returning it to the OS 10 ms later: every block frees and
@@ -108,11 +106,10 @@ fn main() -> ExitCode {
     // `MIMALLOC_ALLOW_THP` says otherwise: a huge page is zeroed, and on a virtual machine
     // backed, 2 MiB at a time on first touch. A block's first touch of a fresh 3 MiB map (a hot
     // token's storage) took 4-18 ms in one run of five on this machine's VM, instead of
-    // 0.05-1 ms. mimalloc reads its option when the process loads and has advised its first
-    // arena by now, so the kernel is told too. Applies to both engines.
+    // 0.05-1 ms. The kernel is told (mimalloc's own option is read when the process loads and
+    // its first arena is advised by now), which also overrides later advice. Applies to both
+    // engines.
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: as above.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
         velarium_numa_runtime::disable_transparent_huge_pages();
     }
     let cli = Cli::parse();

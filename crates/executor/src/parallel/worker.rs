@@ -350,7 +350,9 @@ where
             if let Some(folds) = self.folds {
                 folds.note(txn_idx as usize, result.is_ok().then_some(&state));
             }
-            let diff_lines = DiffLines::of(&state);
+            // Only the fold reads it (a node's per-transaction commit path has none).
+            let diff_lines =
+                if self.folds.is_some() { DiffLines::of(&state) } else { DiffLines::default() };
             let outcome = TxOutcome {
                 bloom: match &result {
                     Ok(r) => {
