@@ -2,9 +2,9 @@
 
 shared := env_var_or_default("VELARIUM_SHARED", "../shared")
 
-# The main job: import the shipped 600-block chain and verify every state root.
+# The main job: import the shipped 600-block chain into a datadir, verifying every state root.
 demo:
-    cargo run --release -p velarium -- import --genesis {{shared}}/fixtures/chains/geth-devp2p/genesis.json {{shared}}/fixtures/chains/geth-devp2p/chain.rlp
+    cargo run --release -p velarium -- import --datadir target/velarium-data --genesis {{shared}}/fixtures/chains/geth-devp2p/genesis.json {{shared}}/fixtures/chains/geth-devp2p/chain.rlp
 
 # Everything CI runs.
 test:

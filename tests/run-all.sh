@@ -78,6 +78,13 @@ for chain in geth-devp2p execution-apis; do
     step "import $chain ($engine)" "$velarium" import --engine "$engine" --min-parallel-txs 0 --progress 200 \
       --genesis "$fixtures/chains/$chain/genesis.json" "$fixtures/chains/$chain/chain.rlp"
   done
+  # Into a fresh datadir (persistent, every block committed), then again: all blocks skipped.
+  datadir="target/test-datadir-$chain"
+  rm -rf "$datadir"
+  for run in first resumed; do
+    step "import $chain (parallel, datadir, $run)" "$velarium" import --datadir "$datadir" --min-parallel-txs 0 \
+      --progress 200 --genesis "$fixtures/chains/$chain/genesis.json" "$fixtures/chains/$chain/chain.rlp"
+  done
 done
 step "mainnet blocks (parallel vs oracle)" "$velarium" replay --engine parallel --threads 2 --min-parallel-txs 0 \
   "$unpacked/mainnet-blocks"

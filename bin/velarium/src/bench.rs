@@ -61,7 +61,8 @@ pub(crate) struct Args {
     /// `perf record`.
     #[arg(long, value_enum)]
     profile: Option<EngineKind>,
-    /// Switch off known-dependency hints (same-sender transactions suspended up front).
+    /// Switch off known-dependency hints (same-sender transactions suspended up front) and
+    /// effect analysis (hot locations predicted from history and from contract code).
     #[arg(long)]
     no_hints: bool,
     /// Switch off commutative credits of plain transfer recipients.

@@ -22,7 +22,10 @@ macro_rules! note {
 mod analyze;
 mod bench;
 mod blocktest;
+mod era;
+mod growth;
 mod import;
+mod node;
 mod replay;
 
 use clap::{Parser, Subcommand};
@@ -84,6 +87,8 @@ enum Command {
     Blocktest(blocktest::Args),
     /// Import a chain (genesis.json + concatenated RLP blocks) and verify every block.
     Import(import::Args),
+    /// Import into a datadir while serving Prometheus metrics, then keep serving.
+    Node(node::Args),
     /// Benchmark the oracle and the parallel engine side by side on generated and mainnet blocks.
     Bench(bench::Args),
     /// Replay real mainnet blocks (pre-state + block) and check them against their headers.
@@ -91,6 +96,9 @@ enum Command {
     /// Contention dossier of mainnet blocks: conflict graphs, critical paths, simulated and
     /// measured speedups, hot locations, access lists, scale-out (JSON, Markdown, HTML).
     Analyze(analyze::Args),
+    /// Generate a chain whose state grows by a fixed amount per block, and import it into a
+    /// fresh datadir reporting per-block execution, state-root and store times as it grows.
+    Growth(growth::Args),
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 in both its v2 and v3 headers).
@@ -116,9 +124,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Blocktest(args) => blocktest::run(args),
         Command::Import(args) => import::run(args),
+        Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Growth(args) => growth::run(args),
     };
     // Whatever is still buffered must reach its destination too.
     let result = result.and_then(|code| {

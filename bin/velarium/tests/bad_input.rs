@@ -1,6 +1,10 @@
 //! Bad input and closed outputs: a clear error and a failing exit code, never a panic, never a
 //! success on nothing; and random damage to real chain files never panics or hangs the import.
 
+mod support {
+    pub(crate) mod rng;
+}
+
 use std::{
     io::Read,
     path::PathBuf,
@@ -8,6 +12,7 @@ use std::{
     sync::mpsc,
     time::Duration,
 };
+use support::rng::Rng;
 
 fn velarium(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_velarium")).args(args).output().expect("runs");
@@ -156,22 +161,6 @@ fn user_output_names_engines_in_words() {
         velarium_executor::Engine::Parallel { threads: 2, min_txs: 24 }.to_string(),
         "parallel (2 threads, blocks under 24 transactions on the oracle)"
     );
-}
-
-/// A small deterministic generator (xorshift64*), so a failure names a reproducible case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// One random kind of damage: flipped bytes, a truncation, inserted or deleted bytes, or a

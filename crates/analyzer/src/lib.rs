@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod dossier;
+pub mod effects;
 
 use std::{collections::HashMap, hash::Hash};
 

@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod genesis;
+pub mod persistent;
 pub mod rlp;
 pub mod verify;
 

@@ -7,6 +7,10 @@
 //! alloy's [`EthereumHardfork`], so the spec plugs straight into alloy-evm's
 //! `EthBlockExecutor` (it implements [`EthereumHardforks`] and [`EthExecutorSpec`]).
 //!
+//! The public networks mainnet, sepolia, holesky and hoodi are built in
+//! ([`ChainSpec::mainnet`], ..., [`ChainSpec::builtin`] by name), from alloy-hardforks' fork
+//! constants.
+//!
 //! The one rule alloy's hardfork model cannot express up front is a merge by total difficulty
 //! whose block is not known in advance: such a spec starts with Paris pending
 //! ([`ChainSpec::pending_merge_ttd`]) and the importer resolves it with
@@ -15,14 +19,29 @@
 
 use alloy_eips::eip7840::BlobParams;
 use alloy_evm::eth::spec::EthExecutorSpec;
+use alloy_genesis::ChainConfig;
 pub use alloy_genesis::Genesis;
 pub use alloy_hardforks::{EthereumHardfork, EthereumHardforks, ForkCondition};
 use alloy_primitives::{address, Address, U256};
 pub use revm::primitives::hardfork::SpecId;
 
-/// The mainnet deposit contract (EIP-6110), also used by the conformance fixtures.
+/// The mainnet deposit contract (EIP-6110), also used by the conformance fixtures and hoodi.
 pub const MAINNET_DEPOSIT_CONTRACT: Address =
     address!("0x00000000219ab540356cbb839cbe05303d7705fa");
+
+/// Sepolia's deposit contract (deployed after genesis).
+pub const SEPOLIA_DEPOSIT_CONTRACT: Address =
+    address!("0x7f02c3e3c98b133055b8b348b2ac625669ed295d");
+
+/// Holesky's deposit contract (in its genesis allocation).
+pub const HOLESKY_DEPOSIT_CONTRACT: Address =
+    address!("0x4242424242424242424242424242424242424242");
+
+/// Hoodi's deposit contract (in its genesis allocation, at mainnet's address).
+pub const HOODI_DEPOSIT_CONTRACT: Address = MAINNET_DEPOSIT_CONTRACT;
+
+/// The networks [`ChainSpec::builtin`] knows, by name.
+pub const BUILTIN_CHAINS: &[&str] = &["mainnet", "sepolia", "holesky", "hoodi"];
 
 /// Errors building a [`ChainSpec`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -353,10 +372,126 @@ impl ChainSpec {
 
     /// Parses a geth-format genesis JSON document and builds its spec.
     pub fn genesis_from_json(json: &str) -> Result<(Genesis, Self), ChainSpecError> {
-        let genesis: Genesis =
-            serde_json::from_str(json).map_err(|e| ChainSpecError::Genesis(e.to_string()))?;
+        let genesis = parse_genesis(json)?;
         let spec = Self::from_genesis(&genesis)?;
         Ok((genesis, spec))
+    }
+
+    /// The spec of a built-in network by name ([`BUILTIN_CHAINS`], any letter case).
+    pub fn builtin(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "mainnet" => Self::mainnet(),
+            "sepolia" => Self::sepolia(),
+            "holesky" => Self::holesky(),
+            "hoodi" => Self::hoodi(),
+            _ => return None,
+        })
+    }
+
+    /// Ethereum mainnet (chain id 1): fork blocks up to Gray Glacier and the DAO fork, the merge
+    /// at block 15,537,394 (terminal total difficulty 5.875e22), then Shanghai, Cancun, Prague,
+    /// Osaka, BPO1 and BPO2 by timestamp. Forks and times are alloy-hardforks' constants.
+    pub fn mainnet() -> Self {
+        use alloy_hardforks::mainnet::*;
+        let config = ChainConfig {
+            chain_id: 1,
+            homestead_block: Some(MAINNET_HOMESTEAD_BLOCK),
+            dao_fork_block: Some(MAINNET_DAO_BLOCK),
+            dao_fork_support: true,
+            eip150_block: Some(MAINNET_TANGERINE_BLOCK),
+            eip155_block: Some(MAINNET_SPURIOUS_DRAGON_BLOCK),
+            eip158_block: Some(MAINNET_SPURIOUS_DRAGON_BLOCK),
+            byzantium_block: Some(MAINNET_BYZANTIUM_BLOCK),
+            constantinople_block: Some(MAINNET_CONSTANTINOPLE_BLOCK),
+            petersburg_block: Some(MAINNET_PETERSBURG_BLOCK),
+            istanbul_block: Some(MAINNET_ISTANBUL_BLOCK),
+            muir_glacier_block: Some(MAINNET_MUIR_GLACIER_BLOCK),
+            berlin_block: Some(MAINNET_BERLIN_BLOCK),
+            london_block: Some(MAINNET_LONDON_BLOCK),
+            arrow_glacier_block: Some(MAINNET_ARROW_GLACIER_BLOCK),
+            gray_glacier_block: Some(MAINNET_GRAY_GLACIER_BLOCK),
+            // `from_genesis` reads the merge netsplit block as the first post-merge block.
+            merge_netsplit_block: Some(MAINNET_PARIS_BLOCK),
+            terminal_total_difficulty: Some(MAINNET_PARIS_TTD),
+            terminal_total_difficulty_passed: true,
+            shanghai_time: Some(MAINNET_SHANGHAI_TIMESTAMP),
+            cancun_time: Some(MAINNET_CANCUN_TIMESTAMP),
+            prague_time: Some(MAINNET_PRAGUE_TIMESTAMP),
+            osaka_time: Some(MAINNET_OSAKA_TIMESTAMP),
+            bpo1_time: Some(MAINNET_BPO1_TIMESTAMP),
+            bpo2_time: Some(MAINNET_BPO2_TIMESTAMP),
+            deposit_contract_address: Some(MAINNET_DEPOSIT_CONTRACT),
+            ..Default::default()
+        };
+        Self::from_builtin_config(config)
+    }
+
+    /// Sepolia (chain id 11155111): every block fork up to London at genesis (no DAO fork, no
+    /// Arrow/Gray Glacier), proof of work until the merge at block 1,450,409 (terminal total
+    /// difficulty 1.7e16), then Shanghai, Cancun, Prague, Osaka, BPO1 and BPO2 by timestamp.
+    /// Amsterdam, which alloy-hardforks schedules, has not activated and is left out.
+    pub fn sepolia() -> Self {
+        use alloy_hardforks::sepolia::*;
+        let config = ChainConfig {
+            chain_id: 11_155_111,
+            merge_netsplit_block: Some(SEPOLIA_PARIS_BLOCK),
+            terminal_total_difficulty: Some(SEPOLIA_PARIS_TTD),
+            terminal_total_difficulty_passed: true,
+            shanghai_time: Some(SEPOLIA_SHANGHAI_TIMESTAMP),
+            cancun_time: Some(SEPOLIA_CANCUN_TIMESTAMP),
+            prague_time: Some(SEPOLIA_PRAGUE_TIMESTAMP),
+            osaka_time: Some(SEPOLIA_OSAKA_TIMESTAMP),
+            bpo1_time: Some(SEPOLIA_BPO1_TIMESTAMP),
+            bpo2_time: Some(SEPOLIA_BPO2_TIMESTAMP),
+            deposit_contract_address: Some(SEPOLIA_DEPOSIT_CONTRACT),
+            ..genesis_block_forks(11_155_111)
+        };
+        Self::from_builtin_config(config)
+    }
+
+    /// Holesky (chain id 17000): proof of stake from genesis (London and Paris at block 0,
+    /// terminal total difficulty 0), Shanghai, Cancun, Prague, Osaka, BPO1 and BPO2 by timestamp
+    /// (Shanghai after the genesis timestamp 1,695,902,100).
+    pub fn holesky() -> Self {
+        use alloy_hardforks::holesky::*;
+        let config = ChainConfig {
+            terminal_total_difficulty: Some(U256::ZERO),
+            terminal_total_difficulty_passed: true,
+            shanghai_time: Some(HOLESKY_SHANGHAI_TIMESTAMP),
+            cancun_time: Some(HOLESKY_CANCUN_TIMESTAMP),
+            prague_time: Some(HOLESKY_PRAGUE_TIMESTAMP),
+            osaka_time: Some(HOLESKY_OSAKA_TIMESTAMP),
+            bpo1_time: Some(HOLESKY_BPO1_TIMESTAMP),
+            bpo2_time: Some(HOLESKY_BPO2_TIMESTAMP),
+            deposit_contract_address: Some(HOLESKY_DEPOSIT_CONTRACT),
+            ..genesis_block_forks(17_000)
+        };
+        Self::from_builtin_config(config)
+    }
+
+    /// Hoodi (chain id 560048): proof of stake with Shanghai and Cancun from genesis, then
+    /// Prague, Osaka, BPO1 and BPO2 by timestamp.
+    pub fn hoodi() -> Self {
+        use alloy_hardforks::hoodi::*;
+        let config = ChainConfig {
+            terminal_total_difficulty: Some(U256::ZERO),
+            terminal_total_difficulty_passed: true,
+            shanghai_time: Some(0),
+            cancun_time: Some(0),
+            prague_time: Some(HOODI_PRAGUE_TIMESTAMP),
+            osaka_time: Some(HOODI_OSAKA_TIMESTAMP),
+            bpo1_time: Some(HOODI_BPO1_TIMESTAMP),
+            bpo2_time: Some(HOODI_BPO2_TIMESTAMP),
+            deposit_contract_address: Some(HOODI_DEPOSIT_CONTRACT),
+            ..genesis_block_forks(560_048)
+        };
+        Self::from_builtin_config(config)
+    }
+
+    /// The spec of a built-in network's config (whose schedule is known to be ordered).
+    fn from_builtin_config(config: ChainConfig) -> Self {
+        let genesis = Genesis { config, ..Default::default() };
+        Self::from_genesis(&genesis).expect("a built-in network's fork schedule is ordered")
     }
 
     /// Checks that the fork schedule is monotonic within its block-based and time-based parts.
@@ -531,6 +666,31 @@ impl ChainSpec {
     }
 }
 
+/// A config with every block-numbered fork from Homestead to London at genesis (no DAO fork,
+/// no Arrow/Gray Glacier): the testnets' start.
+fn genesis_block_forks(chain_id: u64) -> ChainConfig {
+    ChainConfig {
+        chain_id,
+        homestead_block: Some(0),
+        eip150_block: Some(0),
+        eip155_block: Some(0),
+        eip158_block: Some(0),
+        byzantium_block: Some(0),
+        constantinople_block: Some(0),
+        petersburg_block: Some(0),
+        istanbul_block: Some(0),
+        muir_glacier_block: Some(0),
+        berlin_block: Some(0),
+        london_block: Some(0),
+        ..Default::default()
+    }
+}
+
+/// Parses a geth-format genesis JSON document (a missing `config` is the default one).
+pub fn parse_genesis(json: &str) -> Result<Genesis, ChainSpecError> {
+    serde_json::from_str(json).map_err(|e| ChainSpecError::Genesis(e.to_string()))
+}
+
 /// Maps a `blobSchedule` key of a genesis file (`cancun`, `bpo1`, ...) to its fork.
 fn blob_fork_by_key(key: &str) -> Option<EthereumHardfork> {
     Some(match key.to_ascii_lowercase().as_str() {
@@ -664,6 +824,126 @@ mod tests {
         assert_eq!((p.target_blob_count, p.max_blob_count), (4, 8));
         let bad = serde_json::json!({"Prague": {"target": "zz", "max": "0x08"}});
         assert!(s.apply_fixture_blob_schedule(bad.as_object().unwrap()).is_err());
+    }
+
+    /// Whether two activation conditions agree; for a merge by total difficulty, on the first
+    /// post-merge block and the TTD (alloy's `fork_block` is the fork-id block, not ours).
+    fn same_condition(ours: ForkCondition, alloys: ForkCondition) -> bool {
+        match (ours, alloys) {
+            (
+                ForkCondition::TTD { activation_block_number: a, total_difficulty: t, .. },
+                ForkCondition::TTD { activation_block_number: b, total_difficulty: u, .. },
+            ) => a == b && t == u,
+            _ => ours == alloys,
+        }
+    }
+
+    #[test]
+    fn builtin_networks_follow_alloy_hardforks() {
+        let networks = [
+            ("mainnet", 1, EthereumHardfork::mainnet().to_vec()),
+            ("sepolia", 11_155_111, EthereumHardfork::sepolia().to_vec()),
+            ("holesky", 17_000, EthereumHardfork::holesky().to_vec()),
+            ("hoodi", 560_048, EthereumHardfork::hoodi().to_vec()),
+        ];
+        assert_eq!(BUILTIN_CHAINS, networks.each_ref().map(|n| n.0));
+        for (name, chain_id, alloy) in networks {
+            let spec = ChainSpec::builtin(name).unwrap();
+            assert_eq!(spec.chain_id, chain_id, "{name}");
+            assert_eq!(ChainSpec::builtin(&name.to_uppercase()), Some(spec.clone()));
+            assert_eq!(spec.pending_merge_ttd(), None, "{name}: the merge block is known");
+            for (fork, cond) in &alloy {
+                // alloy lists the DAO fork at block 0 on the testnets, which never applied its
+                // state change; Amsterdam (scheduled on sepolia) has not activated anywhere.
+                let skipped = (*fork == EthereumHardfork::Dao && name != "mainnet")
+                    || *fork == EthereumHardfork::Amsterdam;
+                let want = if skipped { ForkCondition::Never } else { *cond };
+                assert!(same_condition(spec.fork(*fork), want), "{name} {fork}: {cond:?}");
+            }
+            for (fork, _) in &spec.forks {
+                assert!(alloy.iter().any(|(f, _)| f == fork), "{name}: {fork} not in alloy's list");
+            }
+        }
+        assert_eq!(ChainSpec::builtin("nope"), None);
+        assert_eq!(ChainSpec::builtin("goerli"), None);
+        assert_eq!(ChainSpec::mainnet().deposit_contract_address, Some(MAINNET_DEPOSIT_CONTRACT));
+        assert_eq!(ChainSpec::sepolia().deposit_contract_address, Some(SEPOLIA_DEPOSIT_CONTRACT));
+        assert_eq!(ChainSpec::holesky().deposit_contract_address, Some(HOLESKY_DEPOSIT_CONTRACT));
+        assert_eq!(ChainSpec::hoodi().deposit_contract_address, Some(MAINNET_DEPOSIT_CONTRACT));
+    }
+
+    #[test]
+    fn builtin_networks_at_well_known_heights() {
+        let s = ChainSpec::mainnet();
+        let cases = [
+            (0, 0, SpecId::FRONTIER),
+            (1_150_000, 0, SpecId::HOMESTEAD),
+            (4_370_000, 0, SpecId::BYZANTIUM),
+            (7_280_000, 0, SpecId::PETERSBURG),
+            (12_964_999, 0, SpecId::BERLIN),
+            (12_965_000, 0, SpecId::LONDON),
+            (15_537_393, 1_663_224_150, SpecId::LONDON),
+            (15_537_394, 1_663_224_179, SpecId::MERGE),
+            (17_034_870, 1_681_338_455, SpecId::SHANGHAI),
+            (19_426_586, 1_710_338_123, SpecId::SHANGHAI),
+            (19_426_587, 1_710_338_135, SpecId::CANCUN),
+            (22_431_084, 1_746_612_311, SpecId::PRAGUE),
+            (23_935_693, 1_764_798_539, SpecId::PRAGUE),
+            (23_935_694, 1_764_798_551, SpecId::OSAKA),
+        ];
+        for (number, timestamp, id) in cases {
+            assert_eq!(s.spec_id(number, timestamp), id, "mainnet block {number}");
+        }
+        assert_eq!(s.dao_fork_block(), Some(1_920_000));
+        assert!(s.dao_fork_support);
+        assert_eq!(
+            s.terminal_total_difficulty(),
+            Some(U256::from(58_750_000_000_000_000_000_000u128))
+        );
+        assert_eq!(s.bomb_delay(15_537_393), 11_400_000);
+        assert!(s.blob_params_at(1_710_338_134).is_none());
+        assert_eq!(s.blob_params_at(1_710_338_135), Some(BlobParams::cancun()));
+        assert_eq!(s.blob_params_at(1_746_612_311), Some(BlobParams::prague()));
+        assert_eq!(s.blob_params_at(1_764_798_551), Some(BlobParams::osaka()));
+        assert_eq!(s.blob_params_at(1_765_290_071), Some(BlobParams::bpo1()));
+        assert_eq!(s.blob_params_at(1_767_747_671), Some(BlobParams::bpo2()));
+        assert_eq!(s.blob_params_at(1_767_747_671).unwrap().max_blob_count, 21);
+
+        let s = ChainSpec::sepolia();
+        assert_eq!(s.dao_fork_block(), None);
+        assert_eq!(s.spec_id(0, 1_633_267_481), SpecId::LONDON);
+        assert_eq!(s.terminal_total_difficulty(), Some(U256::from(17_000_000_000_000_000u64)));
+        assert!(!s.is_merged(1_450_408));
+        assert!(s.is_merged(1_450_409));
+        assert_eq!(s.spec_id(1_450_408, 0), SpecId::LONDON);
+        assert_eq!(s.spec_id(1_450_409, 0), SpecId::MERGE);
+        assert_eq!(s.spec_id(2_990_908, 1_677_557_088), SpecId::SHANGHAI);
+        assert_eq!(s.spec_id(5_187_023, 1_706_655_072), SpecId::CANCUN);
+        assert_eq!(s.spec_id(7_836_331, 1_741_159_776), SpecId::PRAGUE);
+        assert_eq!(s.spec_id(9_408_576, 1_760_427_360), SpecId::OSAKA);
+        assert_eq!(s.spec_id(20_000_000, u64::MAX), SpecId::OSAKA, "no Amsterdam");
+        assert_eq!(s.blob_params_at(1_761_607_008), Some(BlobParams::bpo2()));
+
+        let s = ChainSpec::holesky();
+        let genesis_time = 1_695_902_100;
+        assert!(s.is_merged(0));
+        assert_eq!(s.terminal_total_difficulty(), Some(U256::ZERO));
+        assert_eq!(s.spec_id(0, genesis_time), SpecId::MERGE);
+        assert_eq!(s.spec_id(6_697, 1_696_000_692), SpecId::MERGE);
+        assert_eq!(s.spec_id(6_698, 1_696_000_704), SpecId::SHANGHAI);
+        assert_eq!(s.spec_id(894_733, 1_707_305_664), SpecId::CANCUN);
+        assert_eq!(s.spec_id(3_419_704, 1_740_434_112), SpecId::PRAGUE);
+        assert_eq!(s.spec_id(4_000_000, 1_759_308_480), SpecId::OSAKA);
+
+        let s = ChainSpec::hoodi();
+        let genesis_time = 1_742_212_800;
+        assert!(s.is_merged(0));
+        assert_eq!(s.spec_id(0, genesis_time), SpecId::CANCUN);
+        assert_eq!(s.blob_params_at(genesis_time), Some(BlobParams::cancun()));
+        assert_eq!(s.spec_id(60_411, 1_742_999_820), SpecId::CANCUN);
+        assert_eq!(s.spec_id(60_412, 1_742_999_832), SpecId::PRAGUE);
+        assert_eq!(s.spec_id(1_507_304, 1_761_677_592), SpecId::OSAKA);
+        assert_eq!(s.blob_params_at(1_762_365_720), Some(BlobParams::bpo1()));
     }
 
     #[test]

@@ -36,44 +36,16 @@ pub use compare::{compare_outputs, compare_outputs_exactly};
 pub use error::ReplayError;
 pub use load::{list_block_dirs, load_block, MainnetBlock};
 
-use alloy_genesis::{ChainConfig, Genesis};
-use alloy_hardforks::mainnet::*;
 use std::time::{Duration, Instant};
 use velarium_chain::verify::verify_outputs;
-use velarium_chainspec::{ChainSpec, MAINNET_DEPOSIT_CONTRACT};
+use velarium_chainspec::ChainSpec;
 use velarium_executor::{BlockInput, BlockOutput, Engine, ParallelStats};
 
 /// Ethereum mainnet's rules: fork blocks up to Gray Glacier, the merge at block 15,537,394
-/// (terminal total difficulty 5.875e22), then Shanghai, Cancun and Prague by timestamp.
+/// (terminal total difficulty 5.875e22), then Shanghai, Cancun, Prague and later forks by
+/// timestamp ([`ChainSpec::mainnet`]).
 pub fn mainnet_spec() -> ChainSpec {
-    let config = ChainConfig {
-        chain_id: 1,
-        homestead_block: Some(MAINNET_HOMESTEAD_BLOCK),
-        dao_fork_block: Some(MAINNET_DAO_BLOCK),
-        dao_fork_support: true,
-        eip150_block: Some(MAINNET_TANGERINE_BLOCK),
-        eip155_block: Some(MAINNET_SPURIOUS_DRAGON_BLOCK),
-        eip158_block: Some(MAINNET_SPURIOUS_DRAGON_BLOCK),
-        byzantium_block: Some(MAINNET_BYZANTIUM_BLOCK),
-        constantinople_block: Some(MAINNET_CONSTANTINOPLE_BLOCK),
-        petersburg_block: Some(MAINNET_PETERSBURG_BLOCK),
-        istanbul_block: Some(MAINNET_ISTANBUL_BLOCK),
-        muir_glacier_block: Some(MAINNET_MUIR_GLACIER_BLOCK),
-        berlin_block: Some(MAINNET_BERLIN_BLOCK),
-        london_block: Some(MAINNET_LONDON_BLOCK),
-        arrow_glacier_block: Some(MAINNET_ARROW_GLACIER_BLOCK),
-        gray_glacier_block: Some(MAINNET_GRAY_GLACIER_BLOCK),
-        merge_netsplit_block: Some(MAINNET_PARIS_BLOCK),
-        terminal_total_difficulty: Some(MAINNET_PARIS_TTD),
-        terminal_total_difficulty_passed: true,
-        shanghai_time: Some(MAINNET_SHANGHAI_TIMESTAMP),
-        cancun_time: Some(MAINNET_CANCUN_TIMESTAMP),
-        prague_time: Some(MAINNET_PRAGUE_TIMESTAMP),
-        deposit_contract_address: Some(MAINNET_DEPOSIT_CONTRACT),
-        ..Default::default()
-    };
-    let genesis = Genesis { config, ..Default::default() };
-    ChainSpec::from_genesis(&genesis).expect("mainnet's fork schedule is ordered")
+    ChainSpec::mainnet()
 }
 
 /// The result of replaying one block that passed verification.

@@ -1,14 +1,16 @@
 //! World state held in memory: accounts, storage, code and ancestor block hashes.
 //!
 //! [`InMemoryState`] is the embedded default store of the `velarium` binary. Executors read it
-//! through revm's [`DatabaseRef`] (one `&self` read trait, so a reth provider plugs in the same
 //! way), and a block's result is written back with [`InMemoryState::apply_bundle`]. The
-//! Merkle-Patricia state root is computed with alloy-trie; per-account storage roots are cached
-//! and recomputed only for accounts a block touched.
+//! Merkle-Patricia state root is incremental ([`trie::MerkleTrie`]): the first root builds the
+//! account trie and the storage tries, later ones rehash only the paths a block changed.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod trie;
 
 use alloy_genesis::GenesisAccount;
 use alloy_primitives::{
+    keccak256,
     map::{AddressSet, HashMap},
     Address, B256, U256,
 };
@@ -24,6 +26,7 @@ use revm::{
     DatabaseRef,
 };
 use std::{collections::BTreeMap, sync::Arc};
+use trie::MerkleTrie;
 
 /// Errors reading the in-memory state. Reads of absent data are not errors (they are empty).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -52,8 +55,10 @@ pub struct InMemoryState {
     accounts: HashMap<Address, Account>,
     contracts: HashMap<B256, Bytecode>,
     block_hashes: Arc<BTreeMap<u64, B256>>,
-    /// Cached storage roots, valid for the accounts present here (dropped on every change).
-    storage_roots: HashMap<Address, B256>,
+    /// The state's tries, built by the first [`InMemoryState::state_root`] and kept in step
+    /// with every change after it (`None` until a root is asked for: executing on a state
+    /// needs no trie).
+    tries: Option<Box<StateTries>>,
     /// Accounts with storage but neither code nor nonce (see [`StorageProbe`]), kept up to date
     /// on every change.
     storage_only: AddressSet,
@@ -134,8 +139,10 @@ impl InMemoryState {
             _ => (KECCAK_EMPTY, None),
         };
         let info = AccountInfo { balance, nonce, code_hash, code, ..Default::default() };
-        self.storage_roots.remove(&address);
         let account = Account { info, storage };
+        if let Some(tries) = &mut self.tries {
+            tries.replace_account(address, &account);
+        }
         self.note_storage_only(address, Some(&account));
         self.accounts.insert(address, account);
     }
@@ -185,15 +192,20 @@ impl InMemoryState {
             self.contracts.insert(*hash, code.clone());
         }
         for (address, account) in &bundle.state {
-            self.storage_roots.remove(address);
             let Some(info) = &account.info else {
                 self.accounts.remove(address);
                 self.note_storage_only(*address, None);
+                if let Some(tries) = &mut self.tries {
+                    tries.remove_account(*address);
+                }
                 continue;
             };
             let entry = self.accounts.entry(*address).or_default();
             if account.was_destroyed() {
                 entry.storage.clear();
+                if let Some(tries) = &mut self.tries {
+                    tries.wipe_storage(*address);
+                }
             }
             let mut info = info.clone();
             if info.code.is_none() && info.code_hash != KECCAK_EMPTY {
@@ -207,6 +219,12 @@ impl InMemoryState {
                     entry.storage.insert(*slot, value.present_value);
                 }
             }
+            if let Some(tries) = &mut self.tries {
+                tries.update_account(
+                    *address,
+                    account.storage.iter().map(|(k, v)| (*k, v.present_value)),
+                );
+            }
             if is_storage_only(entry) {
                 self.storage_only.insert(*address);
             } else if !self.storage_only.is_empty() {
@@ -215,36 +233,148 @@ impl InMemoryState {
         }
     }
 
-    /// Storage root of one account, from the cache when it is still valid.
-    fn storage_root_of(&self, address: &Address, account: &Account) -> B256 {
-        if let Some(root) = self.storage_roots.get(address) {
-            return *root;
-        }
-        if account.storage.is_empty() {
-            return EMPTY_ROOT_HASH;
-        }
-        storage_root_unhashed(account.storage.iter().map(|(k, v)| (B256::from(*k), *v)))
-    }
-
-    /// The Merkle-Patricia root of the whole state; caches the storage roots it computes.
+    /// The Merkle-Patricia root of the whole state. The first call builds the tries (a pass
+    /// over the whole state); later calls rehash only what changed since.
     pub fn state_root(&mut self) -> B256 {
-        let mut fresh = Vec::new();
-        let root = state_root_unhashed(self.accounts.iter().map(|(address, account)| {
-            let storage_root = self.storage_root_of(address, account);
-            if !self.storage_roots.contains_key(address) {
-                fresh.push((*address, storage_root));
-            }
-            (*address, trie_account(&account.info, storage_root))
-        }));
-        self.storage_roots.extend(fresh);
-        root
+        let tries = self.tries.get_or_insert_with(|| Box::new(StateTries::build(&self.accounts)));
+        tries.root(&self.accounts)
     }
 
-    /// The Merkle-Patricia root of the state, without touching the cache.
+    /// The Merkle-Patricia root of the state computed from scratch, without the tries (a
+    /// reference for tests and a cross-check for the incremental root).
     pub fn compute_state_root(&self) -> B256 {
         state_root_unhashed(self.accounts.iter().map(|(address, account)| {
-            (*address, trie_account(&account.info, self.storage_root_of(address, account)))
+            let storage_root = if account.storage.is_empty() {
+                EMPTY_ROOT_HASH
+            } else {
+                storage_root_unhashed(account.storage.iter().map(|(k, v)| (B256::from(*k), *v)))
+            };
+            (*address, trie_account(&account.info, storage_root))
         }))
+    }
+
+    /// Forgets the ancestor hashes below `number` (`BLOCKHASH` reaches 256 blocks back), so a
+    /// long import keeps a bounded window.
+    pub fn prune_block_hashes_below(&mut self, number: u64) {
+        let hashes = Arc::make_mut(&mut self.block_hashes);
+        *hashes = hashes.split_off(&number);
+    }
+}
+
+/// The incremental tries of a state: the account trie, one storage trie per account with
+/// storage, and the accounts changed since the last root (whose leaves are rewritten then).
+#[derive(Debug, Clone, Default)]
+struct StateTries {
+    accounts: MerkleTrie,
+    storage: HashMap<Address, MerkleTrie>,
+    dirty: AddressSet,
+}
+
+/// Accounts changed in one root computation from which their storage roots are hashed on
+/// several threads.
+const PARALLEL_STORAGE_FROM: usize = 64;
+
+/// Changed accounts from which the account trie's top subtries are hashed on several threads.
+const PARALLEL_ACCOUNTS_FROM: usize = 2048;
+
+/// Threads hashing in parallel (the scoped threads live only for the root computation).
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+}
+
+impl StateTries {
+    /// The tries of `accounts`, every account dirty (its leaf is written by the first root).
+    fn build(accounts: &HashMap<Address, Account>) -> Self {
+        let mut tries = Self::default();
+        for (address, account) in accounts {
+            tries.replace_account(*address, account);
+        }
+        tries
+    }
+
+    /// `address` now holds exactly `account` (storage included).
+    fn replace_account(&mut self, address: Address, account: &Account) {
+        self.wipe_storage(address);
+        self.update_account(address, account.storage.iter().map(|(k, v)| (*k, *v)));
+    }
+
+    /// `address` no longer exists.
+    fn remove_account(&mut self, address: Address) {
+        self.storage.remove(&address);
+        self.dirty.insert(address);
+    }
+
+    /// `address`'s storage was cleared (self-destruct, or re-created).
+    fn wipe_storage(&mut self, address: Address) {
+        self.storage.remove(&address);
+        self.dirty.insert(address);
+    }
+
+    /// `address` changed: its info and these slots (zero: deleted).
+    fn update_account(&mut self, address: Address, slots: impl Iterator<Item = (U256, U256)>) {
+        self.dirty.insert(address);
+        let mut slots = slots.peekable();
+        if slots.peek().is_none() {
+            return;
+        }
+        let trie = self.storage.entry(address).or_default();
+        for (slot, value) in slots {
+            let key = keccak256(B256::from(slot));
+            if value.is_zero() {
+                trie.remove(key);
+            } else {
+                trie.insert(key, alloy_rlp::encode(value));
+            }
+        }
+        if trie.is_empty() {
+            self.storage.remove(&address);
+        }
+    }
+
+    /// The state root of `accounts` (which the tries follow).
+    fn root(&mut self, accounts: &HashMap<Address, Account>) -> B256 {
+        // The changed accounts' storage tries, taken out to be hashed (on several threads when
+        // there are many), then put back.
+        let mut changed: Vec<(Address, Option<MerkleTrie>, B256)> =
+            self.dirty.drain().map(|address| (address, None, EMPTY_ROOT_HASH)).collect();
+        for (address, trie, _) in &mut changed {
+            *trie = self.storage.remove(address);
+        }
+        let hash = |part: &mut [(Address, Option<MerkleTrie>, B256)]| {
+            for (_, trie, root) in part {
+                if let Some(trie) = trie {
+                    *root = trie.root();
+                }
+            }
+        };
+        let threads = hashing_threads();
+        if changed.len() >= PARALLEL_STORAGE_FROM && threads > 1 {
+            let chunk = changed.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                for part in changed.chunks_mut(chunk) {
+                    s.spawn(move || hash(part));
+                }
+            });
+        } else {
+            hash(&mut changed);
+        }
+        let parallel = changed.len() >= PARALLEL_ACCOUNTS_FROM && threads > 1;
+        for (address, trie, storage_root) in changed {
+            let key = keccak256(address);
+            match accounts.get(&address) {
+                Some(account) => {
+                    let leaf = trie_account(&account.info, storage_root);
+                    self.accounts.insert(key, alloy_rlp::encode(leaf));
+                    if let Some(trie) = trie {
+                        self.storage.insert(address, trie);
+                    }
+                }
+                None => {
+                    self.accounts.remove(key);
+                }
+            }
+        }
+        self.accounts.root_parallel(parallel)
     }
 }
 

@@ -272,3 +272,96 @@ fn one_sender_chains_are_found_in_a_row_and_interleaved() {
     // 50 of one sender among 100: 49 repeats, not most.
     assert!(!mostly_one_chain(&interleave(50, 50)));
 }
+
+/// Effect analysis before execution: the counter slot every mint bumps (a constant key of the
+/// contract most transactions call) is predicted hot, with the hints mechanism only; either
+/// way the result is the oracle's.
+#[test]
+fn the_hot_counter_is_predicted_before_execution() {
+    let workload = velarium_workloads::nft_mint_counter(3, 200);
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .expect("oracle");
+    for hints in [true, false] {
+        let mechanisms = Mechanisms { hints, ..Mechanisms::ALL };
+        let (output, stats) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            2,
+            mechanisms,
+        )
+        .expect("parallel");
+        assert_eq!(output, oracle, "hints {hints}");
+        if hints {
+            assert!(stats.predicted_hot >= 1, "{stats:?}");
+        } else {
+            assert_eq!(stats.predicted_hot, 0, "{stats:?}");
+        }
+    }
+}
+
+/// Senders are recovered on several threads for a large block, in block order, and an invalid
+/// signature is reported at its own index whichever thread met it.
+#[test]
+fn senders_are_recovered_in_order_and_a_bad_signature_is_named() {
+    use alloy_consensus::{transaction::SignerRecoverable, TxEnvelope};
+    let workload = velarium_workloads::eth_transfers(4, 300);
+    let envelopes: Vec<TxEnvelope> =
+        workload.transactions.iter().map(|tx| tx.inner().clone()).collect();
+    let recovered = velarium_executor::recover_senders(&envelopes).expect("valid signatures");
+    assert_eq!(recovered.len(), 300);
+    for (got, expected) in recovered.iter().zip(&workload.transactions) {
+        assert_eq!(got.signer(), expected.signer());
+    }
+    for bad in [0usize, 150, 299] {
+        let mut broken = envelopes.clone();
+        let TxEnvelope::Eip1559(signed) = &broken[bad] else { panic!("an EIP-1559 transfer") };
+        let signature = alloy_primitives::Signature::new(U256::ZERO, U256::ZERO, false);
+        let tx = alloy_consensus::Signed::new_unhashed(signed.tx().clone(), signature);
+        broken[bad] = TxEnvelope::Eip1559(tx);
+        assert!(broken[bad].recover_signer().is_err());
+        match velarium_executor::recover_senders(&broken) {
+            Err(velarium_executor::ExecutionError::InvalidSignature { index }) => {
+                assert_eq!(index, bad)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A block whose transactions all bump one counter reports the counter's slot as its hot spot
+/// once reads of it keep failing validation (run with the waits and predictions off, so that
+/// they do fail).
+#[test]
+fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
+    let workload = velarium_workloads::nft_mint_counter(9, 400);
+    let mechanisms = Mechanisms { hints: false, risk: false, ..Mechanisms::ALL };
+    let counter =
+        alloy_consensus::Transaction::to(workload.transactions[0].inner()).expect("a call");
+    let mut seen = false;
+    for _ in 0..10 {
+        let (_, stats) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            2,
+            mechanisms,
+        )
+        .expect("parallel");
+        assert!(stats.hot_spots().len() <= velarium_executor::MAX_HOT_SPOTS);
+        for spot in stats.hot_spots() {
+            assert!(spot.failed_validations >= 4, "{spot:?}");
+        }
+        if stats.aborts >= 40 {
+            assert!(
+                stats.hot_spots().iter().any(|s| s.address == counter && s.slot.is_some()),
+                "{} aborts, hot spots {:?}",
+                stats.aborts,
+                stats.hot_spots()
+            );
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the counter never failed validation 40 times in 10 runs");
+}

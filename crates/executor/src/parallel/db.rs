@@ -257,6 +257,9 @@ impl DeltaRules {
 pub(crate) struct HotLocations {
     failures: Box<[AtomicU8]>,
     any: AtomicBool,
+    /// The locations that became hot by failing validation in this block (for the next
+    /// blocks' history, see `predict_hot`); rare, so a lock is fine.
+    became_hot: std::sync::Mutex<Vec<Location>>,
     /// How far below the reader the last write may be for the location to count as densely
     /// written: twice the worker count (the transactions being executed around the reader).
     near: TxnIndex,
@@ -271,6 +274,7 @@ impl HotLocations {
         Self {
             failures: (0..Self::BUCKETS).map(|_| AtomicU8::new(0)).collect(),
             any: AtomicBool::new(false),
+            became_hot: std::sync::Mutex::new(Vec::new()),
             near: TxnIndex::try_from(workers.max(1) * 2).unwrap_or(TxnIndex::MAX),
         }
     }
@@ -286,6 +290,31 @@ impl HotLocations {
         let failures = bucket.load(Ordering::Relaxed);
         bucket.store(failures.saturating_add(1), Ordering::Relaxed);
         self.any.store(true, Ordering::Relaxed);
+        // On reaching the threshold, or on the first failure of a predicted location.
+        if failures + 1 == Self::FAILURES || failures == Self::FAILURES {
+            if let Ok(mut became) = self.became_hot.lock() {
+                if became.len() < 64 {
+                    became.push(*location);
+                }
+            }
+        }
+    }
+
+    /// Makes `location` hot before any read of it failed: a prediction (effect analysis,
+    /// history). A wrong one costs a wait at most, where the location is written densely.
+    pub(crate) fn predict(&self, location: &Location) {
+        self.bucket(location).store(Self::FAILURES, Ordering::Relaxed);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    /// Failed validations counted for `location`'s hash bucket (saturating).
+    pub(crate) fn failures(&self, location: &Location) -> u8 {
+        self.bucket(location).load(Ordering::Relaxed)
+    }
+
+    /// The locations that failed validation often enough in this block to become hot.
+    pub(crate) fn became_hot(&self) -> Vec<Location> {
+        self.became_hot.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
     /// Whether `location` is hot: its reads check [`HotLocations::should_wait`].

@@ -90,7 +90,10 @@ use alloy_evm::{
     eth::{receipt_builder::AlloyReceiptBuilder, EthBlockExecutor},
     EthEvmFactory, Evm, EvmEnv, EvmFactory,
 };
-use alloy_primitives::{map::AddressSet, Address, U256};
+use alloy_primitives::{
+    map::{AddressSet, HashMap},
+    Address, B256, U256,
+};
 use db::{DeltaRules, LazyBeneficiary, LazySender, Location, Overlay};
 use pool::WorkerPool;
 use revm::{
@@ -102,6 +105,8 @@ use revm::{
     primitives::hardfork::SpecId,
     DatabaseCommit, DatabaseRef, Journal,
 };
+use std::sync::Arc;
+use velarium_analyzer::effects::{constant_storage_keys, HotHistory};
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
 use worker::{Shared, TxOutcome, TxSource};
 
@@ -118,6 +123,9 @@ pub struct ParallelStats {
     pub suspensions: u64,
     /// Reads paused until the transaction they depend on finished executing (nothing lost).
     pub waits: u64,
+    /// Locations predicted hot before execution (effect analysis and history; see
+    /// `predict_hot`).
+    pub predicted_hot: u64,
     /// Transactions whose sender could be read lazily (see the module docs, "Lazy senders").
     pub lazy_sender_txs: u64,
     /// Transactions that read the beneficiary lazily (see the module docs, "Lazy beneficiary").
@@ -131,6 +139,44 @@ pub struct ParallelStats {
     pub fell_back: bool,
     /// Wall time of each phase.
     pub phases: PhaseTimes,
+    /// The storage slots and accounts that became hot in this block (their reads failed
+    /// validation repeatedly), most failures first: see [`ParallelStats::hot_spots`].
+    hot_spots: [HotSpot; MAX_HOT_SPOTS],
+    /// How many entries of `hot_spots` are used.
+    hot_spot_count: u8,
+}
+
+/// How many hot locations [`ParallelStats`] reports per block.
+pub const MAX_HOT_SPOTS: usize = 10;
+
+/// A location that became hot in a block: validations of reads of it kept failing because a
+/// lower transaction changed it under the reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HotSpot {
+    /// The account.
+    pub address: Address,
+    /// The storage slot (`None`: the account's balance, nonce or code).
+    pub slot: Option<U256>,
+    /// Failed validations counted at the location (at least the threshold that makes a
+    /// location hot, saturating at 255; locations sharing a hash bucket count together).
+    pub failed_validations: u8,
+}
+
+impl ParallelStats {
+    /// The locations that became hot in this block, most failed validations first (at most
+    /// [`MAX_HOT_SPOTS`]).
+    pub fn hot_spots(&self) -> &[HotSpot] {
+        &self.hot_spots[..usize::from(self.hot_spot_count)]
+    }
+
+    fn set_hot_spots(&mut self, mut spots: Vec<HotSpot>) {
+        spots.sort_by_key(|s| (s.address, s.slot));
+        spots.dedup_by(|a, b| (a.address, a.slot) == (b.address, b.slot));
+        spots.sort_by_key(|s| std::cmp::Reverse(s.failed_validations));
+        spots.truncate(MAX_HOT_SPOTS);
+        self.hot_spot_count = spots.len() as u8;
+        self.hot_spots[..spots.len()].copy_from_slice(&spots);
+    }
 }
 
 /// Wall time of the phases of one parallel block execution (see the module docs).
@@ -203,7 +249,9 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mechanisms {
     /// Known dependencies before execution: a transaction whose sender has an earlier
-    /// transaction in the block is suspended on it instead of running to abort.
+    /// transaction in the block is suspended on it instead of running to abort; and effect
+    /// analysis: the locations hot in recent blocks and the constant storage slots of the
+    /// contracts many of the block's transactions call start out hot (see `predict_hot`).
     pub hints: bool,
     /// Commutative credits: a plain value transfer's recipient is credited as a delta, so
     /// transfers to one account do not conflict. (The beneficiary's fees are always kept apart.)
@@ -691,6 +739,9 @@ where
         prev_same_sender.iter_mut().for_each(|p| *p = None);
     }
     let hot = db::HotLocations::new(pool.threads());
+    if mechanisms.hints {
+        stats.predicted_hot = predict_hot(db, txs, &hot);
+    }
     let shared = Shared {
         base: db,
         overlay,
@@ -716,6 +767,23 @@ where
         storage_only,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
+    let became_hot = hot.became_hot();
+    stats.set_hot_spots(
+        became_hot
+            .iter()
+            .filter_map(|location| {
+                let (address, slot) = match location {
+                    Location::Account(address) => (*address, None),
+                    Location::Storage(address, slot) => (*address, Some(*slot)),
+                    Location::StorageEpoch(_) => return None,
+                };
+                Some(HotSpot { address, slot, failed_validations: hot.failures(location) })
+            })
+            .collect(),
+    );
+    if mechanisms.hints {
+        remember_hot(&became_hot);
+    }
     let counters = scheduler.counters();
     stats.executions = counters.executions;
     stats.validations = counters.validations;
@@ -906,6 +974,127 @@ fn main_bound_accounts(block: BlockInput<'_>, cache: &revm::database::CacheState
         alloy_eips::eip7251::CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
     ]);
     set
+}
+
+/// Locations hot in recent blocks (see `velarium_analyzer::effects::HotHistory`), for the next
+/// blocks of this process.
+static HOT_HISTORY: std::sync::Mutex<Option<HotHistory<db::Location>>> =
+    std::sync::Mutex::new(None);
+
+/// Locations kept in [`HOT_HISTORY`].
+const HOT_HISTORY_CAPACITY: usize = 256;
+
+/// Constant storage keys per code hash (see `velarium_analyzer::effects`), bounded.
+static CONSTANT_KEYS: std::sync::Mutex<Option<HashMap<B256, Arc<[U256]>>>> =
+    std::sync::Mutex::new(None);
+
+/// Code hashes kept in [`CONSTANT_KEYS`] before it starts over.
+const CONSTANT_KEYS_CAPACITY: usize = 4096;
+
+/// Constant keys kept per contract (a contract with hundreds is a dispatcher of many
+/// unrelated functions: only its first keys are predicted).
+const MAX_PREDICTED_KEYS: usize = 32;
+
+/// Effect analysis before execution (the `hints` mechanism): makes hot up front, for every
+/// contract that many of the block's transactions call, the storage slots its code stores to
+/// at constant keys (a counter, a pool's reserves) and its slots that were hot in recent
+/// blocks, so that the first readers
+/// wait for a running writer instead of aborting four times before the location is learned.
+/// Returns how many locations were predicted. Only a hint: a failed read of the state is
+/// ignored, and a wrong prediction costs a wait at most.
+fn predict_hot<DB: DatabaseRef>(db: &DB, txs: TxSource<'_>, hot: &db::HotLocations) -> u64 {
+    // A contract that at least a quarter of the transactions (and at least eight) call.
+    let min_calls = (txs.len() / 4).max(8) as u32;
+    if txs.len() < min_calls as usize {
+        return 0;
+    }
+    // Candidates from an even sample of 64 transactions (a contract a quarter of the block
+    // calls is expected 16 times there, so 8 nominates it), then exact counts for those few
+    // only: no hash map over every transaction of a block of transfers.
+    let step = (txs.len() / 64).max(1);
+    let mut sample: Vec<(Address, u32)> = Vec::new();
+    for i in (0..txs.len()).step_by(step) {
+        if let Some(to) = txs.to(i) {
+            match sample.iter_mut().find(|(a, _)| *a == to) {
+                Some((_, n)) => *n += 1,
+                None => sample.push((to, 1)),
+            }
+        }
+    }
+    let mut calls: HashMap<Address, u32> =
+        sample.into_iter().filter(|(_, n)| *n >= 8).map(|(a, _)| (a, 0)).collect();
+    if calls.is_empty() {
+        return 0;
+    }
+    for i in 0..txs.len() {
+        if let Some(n) = txs.to(i).and_then(|to| calls.get_mut(&to)) {
+            *n += 1;
+        }
+    }
+    calls.retain(|_, n| *n >= min_calls);
+    if calls.is_empty() {
+        return 0;
+    }
+    let mut predicted = 0u64;
+    // Locations hot in recent blocks, of the contracts this block calls often.
+    if let Ok(history) = HOT_HISTORY.lock() {
+        for location in history.iter().flat_map(HotHistory::iter) {
+            if let db::Location::Storage(address, _) = location {
+                if calls.contains_key(address) {
+                    hot.predict(location);
+                    predicted += 1;
+                }
+            }
+        }
+    }
+    let Ok(mut cache) = CONSTANT_KEYS.lock() else { return predicted };
+    let cache = cache.get_or_insert_with(HashMap::default);
+    for to in calls.into_keys() {
+        let Ok(Some(info)) = db.basic_ref(to) else { continue };
+        if info.code_hash == revm::primitives::KECCAK_EMPTY || info.code_hash.is_zero() {
+            continue;
+        }
+        let keys = match cache.get(&info.code_hash) {
+            Some(keys) => keys.clone(),
+            None => {
+                let code = match info.code {
+                    Some(code) => code,
+                    None => match db.code_by_hash_ref(info.code_hash) {
+                        Ok(code) => code,
+                        Err(_) => continue,
+                    },
+                };
+                let keys: Arc<[U256]> = constant_storage_keys(code.original_byte_slice())
+                    .into_iter()
+                    .take(MAX_PREDICTED_KEYS)
+                    .map(U256::from_be_bytes)
+                    .collect();
+                if cache.len() >= CONSTANT_KEYS_CAPACITY {
+                    cache.clear();
+                }
+                cache.insert(info.code_hash, keys.clone());
+                keys
+            }
+        };
+        for key in keys.iter() {
+            hot.predict(&db::Location::Storage(to, *key));
+            predicted += 1;
+        }
+    }
+    predicted
+}
+
+/// Adds the block's newly hot locations to [`HOT_HISTORY`].
+fn remember_hot(became: &[db::Location]) {
+    if became.is_empty() {
+        return;
+    }
+    if let Ok(mut history) = HOT_HISTORY.lock() {
+        let history = history.get_or_insert_with(|| HotHistory::new(HOT_HISTORY_CAPACITY));
+        for location in became {
+            history.record(*location);
+        }
+    }
 }
 
 #[cfg(test)]
