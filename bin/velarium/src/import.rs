@@ -96,6 +96,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             chains: &args.chains,
             quiet: args.json,
             progress_every: args.progress,
+            analysis_every: 0,
         };
         import_persistent(&job, &mut progress, &mut |_, _| {})
     } else {
@@ -174,7 +175,7 @@ fn import(args: &Args, progress: &mut Progress) -> eyre::Result<Blockchain> {
     let mut chain = Blockchain::new(genesis.spec, genesis.header, genesis.state, engine);
     chain.set_prune(true);
     if !args.json {
-        note!("genesis {genesis_hash}, engine {engine}");
+        tracing::info!(genesis = %genesis_hash, %engine, "importing");
     }
     let started = Instant::now();
     for path in &args.chains {
@@ -250,6 +251,8 @@ pub(crate) struct PersistentJob<'a> {
     pub(crate) quiet: bool,
     /// A progress line every this many blocks when not on a terminal (0: none).
     pub(crate) progress_every: u64,
+    /// Analyse every this many blocks (see `PersistentChain::set_analysis_every`; 0: none).
+    pub(crate) analysis_every: u64,
 }
 
 /// Imports every block of every chain file into the datadir's persistent chain, calling
@@ -266,13 +269,15 @@ pub(crate) fn import_persistent(
         PersistentChain::open(datadir, genesis.spec, &genesis.header, genesis.state, engine)
             .wrap_err_with(|| format!("opening {}", datadir.display()))?;
     chain.set_sync_interval(job.sync_interval);
+    chain.set_analysis_every(job.analysis_every);
     if !job.quiet {
         let head = chain.head();
-        note!(
-            "datadir {}, head #{} {}, engine {engine}",
-            datadir.display(),
-            head.header.number,
-            head.hash
+        tracing::info!(
+            datadir = %datadir.display(),
+            head = head.header.number,
+            hash = %head.hash,
+            %engine,
+            "opened the datadir"
         );
     }
     let bar = ProgressLine::new(!job.quiet && std::io::stderr().is_terminal());
@@ -387,11 +392,17 @@ impl ProgressLine {
 
 /// A plain progress line (when standard error is not a terminal).
 fn note_progress(number: u64, hash: alloy_primitives::B256, progress: &Progress, started: Instant) {
-    note!(
-        "imported block {number} {hash} txs={} gas={} elapsed={:.2}s",
-        progress.txs,
-        progress.gas,
-        started.elapsed().as_secs_f64()
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        number,
+        %hash,
+        blocks = progress.blocks,
+        txs = progress.txs,
+        gas = progress.gas,
+        blocks_per_s = format_args!("{:.1}", progress.blocks as f64 / secs.max(1e-9)),
+        mgas_per_s = format_args!("{:.1}", progress.gas as f64 / 1e6 / secs.max(1e-9)),
+        elapsed_s = format_args!("{secs:.2}"),
+        "imported block"
     );
 }
 

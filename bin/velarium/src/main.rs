@@ -104,6 +104,21 @@ enum Command {
 /// mimalloc's `mi_option_purge_delay` (index 15 in both its v2 and v3 headers).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Log lines of the long-running commands (`import`, `node`) through `tracing`, on standard
+/// error: level `info` unless `RUST_LOG` says otherwise (e.g. `RUST_LOG=warn`), colours only
+/// on a terminal. The progress line on a terminal is drawn beside them.
+fn init_logs() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only if a subscriber is already installed, which then keeps logging.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 fn main() -> ExitCode {
     // Keep freed memory instead of returning it to the OS 10 ms later: every block frees and
     // re-allocates similar amounts, and re-faulting zeroed pages showed as ~13% of the bench's
@@ -123,8 +138,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Blocktest(args) => blocktest::run(args),
-        Command::Import(args) => import::run(args),
-        Command::Node(args) => node::run(args),
+        Command::Import(args) => {
+            init_logs();
+            import::run(args)
+        }
+        Command::Node(args) => {
+            init_logs();
+            node::run(args)
+        }
         Command::Bench(args) => bench::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Analyze(args) => analyze::run(args),

@@ -30,6 +30,11 @@ pub(crate) struct Args {
     /// Exit after the import instead of serving until stopped.
     #[arg(long)]
     exit_after_import: bool,
+    /// Every this many blocks (by number), also execute the block on the oracle and trace its
+    /// accesses, for the speedup, critical-path bound and efficiency metrics (0: never; each
+    /// analysed block costs about three times its execution).
+    #[arg(long, default_value_t = 32)]
+    analyze_every: u64,
 }
 
 pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
@@ -39,7 +44,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let server = metrics
         .serve(args.metrics)
         .wrap_err_with(|| format!("cannot serve metrics on {}", args.metrics))?;
-    note!("metrics at http://{}/metrics", server.local_addr());
+    tracing::info!(url = %format_args!("http://{}/metrics", server.local_addr()), "serving metrics");
     let job = PersistentJob {
         datadir: &args.datadir,
         genesis: args.source.genesis.as_deref(),
@@ -49,6 +54,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         chains: &args.chains,
         quiet: false,
         progress_every: 100,
+        analysis_every: args.analyze_every,
     };
     let mut progress = Progress::default();
     let result = import_persistent(&job, &mut progress, &mut |number, block| {
@@ -86,20 +92,23 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 }
                 by_address
             },
-            ..BlockReport::default()
+            critical_path_bound: block.analysis.map(|a| a.bound),
+            speedup: block.analysis.map(|a| a.speedup()),
+            worker_utilisation: stats.worker_utilisation(),
+            workers: stats.threads,
         });
     });
     match result {
         Ok(head) => {
             // Also when every block was stored already (a restart): the head is still known.
             metrics.set_head(head.number);
-            note!(
-                "head #{} {} (state root {}), {} blocks imported, {} already stored",
-                head.number,
-                head.hash,
-                head.state_root,
-                progress.blocks,
-                progress.skipped
+            tracing::info!(
+                head = head.number,
+                hash = %head.hash,
+                state_root = %head.state_root,
+                imported = progress.blocks,
+                already_stored = progress.skipped,
+                "import done"
             );
         }
         Err(err) => {
@@ -107,14 +116,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             if args.exit_after_import {
                 return Err(err);
             }
-            note!("error: {} (still serving metrics)", crate::render_error(&err));
+            tracing::error!(error = %crate::render_error(&err), "import failed; still serving metrics");
         }
     }
     if args.exit_after_import {
         server.shutdown();
         return Ok(ExitCode::SUCCESS);
     }
-    note!("serving metrics until stopped");
+    tracing::info!("serving metrics until stopped");
     loop {
         std::thread::park();
     }

@@ -38,7 +38,7 @@ fn chain_mainnet_initialises_a_datadir_with_mainnets_genesis() {
     // The datadir now holds mainnet's genesis: a second run opens it at block 0.
     let (code, text) = velarium(&args);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains(&format!("head #0 {MAINNET_GENESIS}")), "{text}");
+    assert!(text.contains(&format!("head=0 hash={MAINNET_GENESIS}")), "{text}");
     assert!(text.contains("no blocks in the file"), "{text}");
 
     // Another network's genesis does not open it.
@@ -49,7 +49,7 @@ fn chain_mainnet_initialises_a_datadir_with_mainnets_genesis() {
     // In memory too.
     let (code, text) = velarium(&["import", "--chain", "mainnet", empty]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains(&format!("genesis {MAINNET_GENESIS}")), "{text}");
+    assert!(text.contains(&format!("genesis={MAINNET_GENESIS}")), "{text}");
     assert!(text.contains("no blocks in the file"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -69,7 +69,7 @@ fn the_node_takes_a_chain_name() {
         "--exit-after-import",
     ]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains(&format!("head #0 {HOODI_GENESIS}")), "{text}");
+    assert!(text.contains(&format!("head=0 hash={HOODI_GENESIS}")), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -240,7 +240,9 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 fn start_node(datadir: &Path, genesis: &Path, chain: &Path) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_velarium"))
-        .args(["node", "--metrics", "127.0.0.1:0", "--datadir"])
+        // Block-STM on every block, two workers, every 32nd block analysed (the default).
+        .args(["node", "--metrics", "127.0.0.1:0", "--min-parallel-txs", "0", "--threads", "2"])
+        .arg("--datadir")
         .arg(datadir)
         .arg("--genesis")
         .arg(genesis)
@@ -250,10 +252,11 @@ fn start_node(datadir: &Path, genesis: &Path, chain: &Path) -> (std::process::Ch
         .spawn()
         .expect("spawns");
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first log line: `... INFO velarium::node: serving metrics url=http://ADDR/metrics`.
     let first = lines.next().unwrap().unwrap();
     let addr = first
-        .strip_prefix("metrics at http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
+        .split_once("serving metrics url=http://")
+        .and_then(|(_, a)| a.strip_suffix("/metrics"))
         .unwrap_or_else(|| panic!("{first}"))
         .to_owned();
     std::thread::spawn(move || lines.for_each(drop));
@@ -284,6 +287,16 @@ fn the_node_serves_its_import_as_prometheus_metrics_and_keeps_serving() {
     assert_eq!(sample(&text, "velarium_gas_total"), Some(121_816_101.0), "{text}");
     assert_eq!(sample(&text, "velarium_state_root_seconds_count"), Some(600.0), "{text}");
     assert!(text.contains("# TYPE velarium_block_execution_seconds histogram"), "{text}");
+    // Blocks 32, 64, ... 576 were analysed beside their import; every block's workers were
+    // timed.
+    let bound = sample(&text, "velarium_critical_path_bound").expect("a bound");
+    assert!(bound >= 1.0, "{text}");
+    let speedup = sample(&text, "velarium_speedup").expect("a speedup");
+    assert!(speedup > 0.0 && speedup.is_finite(), "{text}");
+    let efficiency = sample(&text, "velarium_bound_efficiency").expect("an efficiency");
+    assert!(efficiency > 0.0 && efficiency.is_finite(), "{text}");
+    let utilisation = sample(&text, "velarium_worker_utilisation").expect("a utilisation");
+    assert!((0.0..=1.0).contains(&utilisation), "{text}");
     // Still serving after the import.
     std::thread::sleep(Duration::from_millis(200));
     assert!(child.try_wait().unwrap().is_none(), "the node exited");

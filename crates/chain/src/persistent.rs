@@ -105,6 +105,29 @@ pub struct ImportedBlock {
     pub commit: Duration,
     /// The parallel engine's counters (zero when it ran sequentially).
     pub stats: ParallelStats,
+    /// The block's analysis, when it was due (see [`PersistentChain::set_analysis_every`]).
+    pub analysis: Option<BlockAnalysis>,
+}
+
+/// What a block's parallelism was worth, measured beside its import: the oracle's time on the
+/// same pre-state and the critical-path bound of its transactions' real accesses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockAnalysis {
+    /// The sequential oracle's execution time of the block.
+    pub sequential: Duration,
+    /// The configured engine's execution time of the block (sender recovery and checks
+    /// excluded, as for `sequential`).
+    pub engine: Duration,
+    /// The gas-weighted critical-path bound on the block's speedup (see
+    /// `velarium_analyzer::critical_path`).
+    pub bound: f64,
+}
+
+impl BlockAnalysis {
+    /// The engine's speedup over the oracle on this block.
+    pub fn speedup(&self) -> f64 {
+        self.sequential.as_secs_f64() / self.engine.as_secs_f64().max(1e-9)
+    }
 }
 
 /// A chain imported into a persistent store (see the module docs).
@@ -119,6 +142,8 @@ pub struct PersistentChain {
     /// A commit is made durable when the last durable one is older than this.
     sync_interval: Duration,
     last_sync: Instant,
+    /// Every this many blocks, a block is also analysed (0: never).
+    analysis_every: u64,
 }
 
 impl PersistentChain {
@@ -184,6 +209,7 @@ impl PersistentChain {
             recent,
             sync_interval: Duration::from_secs(1),
             last_sync: Instant::now(),
+            analysis_every: 0,
         })
     }
 
@@ -192,6 +218,14 @@ impl PersistentChain {
     /// a crash loses at most this much of the most recent work, never consistency.
     pub fn set_sync_interval(&mut self, interval: Duration) {
         self.sync_interval = interval;
+    }
+
+    /// Analyses every `every`-th block (by number; 0: none) beside its import: the block is
+    /// executed once more by the oracle and once on one worker with access tracing, on the
+    /// same pre-state, for [`ImportedBlock::analysis`] (about three times the block's
+    /// execution cost; nothing else changes).
+    pub fn set_analysis_every(&mut self, every: u64) {
+        self.analysis_every = every;
     }
 
     /// The head block.
@@ -288,10 +322,18 @@ impl PersistentChain {
             ommers: &block.body.ommers,
             withdrawals: block.body.withdrawals.as_ref().map(|w| w.as_slice()),
         };
+        let engine_started = Instant::now();
         let (output, stats) =
             self.engine.execute_with_stats(spec, &self.state, input).map_err(ImportError::from)?;
+        let engine_time = engine_started.elapsed();
         verify::verify_outputs(spec, header, &output).map_err(ImportError::from)?;
         let execution = started.elapsed();
+        let analysis =
+            if self.analysis_every > 0 && header.number.is_multiple_of(self.analysis_every) {
+                Some(analyse(spec, &self.state, input, engine_time)?)
+            } else {
+                None
+            };
 
         let started = Instant::now();
         self.state.apply_bundle(&output.bundle);
@@ -352,6 +394,7 @@ impl PersistentChain {
             state_root: root_time,
             commit,
             stats,
+            analysis,
         })))
     }
 
@@ -362,4 +405,19 @@ impl PersistentChain {
         }
         Ok(self.store.block(number)?.map(|b| b.hash))
     }
+}
+
+/// A block's analysis (see [`PersistentChain::set_analysis_every`]) on its pre-state.
+fn analyse(
+    spec: &ChainSpec,
+    state: &InMemoryState,
+    input: BlockInput<'_>,
+    engine: Duration,
+) -> Result<BlockAnalysis, ImportError> {
+    let started = Instant::now();
+    Engine::Sequential.execute_with_stats(spec, state, input)?;
+    let sequential = started.elapsed();
+    let trace = velarium_executor::trace_accesses(spec, state, input)?;
+    let bound = velarium_analyzer::critical_path(&trace).bound;
+    Ok(BlockAnalysis { sequential, engine, bound })
 }

@@ -39,7 +39,9 @@
 //!   critical path), set only by blocks that report it;
 //! - `velarium_speedup`: the last measured speedup over sequential execution, set only by blocks
 //!   that report it;
-//! - `velarium_bound_efficiency`: speedup / bound of the last block that reported both;
+//! - `velarium_bound_efficiency`: speedup / min(bound, workers) of the last block that reported
+//!   both (speedup / bound when it did not say how many workers ran it), as `velarium bench`
+//!   computes efficiency;
 //! - `velarium_worker_utilisation`: the share (0..1) of worker time spent on useful work, set only
 //!   by blocks that report it;
 //! - `velarium_hot_contract_conflicts{rank,address}` and
@@ -184,6 +186,9 @@ pub struct BlockReport {
     pub speedup: Option<f64>,
     /// Share of worker time spent on useful work, 0..1, when known.
     pub worker_utilisation: Option<f64>,
+    /// Worker threads that executed the block (0: unknown, or it ran sequentially): the bound
+    /// of its efficiency is min(critical-path bound, workers).
+    pub workers: usize,
     /// Contended contracts: (address, aborts + waits). Any order and length; the top
     /// [`HOT_TOP_K`] are exported.
     pub hot_contracts: Vec<(String, u64)>,
@@ -300,8 +305,10 @@ impl Metrics {
                 gauge!(SPEEDUP).set(speedup);
             }
             if let (Some(bound), Some(speedup)) = (bound, speedup) {
-                if bound > 0.0 {
-                    gauge!(EFFICIENCY).set(speedup / bound);
+                let reachable =
+                    if report.workers > 0 { bound.min(report.workers as f64) } else { bound };
+                if reachable > 0.0 {
+                    gauge!(EFFICIENCY).set(speedup / reachable);
                 }
             }
             if let Some(utilisation) = report.worker_utilisation.filter(|u| valid(*u)) {
@@ -419,7 +426,10 @@ fn describe_all() {
         "Achievable speedup of the last block that reported it (work over critical path)."
     );
     describe_gauge!(SPEEDUP, "Measured speedup over sequential execution of the last block.");
-    describe_gauge!(EFFICIENCY, "Speedup over critical-path bound of the last block.");
+    describe_gauge!(
+        EFFICIENCY,
+        "Speedup over min(critical-path bound, workers) of the last block that reported both."
+    );
     describe_gauge!(
         UTILISATION,
         Unit::Percent,

@@ -402,6 +402,7 @@ fn block_one() -> BlockReport {
         critical_path_bound: Some(4.0),
         speedup: Some(2.0),
         worker_utilisation: Some(0.5),
+        workers: 0,
         hot_contracts: contracts("0xa", &[3, 1, 2]),
         hot_slots: vec![("0xa00".into(), "0x01".into(), 2)],
     }
@@ -442,6 +443,7 @@ fn block_three() -> BlockReport {
         critical_path_bound: Some(2.0),
         speedup: Some(1.5),
         worker_utilisation: Some(0.75),
+        workers: 0,
         hot_contracts,
         hot_slots: vec![
             ("0xc00".into(), "0x\"quoted\\slot\"".into(), 4),
@@ -810,4 +812,31 @@ fn shutdown_and_drop_close_the_port() {
     scrape(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     server.shutdown();
     assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+}
+
+#[test]
+fn efficiency_is_bounded_by_the_workers_as_well_as_the_critical_path() {
+    let metrics = Metrics::new();
+    // Bound 600 on two workers: at most 2x was reachable, 1.5x is 75% of it.
+    metrics.record_block(&BlockReport {
+        number: 1,
+        critical_path_bound: Some(600.0),
+        speedup: Some(1.5),
+        workers: 2,
+        ..BlockReport::default()
+    });
+    let text = metrics.render();
+    let e = parse_exposition(&text).unwrap();
+    assert_eq!(e.get("velarium_critical_path_bound", &[]), 600.0, "{text}");
+    assert_eq!(e.get("velarium_bound_efficiency", &[]), 0.75, "{text}");
+    // Bound 1.2 on two workers: the chain is the limit.
+    metrics.record_block(&BlockReport {
+        number: 2,
+        critical_path_bound: Some(1.2),
+        speedup: Some(0.9),
+        workers: 2,
+        ..BlockReport::default()
+    });
+    let e = parse_exposition(&metrics.render()).unwrap();
+    assert!((e.get("velarium_bound_efficiency", &[]) - 0.75).abs() < 1e-12);
 }

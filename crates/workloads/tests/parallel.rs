@@ -365,3 +365,26 @@ fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
     }
     assert!(seen, "the counter never failed validation 40 times in 10 runs");
 }
+
+#[test]
+fn worker_utilisation_is_reported_for_blocks_that_ran_on_workers() {
+    let workload = velarium_workloads::erc20_transfers(5, 400);
+    for threads in [1, 2] {
+        let (_, stats) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            threads,
+            Mechanisms::ALL,
+        )
+        .expect("parallel");
+        let utilisation = stats.worker_utilisation().expect("Block-STM ran");
+        // One worker never waits for another; the share is a share either way.
+        assert!(utilisation > 0.0 && utilisation <= 1.0, "{threads}: {utilisation}");
+        assert!(stats.worker_busy > std::time::Duration::ZERO, "{stats:?}");
+    }
+    let (_, sequential) = velarium_executor::Engine::Sequential
+        .execute_with_stats(&workload.spec, &workload.state, workload.block_input())
+        .expect("oracle");
+    assert_eq!(sequential.worker_utilisation(), None);
+}

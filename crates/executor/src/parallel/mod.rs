@@ -105,7 +105,10 @@ use revm::{
     primitives::hardfork::SpecId,
     DatabaseCommit, DatabaseRef, Journal,
 };
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 use velarium_analyzer::effects::{constant_storage_keys, HotHistory};
 use velarium_chainspec::{ChainSpec, EthereumHardforks};
 use worker::{Shared, TxOutcome, TxSource};
@@ -139,6 +142,9 @@ pub struct ParallelStats {
     pub fell_back: bool,
     /// Wall time of each phase.
     pub phases: PhaseTimes,
+    /// The workers' working time during Block-STM, added up over the workers (see
+    /// [`ParallelStats::worker_utilisation`]).
+    pub worker_busy: std::time::Duration,
     /// The storage slots and accounts that became hot in this block (their reads failed
     /// validation repeatedly), most failures first: see [`ParallelStats::hot_spots`].
     hot_spots: [HotSpot; MAX_HOT_SPOTS],
@@ -193,6 +199,16 @@ pub struct PhaseTimes {
 }
 
 impl ParallelStats {
+    /// The share of the workers' time during Block-STM (phase 1, the fold of the state diffs
+    /// included) spent working, 0 to 1: a worker waiting for work, or done before the others,
+    /// is not working. `None` when the block did not run through Block-STM or had no
+    /// transactions.
+    pub fn worker_utilisation(&self) -> Option<f64> {
+        let available = self.phases.execute.as_secs_f64() * self.threads as f64;
+        (available > 0.0 && self.executions > 0)
+            .then(|| (self.worker_busy.as_secs_f64() / available).clamp(0.0, 1.0))
+    }
+
     /// Executions beyond one per transaction.
     pub const fn re_executions(&self, txs: usize) -> u64 {
         self.executions.saturating_sub(txs as u64)
@@ -742,6 +758,7 @@ where
     if mechanisms.hints {
         stats.predicted_hot = predict_hot(db, txs, &hot);
     }
+    let busy_nanos = AtomicU64::new(0);
     let shared = Shared {
         base: db,
         overlay,
@@ -765,8 +782,10 @@ where
         pauses: mechanisms.risk,
         trace,
         storage_only,
+        busy_nanos: &busy_nanos,
     };
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
+    stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
     let became_hot = hot.became_hot();
     stats.set_hot_spots(
         became_hot

@@ -26,7 +26,7 @@ use revm::{
 };
 use std::{
     cell::Cell,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use velarium_mvmemory::{ReadMode, WriteSet, WriteValue};
 use velarium_primitives::Version;
@@ -148,6 +148,10 @@ pub(super) struct Shared<'a, DB> {
     pub(super) trace: bool,
     /// EIP-7610: the accounts with storage but neither code nor nonce (see `eip7610.rs`).
     pub(super) storage_only: &'a AddressSet,
+    /// Nanoseconds the workers spent working (their time in the execution loop less the time
+    /// they had nothing to do: backing off, yielding, napping), added up when each worker
+    /// stops: the block's worker utilisation.
+    pub(super) busy_nanos: &'a AtomicU64,
 }
 
 impl<DB> Shared<'_, DB>
@@ -197,6 +201,8 @@ where
         let mut writes = Vec::new();
         let mut task = None;
         let mut idle_rounds = 0u32;
+        let started = std::time::Instant::now();
+        let mut idle = std::time::Duration::ZERO;
         loop {
             let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
             if !matches!(next, SchedulerTask::Retry) {
@@ -235,12 +241,16 @@ where
                     if self.scheduler.is_in_order() {
                         // In order, another worker executes everything: polling its words
                         // would only slow it down. Let commits pile up for the next fold.
+                        let since = std::time::Instant::now();
                         std::thread::sleep(std::time::Duration::from_micros(IN_ORDER_NAP_US));
+                        idle += since.elapsed();
                         continue;
                     }
                     // Else back off before asking again (polling the scheduler's shared words
                     // steals them from the workers that are busy), then give the core away (on
                     // an oversubscribed machine spinning starves the worker being waited for).
+                    // Timed: only idle workers pay for the clock.
+                    let since = std::time::Instant::now();
                     idle_rounds += 1;
                     if idle_rounds < 12 {
                         for _ in 0..(1u32 << idle_rounds.min(8)) {
@@ -249,10 +259,14 @@ where
                     } else {
                         std::thread::yield_now();
                     }
+                    idle += since.elapsed();
                 }
                 SchedulerTask::Done => break,
             }
         }
+        let busy = started.elapsed().saturating_sub(idle);
+        self.busy_nanos
+            .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         frames::keep(std::mem::take(&mut evm.frame_stack));
         if let Some(folds) = self.folds {
             if !self.scheduler.is_halted() {
