@@ -11,9 +11,12 @@
 //!   import`, historical sync), `re-execute`, ExEx backfill and the `velarium-verify` ExEx reach it
 //!   through [`VelariumEvmConfig::batch_executor`] / [`VelariumEvmConfig::executor`], whose
 //!   [`Executor::execute_one`] hands the whole block over (see [`VelariumBlockExecutor`]).
-//! - The engine's `newPayload` path and the payload builder call `execute_transaction` one
-//!   transaction at a time and read each result in between; those calls run sequentially through
-//!   alloy-evm's `EthBlockExecutor`, as in reth.
+//! - The engine's `newPayload` path calls `execute_transaction` one transaction at a time and
+//!   reads each result in between; [`VelariumEvmConfig::tx_iterator_for_payload`] captures the
+//!   payload's transactions as reth recovers them, and the executor runs them all through
+//!   Block-STM at the first call, then returns each transaction's result, exactly sequential's,
+//!   at its call (see `velarium_reth_glue`). The payload builder has no plan and runs
+//!   sequentially through alloy-evm's `EthBlockExecutor`, as in reth.
 //!
 //! [`BlockExecutor::execute_block`]: reth_evm::execute::BlockExecutor::execute_block
 
@@ -25,8 +28,8 @@ use reth_chainspec::ChainSpec;
 use reth_ethereum_primitives::{Block, EthPrimitives};
 use reth_evm::{
     execute::{BasicBlockExecutor, BlockExecutionError, Executor},
-    ConfigureEngineEvm, ConfigureEvm, Database, EvmEnv, EvmEnvFor, ExecutableTxIterator,
-    ExecutionCtxFor, NextBlockEnvAttributes, OnStateHook,
+    ConfigureEngineEvm, ConfigureEvm, ConvertTx, Database, EvmEnv, EvmEnvFor, ExecutableTxIterator,
+    ExecutableTxTuple, ExecutionCtxFor, NextBlockEnvAttributes, OnStateHook,
 };
 use reth_evm_ethereum::{
     factory::RethEvmFactory, EthBlockAssembler, EthEvmConfig, RethReceiptBuilder,
@@ -35,7 +38,9 @@ use reth_execution_types::BlockExecutionResult;
 use reth_primitives_traits::{NodePrimitives, RecoveredBlock, SealedBlock, SealedHeader};
 use revm::{database::State, primitives::hardfork::SpecId, state::EvmState};
 use std::{convert::Infallible, sync::Arc};
-use velarium_reth_glue::{ExecutionMetrics, ParallelBlockExecutorFactory, ParallelConfig};
+use velarium_reth_glue::{
+    ExecutionMetrics, ParallelBlockExecutorFactory, ParallelConfig, PayloadKey,
+};
 
 /// The block executor factory of a [`VelariumEvmConfig`].
 pub type VelariumBlockExecutorFactory =
@@ -144,11 +149,35 @@ impl ConfigureEngineEvm<ExecutionData> for VelariumEvmConfig {
         self.inner.context_for_payload(payload)
     }
 
+    /// reth's own iterator (the payload's raw transactions and the converter reth runs on its
+    /// thread pool to decode them and recover their signers), with each converted transaction
+    /// also recorded, at its index, into a [`velarium_reth_glue::PayloadPlan`] the factory's `create_executor`
+    /// takes for this payload: the executor then runs the whole list through Block-STM at the
+    /// first transaction call (see `velarium_reth_glue::plan`). A failed conversion truncates
+    /// the plan (reth stops the block at that index too).
     fn tx_iterator_for_payload(
         &self,
         payload: &ExecutionData,
     ) -> Result<impl ExecutableTxIterator<Self>, Self::Error> {
-        self.inner.tx_iterator_for_payload(payload)
+        let (raw, convert) = self.inner.tx_iterator_for_payload(payload)?.into_parts();
+        let raw: Vec<_> = raw.into_iter().enumerate().collect();
+        let v1 = payload.payload.as_v1();
+        let plan = self.executor_factory.plans().begin(PayloadKey {
+            parent_hash: v1.parent_hash,
+            number: v1.block_number,
+            timestamp: v1.timestamp,
+            beneficiary: v1.fee_recipient,
+            tx_count: raw.len(),
+        });
+        let convert = move |(index, raw)| {
+            let converted = convert.convert(raw);
+            match &converted {
+                Ok(tx) => plan.record(index, tx.clone()),
+                Err(_) => plan.fail(index),
+            }
+            converted
+        };
+        Ok((raw, convert))
     }
 }
 

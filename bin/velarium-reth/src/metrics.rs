@@ -9,7 +9,12 @@
 //! `velarium_executor_parallel_blocks_total`, `velarium_executor_sequential_blocks_total`,
 //! `velarium_executor_transactions_total`, `velarium_executor_executions_total`,
 //! `velarium_executor_re_executions_total`, `velarium_executor_validations_total`,
-//! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`.
+//! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`; for newPayload's
+//! per-transaction calls `velarium_executor_per_tx_parallel_blocks_total` (blocks every
+//! transaction of which came from Block-STM), `velarium_executor_per_tx_block_stm_runs_total`,
+//! `velarium_executor_state_read_errors_total` and
+//! `velarium_executor_per_tx_fallbacks_total{reason}` (blocks that continued sequentially, and
+//! why).
 //!
 //! Verification (the `velarium-verify` ExEx): `velarium_verify_blocks_total{result}` with
 //! `result` = `match`, `mismatch` or `error`, `velarium_verify_transactions_total`,
@@ -54,6 +59,10 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
         validations,
         aborts,
         suspensions,
+        per_tx_parallel_blocks,
+        per_tx_block_stm_runs,
+        state_read_errors,
+        fallbacks,
     } = *snapshot;
     ::metrics::counter!("velarium_executor_parallel_blocks_total").absolute(parallel_blocks);
     ::metrics::counter!("velarium_executor_sequential_blocks_total").absolute(sequential_blocks);
@@ -63,6 +72,26 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
     ::metrics::counter!("velarium_executor_validations_total").absolute(validations);
     ::metrics::counter!("velarium_executor_aborts_total").absolute(aborts);
     ::metrics::counter!("velarium_executor_suspensions_total").absolute(suspensions);
+    ::metrics::counter!("velarium_executor_per_tx_parallel_blocks_total")
+        .absolute(per_tx_parallel_blocks);
+    ::metrics::counter!("velarium_executor_per_tx_block_stm_runs_total")
+        .absolute(per_tx_block_stm_runs);
+    ::metrics::counter!("velarium_executor_state_read_errors_total").absolute(state_read_errors);
+    for (reason, count) in [
+        ("no_plan", fallbacks.no_plan),
+        ("inspector", fallbacks.inspector),
+        ("amsterdam", fallbacks.amsterdam),
+        ("small_block", fallbacks.small_block),
+        ("plan_mismatch", fallbacks.plan_mismatch),
+        ("plan_truncated", fallbacks.plan_truncated),
+        ("plan_timeout", fallbacks.plan_timeout),
+        ("not_committed", fallbacks.not_committed),
+        ("direct_call", fallbacks.direct_call),
+        ("engine_fault", fallbacks.engine_fault),
+    ] {
+        ::metrics::counter!("velarium_executor_per_tx_fallbacks_total", "reason" => reason)
+            .absolute(count);
+    }
 }
 
 /// Records the verification of one block with `transactions` transactions and `gas` gas used.

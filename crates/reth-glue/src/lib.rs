@@ -14,31 +14,70 @@
 //!   the block): the pre-execution changes run on the EVM's state, then the transactions run
 //!   with Block-STM (the workers' state reads are served by the calling thread, which owns the
 //!   `State`; see `velarium_executor::execute_transactions`), then each transaction's result is
-//!   committed **in order, one commit per transaction plus its fee credit**, through alloy-evm's
-//!   own `commit_transaction`, so receipts, gas accounting, the state hook reth installs on
-//!   `State` and the `BundleState` it later takes are exactly the sequential ones. Finally
-//!   alloy-evm's post-execution code runs unchanged.
-//! * **One transaction at a time** (`apply_pre_execution_changes`, `execute_transaction*` per
-//!   transaction, `receipts()` read between calls, `finish`: reth's newPayload path, its
-//!   `BasicBlockExecutor::execute_one` used by the pipeline and `reth import`, and the payload
-//!   builder): the caller needs each transaction's exact result (gas, the closure's
-//!   `ResultAndState`, the receipt) before it hands over the next transaction, so there is
-//!   nothing to run in parallel; these calls execute immediately through alloy-evm's
-//!   `EthBlockExecutor`, which keeps every value reth reads between calls exact. Buffering them
-//!   and returning results later would have to invent those values.
+//!   committed **in order, one commit per transaction with its fee credit merged in** (see
+//!   below), through alloy-evm's own `commit_transaction`, so receipts, gas accounting, the
+//!   state hook reth installs on `State` and the `BundleState` it later takes are exactly the
+//!   sequential ones. Finally alloy-evm's post-execution code runs unchanged.
+//! * **One transaction at a time, with a plan** (reth's newPayload validation): before it
+//!   creates the executor, reth asks the EVM configuration for the payload's transaction list
+//!   (`ConfigureEngineEvm::tx_iterator_for_payload`) and recovers the transactions on a thread
+//!   pool. A configuration wired as [`plan`] describes copies each recovered transaction into
+//!   a [`PayloadPlan`] held by the factory's [`PlanRegistry`]; `create_executor` takes the plan
+//!   whose [`PayloadKey`] is the block's. Then reth calls `apply_pre_execution_changes` (run
+//!   sequentially, so the state hook sees the system calls first), and `execute_transaction`
+//!   once per transaction, reading `receipts()` after each call, then `finish`. At the first
+//!   transaction call the executor waits until the plan is complete and runs the whole list
+//!   through Block-STM over the `State`, which holds the pre-execution changes and stays frozen
+//!   while it runs; the outcomes are buffered. Each call `i` then checks that its transaction is
+//!   the plan's `i`-th (trie hash, signer and `TxEnv`), applies `EthBlockExecutor`'s block-gas
+//!   admission check against the committed gas, turns outcome `i` into its result on the
+//!   current `State` (an invalid transaction returns exactly sequential's error, at its index),
+//!   hands it to the caller's commit condition and commits it through alloy-evm's
+//!   `commit_transaction`: one receipt and **one** `State` commit per call, so every value reth
+//!   reads between calls, and the state hook's stream, are exactly those of
+//!   `EthBlockExecutor`. This is the buffered variant: receipts and hook updates come out after
+//!   Block-STM has run the whole block, not while it runs.
+//! * **One transaction at a time, without a plan** (reth's `BasicBlockExecutor::execute_one`
+//!   used by the pipeline and `reth import`, the payload builder, RPC replays, downloaded
+//!   blocks): the calls execute immediately through alloy-evm's `EthBlockExecutor`. Without the
+//!   list up front there is nothing to run in parallel.
+//!
+//! **Falling back.** A per-transaction executor that started on Block-STM continues through
+//! alloy-evm's `EthBlockExecutor` from the exact committed prefix, never with a wrong result
+//! and never panicking on the caller's thread, when a transaction differs from the plan, when
+//! the caller goes past the end of a plan that a failed conversion truncated, when the plan is
+//! not complete in time ([`PlanRegistry::with_wait`]), when the commit condition says
+//! [`CommitChanges::No`], when the caller calls `execute_transaction_without_commit` or
+//! `commit_transaction` itself (or skipped `apply_pre_execution_changes`), and when the engine
+//! faults (any `velarium_executor::ExecutionError` but a state-read failure, or a panic). A
+//! state-read failure is an error, as it is sequentially. [`ExecutionMetrics`] counts each
+//! reason ([`PerTxFallback`]).
+//!
+//! **The fee credit.** Block-STM's workers compute each transaction's fee without crediting it
+//! (crediting would make every transaction conflict). It is merged into the transaction's state
+//! diff before the single commit, by replaying revm's `reward_beneficiary` on a revm journal
+//! that holds the diff and reads the committed prefix: the beneficiary's `original_info` is its
+//! value before the transaction, a zero fee still touches it, a beneficiary that does not exist
+//! is loaded as such, and `finalize` applies the EIP-161 rules, exactly as in revm.
 //!
 //! Blocks with fewer than [`ParallelConfig::min_txs`] transactions, blocks executed under an
-//! inspector (tracing), and Amsterdam blocks (EIP-7928 access lists index every transaction's
-//! reads) run through the sequential path as well. [`ExecutionMetrics`] counts which path each
-//! block took and Block-STM's work.
+//! inspector (tracing; told apart by the inspector's type), and Amsterdam blocks (EIP-7928
+//! access lists index every transaction's reads) run through the sequential path as well.
+//! [`ExecutionMetrics`] counts which path each block took and Block-STM's work.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod plan;
+
+mod outcome;
+
+pub use plan::{PayloadKey, PayloadPlan, PlanRegistry, PlannedTx, DEFAULT_PLAN_WAIT};
 
 use alloy_consensus::{Transaction, TransactionEnvelope, TxReceipt};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_evm::{
     block::{
         BlockExecutionError, BlockExecutionResult, BlockExecutor, BlockExecutorFactory,
-        BlockValidationError, ExecutableTx, ExecutableTxParts, GasOutput, StateDB,
+        BlockValidationError, CommitChanges, ExecutableTx, ExecutableTxParts, GasOutput, StateDB,
     },
     eth::{
         receipt_builder::{AlloyReceiptBuilder, ReceiptBuilder},
@@ -47,18 +86,27 @@ use alloy_evm::{
     },
     EthEvmFactory, Evm, EvmFactory, FromRecoveredTx, FromTxWithEncoded, RecoveredTx,
 };
-use alloy_primitives::Log;
+use alloy_primitives::{Address, Log, B256};
 use revm::{
-    context::{result::HaltReason, BlockEnv, TxEnv},
+    context::{
+        result::{EVMError, HaltReason, ResultAndState},
+        BlockEnv, TxEnv,
+    },
     inspector::NoOpInspector,
     primitives::hardfork::SpecId,
     Inspector,
 };
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
-use velarium_executor::{ExecutionError, ParallelStats, DEFAULT_PARALLEL_MIN_TXS};
+use velarium_executor::{
+    ExecutionError, ParallelStats, SpeculativeTx, TxDbError, DEFAULT_PARALLEL_MIN_TXS,
+};
 
 /// The transaction envelope's type tag, as alloy-evm's result carries it.
 type TxTypeOf<R> = <<R as ReceiptBuilder>::Transaction as TransactionEnvelope>::TxType;
@@ -82,6 +130,123 @@ impl Default for ParallelConfig {
     }
 }
 
+/// Why a block executed one transaction at a time did not run (or stopped running) through
+/// Block-STM. The first four are decided when the executor is created (Block-STM never starts);
+/// the others happen after a plan was attached, and the block continues sequentially from the
+/// exact committed prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PerTxFallback {
+    /// No plan matched the block (every per-transaction caller but newPayload: the pipeline,
+    /// the payload builder, RPC replays, downloaded blocks).
+    NoPlan,
+    /// The EVM has an inspector (tracing), which must see the one sequential execution.
+    Inspector,
+    /// An Amsterdam block (EIP-7928 block access lists index every transaction's reads).
+    Amsterdam,
+    /// Fewer transactions than [`ParallelConfig::min_txs`] (or none).
+    SmallBlock,
+    /// A transaction differs from the plan's at its index (trie hash, signer or `TxEnv`), or
+    /// the caller went past the payload's transactions.
+    PlanMismatch,
+    /// The caller went past the end of a plan that a failed conversion truncated (or the
+    /// truncated plan was too short to run).
+    PlanTruncated,
+    /// The plan was not complete within [`PlanRegistry::wait`] of the first transaction call.
+    PlanTimeout,
+    /// The commit condition returned [`CommitChanges::No`].
+    NotCommitted,
+    /// The caller called `execute_transaction_without_commit` or `commit_transaction` itself,
+    /// or executed a transaction without `apply_pre_execution_changes` first.
+    DirectCall,
+    /// The engine failed (an error other than a state-read failure, or a panic).
+    EngineFault,
+}
+
+impl PerTxFallback {
+    /// Every reason, in the order of [`PerTxFallbacks`]' fields.
+    pub const ALL: [Self; 10] = [
+        Self::NoPlan,
+        Self::Inspector,
+        Self::Amsterdam,
+        Self::SmallBlock,
+        Self::PlanMismatch,
+        Self::PlanTruncated,
+        Self::PlanTimeout,
+        Self::NotCommitted,
+        Self::DirectCall,
+        Self::EngineFault,
+    ];
+
+    /// A short name, for metric labels.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::NoPlan => "no_plan",
+            Self::Inspector => "inspector",
+            Self::Amsterdam => "amsterdam",
+            Self::SmallBlock => "small_block",
+            Self::PlanMismatch => "plan_mismatch",
+            Self::PlanTruncated => "plan_truncated",
+            Self::PlanTimeout => "plan_timeout",
+            Self::NotCommitted => "not_committed",
+            Self::DirectCall => "direct_call",
+            Self::EngineFault => "engine_fault",
+        }
+    }
+
+    /// Whether Block-STM had been attached to the block (a plan) when it fell back.
+    pub const fn after_plan(self) -> bool {
+        !matches!(self, Self::NoPlan | Self::Inspector | Self::Amsterdam | Self::SmallBlock)
+    }
+}
+
+/// Per-transaction blocks by [`PerTxFallback`] reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerTxFallbacks {
+    /// [`PerTxFallback::NoPlan`].
+    pub no_plan: u64,
+    /// [`PerTxFallback::Inspector`].
+    pub inspector: u64,
+    /// [`PerTxFallback::Amsterdam`].
+    pub amsterdam: u64,
+    /// [`PerTxFallback::SmallBlock`].
+    pub small_block: u64,
+    /// [`PerTxFallback::PlanMismatch`].
+    pub plan_mismatch: u64,
+    /// [`PerTxFallback::PlanTruncated`].
+    pub plan_truncated: u64,
+    /// [`PerTxFallback::PlanTimeout`].
+    pub plan_timeout: u64,
+    /// [`PerTxFallback::NotCommitted`].
+    pub not_committed: u64,
+    /// [`PerTxFallback::DirectCall`].
+    pub direct_call: u64,
+    /// [`PerTxFallback::EngineFault`].
+    pub engine_fault: u64,
+}
+
+impl PerTxFallbacks {
+    /// The count of one reason.
+    pub const fn get(&self, reason: PerTxFallback) -> u64 {
+        match reason {
+            PerTxFallback::NoPlan => self.no_plan,
+            PerTxFallback::Inspector => self.inspector,
+            PerTxFallback::Amsterdam => self.amsterdam,
+            PerTxFallback::SmallBlock => self.small_block,
+            PerTxFallback::PlanMismatch => self.plan_mismatch,
+            PerTxFallback::PlanTruncated => self.plan_truncated,
+            PerTxFallback::PlanTimeout => self.plan_timeout,
+            PerTxFallback::NotCommitted => self.not_committed,
+            PerTxFallback::DirectCall => self.direct_call,
+            PerTxFallback::EngineFault => self.engine_fault,
+        }
+    }
+
+    /// Fallbacks after Block-STM was attached (see [`PerTxFallback::after_plan`]).
+    pub fn after_plan(&self) -> u64 {
+        PerTxFallback::ALL.iter().filter(|r| r.after_plan()).map(|&r| self.get(r)).sum()
+    }
+}
+
 /// Counters of every block the factory's executors ran, for metrics exporters.
 #[derive(Debug, Default)]
 pub struct ExecutionMetrics {
@@ -93,14 +258,21 @@ pub struct ExecutionMetrics {
     validations: AtomicU64,
     aborts: AtomicU64,
     suspensions: AtomicU64,
+    per_tx_parallel_blocks: AtomicU64,
+    per_tx_block_stm_runs: AtomicU64,
+    state_read_errors: AtomicU64,
+    /// Indexed like [`PerTxFallback::ALL`].
+    fallbacks: [AtomicU64; 10],
 }
 
 /// A point-in-time copy of [`ExecutionMetrics`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
-    /// Blocks executed with Block-STM.
+    /// Blocks executed with Block-STM (whole blocks, and per-transaction blocks every
+    /// transaction of which Block-STM executed).
     pub parallel_blocks: u64,
-    /// Blocks executed sequentially (per-transaction calls, small blocks, inspectors).
+    /// Blocks executed sequentially (small blocks, inspectors, per-transaction calls without a
+    /// plan or after a fallback).
     pub sequential_blocks: u64,
     /// Transactions of all blocks.
     pub transactions: u64,
@@ -114,6 +286,18 @@ pub struct MetricsSnapshot {
     pub aborts: u64,
     /// Executions suspended on a dependency.
     pub suspensions: u64,
+    /// Blocks executed one transaction at a time (newPayload) every transaction of which came
+    /// from Block-STM (included in `parallel_blocks`).
+    pub per_tx_parallel_blocks: u64,
+    /// Times Block-STM ran a plan for per-transaction calls (a run whose block then fell back
+    /// or failed counts here, not in `per_tx_parallel_blocks`).
+    pub per_tx_block_stm_runs: u64,
+    /// State-read failures returned by per-transaction calls running on Block-STM (errors,
+    /// as they are sequentially; not fallbacks).
+    pub state_read_errors: u64,
+    /// Per-transaction blocks that did not run, or stopped running, through Block-STM, by
+    /// reason.
+    pub fallbacks: PerTxFallbacks,
 }
 
 impl ExecutionMetrics {
@@ -132,9 +316,20 @@ impl ExecutionMetrics {
         self.transactions.fetch_add(txs as u64, Ordering::Relaxed);
     }
 
+    fn record_fallback(&self, reason: PerTxFallback) {
+        let index = PerTxFallback::ALL.iter().position(|&r| r == reason).unwrap_or_default();
+        self.fallbacks[index].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let fallback = |reason: PerTxFallback| {
+            PerTxFallback::ALL
+                .iter()
+                .position(|&r| r == reason)
+                .map_or(0, |i| get(&self.fallbacks[i]))
+        };
         MetricsSnapshot {
             parallel_blocks: get(&self.parallel_blocks),
             sequential_blocks: get(&self.sequential_blocks),
@@ -144,11 +339,26 @@ impl ExecutionMetrics {
             validations: get(&self.validations),
             aborts: get(&self.aborts),
             suspensions: get(&self.suspensions),
+            per_tx_parallel_blocks: get(&self.per_tx_parallel_blocks),
+            per_tx_block_stm_runs: get(&self.per_tx_block_stm_runs),
+            state_read_errors: get(&self.state_read_errors),
+            fallbacks: PerTxFallbacks {
+                no_plan: fallback(PerTxFallback::NoPlan),
+                inspector: fallback(PerTxFallback::Inspector),
+                amsterdam: fallback(PerTxFallback::Amsterdam),
+                small_block: fallback(PerTxFallback::SmallBlock),
+                plan_mismatch: fallback(PerTxFallback::PlanMismatch),
+                plan_truncated: fallback(PerTxFallback::PlanTruncated),
+                plan_timeout: fallback(PerTxFallback::PlanTimeout),
+                not_committed: fallback(PerTxFallback::NotCommitted),
+                direct_call: fallback(PerTxFallback::DirectCall),
+                engine_fault: fallback(PerTxFallback::EngineFault),
+            },
         }
     }
 }
 
-/// A [`BlockExecutorFactory`] whose executors run whole blocks with Velarium's Block-STM engine
+/// A [`BlockExecutorFactory`] whose executors run blocks with Velarium's Block-STM engine
 /// (see the crate docs); a drop-in for alloy-evm's [`EthBlockExecutorFactory`].
 #[derive(Debug, Clone)]
 pub struct ParallelBlockExecutorFactory<
@@ -159,6 +369,7 @@ pub struct ParallelBlockExecutorFactory<
     eth: EthBlockExecutorFactory<R, Spec, EvmF>,
     config: ParallelConfig,
     metrics: Arc<ExecutionMetrics>,
+    plans: Arc<PlanRegistry>,
 }
 
 impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
@@ -169,7 +380,13 @@ impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
 
     /// The parallel counterpart of an existing [`EthBlockExecutorFactory`].
     pub fn from_eth(eth: EthBlockExecutorFactory<R, Spec, EvmF>, config: ParallelConfig) -> Self {
-        Self { eth, config, metrics: Arc::default() }
+        Self { eth, config, metrics: Arc::default(), plans: Arc::default() }
+    }
+
+    /// This factory with `plans` as its plan registry (shared with whoever fills it).
+    pub fn with_plans(mut self, plans: Arc<PlanRegistry>) -> Self {
+        self.plans = plans;
+        self
     }
 
     /// The chain spec.
@@ -190,6 +407,12 @@ impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
     /// Counters of every block this factory's executors ran (shared by its clones).
     pub const fn metrics(&self) -> &Arc<ExecutionMetrics> {
         &self.metrics
+    }
+
+    /// The registry of payload plans that `create_executor` takes from (shared by its clones;
+    /// see [`plan`]).
+    pub const fn plans(&self) -> &Arc<PlanRegistry> {
+        &self.plans
     }
 }
 
@@ -223,29 +446,75 @@ where
         DB: StateDB,
         I: Inspector<EvmF::Context<DB>>,
     {
-        ParallelBlockExecutor {
+        let mut executor = ParallelBlockExecutor {
             inner: EthBlockExecutor::new(evm, ctx, self.eth.spec(), self.eth.receipt_builder()),
             config: self.config,
             metrics: &self.metrics,
             last_stats: None,
-        }
+            per_tx: PerTx::Sequential,
+            pre_executed: false,
+            whole_block: false,
+        };
+        executor.per_tx = executor.attach_plan(&self.plans);
+        executor
     }
 }
 
 /// The executor of [`ParallelBlockExecutorFactory`]: alloy-evm's [`EthBlockExecutor`] for
-/// pre/post-execution and per-transaction calls, Block-STM for whole blocks.
+/// pre/post-execution and per-transaction calls without a plan, Block-STM for whole blocks and
+/// for the per-transaction calls of a planned payload (see the crate docs).
 #[allow(missing_debug_implementations)] // alloy-evm's executor is `Debug` only with `Debug` receipts
 pub struct ParallelBlockExecutor<'a, E, Spec, R: ReceiptBuilder> {
     inner: EthBlockExecutor<'a, E, Spec, R>,
     config: ParallelConfig,
     metrics: &'a ExecutionMetrics,
     last_stats: Option<ParallelStats>,
+    /// Where per-transaction calls stand with Block-STM.
+    per_tx: PerTx,
+    /// `apply_pre_execution_changes` ran (Block-STM must read the state after it).
+    pre_executed: bool,
+    /// `execute_block` ran (it records its own path).
+    whole_block: bool,
+}
+
+/// Where an executor's per-transaction calls stand with Block-STM.
+#[derive(Debug)]
+enum PerTx {
+    /// Block-STM never starts, for this reason (counted at `finish`).
+    Off(PerTxFallback),
+    /// A plan is attached: Block-STM runs at the first transaction call.
+    Planned { plan: Arc<PayloadPlan>, wait: Duration },
+    /// Block-STM ran: call `next` commits its buffered outcome.
+    Buffered(Box<Buffered>),
+    /// Sequential: after a fallback (counted when it happened), an error, or a whole block.
+    Sequential,
+}
+
+/// Block-STM's outcomes of a plan, waiting for their calls.
+#[derive(Debug)]
+struct Buffered {
+    /// The plan's transaction environments (what Block-STM executed).
+    envs: Vec<TxEnv>,
+    /// The plan's trie hashes and signers.
+    ids: Vec<(B256, Address)>,
+    /// Outcome `next` onwards.
+    outcomes: std::vec::IntoIter<SpeculativeTx>,
+    /// The index of the next call (the number of transactions committed).
+    next: usize,
+    /// A failed conversion cut the plan short of the payload.
+    truncated: bool,
+    stats: ParallelStats,
 }
 
 impl<E, Spec, R: ReceiptBuilder> ParallelBlockExecutor<'_, E, Spec, R> {
     /// Block-STM's counters for the block, if it ran through Block-STM.
     pub const fn parallel_stats(&self) -> Option<ParallelStats> {
         self.last_stats
+    }
+
+    /// Whether per-transaction calls are (or will be, at the first one) served by Block-STM.
+    pub const fn uses_block_stm(&self) -> bool {
+        matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_))
     }
 }
 
@@ -257,17 +526,199 @@ where
     R: ReceiptBuilder<Transaction: Transaction + Encodable2718, Receipt: TxReceipt<Log = Log>>,
     TxTypeOf<R>: Send + 'static,
 {
+    /// Why a block of `txs` transactions cannot run through Block-STM, if it cannot.
+    fn blocker(&self, txs: usize) -> Option<PerTxFallback> {
+        let cfg = self.inner.evm().cfg_env();
+        // An inspector must observe the one sequential execution of every transaction. The
+        // type itself is compared (`typeid` also covers inspector types with lifetimes), not
+        // its name, which the compiler does not promise to keep unique or stable.
+        if typeid::of::<E::Inspector>() != typeid::of::<NoOpInspector>() {
+            Some(PerTxFallback::Inspector)
+        } else if cfg.spec.is_enabled_in(SpecId::AMSTERDAM) || cfg.enable_amsterdam_eip8037 {
+            Some(PerTxFallback::Amsterdam)
+        } else if txs == 0 || txs < self.config.min_txs {
+            Some(PerTxFallback::SmallBlock)
+        } else {
+            None
+        }
+    }
+
     /// Whether a block of `txs` transactions runs through Block-STM.
     fn runs_parallel(&self, txs: usize) -> bool {
-        let cfg = self.inner.evm().cfg_env();
-        txs > 0
-            && txs >= self.config.min_txs
-            // An inspector must observe the one sequential execution of every transaction. The
-            // type itself is compared (`typeid` also covers inspector types with lifetimes),
-            // not its name, which the compiler does not promise to keep unique or stable.
-            && typeid::of::<E::Inspector>() == typeid::of::<NoOpInspector>()
-            && !cfg.spec.is_enabled_in(SpecId::AMSTERDAM)
-            && !cfg.enable_amsterdam_eip8037
+        self.blocker(txs).is_none()
+    }
+
+    /// Takes this block's plan from `plans` if Block-STM could run it.
+    fn attach_plan(&self, plans: &PlanRegistry) -> PerTx {
+        let ctx = &self.inner.ctx;
+        let Some(txs) = ctx.tx_count_hint else {
+            return PerTx::Off(self.blocker(usize::MAX).unwrap_or(PerTxFallback::NoPlan));
+        };
+        if let Some(reason) = self.blocker(txs) {
+            return PerTx::Off(reason);
+        }
+        let key = PayloadKey::of_block(ctx.parent_hash, Some(txs), self.inner.evm().block());
+        match key.and_then(|key| plans.take_matching(&key)) {
+            Some(plan) => PerTx::Planned { plan, wait: plans.wait() },
+            None => PerTx::Off(PerTxFallback::NoPlan),
+        }
+    }
+
+    /// Leaves Block-STM for `reason`, if per-transaction calls were on it; later calls run
+    /// sequentially from the committed prefix.
+    fn fall_back(&mut self, reason: PerTxFallback) {
+        if matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_)) {
+            self.metrics.record_fallback(reason);
+            self.per_tx = PerTx::Sequential;
+        }
+    }
+
+    /// Runs the attached plan through Block-STM (the first transaction call): afterwards the
+    /// executor is `Buffered`, or `Sequential` after a counted fallback. A state-read failure is
+    /// returned.
+    fn start_block_stm(&mut self) -> Result<(), BlockExecutionError> {
+        let PerTx::Planned { plan, wait } = std::mem::replace(&mut self.per_tx, PerTx::Sequential)
+        else {
+            return Ok(());
+        };
+        let fall_back = |reason| {
+            self.metrics.record_fallback(reason);
+            Ok(())
+        };
+        if !self.pre_executed || !self.inner.receipts().is_empty() {
+            return fall_back(PerTxFallback::DirectCall);
+        }
+        let Some(txs) = plan.wait_and_take(wait) else {
+            return fall_back(PerTxFallback::PlanTimeout);
+        };
+        let truncated = txs.len() < plan.key().tx_count;
+        if !self.runs_parallel(txs.len()) {
+            return fall_back(PerTxFallback::PlanTruncated);
+        }
+        let (envs, ids): (Vec<TxEnv>, Vec<_>) =
+            txs.into_iter().map(|tx| (tx.tx_env, (tx.hash, tx.signer))).unzip();
+        let cfg = self.inner.evm().cfg_env().clone();
+        let block_env = self.inner.evm().block().clone();
+        let threads = self.config.threads;
+        self.metrics.per_tx_block_stm_runs.fetch_add(1, Ordering::Relaxed);
+        let db = self.inner.evm_mut().db_mut();
+        // The engine turns its workers' panics into errors; a panic on this thread (serving
+        // their reads) is caught too: this is the caller's (reth's engine) thread. The `State`
+        // was only read (its cache filled), so the sequential fallback starts from it intact.
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            velarium_executor::execute_transactions(db, &cfg, &block_env, &envs, threads)
+        }));
+        match run {
+            Ok(Ok((outcomes, stats))) if outcomes.len() == envs.len() => {
+                self.last_stats = Some(stats);
+                self.per_tx = PerTx::Buffered(Box::new(Buffered {
+                    envs,
+                    ids,
+                    outcomes: outcomes.into_iter(),
+                    next: 0,
+                    truncated,
+                    stats,
+                }));
+                Ok(())
+            }
+            Ok(Err(err @ ExecutionError::StateRead(_))) => {
+                self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                Err(engine_error(err))
+            }
+            Ok(_) | Err(_) => {
+                self.metrics.record_fallback(PerTxFallback::EngineFault);
+                Ok(())
+            }
+        }
+    }
+
+    /// The buffered outcome for the call of the transaction `(tx_env, hash, signer)`, or the
+    /// reason to continue sequentially. Only in `Buffered` state.
+    fn next_outcome(
+        &mut self,
+        tx_env: &TxEnv,
+        hash: B256,
+        signer: Address,
+    ) -> Result<SpeculativeTx, PerTxFallback> {
+        let committed = self.inner.receipts().len();
+        let PerTx::Buffered(buffered) = &mut self.per_tx else {
+            return Err(PerTxFallback::EngineFault);
+        };
+        let index = buffered.next;
+        if committed != index {
+            return Err(PerTxFallback::DirectCall);
+        }
+        if index >= buffered.envs.len() {
+            return Err(if buffered.truncated {
+                PerTxFallback::PlanTruncated
+            } else {
+                PerTxFallback::PlanMismatch
+            });
+        }
+        if buffered.ids[index] != (hash, signer) || buffered.envs[index] != *tx_env {
+            return Err(PerTxFallback::PlanMismatch);
+        }
+        buffered.outcomes.next().ok_or(PerTxFallback::EngineFault)
+    }
+
+    /// `EthBlockExecutor`'s block-gas admission check, against the committed gas.
+    fn check_block_gas(&self, gas_limit: u64) -> Result<(), BlockExecutionError> {
+        let evm = self.inner.evm();
+        let available = evm.block().gas_limit - self.inner.cumulative_tx_gas_used;
+        let mut max_tx_gas = gas_limit;
+        if let Some(cap) = evm.cfg_env().tx_gas_limit_cap {
+            max_tx_gas = max_tx_gas.min(cap);
+        }
+        if max_tx_gas > available {
+            return Err(BlockValidationError::TransactionGasLimitMoreThanAvailableBlockGas {
+                transaction_gas_limit: gas_limit,
+                block_available_gas: available,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Outcome `outcome` as sequential execution gives it on the current `State`, with the fee
+    /// merged (see `outcome.rs`); a panic is an engine error.
+    fn materialise(
+        &mut self,
+        outcome: SpeculativeTx,
+    ) -> Result<Result<ResultAndState, EVMError<TxDbError>>, ExecutionError> {
+        let spec = self.inner.evm().cfg_env().spec;
+        let beneficiary = self.inner.evm().block().beneficiary;
+        let db = self.inner.evm_mut().db_mut();
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            outcome::materialise(db, spec, beneficiary, outcome)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(ExecutionError::Engine(velarium_executor::EngineFault::WorkerPanic(
+                velarium_executor::panic_message(&panic),
+            )))
+        })
+    }
+
+    /// Records how the block ran (at `finish`).
+    fn record_block(&mut self) {
+        let txs = self.inner.receipts().len();
+        if self.whole_block {
+            // `execute_parallel` recorded a parallel block itself.
+            if self.last_stats.is_none() {
+                self.metrics.record_sequential(txs);
+            }
+            return;
+        }
+        match std::mem::replace(&mut self.per_tx, PerTx::Sequential) {
+            PerTx::Buffered(buffered) => {
+                self.metrics.record_parallel(txs, &buffered.stats);
+                self.metrics.per_tx_parallel_blocks.fetch_add(1, Ordering::Relaxed);
+            }
+            PerTx::Off(reason) => {
+                self.metrics.record_fallback(reason);
+                self.metrics.record_sequential(txs);
+            }
+            PerTx::Planned { .. } | PerTx::Sequential => self.metrics.record_sequential(txs),
+        }
     }
 
     /// Runs already pre-executed `txs` with Block-STM and commits them in order.
@@ -288,36 +739,22 @@ where
         .map_err(engine_error)?;
         for (tx, outcome) in recovered.iter().zip(outcomes) {
             // The checks `EthBlockExecutor::execute_transaction_without_commit` makes first.
-            let available = block_env.gas_limit - self.inner.cumulative_tx_gas_used;
-            let mut max_tx_gas = tx.tx().gas_limit();
-            if let Some(cap) = cfg.tx_gas_limit_cap {
-                max_tx_gas = max_tx_gas.min(cap);
-            }
-            if max_tx_gas > available {
-                return Err(BlockValidationError::TransactionGasLimitMoreThanAvailableBlockGas {
-                    transaction_gas_limit: tx.tx().gas_limit(),
-                    block_available_gas: available,
-                }
-                .into());
-            }
-            let fee = outcome.fee();
-            let db = self.inner.evm_mut().db_mut();
-            let result = outcome
-                .into_result(db)
-                .map_err(engine_error)?
-                .map_err(|err| BlockExecutionError::evm(err, tx.tx().trie_hash()))?;
+            self.check_block_gas(tx.tx().gas_limit())?;
+            let result = outcome::materialise(
+                self.inner.evm_mut().db_mut(),
+                cfg.spec,
+                block_env.beneficiary,
+                outcome,
+            )
+            .map_err(engine_error)?
+            .map_err(|err| BlockExecutionError::evm(err, tx.tx().trie_hash()))?;
+            // One commit per transaction, its fee merged: the state hook sees what it sees
+            // sequentially.
             self.inner.commit_transaction(EthTxResult {
                 result,
                 blob_gas_used: tx.tx().blob_gas_used().unwrap_or_default(),
                 tx_type: tx.tx().tx_type(),
             });
-            velarium_executor::credit_beneficiary(
-                self.inner.evm_mut().db_mut(),
-                cfg.spec,
-                block_env.beneficiary,
-                fee,
-            )
-            .map_err(engine_error)?;
         }
         self.metrics.record_parallel(envs.len(), &stats);
         self.last_stats = Some(stats);
@@ -347,24 +784,96 @@ where
     type Result = EthTxResult<HaltReason, TxTypeOf<R>>;
 
     fn apply_pre_execution_changes(&mut self) -> Result<(), BlockExecutionError> {
-        self.inner.apply_pre_execution_changes()
+        self.inner.apply_pre_execution_changes()?;
+        self.pre_executed = true;
+        Ok(())
+    }
+
+    /// `execute_transaction` and `execute_transaction_with_result_closure` come here too (the
+    /// trait's defaults). With a plan, the transaction's result comes from Block-STM (see the
+    /// crate docs); otherwise, or after a fallback, from alloy-evm's `EthBlockExecutor`.
+    fn execute_transaction_with_commit_condition(
+        &mut self,
+        tx: impl ExecutableTx<Self>,
+        f: impl FnOnce(&Self::Result) -> CommitChanges,
+    ) -> Result<Option<GasOutput>, BlockExecutionError> {
+        if matches!(self.per_tx, PerTx::Planned { .. }) {
+            self.start_block_stm()?;
+        }
+        if !matches!(self.per_tx, PerTx::Buffered(_)) {
+            return self.inner.execute_transaction_with_commit_condition(tx, f);
+        }
+        let (tx_env, tx) = tx.into_parts();
+        let hash = tx.tx().trie_hash();
+        let outcome = match self.next_outcome(&tx_env, hash, *tx.signer()) {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                self.fall_back(reason);
+                return self.inner.execute_transaction_with_commit_condition((tx_env, tx), f);
+            }
+        };
+        if let Err(err) = self.check_block_gas(tx.tx().gas_limit()) {
+            self.per_tx = PerTx::Sequential;
+            return Err(err);
+        }
+        let result = match self.materialise(outcome) {
+            Ok(Ok(result)) => result,
+            Ok(Err(EVMError::Database(TxDbError::Blocked(_)))) | Err(ExecutionError::Engine(_)) => {
+                // Not a final outcome, or an engine invariant: nothing of this transaction is
+                // committed, so it runs sequentially on the committed prefix.
+                self.fall_back(PerTxFallback::EngineFault);
+                return self.inner.execute_transaction_with_commit_condition((tx_env, tx), f);
+            }
+            Ok(Err(err)) => {
+                // Invalid, or its own state read failed: sequential's error, at its index.
+                if matches!(err, EVMError::Database(_)) {
+                    self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.per_tx = PerTx::Sequential;
+                return Err(BlockExecutionError::evm(err, hash));
+            }
+            Err(err) => {
+                if matches!(err, ExecutionError::StateRead(_)) {
+                    self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.per_tx = PerTx::Sequential;
+                return Err(engine_error(err));
+            }
+        };
+        let output = EthTxResult {
+            result,
+            blob_gas_used: tx.tx().blob_gas_used().unwrap_or_default(),
+            tx_type: tx.tx().tx_type(),
+        };
+        if !f(&output).should_commit() {
+            // Every later outcome assumed this transaction committed.
+            self.fall_back(PerTxFallback::NotCommitted);
+            return Ok(None);
+        }
+        let gas = self.inner.commit_transaction(output);
+        if let PerTx::Buffered(buffered) = &mut self.per_tx {
+            buffered.next += 1;
+        }
+        Ok(Some(gas))
     }
 
     fn execute_transaction_without_commit(
         &mut self,
         tx: impl ExecutableTx<Self>,
     ) -> Result<Self::Result, BlockExecutionError> {
+        self.fall_back(PerTxFallback::DirectCall);
         self.inner.execute_transaction_without_commit(tx)
     }
 
     fn commit_transaction(&mut self, output: Self::Result) -> GasOutput {
+        self.fall_back(PerTxFallback::DirectCall);
         self.inner.commit_transaction(output)
     }
 
-    fn finish(self) -> Result<(Self::Evm, BlockExecutionResult<R::Receipt>), BlockExecutionError> {
-        if self.last_stats.is_none() {
-            self.metrics.record_sequential(self.inner.receipts().len());
-        }
+    fn finish(
+        mut self,
+    ) -> Result<(Self::Evm, BlockExecutionResult<R::Receipt>), BlockExecutionError> {
+        self.record_block();
         self.inner.finish()
     }
 
@@ -384,6 +893,8 @@ where
         mut self,
         transactions: impl IntoIterator<Item = impl ExecutableTx<Self>>,
     ) -> Result<BlockExecutionResult<Self::Receipt>, BlockExecutionError> {
+        self.whole_block = true;
+        self.per_tx = PerTx::Sequential;
         self.apply_pre_execution_changes()?;
         let txs: Vec<_> = transactions.into_iter().map(ExecutableTxParts::into_parts).collect();
         if self.runs_parallel(txs.len()) {

@@ -373,8 +373,10 @@ impl SpeculativeTx {
 ///
 /// `db` must already hold the block's pre-execution changes (system calls, DAO fork); the calling
 /// thread serves the workers' reads of it while they run (see `remote.rs`). Nothing is
-/// committed: the caller commits each [`SpeculativeTx::into_result`] in order, then credits its
-/// [`SpeculativeTx::fee`], and gets exactly the state and results of sequential execution.
+/// committed: the caller commits each [`SpeculativeTx::into_result`] in order with its
+/// [`SpeculativeTx::fee`] credited to the beneficiary (`velarium-reth-glue` merges the credit
+/// into the transaction's diff, one commit per transaction, as revm's `reward_beneficiary`
+/// would), and gets exactly the state and results of sequential execution.
 pub fn execute_transactions<DB>(
     db: &mut DB,
     cfg: &CfgEnv,

@@ -9,6 +9,8 @@
 //! block is known to touch (senders, recipients, the beneficiary), so most transactions never
 //! wait on a cold read.
 
+use super::EngineFault;
+use crate::ExecutionError;
 use alloy_primitives::{map::HashMap, Address, B256, U256};
 use revm::{
     bytecode::Bytecode,
@@ -196,9 +198,26 @@ where
     answer.map_err(|e| e.to_string())
 }
 
+/// What [`with_remote_db`] returns when its runner panicked: the caller's thread (a node's
+/// engine thread, which owns the database) must get an error, never the unwinding panic.
+pub(crate) trait FromRunnerPanic {
+    /// The value standing for a runner that panicked with `message`.
+    fn from_runner_panic(message: String) -> Self;
+}
+
+impl<T> FromRunnerPanic for Result<T, ExecutionError> {
+    /// An engine fault ([`EngineFault::WorkerPanic`]): the engine failed, not the block.
+    fn from_runner_panic(message: String) -> Self {
+        Err(ExecutionError::Engine(EngineFault::WorkerPanic(format!(
+            "state-read runner: {message}"
+        ))))
+    }
+}
+
 /// Runs `run` on a scoped thread with a [`RemoteDb`] over `db`, while this thread serves its
 /// reads. `preheat` accounts are loaded into the cache first. Returns what `run` returns; a
-/// panic in `run` is resumed here.
+/// panic in `run` is caught and returned as [`FromRunnerPanic::from_runner_panic`] (an engine
+/// fault), so it never unwinds on the calling thread.
 pub(crate) fn with_remote_db<DB, T>(
     db: &mut DB,
     preheat: impl IntoIterator<Item = Address>,
@@ -207,7 +226,7 @@ pub(crate) fn with_remote_db<DB, T>(
 where
     DB: Database,
     DB::Error: std::fmt::Display,
-    T: Send,
+    T: Send + FromRunnerPanic,
 {
     let (requests, incoming) = mpsc::channel::<Request>();
     let remote = RemoteDb::new(requests);
@@ -228,7 +247,7 @@ where
         }
         match runner.join() {
             Ok(value) => Ok(value),
-            Err(panic) => std::panic::resume_unwind(panic),
+            Err(panic) => Ok(T::from_runner_panic(super::panic_message(&panic))),
         }
     })
 }
@@ -245,8 +264,8 @@ mod tests {
         let b = Address::repeat_byte(2);
         db.insert_account_info(a, AccountInfo { balance: U256::from(7), ..Default::default() });
         db.insert_account_storage(b, U256::from(1), U256::from(42)).unwrap();
-        let result = with_remote_db(&mut db, [a], |remote| {
-            std::thread::scope(|s| {
+        let result = with_remote_db(&mut db, [a], |remote| -> Result<_, ExecutionError> {
+            Ok(std::thread::scope(|s| {
                 // Spawn all before joining any, so the reads really are concurrent.
                 #[allow(clippy::needless_collect)]
                 let handles: Vec<_> = (0..4)
@@ -261,8 +280,9 @@ mod tests {
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
-            })
+            }))
         })
+        .unwrap()
         .unwrap();
         assert_eq!(result.len(), 4);
         for (balance, slot, missing) in result {
@@ -298,12 +318,35 @@ mod tests {
 
     #[test]
     fn owner_errors_reach_the_worker_and_preheat_errors_the_caller() {
-        let err = with_remote_db(&mut FailingDb, [], |remote| {
-            remote.storage_ref(Address::ZERO, U256::ZERO).unwrap_err().to_string()
+        let err = with_remote_db(&mut FailingDb, [], |remote| -> Result<_, ExecutionError> {
+            Ok(remote.storage_ref(Address::ZERO, U256::ZERO).unwrap_err().to_string())
         })
+        .unwrap()
         .unwrap();
         assert_eq!(err, "disk on fire");
-        let err = with_remote_db(&mut FailingDb, [Address::ZERO], |_| ()).unwrap_err();
+        let err = with_remote_db(&mut FailingDb, [Address::ZERO], |_| Ok::<_, ExecutionError>(()))
+            .unwrap_err();
         assert!(err.contains("disk on fire"), "{err}");
+    }
+
+    #[test]
+    fn a_runner_panic_is_an_engine_fault_on_the_owner_thread() {
+        let mut db = CacheDB::new(EmptyDB::default());
+        let a = Address::repeat_byte(1);
+        db.insert_account_info(a, AccountInfo { balance: U256::from(7), ..Default::default() });
+        // The runner reads through the owner first (the owner is serving), then panics.
+        let got = with_remote_db(&mut db, [], |remote| -> Result<(), ExecutionError> {
+            assert_eq!(remote.basic_ref(a).unwrap().unwrap().balance, U256::from(7));
+            panic!("runner blew up");
+        })
+        .expect("a runner panic is not a state-read failure");
+        match got {
+            Err(ExecutionError::Engine(EngineFault::WorkerPanic(message))) => {
+                assert!(message.contains("runner blew up"), "{message}")
+            }
+            other => panic!("expected an engine fault, got {other:?}"),
+        }
+        // The database is still usable by its owner.
+        assert_eq!(db.basic(a).unwrap().unwrap().balance, U256::from(7));
     }
 }

@@ -1,0 +1,929 @@
+//! newPayload-shaped tests: `ParallelBlockExecutorFactory` driven exactly as reth 2.5.1's
+//! newPayload validator drives an executor, against alloy-evm's `EthBlockExecutorFactory`
+//! driven the same way.
+//!
+//! Per block: the payload's plan is captured through the factory's [`PlanRegistry`] (several
+//! threads fill its slots in a scrambled order, as reth's parallel converters do, while the
+//! executor is already being created and driven); then `create_executor`, a recording state hook
+//! installed on the `State`, `apply_pre_execution_changes`, `execute_transaction` per
+//! transaction reading `receipts().len()` and `receipts().last()` after each call, `finish`,
+//! `merge_transitions(Reverts)` and `take_bundle`. Everything must be identical: each call's gas,
+//! the receipts seen after each call, every state-hook update (count, order, and content: each
+//! account's info, `original_info`, status flags, and each storage slot's original and present
+//! value), the `BlockExecutionResult` and the `BundleState`. The metrics must show that the
+//! per-transaction Block-STM path was taken (or which fallback was, and why).
+
+mod support;
+
+use alloy_consensus::{ReceiptEnvelope, TxEnvelope};
+use alloy_evm::{
+    block::{
+        BlockExecutionError, BlockExecutionResult, BlockExecutor, BlockExecutorFactory,
+        CommitChanges, GasOutput, TxResult,
+    },
+    EthEvmFactory, EvmEnv, EvmFactory,
+};
+use alloy_primitives::{Address, U256};
+use revm::{
+    context::result::{ExecutionResult, HaltReason},
+    database::{states::bundle_state::BundleRetention, State},
+    state::{AccountInfo, AccountStatus, EvmState},
+    DatabaseRef,
+};
+use std::{
+    sync::{atomic::AtomicBool, Arc, Mutex},
+    time::Duration,
+};
+use velarium_chainspec::ChainSpec;
+use velarium_executor::{evm_env, BlockOutput, RecoveredTx};
+use velarium_reth_glue::{
+    MetricsSnapshot, ParallelConfig, PayloadKey, PerTxFallback, PlanRegistry,
+};
+use velarium_state::InMemoryState;
+
+use support::{
+    execute_hooked, fixtures, mainnet_block, Block, BlockChecker, EthFactory, FailingState,
+    PanicOnce, ParFactory, StepCounter,
+};
+
+/// A state diff as the state hook's consumers (the sparse-trie task, the bundle) read it:
+/// per account (sorted), its info, `original_info`, status flags, and per storage slot (sorted)
+/// its original and present value.
+type Canon = Vec<(Address, AccountInfo, AccountInfo, AccountStatus, Vec<(U256, U256, U256)>)>;
+
+fn canon(state: &EvmState) -> Canon {
+    let mut accounts: Canon = state
+        .iter()
+        .map(|(address, account)| {
+            let mut slots: Vec<_> = account
+                .storage
+                .iter()
+                .map(|(slot, value)| (*slot, value.original_value, value.present_value))
+                .collect();
+            slots.sort_unstable();
+            (*address, account.info.clone(), account.original_info(), account.status, slots)
+        })
+        .collect();
+    accounts.sort_by_key(|a| a.0);
+    accounts
+}
+
+/// What the caller saw from one call.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    /// Transaction index.
+    index: usize,
+    /// The call's return value (`None`: not committed).
+    gas: Option<GasOutput>,
+    /// `receipts().len()` after the call.
+    receipts: usize,
+    /// `receipts().last()` after the call.
+    last: Option<ReceiptEnvelope>,
+    /// The result a closure or `execute_transaction_without_commit` was given.
+    result: Option<(ExecutionResult<HaltReason>, Canon)>,
+}
+
+/// How the caller executes one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `execute_transaction` (newPayload).
+    Execute,
+    /// `execute_transaction_with_commit_condition` answering `CommitChanges::No`, then
+    /// `execute_transaction` of the same transaction.
+    RefuseThenExecute,
+    /// `execute_transaction_without_commit` then `commit_transaction`.
+    Direct,
+}
+
+/// Drives `executor` over `txs` as reth's newPayload validator does (`step` may vary the calls
+/// for the fallback tests), recording every call in `calls`.
+fn drive<X>(
+    mut executor: X,
+    txs: &[RecoveredTx],
+    step: &dyn Fn(usize) -> Step,
+    calls: &mut Vec<Call>,
+) -> Result<BlockExecutionResult<ReceiptEnvelope>, BlockExecutionError>
+where
+    X: BlockExecutor<Transaction = TxEnvelope, Receipt = ReceiptEnvelope>,
+    X::Result: TxResult<HaltReason = HaltReason>,
+{
+    executor.apply_pre_execution_changes()?;
+    let seen = |executor: &X, index, gas, result| Call {
+        index,
+        gas,
+        receipts: executor.receipts().len(),
+        last: executor.receipts().last().cloned(),
+        result,
+    };
+    let observe =
+        |result: &X::Result| (result.result().result.clone(), canon(&result.result().state));
+    for (index, tx) in txs.iter().enumerate() {
+        match step(index) {
+            Step::Execute => {
+                let gas = executor.execute_transaction(tx)?;
+                calls.push(seen(&executor, index, Some(gas), None));
+            }
+            Step::RefuseThenExecute => {
+                let mut given = None;
+                let gas = executor.execute_transaction_with_commit_condition(tx, |result| {
+                    given = Some(observe(result));
+                    CommitChanges::No
+                })?;
+                assert!(gas.is_none(), "not committed");
+                calls.push(seen(&executor, index, gas, given));
+                let gas = executor.execute_transaction(tx)?;
+                calls.push(seen(&executor, index, Some(gas), None));
+            }
+            Step::Direct => {
+                let output = executor.execute_transaction_without_commit(tx)?;
+                let given = Some(observe(&output));
+                let gas = executor.commit_transaction(output);
+                calls.push(seen(&executor, index, Some(gas), given));
+            }
+        }
+    }
+    executor.finish().map(|(_, result)| result)
+}
+
+/// Everything one run showed its caller.
+#[derive(Debug)]
+struct Observed {
+    calls: Vec<Call>,
+    hook: Vec<Canon>,
+    output: Result<BlockOutput, String>,
+}
+
+/// Runs `run` (which creates and drives an executor) on a fresh `State` over `parent` with a
+/// recording state hook.
+fn observe<P>(
+    parent: P,
+    env: &EvmEnv,
+    run: impl for<'s> FnOnce(
+        support::TestEvm<'s, P>,
+        &mut Vec<Call>,
+    ) -> Result<BlockExecutionResult<ReceiptEnvelope>, BlockExecutionError>,
+) -> Observed
+where
+    P: DatabaseRef + std::fmt::Debug,
+    P::Error: Send + Sync + 'static,
+{
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    let sink = updates.clone();
+    let hook = Box::new(move |state: EvmState| sink.lock().unwrap().push(canon(&state)));
+    let mut calls = Vec::new();
+    let output = execute_hooked(parent, env, Some(hook), |evm| run(evm, &mut calls));
+    let hook = std::mem::take(&mut *updates.lock().unwrap());
+    Observed { calls, hook, output }
+}
+
+/// The first difference between two runs, if any.
+fn compare(got: &Observed, want: &Observed) -> Result<(), String> {
+    if let Some(i) =
+        (0..got.calls.len().max(want.calls.len())).find(|&i| got.calls.get(i) != want.calls.get(i))
+    {
+        return Err(format!(
+            "call {i} differs:\n got  {:?}\n want {:?}",
+            got.calls.get(i),
+            want.calls.get(i)
+        ));
+    }
+    if let Some(i) =
+        (0..got.hook.len().max(want.hook.len())).find(|&i| got.hook.get(i) != want.hook.get(i))
+    {
+        return Err(format!(
+            "state-hook update {i} of {} (want {}) differs:\n got  {:?}\n want {:?}",
+            got.hook.len(),
+            want.hook.len(),
+            got.hook.get(i),
+            want.hook.get(i)
+        ));
+    }
+    match (&got.output, &want.output) {
+        (Ok(g), Ok(w)) => velarium_replay::compare_outputs_exactly(g, w),
+        (Err(g), Err(w)) if g == w => Ok(()),
+        (g, w) => Err(format!("got {g:?}, want {w:?}")),
+    }
+}
+
+/// The key reth's engine would give the payload of `block`.
+fn payload_key(block: Block<'_>) -> PayloadKey {
+    PayloadKey {
+        parent_hash: block.header.parent_hash,
+        number: block.header.number,
+        timestamp: block.header.timestamp,
+        beneficiary: block.header.beneficiary,
+        tx_count: block.txs.len(),
+    }
+}
+
+/// How the test's converters fill the plan.
+#[derive(Debug, Clone, Copy, Default)]
+struct Capture {
+    /// The conversion of this transaction fails.
+    fail_at: Option<usize>,
+    /// This slot is never filled.
+    leave_empty: Option<usize>,
+}
+
+/// Starts `txs`' plan for the payload `key` in `registry` and fills it from three threads in a
+/// scrambled order, inside `scope`, as reth's converters do while the engine goes on to create
+/// the executor.
+fn capture<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    registry: &PlanRegistry,
+    key: PayloadKey,
+    txs: &'scope [RecoveredTx],
+    how: Capture,
+) {
+    const THREADS: usize = 3;
+    let plan = registry.begin(key);
+    // A permutation of the indices: a stride coprime to the length.
+    let n = txs.len();
+    let stride =
+        (1..=n.max(1)).rev().find(|s| gcd(*s, n.max(1)) == 1 && *s * 2 <= n + 1).unwrap_or(1);
+    let order: Arc<Vec<usize>> =
+        Arc::new((0..n).map(|k| (k * stride + n / 2) % n.max(1)).collect());
+    for thread in 0..THREADS {
+        let (plan, order) = (plan.clone(), order.clone());
+        scope.spawn(move || {
+            for &index in order.iter().skip(thread).step_by(THREADS) {
+                if Some(index) == how.fail_at {
+                    plan.fail(index);
+                } else if Some(index) != how.leave_empty {
+                    plan.record::<TxEnvelope, _>(index, &txs[index]);
+                }
+            }
+        });
+    }
+}
+
+const fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// A factory running Block-STM on every planned block (threshold 0).
+fn parallel(spec: &ChainSpec, threads: usize) -> ParFactory {
+    ParFactory::from_eth(support::eth_factory(spec), ParallelConfig { threads, min_txs: 0 })
+}
+
+/// The reference: alloy-evm's factory driven the same way.
+fn reference<P>(
+    eth: &EthFactory,
+    parent: P,
+    env: &EvmEnv,
+    block: Block<'_>,
+    step: &dyn Fn(usize) -> Step,
+) -> Observed
+where
+    P: DatabaseRef + std::fmt::Debug,
+    P::Error: Send + Sync + 'static,
+{
+    observe(parent, env, |evm, calls| {
+        drive(eth.create_executor(evm, block.ctx()), block.txs, step, calls)
+    })
+}
+
+/// Ours, with `plan_txs` captured as the payload's plan (`how`).
+fn planned<P>(
+    factory: &ParFactory,
+    parent: P,
+    env: &EvmEnv,
+    block: Block<'_>,
+    plan_txs: &[RecoveredTx],
+    how: Capture,
+    step: &dyn Fn(usize) -> Step,
+) -> Observed
+where
+    P: DatabaseRef + std::fmt::Debug,
+    P::Error: Send + Sync + 'static,
+{
+    std::thread::scope(|scope| {
+        capture(scope, factory.plans(), payload_key(block), plan_txs, how);
+        observe(parent, env, |evm, calls| {
+            drive(factory.create_executor(evm, block.ctx()), block.txs, step, calls)
+        })
+    })
+}
+
+const fn execute_all(_: usize) -> Step {
+    Step::Execute
+}
+
+/// The counters' change over `run`.
+fn delta(factory: &ParFactory, run: impl FnOnce()) -> MetricsSnapshot {
+    let before = factory.metrics().snapshot();
+    run();
+    let after = factory.metrics().snapshot();
+    let fallbacks = |s: &MetricsSnapshot| PerTxFallback::ALL.map(|r| s.fallbacks.get(r));
+    let (b, a) = (fallbacks(&before), fallbacks(&after));
+    let mut d = MetricsSnapshot {
+        parallel_blocks: after.parallel_blocks - before.parallel_blocks,
+        sequential_blocks: after.sequential_blocks - before.sequential_blocks,
+        per_tx_parallel_blocks: after.per_tx_parallel_blocks - before.per_tx_parallel_blocks,
+        per_tx_block_stm_runs: after.per_tx_block_stm_runs - before.per_tx_block_stm_runs,
+        state_read_errors: after.state_read_errors - before.state_read_errors,
+        ..Default::default()
+    };
+    let f = &mut d.fallbacks;
+    let fields = [
+        &mut f.no_plan,
+        &mut f.inspector,
+        &mut f.amsterdam,
+        &mut f.small_block,
+        &mut f.plan_mismatch,
+        &mut f.plan_truncated,
+        &mut f.plan_timeout,
+        &mut f.not_committed,
+        &mut f.direct_call,
+        &mut f.engine_fault,
+    ];
+    for (i, field) in fields.into_iter().enumerate() {
+        *field = a[i] - b[i];
+    }
+    d
+}
+
+/// Only `reason` fell back, once.
+fn fell_back_once(d: &MetricsSnapshot, reason: PerTxFallback) -> bool {
+    PerTxFallback::ALL.iter().all(|&r| d.fallbacks.get(r) == u64::from(r == reason))
+}
+
+/// The newPayload checker of the fixture walks: the reference and Block-STM at each thread
+/// count.
+struct NewPayload {
+    eth: EthFactory,
+    parallel: Vec<ParFactory>,
+}
+
+impl NewPayload {
+    fn new(spec: &ChainSpec, threads: &[usize]) -> Self {
+        Self {
+            eth: support::eth_factory(spec),
+            parallel: threads.iter().map(|&t| parallel(spec, t)).collect(),
+        }
+    }
+}
+
+impl BlockChecker for NewPayload {
+    fn check(
+        &self,
+        parent: &InMemoryState,
+        spec: &ChainSpec,
+        block: Block<'_>,
+    ) -> Result<Result<BlockOutput, String>, String> {
+        let env = evm_env(spec, block.header);
+        let want = reference(&self.eth, parent, &env, block, &execute_all);
+        for factory in &self.parallel {
+            let threads = factory.config().threads;
+            let mut got = None;
+            let d = delta(factory, || {
+                got = Some(planned(
+                    factory,
+                    parent,
+                    &env,
+                    block,
+                    block.txs,
+                    Capture::default(),
+                    &execute_all,
+                ));
+            });
+            let got = got.unwrap();
+            compare(&got, &want).map_err(|e| format!("{threads} threads: {e}"))?;
+            // The path really taken: Block-STM for every block with transactions, no fallback.
+            let fallbacks: u64 = PerTxFallback::ALL.iter().map(|&r| d.fallbacks.get(r)).sum();
+            let (runs, blocks) = (d.per_tx_block_stm_runs, d.per_tx_parallel_blocks);
+            let ok = if block.txs.is_empty() {
+                runs == 0 && blocks == 0 && d.fallbacks.small_block == 1 && fallbacks == 1
+            } else {
+                // A block the reference rejects fails inside the Block-STM path.
+                runs == 1 && blocks == u64::from(want.output.is_ok()) && fallbacks == 0
+            };
+            if !ok {
+                return Err(format!("{threads} threads: unexpected path {d:?}"));
+            }
+        }
+        Ok(want.output)
+    }
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn newpayload_eest_fixtures_match_eth_factory() {
+    if let Some(dir) = fixtures("blockchain_tests") {
+        support::check_fixture_dir(&dir, 0, 1, |spec| NewPayload::new(spec, &[1, 2]));
+    }
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn newpayload_legacy_fixtures_match_eth_factory_first_half() {
+    if let Some(dir) = fixtures("BlockchainTests") {
+        support::check_fixture_dir(&dir, 0, 2, |spec| NewPayload::new(spec, &[1, 2]));
+    }
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn newpayload_legacy_fixtures_match_eth_factory_second_half() {
+    if let Some(dir) = fixtures("BlockchainTests") {
+        support::check_fixture_dir(&dir, 1, 2, |spec| NewPayload::new(spec, &[1, 2]));
+    }
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn newpayload_mainnet_blocks_match_eth_factory() {
+    let Some(blocks) = support::mainnet_blocks() else { return };
+    let spec = velarium_replay::mainnet_spec();
+    let checker = NewPayload::new(&spec, &[1, 2]);
+    for block in &blocks {
+        let input = Block::mainnet(block, &block.transactions);
+        checker
+            .check(&block.state, &spec, input)
+            .unwrap_or_else(|e| panic!("block {}: {e}", block.number))
+            .unwrap_or_else(|e| panic!("block {}: reference failed: {e}", block.number));
+    }
+    for factory in &checker.parallel {
+        let metrics = factory.metrics().snapshot();
+        let with_txs = blocks.iter().filter(|b| !b.transactions.is_empty()).count() as u64;
+        assert_eq!(metrics.per_tx_parallel_blocks, with_txs, "{metrics:?}");
+        assert_eq!(metrics.fallbacks.after_plan(), 0, "{metrics:?}");
+    }
+}
+
+/// A mainnet block of at least 50 transactions, its spec and environment, for the fallback
+/// tests.
+fn fallback_block() -> Option<(velarium_replay::MainnetBlock, ChainSpec, EvmEnv)> {
+    let block = mainnet_block(50)?;
+    let spec = velarium_replay::mainnet_spec();
+    let env = evm_env(&spec, &block.header);
+    Some((block, spec, env))
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_transaction_differing_from_the_plan_continues_sequentially() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    // The plan has transactions 20 and 21 swapped (same count, same key).
+    let mut plan_txs = block.transactions.clone();
+    plan_txs.swap(20, 21);
+    let factory = parallel(&spec, 2);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            &block.state,
+            &env,
+            input,
+            &plan_txs,
+            Capture::default(),
+            &execute_all,
+        ));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::PlanMismatch), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
+    assert_eq!((d.parallel_blocks, d.sequential_blocks), (0, 1), "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn commit_changes_no_then_continuing_matches() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let step = |i| if i == 17 { Step::RefuseThenExecute } else { Step::Execute };
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &step);
+    let factory = parallel(&spec, 2);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            &block.state,
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &step,
+        ));
+    });
+    let got = got.unwrap();
+    // The refused call gave the closure sequential's result and state diff.
+    assert!(got.calls.iter().any(|c| c.index == 17 && c.gas.is_none() && c.result.is_some()));
+    compare(&got, &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::NotCommitted), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_direct_execute_without_commit_call_falls_back() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let step = |i| if i == 9 { Step::Direct } else { Step::Execute };
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &step);
+    let factory = parallel(&spec, 2);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            &block.state,
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &step,
+        ));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::DirectCall), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn an_inspected_executor_leaves_the_plan_and_runs_sequentially() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let factory = parallel(&spec, 2);
+    let key = payload_key(input);
+    let mut steps = StepCounter::default();
+    let d = delta(&factory, || {
+        let got = std::thread::scope(|scope| {
+            capture(scope, factory.plans(), key, input.txs, Capture::default());
+            let mut state =
+                State::builder().with_database_ref(&block.state).with_bundle_update().build();
+            let evm = EthEvmFactory::default().create_evm_with_inspector(
+                &mut state,
+                env.clone(),
+                &mut steps,
+            );
+            let mut calls = Vec::new();
+            let result = drive(
+                factory.create_executor(evm, input.ctx()),
+                input.txs,
+                &execute_all,
+                &mut calls,
+            )
+            .unwrap();
+            state.merge_transitions(BundleRetention::Reverts);
+            BlockOutput::new(result, state.take_bundle())
+        });
+        velarium_replay::compare_outputs_exactly(&got, want.output.as_ref().unwrap()).unwrap();
+    });
+    assert!(steps.0 > 0, "the inspector saw every step");
+    assert!(fell_back_once(&d, PerTxFallback::Inspector), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.sequential_blocks), (0, 1), "{d:?}");
+    // The plan is still there for the engine's own executor, which then takes it.
+    assert_eq!(factory.plans().current_key(), Some(key));
+    let d = delta(&factory, || {
+        let got = observe(&block.state, &env, |evm, calls| {
+            drive(factory.create_executor(evm, input.ctx()), input.txs, &execute_all, calls)
+        });
+        compare(&got, &want).unwrap();
+    });
+    assert_eq!(d.per_tx_parallel_blocks, 1, "{d:?}");
+    assert_eq!(factory.plans().current_key(), None);
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_plan_for_another_payload_is_not_taken() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let factory = parallel(&spec, 2);
+    let key =
+        PayloadKey { parent_hash: alloy_primitives::B256::repeat_byte(0xee), ..payload_key(input) };
+    let d = delta(&factory, || {
+        let got = std::thread::scope(|scope| {
+            capture(scope, factory.plans(), key, input.txs, Capture::default());
+            observe(&block.state, &env, |evm, calls| {
+                drive(factory.create_executor(evm, input.ctx()), input.txs, &execute_all, calls)
+            })
+        });
+        compare(&got, &want).unwrap();
+    });
+    assert!(fell_back_once(&d, PerTxFallback::NoPlan), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.sequential_blocks), (0, 1), "{d:?}");
+    assert_eq!(factory.plans().current_key(), Some(key), "left for its own payload");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_conversion_failure_truncates_the_plan() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let factory = parallel(&spec, 2);
+    let how = Capture { fail_at: Some(30), ..Default::default() };
+    // A caller that goes on past the failed conversion: the prefix through Block-STM, the rest
+    // sequentially.
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(&factory, &block.state, &env, input, input.txs, how, &execute_all));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::PlanTruncated), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
+    // reth stops at the failed conversion and drops the executor: the prefix is committed,
+    // exactly as sequentially.
+    let prefix = &input.txs[..30];
+    let stop = Block { txs: prefix, ..input };
+    let stopped = |factory: Option<&ParFactory>| {
+        let mut calls = Vec::new();
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let sink = updates.clone();
+        let mut state =
+            State::builder().with_database_ref(&block.state).with_bundle_update().build();
+        state.set_state_hook(Some(Box::new(move |s: EvmState| {
+            sink.lock().unwrap().push(canon(&s))
+        })));
+        let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
+        // The executor's context is the whole payload's (its transaction count included).
+        let ctx = input.ctx();
+        std::thread::scope(|scope| match factory {
+            Some(factory) => {
+                capture(scope, factory.plans(), payload_key(input), input.txs, how);
+                let mut executor = factory.create_executor(evm, ctx);
+                executor.apply_pre_execution_changes().unwrap();
+                for (index, tx) in stop.txs.iter().enumerate() {
+                    let gas = executor.execute_transaction(tx).unwrap();
+                    calls.push((index, gas, executor.receipts().last().cloned()));
+                }
+            }
+            None => {
+                let eth = support::eth_factory(&spec);
+                let mut executor = eth.create_executor(evm, ctx);
+                executor.apply_pre_execution_changes().unwrap();
+                for (index, tx) in stop.txs.iter().enumerate() {
+                    let gas = executor.execute_transaction(tx).unwrap();
+                    calls.push((index, gas, executor.receipts().last().cloned()));
+                }
+            }
+        });
+        let hook = std::mem::take(&mut *updates.lock().unwrap());
+        (calls, hook)
+    };
+    let d = delta(&factory, || assert_eq!(stopped(Some(&factory)), stopped(None)));
+    assert_eq!(d.per_tx_block_stm_runs, 1, "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn an_incomplete_plan_times_out_and_runs_sequentially() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let factory =
+        parallel(&spec, 2).with_plans(Arc::new(PlanRegistry::with_wait(Duration::from_millis(50))));
+    let how = Capture { leave_empty: Some(40), ..Default::default() };
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(&factory, &block.state, &env, input, input.txs, how, &execute_all));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::PlanTimeout), "{d:?}");
+    assert_eq!(d.per_tx_block_stm_runs, 0, "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn an_invalid_transaction_fails_like_sequential() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    // A replayed transaction: its nonce is too low the second time.
+    let mut txs = block.transactions.clone();
+    txs.insert(12, txs[3].clone());
+    let input = Block::mainnet(&block, &txs);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let err = want.output.as_ref().expect_err("a replayed transaction fails the block");
+    assert!(err.contains("nonce"), "{err}");
+    assert_eq!(want.calls.len(), 12, "fails at its index");
+    for threads in [1, 2] {
+        let factory = parallel(&spec, threads);
+        let mut got = None;
+        let d = delta(&factory, || {
+            got = Some(planned(
+                &factory,
+                &block.state,
+                &env,
+                input,
+                input.txs,
+                Capture::default(),
+                &execute_all,
+            ));
+        });
+        // Same calls, same hook updates, same error.
+        compare(&got.unwrap(), &want).unwrap();
+        assert_eq!(d.per_tx_block_stm_runs, 1, "{d:?}");
+        assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_state_read_failure_is_an_error() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let factory = parallel(&spec, 2);
+    let eth = support::eth_factory(&spec);
+    // The recipient of a transaction in the middle of the block cannot be read: Block-STM reads
+    // it up front (it pre-loads senders and recipients), so the first call returns the error.
+    let broken = alloy_consensus::Transaction::to(block.transactions[15].inner()).unwrap();
+    let want =
+        reference(&eth, FailingState::account(&block.state, broken), &env, input, &execute_all);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            FailingState::account(&block.state, broken),
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &execute_all,
+        ));
+    });
+    let (got, want_err) = (got.unwrap(), want.output.unwrap_err());
+    let err = got.output.unwrap_err();
+    assert!(err.contains("disk error") && want_err.contains("disk error"), "{err} / {want_err}");
+    assert!(got.calls.len() <= want.calls.len(), "never later than sequentially");
+    assert_eq!(&want.calls[..got.calls.len()], &got.calls[..]);
+    assert_eq!(&want.hook[..got.hook.len()], &got.hook[..]);
+    assert_eq!(d.state_read_errors, 1, "{d:?}");
+    assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
+}
+
+/// The lowest address of an account that existed before the block and whose storage the block
+/// changed (so executing the block reads its storage from the parent state).
+fn written_contract(run: &Observed) -> Address {
+    let bundle = &run.output.as_ref().expect("the block executes").bundle;
+    bundle
+        .state
+        .iter()
+        .filter(|(_, account)| account.original_info.is_some() && !account.storage.is_empty())
+        .map(|(address, _)| *address)
+        .min()
+        .expect("a block writing an existing contract's storage")
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn a_storage_read_failure_fails_at_its_transaction() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let factory = parallel(&spec, 2);
+    let eth = support::eth_factory(&spec);
+    // The storage of a contract the block writes cannot be read: Block-STM reads it only inside
+    // transactions, so the final outcome of the first transaction that reads it carries it.
+    let plain = reference(&eth, &block.state, &env, input, &execute_all);
+    let broken = written_contract(&plain);
+    let want =
+        reference(&eth, FailingState::storage(&block.state, broken), &env, input, &execute_all);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            FailingState::storage(&block.state, broken),
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &execute_all,
+        ));
+    });
+    let (got, want_err) = (got.unwrap(), want.output.unwrap_err());
+    let err = got.output.unwrap_err();
+    assert!(err.contains("disk error") && want_err.contains("disk error"), "{err} / {want_err}");
+    // At the same transaction, after the same calls and hook updates.
+    assert_eq!(got.calls, want.calls);
+    assert_eq!(got.hook, want.hook);
+    assert_eq!(d.state_read_errors, 1, "{d:?}");
+    assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn an_engine_fault_falls_back_to_sequential() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let eth = support::eth_factory(&spec);
+    let want = reference(&eth, &block.state, &env, input, &execute_all);
+    // The first read of a written contract's storage panics (a transient fault while the
+    // engine thread serves the workers' reads): the run is abandoned, nothing was committed,
+    // and the block continues sequentially.
+    let account = written_contract(&want);
+    let parent = PanicOnce { inner: &block.state, account, armed: AtomicBool::new(true) };
+    let factory = parallel(&spec, 2);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(
+            &factory,
+            &parent,
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &execute_all,
+        ));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::EngineFault), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn per_transaction_block_stm_timing() {
+    let Some(blocks) = support::mainnet_blocks() else { return };
+    let spec = velarium_replay::mainnet_spec();
+    let rounds: usize =
+        std::env::var("VELARIUM_TIMING_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let eth = support::eth_factory(&spec);
+    let per_tx = parallel(&spec, 2);
+    let whole = parallel(&spec, 2);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut sums, mut ratios_per_tx, mut ratios_whole) = ([0f64; 3], Vec::new(), Vec::new());
+    // The same over the blocks the default threshold sends to Block-STM.
+    let (mut large, mut large_blocks) = ([0f64; 3], 0);
+    for block in &blocks {
+        let input = Block::mainnet(block, &block.transactions);
+        let env = evm_env(&spec, &block.header);
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for _ in 0..rounds {
+            // Interleaved: sequential per-transaction, Block-STM per-transaction (plan capture
+            // included, on this thread), Block-STM whole block.
+            let t = std::time::Instant::now();
+            support::execute(&block.state, &env, |evm| {
+                let mut executor = eth.create_executor(evm, input.ctx());
+                executor.apply_pre_execution_changes()?;
+                for tx in input.txs {
+                    executor.execute_transaction(tx)?;
+                }
+                executor.apply_post_execution_changes()
+            })
+            .unwrap();
+            times[0].push(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            let plan = per_tx.plans().begin(payload_key(input));
+            for (i, tx) in input.txs.iter().enumerate() {
+                plan.record::<TxEnvelope, _>(i, tx);
+            }
+            support::execute(&block.state, &env, |evm| {
+                let mut executor = per_tx.create_executor(evm, input.ctx());
+                executor.apply_pre_execution_changes()?;
+                for tx in input.txs {
+                    executor.execute_transaction(tx)?;
+                }
+                executor.apply_post_execution_changes()
+            })
+            .unwrap();
+            times[1].push(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            support::execute(&block.state, &env, |evm| {
+                whole.create_executor(evm, input.ctx()).execute_block(input.txs)
+            })
+            .unwrap();
+            times[2].push(t.elapsed().as_secs_f64());
+        }
+        let m = times.map(median);
+        for k in 0..3 {
+            sums[k] += m[k];
+            if input.txs.len() >= velarium_executor::DEFAULT_PARALLEL_MIN_TXS {
+                large[k] += m[k];
+            }
+        }
+        large_blocks += usize::from(input.txs.len() >= velarium_executor::DEFAULT_PARALLEL_MIN_TXS);
+        ratios_per_tx.push(m[0] / m[1]);
+        ratios_whole.push(m[0] / m[2]);
+    }
+    let with_txs = blocks.iter().filter(|b| !b.transactions.is_empty()).count() as u64;
+    assert_eq!(per_tx.metrics().snapshot().per_tx_parallel_blocks, with_txs * rounds as u64);
+    eprintln!(
+        "{} mainnet blocks, {rounds} interleaved rounds, 2 threads, min_txs 0\n\
+         speed-up over sequential per-transaction (sum of per-block medians): \
+         per-transaction Block-STM {:.2}x, whole-block Block-STM {:.2}x\n\
+         median of per-block speed-ups: per-transaction Block-STM {:.2}x, whole-block {:.2}x\n\
+         per-transaction Block-STM / whole-block time: {:.2}\n\
+         the {large_blocks} blocks of at least {} transactions (sum of medians): \
+         per-transaction Block-STM {:.2}x, whole-block {:.2}x",
+        blocks.len(),
+        sums[0] / sums[1],
+        sums[0] / sums[2],
+        median(ratios_per_tx),
+        median(ratios_whole),
+        sums[1] / sums[2],
+        velarium_executor::DEFAULT_PARALLEL_MIN_TXS,
+        large[0] / large[1],
+        large[0] / large[2],
+    );
+}
