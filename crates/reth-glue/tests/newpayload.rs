@@ -464,29 +464,36 @@ fn fallback_block() -> Option<(velarium_replay::MainnetBlock, ChainSpec, EvmEnv)
     Some((block, spec, env))
 }
 
+/// `block` through the planned path on two workers (its own transactions as the plan unless
+/// `plan_txs` says otherwise) and through alloy-evm's factory, both driven by `step`: ours, the
+/// reference, and our counters' change.
+fn planned_and_reference(
+    block: &velarium_replay::MainnetBlock,
+    spec: &ChainSpec,
+    env: &EvmEnv,
+    plan_txs: Option<&[RecoveredTx]>,
+    step: &dyn Fn(usize) -> Step,
+) -> (Observed, Observed, MetricsSnapshot) {
+    let input = Block::mainnet(block, &block.transactions);
+    let want = reference(&support::eth_factory(spec), &block.state, env, input, step);
+    let factory = parallel(spec, 2);
+    let plan_txs = plan_txs.unwrap_or(input.txs);
+    let mut got = None;
+    let d = delta(&factory, || {
+        got = Some(planned(&factory, &block.state, env, input, plan_txs, Capture::default(), step));
+    });
+    (got.expect("ran"), want, d)
+}
+
 #[test]
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn a_transaction_differing_from_the_plan_continues_sequentially() {
     let Some((block, spec, env)) = fallback_block() else { return };
-    let input = Block::mainnet(&block, &block.transactions);
-    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
     // The plan has transactions 20 and 21 swapped (same count, same key).
     let mut plan_txs = block.transactions.clone();
     plan_txs.swap(20, 21);
-    let factory = parallel(&spec, 2);
-    let mut got = None;
-    let d = delta(&factory, || {
-        got = Some(planned(
-            &factory,
-            &block.state,
-            &env,
-            input,
-            &plan_txs,
-            Capture::default(),
-            &execute_all,
-        ));
-    });
-    compare(&got.unwrap(), &want).unwrap();
+    let (got, want, d) = planned_and_reference(&block, &spec, &env, Some(&plan_txs), &execute_all);
+    compare(&got, &want).unwrap();
     assert!(fell_back_once(&d, PerTxFallback::PlanMismatch), "{d:?}");
     assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
     assert_eq!((d.parallel_blocks, d.sequential_blocks), (0, 1), "{d:?}");
@@ -496,23 +503,8 @@ fn a_transaction_differing_from_the_plan_continues_sequentially() {
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn commit_changes_no_then_continuing_matches() {
     let Some((block, spec, env)) = fallback_block() else { return };
-    let input = Block::mainnet(&block, &block.transactions);
     let step = |i| if i == 17 { Step::RefuseThenExecute } else { Step::Execute };
-    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &step);
-    let factory = parallel(&spec, 2);
-    let mut got = None;
-    let d = delta(&factory, || {
-        got = Some(planned(
-            &factory,
-            &block.state,
-            &env,
-            input,
-            input.txs,
-            Capture::default(),
-            &step,
-        ));
-    });
-    let got = got.unwrap();
+    let (got, want, d) = planned_and_reference(&block, &spec, &env, None, &step);
     // The refused call gave the closure sequential's result and state diff.
     assert!(got.calls.iter().any(|c| c.index == 17 && c.gas.is_none() && c.result.is_some()));
     compare(&got, &want).unwrap();
@@ -524,23 +516,9 @@ fn commit_changes_no_then_continuing_matches() {
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn a_direct_execute_without_commit_call_falls_back() {
     let Some((block, spec, env)) = fallback_block() else { return };
-    let input = Block::mainnet(&block, &block.transactions);
     let step = |i| if i == 9 { Step::Direct } else { Step::Execute };
-    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &step);
-    let factory = parallel(&spec, 2);
-    let mut got = None;
-    let d = delta(&factory, || {
-        got = Some(planned(
-            &factory,
-            &block.state,
-            &env,
-            input,
-            input.txs,
-            Capture::default(),
-            &step,
-        ));
-    });
-    compare(&got.unwrap(), &want).unwrap();
+    let (got, want, d) = planned_and_reference(&block, &spec, &env, None, &step);
+    compare(&got, &want).unwrap();
     assert!(fell_back_once(&d, PerTxFallback::DirectCall), "{d:?}");
     assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 0), "{d:?}");
 }
