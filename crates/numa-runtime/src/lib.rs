@@ -177,11 +177,20 @@ impl WorkerPool {
         self.shared.start.notify_all();
         job_fn(0);
         // The helpers are about done too (they ran out of work at the same time): poll briefly
-        // instead of paying a sleep and a wake-up (see `CALLER_SPIN`).
+        // instead of paying a sleep and a wake-up (see `CALLER_SPIN`). A caller with a wait
+        // hook (it serves the helpers, see [`with_service_hook`]) must not sleep at all.
+        let hooked = has_service_hook();
         let polling = std::time::Instant::now();
-        while self.shared.running.load(Ordering::Acquire) != 0 && polling.elapsed() < CALLER_SPIN {
-            for _ in 0..64 {
-                std::hint::spin_loop();
+        while self.shared.running.load(Ordering::Acquire) != 0
+            && (hooked || polling.elapsed() < CALLER_SPIN)
+        {
+            if hooked {
+                service();
+                std::thread::yield_now();
+            } else {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             }
         }
         let mut state = lock(&self.shared.state);
@@ -200,6 +209,48 @@ impl Drop for WorkerPool {
         for helper in self.helpers.drain(..) {
             let _ = helper.join();
         }
+    }
+}
+
+thread_local! {
+    /// The work this thread owes the other workers (see [`with_service_hook`]).
+    static SERVICE_HOOK: std::cell::Cell<Option<*const (dyn Fn() + 'static)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `hook` as this thread's service hook: work the other workers wait on that only
+/// this thread can do (serving the reads of a database only it may touch, say). [`service`]
+/// runs it; every loop that waits on another worker calls it (the pool's own wait for its
+/// helpers, the engine's and the scheduler's waits), and so does the engine at each state read
+/// of a transaction, so a worker 0 that executes transactions still answers within
+/// microseconds. Without it the two would wait on each other for ever. `hook` must not unwind.
+/// The previous hook is back when `f` returns or unwinds.
+pub fn with_service_hook<R>(hook: &dyn Fn(), f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<*const (dyn Fn() + 'static)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVICE_HOOK.with(|h| h.set(self.0));
+        }
+    }
+    // SAFETY: only the lifetime is erased; the pointer is removed (by `Restore`) before this
+    // function returns or unwinds, so it never outlives `hook`.
+    let erased =
+        unsafe { std::mem::transmute::<*const (dyn Fn() + '_), *const (dyn Fn() + 'static)>(hook) };
+    let _restore = Restore(SERVICE_HOOK.with(|h| h.replace(Some(erased))));
+    f()
+}
+
+/// Whether this thread has a service hook (it must not sleep while others may wait on it).
+pub fn has_service_hook() -> bool {
+    SERVICE_HOOK.with(|h| h.get().is_some())
+}
+
+/// Runs this thread's service hook, if it has one (see [`with_service_hook`]).
+#[inline]
+pub fn service() {
+    if let Some(hook) = SERVICE_HOOK.with(std::cell::Cell::get) {
+        // SAFETY: set by `with_service_hook`, which outlives every call made inside it.
+        unsafe { (*hook)() }
     }
 }
 
@@ -293,6 +344,43 @@ pub fn run_only_when_idle() -> bool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_caller_runs_its_service_hook_while_it_waits_for_the_helpers() {
+        // The helper can only finish once the caller has served it: without the hook running
+        // in the caller's wait this would never return.
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: false }).unwrap();
+        let asked = std::sync::atomic::AtomicBool::new(false);
+        let served = std::sync::atomic::AtomicBool::new(false);
+        let serve = || {
+            if asked.load(Ordering::Acquire) {
+                served.store(true, Ordering::Release);
+            }
+        };
+        assert!(!has_service_hook());
+        with_service_hook(&serve, || {
+            assert!(has_service_hook());
+            pool.broadcast(
+                |i| {
+                    if i == 1 {
+                        asked.store(true, Ordering::Release);
+                        while !served.load(Ordering::Acquire) {
+                            std::thread::yield_now();
+                        }
+                    }
+                },
+                || {},
+            )
+            .unwrap();
+        });
+        assert!(served.load(Ordering::Relaxed));
+        // Gone afterwards, also after an unwind out of the hooked section.
+        assert!(!has_service_hook());
+        let unwound = std::panic::catch_unwind(|| with_service_hook(&|| {}, || panic!("out")));
+        assert!(unwound.is_err());
+        assert!(!has_service_hook());
+        service(); // no hook: nothing to do
+    }
 
     #[test]
     fn every_worker_runs_once_per_broadcast() {

@@ -923,6 +923,7 @@ impl Scheduler {
 /// One round of waiting: spin a while, then give the core away (on an oversubscribed machine
 /// spinning would starve the very worker being waited for).
 fn pause(spins: &mut u32) {
+    velarium_numa_runtime::service();
     *spins = spins.saturating_add(1);
     if *spins < SPINS_BEFORE_YIELD {
         std::hint::spin_loop();

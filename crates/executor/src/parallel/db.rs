@@ -752,6 +752,9 @@ where
     type Error = TxDbError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        // A worker that owes the others something (the reads of a database only it may touch)
+        // does it at each state read too, not only when it waits.
+        velarium_numa_runtime::service();
         if let Some(sender) = self.lazy_sender_candidate.filter(|s| s.address == address) {
             if let Some(placeholder) = self.lazy_sender_basic(sender)? {
                 return Ok(Some(placeholder));
@@ -801,6 +804,7 @@ where
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        velarium_numa_runtime::service();
         let slot = self.read(Location::Storage(address, index), ReadMode::IgnoreDeltas)?;
         let epoch_txn = self.epoch(address)?;
         match slot {

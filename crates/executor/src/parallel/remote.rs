@@ -3,15 +3,19 @@
 //! Block-STM workers read the parent state concurrently, which needs a `DatabaseRef + Sync`
 //! backend. A node's state often is neither: reth hands its executors a `&mut State<DB>` whose
 //! provider (an MDBX read transaction) must stay on one thread. [`with_remote_db`] bridges the
-//! two: the thread that owns the database serves the workers' cold reads over a channel while
-//! they run, and every answer is cached in a sharded map, so each location crosses the channel
-//! once per block. Before the workers start, the owner pre-heats the cache with the accounts the
-//! block is known to touch (senders, recipients, the beneficiary), so most transactions never
-//! wait on a cold read. Both sides poll their channel (spinning briefly, then yielding the core)
-//! instead of sleeping on it: sleeping made every cold read cost two thread wake-ups, and the
-//! reth glue's Block-STM ran at 0.25x-0.26x of sequential on the mainnet blocks against
-//! 0.52x-0.58x polled, interleaved in the same minutes (`cargo test -p velarium-reth-glue
-//! --release --test newpayload -- --include-ignored timing --nocapture`).
+//! two: the thread that owns the database is itself worker 0 and reads it directly; the other
+//! workers send their cold reads over a channel, and the owner serves them at each of its own
+//! reads and whenever it waits (the pool's and scheduler's waits run its wait hook, see
+//! `velarium_numa_runtime::with_service_hook`). Every answer is cached in a sharded map, so each
+//! location crosses the channel once per block. Before the workers start, the owner pre-heats
+//! the cache with the accounts the block is known to touch (senders, recipients, the
+//! beneficiary), so most transactions never wait on a cold read.
+//!
+//! Earlier designs served from a separate, polling owner thread beside the workers: one thread
+//! more than cores on a small machine, and every read of worker 0 crossed threads too. The
+//! reth glue's Block-STM ran at 0.25x of sequential with a sleeping owner, 0.55x-0.62x with a
+//! polling one (`cargo test -p velarium-reth-glue --release --test newpayload --
+//! --include-ignored timing --nocapture`).
 
 use super::EngineFault;
 use crate::ExecutionError;
@@ -22,8 +26,13 @@ use revm::{
     state::AccountInfo,
 };
 use std::{
+    cell::{Cell, UnsafeCell},
     hash::{BuildHasher, Hash},
-    sync::{mpsc, RwLock},
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, RwLock,
+    },
 };
 
 /// How many times a waiting side polls its channel before it starts yielding its core.
@@ -74,6 +83,16 @@ impl<K, V> std::fmt::Debug for Sharded<K, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
+    /// `key`'s value: the one already there, else `value`, inserted.
+    fn get_or_insert(&self, key: K, value: V) -> V {
+        self.shard(&key)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(value)
+            .clone()
+    }
+
     const SHARDS: usize = 64;
 
     fn new() -> Self {
@@ -96,33 +115,139 @@ impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
     }
 }
 
-/// The workers' view of a database owned by another thread (see the module docs).
-#[derive(Debug)]
+/// The owner thread's side of a [`RemoteDb`]: the database (behind a type-erased reader) and
+/// the queue of the other workers' reads.
+struct Owner<'a> {
+    read: &'a mut dyn FnMut(Query) -> Result<Answer, String>,
+    incoming: mpsc::Receiver<Request>,
+    /// Set when a read panicked (its message): the database may be half-way through
+    /// something, so every later read fails instead of touching it again, and the run ends as
+    /// an engine fault.
+    poisoned: Option<String>,
+}
+
+impl Owner<'_> {
+    /// One read on the database; a panic in it becomes an error (the owner is a worker, and
+    /// its wait hook must never unwind).
+    fn read(&mut self, query: Query) -> Result<Answer, String> {
+        if self.poisoned.is_some() {
+            return Err("state owner panicked on an earlier read".to_string());
+        }
+        let read = &mut *self.read;
+        catch_unwind(AssertUnwindSafe(|| read(query))).unwrap_or_else(|panic| {
+            let message = format!("state read panicked: {}", super::panic_message(&panic));
+            self.poisoned = Some(message.clone());
+            Err(message)
+        })
+    }
+}
+
+thread_local! {
+    /// The [`RemoteDb`] whose owner this thread is, if any.
+    static OWNED: Cell<*const RemoteDb> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The workers' view of a database only one thread (worker 0) may touch (see the module docs).
 pub(crate) struct RemoteDb {
     requests: mpsc::Sender<Request>,
+    /// Requests sent and not yet taken by the owner: the owner checks this, not the channel.
+    pending: AtomicUsize,
+    /// Only ever touched on the owner thread (checked through [`OWNED`]), never re-entered: a
+    /// read on the database does not come back here.
+    owner: UnsafeCell<Owner<'static>>,
     accounts: Sharded<Address, Option<AccountInfo>>,
     storage: Sharded<(Address, U256), U256>,
     code: Sharded<B256, Bytecode>,
     block_hashes: Sharded<u64, B256>,
 }
 
+// SAFETY: `owner` (the only part that is not `Sync`) is touched only on the thread that owns it,
+// which `on_owner_thread` checks on every access; the rest is `Sync`.
+unsafe impl Sync for RemoteDb {}
+
+impl std::fmt::Debug for RemoteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteDb")
+            .field("pending", &self.pending.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl RemoteDb {
-    fn new(requests: mpsc::Sender<Request>) -> Self {
-        Self {
-            requests,
-            accounts: Sharded::new(),
-            storage: Sharded::new(),
-            code: Sharded::new(),
-            block_hashes: Sharded::new(),
+    /// Whether this thread is the owner's.
+    fn on_owner_thread(&self) -> bool {
+        OWNED.with(|owned| std::ptr::eq(owned.get(), self))
+    }
+
+    /// The owner's side. Only on the owner thread, and never twice at once (nothing it calls
+    /// comes back here).
+    #[allow(clippy::mut_from_ref)]
+    fn owner(&self) -> &mut Owner<'static> {
+        debug_assert!(self.on_owner_thread());
+        // SAFETY: see the field and `on_owner_thread`.
+        unsafe { &mut *self.owner.get() }
+    }
+
+    /// On the owner thread: answers every queued read. The answer to a location some worker
+    /// cached already is the cached one, so every worker sees one value per location.
+    fn serve_pending(&self) {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        while let Ok(request) = self.owner().incoming.try_recv() {
+            self.pending.fetch_sub(1, Ordering::Release);
+            let answer = self.read_through(request.query);
+            let _ = request.reply.send(answer);
         }
     }
 
-    /// Asks the owner thread.
+    /// On the owner thread: `query` from the cache, else from the database, cached.
+    fn read_through(&self, query: Query) -> Result<Answer, String> {
+        let owner = self.owner();
+        Ok(match query {
+            Query::Basic(address) => Answer::Basic(match self.accounts.get(&address) {
+                Some(info) => info,
+                None => match owner.read(query)? {
+                    Answer::Basic(info) => self.accounts.get_or_insert(address, info),
+                    other => return Err(format!("{query:?} answered with {other:?}")),
+                },
+            }),
+            Query::Code(hash) => Answer::Code(match self.code.get(&hash) {
+                Some(code) => code,
+                None => match owner.read(query)? {
+                    Answer::Code(code) => self.code.get_or_insert(hash, code),
+                    other => return Err(format!("{query:?} answered with {other:?}")),
+                },
+            }),
+            Query::Storage(address, slot) => {
+                Answer::Storage(match self.storage.get(&(address, slot)) {
+                    Some(value) => value,
+                    None => match owner.read(query)? {
+                        Answer::Storage(value) => {
+                            self.storage.get_or_insert((address, slot), value)
+                        }
+                        other => return Err(format!("{query:?} answered with {other:?}")),
+                    },
+                })
+            }
+            Query::BlockHash(number) => Answer::BlockHash(match self.block_hashes.get(&number) {
+                Some(hash) => hash,
+                None => match owner.read(query)? {
+                    Answer::BlockHash(hash) => self.block_hashes.get_or_insert(number, hash),
+                    other => return Err(format!("{query:?} answered with {other:?}")),
+                },
+            }),
+        })
+    }
+
+    /// Asks the owner thread, and waits for its answer.
     fn ask(&self, query: Query) -> Result<Answer, RemoteError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.requests
-            .send(Request { query, reply })
-            .map_err(|_| RemoteError("state owner has stopped serving reads".to_string()))?;
+        self.pending.fetch_add(1, Ordering::Release);
+        if self.requests.send(Request { query, reply }).is_err() {
+            self.pending.fetch_sub(1, Ordering::Release);
+            return Err(RemoteError("state owner has stopped serving reads".to_string()));
+        }
         let mut spins = 0u32;
         let answer = loop {
             match answer.try_recv() {
@@ -146,11 +271,9 @@ impl RemoteDb {
     fn unexpected(query: Query, answer: Answer) -> RemoteError {
         RemoteError(format!("{query:?} answered with {answer:?}"))
     }
-}
 
-impl RemoteDb {
-    /// `key`'s value from `cache`, or else from the owner (`query`), then cached; `pick` takes
-    /// the value out of the answer of the matching kind.
+    /// `key`'s value from `cache`, or else read (`query`): directly on the owner thread, from
+    /// the owner elsewhere; `pick` takes the value out of the answer of the matching kind.
     fn cached<K, V>(
         &self,
         cache: &Sharded<K, V>,
@@ -162,12 +285,20 @@ impl RemoteDb {
         K: Hash + Eq,
         V: Clone,
     {
+        if self.on_owner_thread() {
+            // The owner serves the others at each of its own reads.
+            self.serve_pending();
+            if let Some(value) = cache.get(&key) {
+                return Ok(value);
+            }
+            let answer = self.read_through(query).map_err(RemoteError)?;
+            return pick(answer).map_err(|other| Self::unexpected(query, other));
+        }
         if let Some(value) = cache.get(&key) {
             return Ok(value);
         }
         let value = pick(self.ask(query)?).map_err(|other| Self::unexpected(query, other))?;
-        cache.insert(key, value.clone());
-        Ok(value)
+        Ok(cache.get_or_insert(key, value))
     }
 }
 
@@ -235,63 +366,70 @@ impl<T> FromRunnerPanic for Result<T, ExecutionError> {
     }
 }
 
-/// Runs `run` on a scoped thread with a [`RemoteDb`] over `db`, while this thread serves its
-/// reads. `preheat` accounts are loaded into the cache first. Returns what `run` returns; a
-/// panic in `run` is caught and returned as [`FromRunnerPanic::from_runner_panic`] (an engine
-/// fault), so it never unwinds on the calling thread.
+/// Runs `run` on this thread, as worker 0 of the engine, with a [`RemoteDb`] over `db`: reads
+/// on this thread go to `db` directly, and the other workers' reads are served whenever this
+/// thread reads or waits (see the module docs). `preheat` accounts are loaded into the cache
+/// first. Returns what `run` returns; a panic in `run` is caught and returned as
+/// [`FromRunnerPanic::from_runner_panic`] (an engine fault), so it never unwinds on the calling
+/// thread.
 pub(crate) fn with_remote_db<DB, T>(
     db: &mut DB,
     preheat: impl IntoIterator<Item = Address>,
-    run: impl FnOnce(&RemoteDb) -> T + Send,
+    run: impl FnOnce(&RemoteDb) -> T,
 ) -> Result<T, String>
 where
     DB: Database,
     DB::Error: std::fmt::Display,
-    T: Send + FromRunnerPanic,
+    T: FromRunnerPanic,
 {
+    let mut read = |query: Query| serve(db, query);
+    let read: &mut dyn FnMut(Query) -> Result<Answer, String> = &mut read;
+    // SAFETY: only the lifetime is erased. `remote` (the only holder) is dropped before this
+    // function returns, and the workers that share it are done when `run` has returned (the
+    // pool waits for them).
+    let read = unsafe {
+        std::mem::transmute::<
+            &mut (dyn FnMut(Query) -> Result<Answer, String> + '_),
+            &mut (dyn FnMut(Query) -> Result<Answer, String> + 'static),
+        >(read)
+    };
     let (requests, incoming) = mpsc::channel::<Request>();
-    let remote = RemoteDb::new(requests);
+    let remote = RemoteDb {
+        requests,
+        pending: AtomicUsize::new(0),
+        owner: UnsafeCell::new(Owner { read, incoming, poisoned: None }),
+        accounts: Sharded::new(),
+        storage: Sharded::new(),
+        code: Sharded::new(),
+        block_hashes: Sharded::new(),
+    };
+    struct Disown(*const RemoteDb);
+    impl Drop for Disown {
+        fn drop(&mut self) {
+            OWNED.with(|owned| owned.set(self.0));
+        }
+    }
+    let _disown = Disown(OWNED.with(|owned| owned.replace(&remote)));
     for address in preheat {
         if remote.accounts.get(&address).is_none() {
-            let info = db.basic(address).map_err(|e| format!("loading {address}: {e}"))?;
+            let info = match remote.owner().read(Query::Basic(address)) {
+                Ok(Answer::Basic(info)) => info,
+                Ok(other) => return Err(format!("loading {address}: answered with {other:?}")),
+                Err(e) => return Err(format!("loading {address}: {e}")),
+            };
             remote.accounts.insert(address, info);
         }
     }
-    std::thread::scope(|scope| {
-        let runner = scope.spawn(move || {
-            let remote = remote;
-            run(&remote)
-        });
-        // Ends when the runner drops `remote` (its sender), i.e. when `run` has returned.
-        // Polled rather than slept on: a cold read is then one hand-off, not two thread
-        // wake-ups; after a short spin the owner yields its core to the workers. Owned here:
-        // if serving a read panics, unwinding drops the receiver and with it every queued
-        // request, so the workers waiting on them see the owner gone instead of waiting for
-        // ever (and the runner ends, which the scope waits for).
-        let incoming = incoming;
-        let mut idle = 0u32;
-        loop {
-            match incoming.try_recv() {
-                Ok(request) => {
-                    idle = 0;
-                    let _ = request.reply.send(serve(db, request.query));
-                }
-                Err(mpsc::TryRecvError::Empty) => {
-                    idle = idle.saturating_add(1);
-                    if idle < POLL_SPINS {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                Err(mpsc::TryRecvError::Disconnected) => break,
-            }
-        }
-        match runner.join() {
-            Ok(value) => Ok(value),
-            Err(panic) => Ok(T::from_runner_panic(super::panic_message(&panic))),
-        }
-    })
+    let serve_others = || remote.serve_pending();
+    let ran = velarium_numa_runtime::with_service_hook(&serve_others, || {
+        catch_unwind(AssertUnwindSafe(|| run(&remote)))
+    });
+    // A read that panicked ends the run as an engine fault, whatever the workers made of the
+    // error they got: the state owner failed, not the block.
+    if let Some(message) = remote.owner().poisoned.take() {
+        return Ok(T::from_runner_panic(message));
+    }
+    Ok(ran.unwrap_or_else(|panic| T::from_runner_panic(super::panic_message(&panic))))
 }
 
 #[cfg(test)]
@@ -321,6 +459,11 @@ mod tests {
                         })
                     })
                     .collect();
+                // This thread owns the database: it serves while it waits, as worker 0 does.
+                while !handles.iter().all(|h| h.is_finished()) {
+                    velarium_numa_runtime::service();
+                    std::thread::yield_now();
+                }
                 handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
             }))
         })
@@ -366,9 +509,70 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(err, "disk on fire");
+        // The same from another worker, served while the owner waits.
+        let err = with_remote_db(&mut FailingDb, [], |remote| -> Result<_, ExecutionError> {
+            Ok(std::thread::scope(|s| {
+                let other = s.spawn(|| remote.basic_ref(Address::ZERO).unwrap_err().to_string());
+                while !other.is_finished() {
+                    velarium_numa_runtime::service();
+                }
+                other.join().unwrap()
+            }))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(err, "disk on fire");
         let err = with_remote_db(&mut FailingDb, [Address::ZERO], |_| Ok::<_, ExecutionError>(()))
             .unwrap_err();
         assert!(err.contains("disk on fire"), "{err}");
+    }
+
+    /// A database whose reads panic.
+    #[derive(Debug)]
+    struct PanickingDb;
+
+    impl Database for PanickingDb {
+        type Error = Fire;
+        fn basic(&mut self, _: Address) -> Result<Option<AccountInfo>, Fire> {
+            panic!("corrupt page")
+        }
+        fn code_by_hash(&mut self, _: B256) -> Result<Bytecode, Fire> {
+            panic!("corrupt page")
+        }
+        fn storage(&mut self, _: Address, _: U256) -> Result<U256, Fire> {
+            panic!("corrupt page")
+        }
+        fn block_hash(&mut self, _: u64) -> Result<B256, Fire> {
+            panic!("corrupt page")
+        }
+    }
+
+    #[test]
+    fn a_read_that_panics_fails_every_later_read_and_the_run() {
+        let seen = std::cell::RefCell::new(None);
+        let got = with_remote_db(&mut PanickingDb, [], |remote| -> Result<(), ExecutionError> {
+            let first = remote.basic_ref(Address::ZERO).unwrap_err().to_string();
+            // Served by the owner for another worker: the database is not touched again.
+            let second = std::thread::scope(|s| {
+                let other = s.spawn(|| remote.storage_ref(Address::ZERO, U256::ZERO));
+                while !other.is_finished() {
+                    velarium_numa_runtime::service();
+                }
+                other.join().unwrap().unwrap_err().to_string()
+            });
+            *seen.borrow_mut() = Some((first, second));
+            Ok(())
+        })
+        .expect("a read panic is not a state-read failure");
+        let errors = seen.into_inner().unwrap();
+        assert!(errors.0.contains("corrupt page"), "{}", errors.0);
+        assert!(errors.1.contains("earlier read"), "{}", errors.1);
+        match got {
+            Err(ExecutionError::Engine(EngineFault::WorkerPanic(message))) => {
+                assert!(message.contains("corrupt page"), "{message}")
+            }
+            other => panic!("expected an engine fault, got {other:?}"),
+        }
     }
 
     #[test]
@@ -376,7 +580,7 @@ mod tests {
         let mut db = CacheDB::new(EmptyDB::default());
         let a = Address::repeat_byte(1);
         db.insert_account_info(a, AccountInfo { balance: U256::from(7), ..Default::default() });
-        // The runner reads through the owner first (the owner is serving), then panics.
+        // The runner reads first, then panics.
         let got = with_remote_db(&mut db, [], |remote| -> Result<(), ExecutionError> {
             assert_eq!(remote.basic_ref(a).unwrap().unwrap().balance, U256::from(7));
             panic!("runner blew up");

@@ -204,6 +204,8 @@ where
         let started = std::time::Instant::now();
         let mut idle = std::time::Duration::ZERO;
         loop {
+            // Between tasks too, a worker that owes the others something does it.
+            velarium_numa_runtime::service();
             let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
             if !matches!(next, SchedulerTask::Retry) {
                 idle_rounds = 0;
@@ -238,9 +240,10 @@ where
                             continue;
                         }
                     }
-                    if self.scheduler.is_in_order() {
+                    if self.scheduler.is_in_order() && !velarium_numa_runtime::has_service_hook() {
                         // In order, another worker executes everything: polling its words
-                        // would only slow it down. Let commits pile up for the next fold.
+                        // would only slow it down. Let commits pile up for the next fold. (Not
+                        // a worker the others may be waiting on: it must not sleep.)
                         let since = std::time::Instant::now();
                         std::thread::sleep(std::time::Duration::from_micros(IN_ORDER_NAP_US));
                         idle += since.elapsed();
