@@ -824,8 +824,10 @@ fn per_transaction_block_stm_timing() {
     let rounds: usize =
         std::env::var("VELARIUM_TIMING_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let eth = support::eth_factory(&spec);
-    let per_tx = parallel(&spec, 2);
-    let whole = parallel(&spec, 2);
+    let threads: usize =
+        std::env::var("VELARIUM_TIMING_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let per_tx = parallel(&spec, threads);
+    let whole = parallel(&spec, threads);
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -887,7 +889,7 @@ fn per_transaction_block_stm_timing() {
     let with_txs = blocks.iter().filter(|b| !b.transactions.is_empty()).count() as u64;
     assert_eq!(per_tx.metrics().snapshot().per_tx_parallel_blocks, with_txs * rounds as u64);
     eprintln!(
-        "{} mainnet blocks, {rounds} interleaved rounds, 2 threads, min_txs 0\n\
+        "{} mainnet blocks, {rounds} interleaved rounds, {threads} threads, min_txs 0\n\
          speed-up over sequential per-transaction (sum of per-block medians): \
          per-transaction Block-STM {:.2}x, whole-block Block-STM {:.2}x\n\
          median of per-block speed-ups: per-transaction Block-STM {:.2}x, whole-block {:.2}x\n\

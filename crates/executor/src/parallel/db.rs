@@ -856,6 +856,25 @@ where
     revm::interpreter::instructions::host::balance(context)
 }
 
+/// revm's `JUMPDEST` (which does nothing) on a worker that owes the others something (see
+/// `velarium_numa_runtime::with_service_hook`): it does it at every jump target, so a worker 0
+/// that serves the others' reads of a database only it may touch answers within a loop's
+/// iteration, not only at its own state reads. Only that worker's table has it.
+pub(super) fn serving_jumpdest<DB>(
+    _context: revm::interpreter::InstructionContext<
+        '_,
+        revm::handler::MainnetContext<TxDb<'_, DB>>,
+        revm::interpreter::interpreter::EthInterpreter,
+    >,
+) -> revm::interpreter::InstructionExecResult
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    velarium_numa_runtime::service();
+    Ok(())
+}
+
 /// The code with hash `code_hash`, as the block's pre-execution changes (`overlay`) or the
 /// parent state hold it.
 fn shared_code<DB>(overlay: &Overlay, base: &DB, code_hash: B256) -> Result<Bytecode, TxDbError>

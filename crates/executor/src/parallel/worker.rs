@@ -4,8 +4,8 @@ use super::{
     bloom::LogsBloom,
     commit::{FoldWork, OutcomeSlot},
     db::{
-        observing_balance, BlockMemory, BlockParts, Credit, DeltaRules, HotLocations,
-        LazyBeneficiary, LazySender, Location, MvValue, Overlay, TxDb, TxDbError,
+        observing_balance, serving_jumpdest, BlockMemory, BlockParts, Credit, DeltaRules,
+        HotLocations, LazyBeneficiary, LazySender, Location, MvValue, Overlay, TxDb, TxDbError,
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -189,6 +189,14 @@ where
                     table.insert_instruction(
                         revm::bytecode::opcode::BALANCE,
                         revm::interpreter::Instruction::new(observing_balance::<DB>),
+                        gas,
+                    );
+                }
+                if velarium_numa_runtime::has_service_hook() {
+                    let gas = table.gas_table()[usize::from(revm::bytecode::opcode::JUMPDEST)];
+                    table.insert_instruction(
+                        revm::bytecode::opcode::JUMPDEST,
+                        revm::interpreter::Instruction::new(serving_jumpdest::<DB>),
                         gas,
                     );
                 }
