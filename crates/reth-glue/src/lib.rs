@@ -12,8 +12,9 @@
 //! * **Whole block** ([`BlockExecutor::execute_block`], used by reth's
 //!   `BasicBlockExecutor::execute_one_with_state_hook`, its ExEx backfill and any caller that has
 //!   the block): the pre-execution changes run on the EVM's state, then the transactions run
-//!   with Block-STM (the workers' state reads are served by the calling thread, which owns the
-//!   `State`; see `velarium_executor::execute_transactions`), then each transaction's result is
+//!   with Block-STM (the calling thread, which owns the `State`, is worker 0 and serves the
+//!   other workers' state reads; see `velarium_executor::execute_transactions`), then each
+//!   transaction's result is
 //!   committed **in order, one commit per transaction with its fee credit merged in** (see
 //!   below), through alloy-evm's own `commit_transaction`, so receipts, gas accounting, the
 //!   state hook reth installs on `State` and the `BundleState` it later takes are exactly the

@@ -832,15 +832,19 @@ where
     }
 }
 
+/// What an instruction of a transaction's EVM gets (its interpreter and the [`TxDb`] host).
+type TxInstructionContext<'a, 'db, DB> = revm::interpreter::InstructionContext<
+    'a,
+    revm::handler::MainnetContext<TxDb<'db, DB>>,
+    revm::interpreter::interpreter::EthInterpreter,
+>;
+
+/// What an instruction returns.
+type InstructionOutcome = revm::interpreter::InstructionExecResult;
+
 /// revm's `BALANCE` instruction, noting a read of the beneficiary's balance by a transaction
 /// that may read the beneficiary lazily (see [`LazyBeneficiary`]).
-pub(super) fn observing_balance<DB>(
-    context: revm::interpreter::InstructionContext<
-        '_,
-        revm::handler::MainnetContext<TxDb<'_, DB>>,
-        revm::interpreter::interpreter::EthInterpreter,
-    >,
-) -> revm::interpreter::InstructionExecResult
+pub(super) fn observing_balance<DB>(context: TxInstructionContext<'_, '_, DB>) -> InstructionOutcome
 where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,
@@ -860,13 +864,7 @@ where
 /// `velarium_numa_runtime::with_service_hook`): it does it at every jump target, so a worker 0
 /// that serves the others' reads of a database only it may touch answers within a loop's
 /// iteration, not only at its own state reads. Only that worker's table has it.
-pub(super) fn serving_jumpdest<DB>(
-    _context: revm::interpreter::InstructionContext<
-        '_,
-        revm::handler::MainnetContext<TxDb<'_, DB>>,
-        revm::interpreter::interpreter::EthInterpreter,
-    >,
-) -> revm::interpreter::InstructionExecResult
+pub(super) fn serving_jumpdest<DB>(_context: TxInstructionContext<'_, '_, DB>) -> InstructionOutcome
 where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,

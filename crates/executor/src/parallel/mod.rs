@@ -372,7 +372,7 @@ impl SpeculativeTx {
 /// may use (a node's `State`, say), and returns each transaction's final outcome in order.
 ///
 /// `db` must already hold the block's pre-execution changes (system calls, DAO fork); the calling
-/// thread serves the workers' reads of it while they run (see `remote.rs`). Nothing is
+/// thread is worker 0 and serves the other workers' reads of it (see `remote.rs`). Nothing is
 /// committed: the caller commits each [`SpeculativeTx::into_result`] in order with its
 /// [`SpeculativeTx::fee`] credited to the beneficiary (`velarium-reth-glue` merges the credit
 /// into the transaction's diff, one commit per transaction, as revm's `reward_beneficiary`

@@ -14,8 +14,9 @@
 //! Earlier designs served from a separate, polling owner thread beside the workers: one thread
 //! more than cores on a small machine, and every read of worker 0 crossed threads too. The
 //! reth glue's Block-STM ran at 0.25x of sequential with a sleeping owner, 0.55x-0.62x with a
-//! polling one (`cargo test -p velarium-reth-glue --release --test newpayload --
-//! --include-ignored timing --nocapture`).
+//! polling one, 0.86x-0.88x with the owner as worker 0, 0.92x-0.94x once it also serves at
+//! every `JUMPDEST` it executes (`cargo test -p velarium-reth-glue --release --test newpayload
+//! -- --include-ignored timing --nocapture`; see the root README, "Inside reth").
 
 use super::EngineFault;
 use crate::ExecutionError;
@@ -54,6 +55,36 @@ enum Answer {
     Code(Bytecode),
     Storage(U256),
     BlockHash(B256),
+}
+
+impl Answer {
+    fn basic(self) -> Result<Option<AccountInfo>, Self> {
+        match self {
+            Self::Basic(info) => Ok(info),
+            other => Err(other),
+        }
+    }
+
+    fn code(self) -> Result<Bytecode, Self> {
+        match self {
+            Self::Code(code) => Ok(code),
+            other => Err(other),
+        }
+    }
+
+    fn storage(self) -> Result<U256, Self> {
+        match self {
+            Self::Storage(value) => Ok(value),
+            other => Err(other),
+        }
+    }
+
+    fn block_hash(self) -> Result<B256, Self> {
+        match self {
+            Self::BlockHash(hash) => Ok(hash),
+            other => Err(other),
+        }
+    }
 }
 
 /// A query and where to send its answer.
@@ -203,41 +234,47 @@ impl RemoteDb {
 
     /// On the owner thread: `query` from the cache, else from the database, cached.
     fn read_through(&self, query: Query) -> Result<Answer, String> {
-        let owner = self.owner();
         Ok(match query {
-            Query::Basic(address) => Answer::Basic(match self.accounts.get(&address) {
-                Some(info) => info,
-                None => match owner.read(query)? {
-                    Answer::Basic(info) => self.accounts.get_or_insert(address, info),
-                    other => return Err(format!("{query:?} answered with {other:?}")),
-                },
-            }),
-            Query::Code(hash) => Answer::Code(match self.code.get(&hash) {
-                Some(code) => code,
-                None => match owner.read(query)? {
-                    Answer::Code(code) => self.code.get_or_insert(hash, code),
-                    other => return Err(format!("{query:?} answered with {other:?}")),
-                },
-            }),
-            Query::Storage(address, slot) => {
-                Answer::Storage(match self.storage.get(&(address, slot)) {
-                    Some(value) => value,
-                    None => match owner.read(query)? {
-                        Answer::Storage(value) => {
-                            self.storage.get_or_insert((address, slot), value)
-                        }
-                        other => return Err(format!("{query:?} answered with {other:?}")),
-                    },
-                })
+            Query::Basic(address) => {
+                Answer::Basic(self.owner_read(&self.accounts, address, query, Answer::basic)?)
             }
-            Query::BlockHash(number) => Answer::BlockHash(match self.block_hashes.get(&number) {
-                Some(hash) => hash,
-                None => match owner.read(query)? {
-                    Answer::BlockHash(hash) => self.block_hashes.get_or_insert(number, hash),
-                    other => return Err(format!("{query:?} answered with {other:?}")),
-                },
-            }),
+            Query::Code(hash) => {
+                Answer::Code(self.owner_read(&self.code, hash, query, Answer::code)?)
+            }
+            Query::Storage(address, slot) => Answer::Storage(self.owner_read(
+                &self.storage,
+                (address, slot),
+                query,
+                Answer::storage,
+            )?),
+            Query::BlockHash(number) => Answer::BlockHash(self.owner_read(
+                &self.block_hashes,
+                number,
+                query,
+                Answer::block_hash,
+            )?),
         })
+    }
+
+    /// On the owner thread: `key`'s value from `cache`, else read from the database (`query`)
+    /// and cached; `pick` takes the value out of the answer of the matching kind.
+    fn owner_read<K, V>(
+        &self,
+        cache: &Sharded<K, V>,
+        key: K,
+        query: Query,
+        pick: fn(Answer) -> Result<V, Answer>,
+    ) -> Result<V, String>
+    where
+        K: Hash + Eq,
+        V: Clone,
+    {
+        if let Some(value) = cache.get(&key) {
+            return Ok(value);
+        }
+        let value =
+            pick(self.owner().read(query)?).map_err(|other| Self::unexpected(query, other).0)?;
+        Ok(cache.get_or_insert(key, value))
     }
 
     /// Asks the owner thread, and waits for its answer.
@@ -279,7 +316,7 @@ impl RemoteDb {
         cache: &Sharded<K, V>,
         key: K,
         query: Query,
-        pick: impl FnOnce(Answer) -> Result<V, Answer>,
+        pick: fn(Answer) -> Result<V, Answer>,
     ) -> Result<V, RemoteError>
     where
         K: Hash + Eq,
@@ -288,11 +325,7 @@ impl RemoteDb {
         if self.on_owner_thread() {
             // The owner serves the others at each of its own reads.
             self.serve_pending();
-            if let Some(value) = cache.get(&key) {
-                return Ok(value);
-            }
-            let answer = self.read_through(query).map_err(RemoteError)?;
-            return pick(answer).map_err(|other| Self::unexpected(query, other));
+            return self.owner_read(cache, key, query, pick).map_err(RemoteError);
         }
         if let Some(value) = cache.get(&key) {
             return Ok(value);
@@ -306,32 +339,20 @@ impl DatabaseRef for RemoteDb {
     type Error = RemoteError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        self.cached(&self.accounts, address, Query::Basic(address), |answer| match answer {
-            Answer::Basic(info) => Ok(info),
-            other => Err(other),
-        })
+        self.cached(&self.accounts, address, Query::Basic(address), Answer::basic)
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        self.cached(&self.code, code_hash, Query::Code(code_hash), |answer| match answer {
-            Answer::Code(code) => Ok(code),
-            other => Err(other),
-        })
+        self.cached(&self.code, code_hash, Query::Code(code_hash), Answer::code)
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
         let query = Query::Storage(address, index);
-        self.cached(&self.storage, (address, index), query, |answer| match answer {
-            Answer::Storage(value) => Ok(value),
-            other => Err(other),
-        })
+        self.cached(&self.storage, (address, index), query, Answer::storage)
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
-        self.cached(&self.block_hashes, number, Query::BlockHash(number), |answer| match answer {
-            Answer::BlockHash(hash) => Ok(hash),
-            other => Err(other),
-        })
+        self.cached(&self.block_hashes, number, Query::BlockHash(number), Answer::block_hash)
     }
 }
 
