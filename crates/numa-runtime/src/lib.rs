@@ -5,7 +5,9 @@
 //! sleep on a condition variable between jobs and never spin: a block's workers must not steal
 //! the core from whatever runs next (the sequential oracle in a benchmark, the node's other
 //! work), and the caller working itself means a one-thread pool is a plain function call. Only
-//! the caller polls, briefly, for the helpers to finish the job it shares with them.
+//! the caller polls, briefly, for the helpers to finish the job it shares with them; a caller
+//! that owes the helpers something (a service hook, see [`with_service_hook`]: serving the
+//! reads of a database only it may touch) polls until they are done, running the hook.
 //!
 //! [`PoolConfig::pin`] pins helper `i` to core `i` (the caller stays where the OS put it), for
 //! machines where migration costs more than it saves (Linux only; elsewhere it does nothing).
@@ -177,7 +179,7 @@ impl WorkerPool {
         self.shared.start.notify_all();
         job_fn(0);
         // The helpers are about done too (they ran out of work at the same time): poll briefly
-        // instead of paying a sleep and a wake-up (see `CALLER_SPIN`). A caller with a wait
+        // instead of paying a sleep and a wake-up (see `CALLER_SPIN`). A caller with a service
         // hook (it serves the helpers, see [`with_service_hook`]) must not sleep at all.
         let hooked = has_service_hook();
         let polling = std::time::Instant::now();

@@ -5,7 +5,7 @@
 //! provider (an MDBX read transaction) must stay on one thread. [`with_remote_db`] bridges the
 //! two: the thread that owns the database is itself worker 0 and reads it directly; the other
 //! workers send their cold reads over a channel, and the owner serves them at each of its own
-//! reads and whenever it waits (the pool's and scheduler's waits run its wait hook, see
+//! reads and whenever it waits (the pool's and scheduler's waits run its service hook, see
 //! `velarium_numa_runtime::with_service_hook`). Every answer is cached in a sharded map, so each
 //! location crosses the channel once per block. Before the workers start, the owner pre-heats
 //! the cache with the accounts the block is known to touch (senders, recipients, the
@@ -159,7 +159,7 @@ struct Owner<'a> {
 
 impl Owner<'_> {
     /// One read on the database; a panic in it becomes an error (the owner is a worker, and
-    /// its wait hook must never unwind).
+    /// its service hook must never unwind).
     fn read(&mut self, query: Query) -> Result<Answer, String> {
         if self.poisoned.is_some() {
             return Err("state owner panicked on an earlier read".to_string());
@@ -214,7 +214,8 @@ impl RemoteDb {
     /// comes back here).
     #[allow(clippy::mut_from_ref)]
     fn owner(&self) -> &mut Owner<'static> {
-        debug_assert!(self.on_owner_thread());
+        // A thread-local load: cheap, and it keeps a mistake here from being a data race.
+        assert!(self.on_owner_thread(), "a worker touched the state owner's side");
         // SAFETY: see the field and `on_owner_thread`.
         unsafe { &mut *self.owner.get() }
     }
