@@ -331,7 +331,9 @@ fn senders_are_recovered_in_order_and_a_bad_signature_is_named() {
 
 /// A block whose transactions all bump one counter reports the counter's slot as its hot spot
 /// once reads of it keep failing validation (run with the waits and predictions off, so that
-/// they do fail).
+/// they do fail). How often they fail depends on how the workers interleave, which a busy
+/// machine (the test runner's other tests) can starve: up to 60 runs, alternating 2 and 4
+/// workers, until one has enough aborts.
 #[test]
 fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
     let workload = velarium_workloads::nft_mint_counter(9, 400);
@@ -339,12 +341,13 @@ fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
     let counter =
         alloy_consensus::Transaction::to(workload.transactions[0].inner()).expect("a call");
     let mut seen = false;
-    for _ in 0..10 {
+    let mut most = 0;
+    for run in 0..60 {
         let (_, stats) = execute_parallel_with(
             &workload.spec,
             &workload.state,
             workload.block_input(),
-            2,
+            if run % 2 == 0 { 2 } else { 4 },
             mechanisms,
         )
         .expect("parallel");
@@ -352,6 +355,7 @@ fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
         for spot in stats.hot_spots() {
             assert!(spot.failed_validations >= 4, "{spot:?}");
         }
+        most = most.max(stats.aborts);
         if stats.aborts >= 40 {
             assert!(
                 stats.hot_spots().iter().any(|s| s.address == counter && s.slot.is_some()),
@@ -363,7 +367,7 @@ fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
             break;
         }
     }
-    assert!(seen, "the counter never failed validation 40 times in 10 runs");
+    assert!(seen, "the counter never failed validation 40 times in 60 runs (at most {most})");
 }
 
 #[test]
