@@ -14,11 +14,11 @@
 //!   the block): the pre-execution changes run on the EVM's state, then the transactions run
 //!   with Block-STM (the calling thread, which owns the `State`, is worker 0 and serves the
 //!   other workers' state reads; see `velarium_executor::execute_transactions`), then each
-//!   transaction's result is
-//!   committed **in order, one commit per transaction with its fee credit merged in** (see
-//!   below), through alloy-evm's own `commit_transaction`, so receipts, gas accounting, the
-//!   state hook reth installs on `State` and the `BundleState` it later takes are exactly the
-//!   sequential ones. Finally alloy-evm's post-execution code runs unchanged.
+//!   transaction's result is committed **in order, one commit per transaction with its fee
+//!   credit merged in** (see below), through alloy-evm's own `commit_transaction`, so
+//!   receipts, gas accounting, the state hook reth installs on `State` and the `BundleState` it
+//!   later takes are exactly the sequential ones. Finally alloy-evm's post-execution code runs
+//!   unchanged.
 //! * **One transaction at a time, with a plan** (reth's newPayload validation): before it
 //!   creates the executor, reth asks the EVM configuration for the payload's transaction list
 //!   (`ConfigureEngineEvm::tx_iterator_for_payload`) and recovers the transactions on a thread

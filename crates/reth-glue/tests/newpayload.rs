@@ -821,11 +821,12 @@ fn an_engine_fault_falls_back_to_sequential() {
 fn per_transaction_block_stm_timing() {
     let Some(blocks) = support::mainnet_blocks() else { return };
     let spec = velarium_replay::mainnet_spec();
-    let rounds: usize =
-        std::env::var("VELARIUM_TIMING_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let setting = |name, default| {
+        std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(default)
+    };
+    let rounds = setting("VELARIUM_TIMING_ROUNDS", 5);
+    let threads = setting("VELARIUM_TIMING_THREADS", 2);
     let eth = support::eth_factory(&spec);
-    let threads: usize =
-        std::env::var("VELARIUM_TIMING_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     let per_tx = parallel(&spec, threads);
     let whole = parallel(&spec, threads);
     let median = |mut v: Vec<f64>| {

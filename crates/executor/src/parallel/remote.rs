@@ -114,16 +114,6 @@ impl<K, V> std::fmt::Debug for Sharded<K, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
-    /// `key`'s value: the one already there, else `value`, inserted.
-    fn get_or_insert(&self, key: K, value: V) -> V {
-        self.shard(&key)
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(value)
-            .clone()
-    }
-
     const SHARDS: usize = 64;
 
     fn new() -> Self {
@@ -139,6 +129,16 @@ impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
 
     fn get(&self, key: &K) -> Option<V> {
         self.shard(key).read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// `key`'s value: the one already there, else `value`, inserted.
+    fn get_or_insert(&self, key: K, value: V) -> V {
+        self.shard(&key)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(value)
+            .clone()
     }
 
     fn insert(&self, key: K, value: V) {
@@ -235,37 +235,35 @@ impl RemoteDb {
 
     /// On the owner thread: `query` from the cache, else from the database, cached.
     fn read_through(&self, query: Query) -> Result<Answer, String> {
-        Ok(match query {
+        let read = |query| self.owner().read(query).map_err(RemoteError);
+        let answer = match query {
             Query::Basic(address) => {
-                Answer::Basic(self.owner_read(&self.accounts, address, query, Answer::basic)?)
+                self.lookup(&self.accounts, address, query, Answer::basic, read).map(Answer::Basic)
             }
             Query::Code(hash) => {
-                Answer::Code(self.owner_read(&self.code, hash, query, Answer::code)?)
+                self.lookup(&self.code, hash, query, Answer::code, read).map(Answer::Code)
             }
-            Query::Storage(address, slot) => Answer::Storage(self.owner_read(
-                &self.storage,
-                (address, slot),
-                query,
-                Answer::storage,
-            )?),
-            Query::BlockHash(number) => Answer::BlockHash(self.owner_read(
-                &self.block_hashes,
-                number,
-                query,
-                Answer::block_hash,
-            )?),
-        })
+            Query::Storage(address, slot) => self
+                .lookup(&self.storage, (address, slot), query, Answer::storage, read)
+                .map(Answer::Storage),
+            Query::BlockHash(number) => self
+                .lookup(&self.block_hashes, number, query, Answer::block_hash, read)
+                .map(Answer::BlockHash),
+        };
+        answer.map_err(|e| e.0)
     }
 
-    /// On the owner thread: `key`'s value from `cache`, else read from the database (`query`)
-    /// and cached; `pick` takes the value out of the answer of the matching kind.
-    fn owner_read<K, V>(
+    /// `key`'s value from `cache`, else read (`query` through `read`) and cached, unless some
+    /// other thread cached it meanwhile (then that value, so every worker sees one value per
+    /// location); `pick` takes the value out of the answer of the matching kind.
+    fn lookup<K, V>(
         &self,
         cache: &Sharded<K, V>,
         key: K,
         query: Query,
         pick: fn(Answer) -> Result<V, Answer>,
-    ) -> Result<V, String>
+        read: impl FnOnce(Query) -> Result<Answer, RemoteError>,
+    ) -> Result<V, RemoteError>
     where
         K: Hash + Eq,
         V: Clone,
@@ -273,8 +271,7 @@ impl RemoteDb {
         if let Some(value) = cache.get(&key) {
             return Ok(value);
         }
-        let value =
-            pick(self.owner().read(query)?).map_err(|other| Self::unexpected(query, other).0)?;
+        let value = pick(read(query)?).map_err(|other| Self::unexpected(query, other))?;
         Ok(cache.get_or_insert(key, value))
     }
 
@@ -310,8 +307,8 @@ impl RemoteDb {
         RemoteError(format!("{query:?} answered with {answer:?}"))
     }
 
-    /// `key`'s value from `cache`, or else read (`query`): directly on the owner thread, from
-    /// the owner elsewhere; `pick` takes the value out of the answer of the matching kind.
+    /// `key`'s value from `cache`, or else read (`query`): directly on the owner thread (which
+    /// serves the others first), from the owner elsewhere.
     fn cached<K, V>(
         &self,
         cache: &Sharded<K, V>,
@@ -324,15 +321,13 @@ impl RemoteDb {
         V: Clone,
     {
         if self.on_owner_thread() {
-            // The owner serves the others at each of its own reads.
             self.serve_pending();
-            return self.owner_read(cache, key, query, pick).map_err(RemoteError);
+            self.lookup(cache, key, query, pick, |query| {
+                self.owner().read(query).map_err(RemoteError)
+            })
+        } else {
+            self.lookup(cache, key, query, pick, |query| self.ask(query))
         }
-        if let Some(value) = cache.get(&key) {
-            return Ok(value);
-        }
-        let value = pick(self.ask(query)?).map_err(|other| Self::unexpected(query, other))?;
-        Ok(cache.get_or_insert(key, value))
     }
 }
 
