@@ -236,7 +236,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
         };
         let [pre, execute, commit, post] = &mut phases;
         out!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, utilisation {}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
@@ -246,6 +246,10 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
             samples.stats.re_executions(block.transactions.len()),
             samples.stats.suspensions,
             samples.stats.waits,
+            samples
+                .stats
+                .worker_utilisation()
+                .map_or_else(|| "-".to_string(), |u| format!("{:.0}%", u * 100.0)),
         );
     }
     Ok(ExitCode::SUCCESS)

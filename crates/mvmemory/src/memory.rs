@@ -231,6 +231,9 @@ pub struct MvMemory<K, V, D> {
     first_writer: Box<[AtomicU32]>,
     /// Mask of the bucket index.
     bucket_mask: u64,
+    /// Nothing is left from an earlier block ([`MvMemory::clear`] ran since the memory was last
+    /// handed out by [`MvMemory::reset`]): `reset` has nothing to empty.
+    cleared: bool,
 }
 
 impl<K, V, D> fmt::Debug for MvMemory<K, V, D> {
@@ -267,6 +270,8 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slots,
             first_writer,
             bucket_mask: buckets as u64 - 1,
+            // Usable as it is, without a `reset`: so not known to be empty once used.
+            cleared: false,
         }
     }
 
@@ -284,6 +289,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slot.reads.clear();
         }
         self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
+        self.cleared = true;
     }
 
     /// Empties the memory for a new block of `block_size` transactions on `workers` threads,
@@ -295,28 +301,36 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             *self = Self::with_workers(block_size, workers);
             return;
         }
+        // Emptied already off the critical path (by `clear`), or emptied here.
+        let cleared = std::mem::replace(&mut self.cleared, false);
         let per_shard = block_size.saturating_mul(3) / shard_count;
         for shard in self.shards.iter_mut() {
             let table = shard.get_mut().unwrap_or_else(PoisonError::into_inner);
-            table.clear();
+            if !cleared {
+                table.clear();
+            }
             table.reserve(per_shard, |c| c.hash);
         }
-        let mut slots = std::mem::take(&mut self.slots).into_vec();
-        slots.truncate(block_size);
-        for slot in &mut slots {
-            let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
-            slot.written.clear();
-            slot.scratch.clear();
-            slot.reads.clear();
+        if !cleared {
+            for slot in self.slots.iter_mut() {
+                let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+                slot.written.clear();
+                slot.scratch.clear();
+                slot.reads.clear();
+            }
         }
-        slots.resize_with(block_size, Slot::default);
-        self.slots = slots.into_boxed_slice();
         let buckets = Self::buckets(block_size);
-        if buckets as u64 - 1 == self.bucket_mask {
-            self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
-        } else {
+        if buckets as u64 - 1 != self.bucket_mask {
             self.first_writer = (0..buckets).map(|_| AtomicU32::new(TxnIndex::MAX)).collect();
             self.bucket_mask = buckets as u64 - 1;
+        } else if !cleared {
+            self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
+        }
+        if self.slots.len() != block_size {
+            let mut slots = std::mem::take(&mut self.slots).into_vec();
+            slots.truncate(block_size);
+            slots.resize_with(block_size, Slot::default);
+            self.slots = slots.into_boxed_slice();
         }
     }
 

@@ -511,4 +511,15 @@ fn reset_reuses_the_memory_for_a_new_block() {
     // Another worker count rebuilds it.
     mem.reset(4, 16);
     assert_eq!(mem.read(&1, 3, WITH), BASE);
+    // Cleared between blocks (off the critical path), the next reset has nothing to empty; a
+    // reset without a clear before it empties everything itself.
+    record(&mem, 2, 0, &[(1, val(20))]);
+    mem.clear();
+    mem.reset(4, 16);
+    assert_eq!(mem.read(&1, 3, WITH), BASE);
+    record(&mem, 1, 0, &[(1, val(10))]);
+    mem.reset(4, 16);
+    mem.reset(4, 16);
+    assert_eq!(mem.read(&1, 3, WITH), BASE);
+    assert!(mem.last_written_keys(1).is_empty());
 }

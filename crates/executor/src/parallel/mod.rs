@@ -673,17 +673,55 @@ fn fold_shards(threads: usize, txs: TxSource<'_>) -> (usize, Option<Address>) {
     }
 }
 
+/// Each transaction's place among its sender's transactions in the block, from one pass over
+/// the block (one hash map lookup per transaction; everything after works on these links).
+struct SenderChains {
+    /// The sender's previous transaction.
+    prev: Vec<Option<u32>>,
+    /// The sender's next transaction.
+    next: Vec<Option<u32>>,
+    /// The sender's first transaction (it names the sender's chain).
+    first: Vec<u32>,
+}
+
+impl SenderChains {
+    fn new(txs: TxSource<'_>) -> Self {
+        let n = txs.len();
+        let mut last: alloy_primitives::map::HashMap<Address, u32> = Default::default();
+        last.reserve(n);
+        let mut chains =
+            Self { prev: Vec::with_capacity(n), next: vec![None; n], first: Vec::with_capacity(n) };
+        for i in 0..n {
+            let prev = last.insert(txs.caller(i), i as u32);
+            chains.prev.push(prev);
+            chains.first.push(prev.map_or(i as u32, |p| chains.first[p as usize]));
+            if let Some(p) = prev {
+                chains.next[p as usize] = Some(i as u32);
+            }
+        }
+        chains
+    }
+
+    /// Every sender with more than one transaction: its transactions, in order.
+    fn repeated(&self) -> impl Iterator<Item = Vec<u32>> + '_ {
+        (0..self.prev.len()).filter(|&i| self.prev[i].is_none() && self.next[i].is_some()).map(
+            |first| std::iter::successors(Some(first as u32), |&i| self.next[i as usize]).collect(),
+        )
+    }
+}
+
 /// The most transactions of one sender that follow an earlier one of the same sender
-/// (`prev_same_sender`).
-fn longest_chain(txs: TxSource<'_>, prev_same_sender: &[Option<u32>]) -> usize {
-    let mut per_sender: alloy_primitives::map::HashMap<Address, usize> = Default::default();
+/// (`prev_same_sender`; `first_of_sender` names each transaction's sender by its first
+/// transaction, see [`SenderChains`]).
+fn longest_chain(first_of_sender: &[u32], prev_same_sender: &[Option<u32>]) -> usize {
+    let mut per_sender = vec![0u32; prev_same_sender.len()];
     let mut longest = 0;
     for (i, _) in prev_same_sender.iter().enumerate().filter(|(_, prev)| prev.is_some()) {
-        let count = per_sender.entry(txs.caller(i)).or_default();
+        let count = &mut per_sender[first_of_sender[i] as usize];
         *count += 1;
         longest = longest.max(*count);
     }
-    longest
+    longest as usize
 }
 
 /// Phase 1: runs Block-STM over the transactions; returns each one's final outcome in order.
@@ -712,18 +750,17 @@ where
     let lazy_candidates: Vec<Option<Address>> = (0..txs.len())
         .map(|i| txs.lazy_recipient(i, beneficiary).filter(|_| mechanisms.deltas))
         .collect();
-    let mut last_of_sender: alloy_primitives::map::HashMap<Address, u32> = Default::default();
-    last_of_sender.reserve(txs.len());
-    let mut prev_same_sender: Vec<Option<u32>> =
-        (0..txs.len()).map(|i| last_of_sender.insert(txs.caller(i), i as u32)).collect();
-    let lazy_senders = if mechanisms.deltas {
-        lazy_senders(db, overlay, cfg, txs, &lazy_candidates, &prev_same_sender)?
+    let chains = SenderChains::new(txs);
+    // EIP-7702 authorizations may give any account code: no lazy reads then.
+    let authorizations = (0..txs.len()).any(|i| txs.has_authorizations(i));
+    let lazy_senders = if mechanisms.deltas && !authorizations {
+        lazy_senders(db, overlay, cfg, txs, &lazy_candidates, &chains)?
     } else {
         vec![None; txs.len()]
     };
     stats.lazy_sender_txs = lazy_senders.iter().filter(|l| l.is_some()).count() as u64;
-    let lazy_beneficiary = if mechanisms.deltas {
-        lazy_beneficiary(db, overlay, cfg, block_env.beneficiary, txs)?
+    let lazy_beneficiary = if mechanisms.deltas && !authorizations {
+        lazy_beneficiary(db, overlay, cfg, block_env.beneficiary)?
     } else {
         None
     };
@@ -733,6 +770,7 @@ where
         Vec::new()
     };
     // A lazy sender's plain transfer does not wait for the sender's earlier transactions.
+    let SenderChains { prev: mut prev_same_sender, first: first_of_sender, .. } = chains;
     for (prev, lazy) in prev_same_sender.iter_mut().zip(&lazy_senders) {
         if lazy.is_some() {
             *prev = None;
@@ -744,7 +782,7 @@ where
     // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
     // speculation, so execute in order and let the other workers fold. Several senders'
     // chains run side by side (each link waits for the one before, see `prev_same_sender`).
-    if longest_chain(txs, &prev_same_sender) * 2 > txs.len() && mechanisms.isolation {
+    if longest_chain(&first_of_sender, &prev_same_sender) * 2 > txs.len() && mechanisms.isolation {
         scheduler.set_in_order(true);
     }
     scheduler.set_adaptive(mechanisms.isolation);
@@ -870,35 +908,29 @@ fn early_transactions(
 
 /// Per transaction, its sender if the transaction may read it lazily (see [`LazySender`]): a
 /// plain transfer candidate (`lazy_candidates`) whose sender has more transactions in the block
-/// (`prev_same_sender` links them), in a block without EIP-7702 transactions, where the sender
+/// (`SenderChains` links them), in a block without EIP-7702 transactions, where the sender
 /// has no code, its transactions' nonces follow its own one by one, and its balance covers the
 /// largest possible cost of all of them together. The sender may be the beneficiary (a mining
-/// pool paying out): its fees stay in the fee ledger, apart from its debits.
+/// pool paying out): its fees stay in the fee ledger, apart from its debits. The caller has
+/// checked that no transaction of the block carries EIP-7702 authorizations.
 fn lazy_senders<DB>(
     db: &DB,
     overlay: &Overlay,
     cfg: &CfgEnv,
     txs: TxSource<'_>,
     lazy_candidates: &[Option<Address>],
-    prev_same_sender: &[Option<u32>],
+    chains: &SenderChains,
 ) -> Result<Vec<Option<LazySender>>, ExecutionError>
 where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,
 {
     let mut lazy = vec![None; txs.len()];
-    let checks_off = checks_off(cfg);
-    let repeated = prev_same_sender.iter().any(Option::is_some);
-    if checks_off || !repeated || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
+    if checks_off(cfg) {
         return Ok(lazy);
     }
-    // Per sender: its transactions, in order (those of one transaction are dropped).
-    let mut chains: alloy_primitives::map::HashMap<Address, Vec<u32>> = Default::default();
-    for i in 0..txs.len() {
-        chains.entry(txs.caller(i)).or_default().push(i as u32);
-    }
-    chains.retain(|_, chain| chain.len() > 1);
-    for (sender, chain) in chains {
+    for chain in chains.repeated() {
+        let sender = txs.caller(chain[0] as usize);
         if chain.iter().all(|&i| lazy_candidates[i as usize].is_none()) {
             continue;
         }
@@ -934,20 +966,19 @@ where
 /// EIP-7702 authorizations (which could give it code), and before the block it has no code and
 /// is not empty. Then it stays without code and not empty through the block (its own
 /// transactions, a builder paying the proposer, raise its nonce), and no transaction but its
-/// own can tell its balance or nonce except through `BALANCE`, which the workers watch.
+/// own can tell its balance or nonce except through `BALANCE`, which the workers watch. The
+/// caller has checked that no transaction of the block carries EIP-7702 authorizations.
 fn lazy_beneficiary<DB>(
     db: &DB,
     overlay: &Overlay,
     cfg: &CfgEnv,
     beneficiary: Address,
-    txs: TxSource<'_>,
 ) -> Result<Option<LazyBeneficiary>, ExecutionError>
 where
     DB: DatabaseRef,
     DB::Error: std::fmt::Display,
 {
-    let checks_off = checks_off(cfg);
-    if checks_off || (0..txs.len()).any(|i| txs.has_authorizations(i)) {
+    if checks_off(cfg) {
         return Ok(None);
     }
     Ok(account_before_block(db, overlay, beneficiary)?
@@ -1122,16 +1153,23 @@ fn remember_hot(became: &[db::Location]) {
 mod tests {
     use super::*;
 
-    /// Transaction environments from these senders, and each one's previous transaction of the
-    /// same sender.
-    fn block(senders: &[u8]) -> (Vec<TxEnv>, Vec<Option<u32>>) {
+    /// Transaction environments from these senders, and their sender chains.
+    fn block(senders: &[u8]) -> (Vec<TxEnv>, SenderChains) {
         let envs: Vec<TxEnv> = senders
             .iter()
             .map(|s| TxEnv { caller: Address::repeat_byte(*s), ..Default::default() })
             .collect();
-        let mut last = std::collections::HashMap::new();
-        let prev = envs.iter().enumerate().map(|(i, e)| last.insert(e.caller, i as u32)).collect();
-        (envs, prev)
+        let chains = SenderChains::new(TxSource::Envs(&envs));
+        (envs, chains)
+    }
+
+    #[test]
+    fn sender_chains_link_each_senders_transactions_in_order() {
+        let (_, chains) = block(&[1, 2, 1, 3, 2, 1]);
+        assert_eq!(chains.prev, [None, None, Some(0), None, Some(1), Some(2)]);
+        assert_eq!(chains.next, [Some(2), Some(4), Some(5), None, None, None]);
+        assert_eq!(chains.first, [0, 1, 0, 3, 1, 0]);
+        assert_eq!(chains.repeated().collect::<Vec<_>>(), [vec![0, 2, 5], vec![1, 4]]);
     }
 
     #[test]
@@ -1139,17 +1177,17 @@ mod tests {
         // Six senders taking turns: 54 of 60 transactions follow one of their sender's, but no
         // sender's chain is more than a sixth of the block, so it does not run in order.
         let turns: Vec<u8> = (0..60).map(|i| (i % 6) as u8 + 1).collect();
-        let (envs, prev) = block(&turns);
-        assert_eq!(prev.iter().filter(|p| p.is_some()).count(), 54);
-        assert_eq!(longest_chain(TxSource::Envs(&envs), &prev), 9);
+        let (_, chains) = block(&turns);
+        assert_eq!(chains.prev.iter().filter(|p| p.is_some()).count(), 54);
+        assert_eq!(longest_chain(&chains.first, &chains.prev), 9);
         // One wallet paying out, a few others: its chain is most of the block.
         let payout: Vec<u8> = (0..60).map(|i| if i % 5 == 0 { i as u8 + 10 } else { 1 }).collect();
-        let (envs, prev) = block(&payout);
-        assert_eq!(longest_chain(TxSource::Envs(&envs), &prev), 47);
-        assert!(longest_chain(TxSource::Envs(&envs), &prev) * 2 > envs.len());
+        let (envs, chains) = block(&payout);
+        assert_eq!(longest_chain(&chains.first, &chains.prev), 47);
+        assert!(longest_chain(&chains.first, &chains.prev) * 2 > envs.len());
         // Transactions whose dependency was lifted (lazy senders) do not count.
-        let mut lifted = prev;
+        let mut lifted = chains.prev.clone();
         lifted.iter_mut().skip(30).for_each(|p| *p = None);
-        assert_eq!(longest_chain(TxSource::Envs(&envs), &lifted), 23);
+        assert_eq!(longest_chain(&chains.first, &lifted), 23);
     }
 }
