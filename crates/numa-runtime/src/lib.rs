@@ -9,8 +9,12 @@
 //! that owes the helpers something (a service hook, see [`with_service_hook`]: serving the
 //! reads of a database only it may touch) polls until they are done, running the hook.
 //!
-//! [`PoolConfig::pin`] pins helper `i` to core `i` (the caller stays where the OS put it), for
-//! machines where migration costs more than it saves (Linux only; elsewhere it does nothing).
+//! [`PoolConfig::pin`] pins worker `i` to the `i`-th core the process may use: the helpers for
+//! good, the caller for the duration of each broadcast (its own affinity is restored after).
+//! Unpinned, the kernel may place a woken helper on the caller's core and run the two by turns
+//! until it migrates one: on blocks of a few hundred transfers (a few hundred microseconds)
+//! that happened in most blocks here (`velarium bench --workloads eth_transfers --txs 200`).
+//! Linux only; elsewhere it does nothing.
 //!
 //! Pipeline: the executor (`velarium-executor`) runs Block-STM and its parallel commit through
 //! this pool.
@@ -31,7 +35,8 @@ use std::{
 pub struct PoolConfig {
     /// Workers, the calling thread included (at least 1).
     pub threads: usize,
-    /// Pin helper `i` to core `i % cores` (Linux).
+    /// Pin worker `i` to the `i`-th allowed core (modulo their number; the caller only while a
+    /// broadcast runs), Linux only.
     pub pin: bool,
 }
 
@@ -90,6 +95,9 @@ pub struct WorkerPool {
     shared: Arc<Shared>,
     config: PoolConfig,
     helpers: Vec<JoinHandle<()>>,
+    /// With [`PoolConfig::pin`]: the core the caller works on during a broadcast (the helpers
+    /// have the next ones).
+    caller_core: Option<usize>,
 }
 
 impl fmt::Debug for WorkerPool {
@@ -113,17 +121,19 @@ impl WorkerPool {
             done: Condvar::new(),
             busy: Mutex::new(()),
         });
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The cores this process may use, in order: worker `i` gets the `i`-th (modulo).
+        let cores = if config.pin { allowed_cores() } else { Vec::new() };
+        let core_of = |index: usize| (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let mut helpers = Vec::with_capacity(config.threads - 1);
         for index in 1..config.threads {
             let shared = Arc::clone(&shared);
-            let core = config.pin.then_some(index % cores);
+            let core = core_of(index);
             let handle = std::thread::Builder::new()
                 .name(format!("velarium-worker-{index}"))
                 .spawn(move || helper(&shared, index, core))?;
             helpers.push(handle);
         }
-        Ok(Self { shared, config, helpers })
+        Ok(Self { shared, config, helpers, caller_core: core_of(0) })
     }
 
     /// Number of workers (the calling thread included).
@@ -177,7 +187,13 @@ impl WorkerPool {
             state.panic = None;
         }
         self.shared.start.notify_all();
+        // Pinned, the caller works on its own core for the broadcast, so that the kernel cannot
+        // put a woken helper on the caller's core and run the two by turns.
+        let restore = self.caller_core.and_then(pin_caller);
         job_fn(0);
+        if let Some(mask) = restore {
+            restore_affinity(&mask);
+        }
         // The helpers are about done too (they ran out of work at the same time): poll briefly
         // instead of paying a sleep and a wake-up (see `CALLER_SPIN`). A caller with a service
         // hook (it serves the helpers, see [`with_service_hook`]) must not sleep at all.
@@ -304,6 +320,64 @@ fn pin_to_core(core: usize) {
 
 #[cfg(not(target_os = "linux"))]
 fn pin_to_core(_core: usize) {}
+
+/// The cores the current thread may run on, in order (empty if unknown).
+#[cfg(target_os = "linux")]
+fn allowed_cores() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; `sched_getaffinity(0, ..)` reads this thread's mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&core| libc::CPU_ISSET(core, &set)).collect()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cores() -> Vec<usize> {
+    Vec::new()
+}
+
+/// The calling thread's affinity, as `sched_getaffinity` gives it.
+#[cfg(target_os = "linux")]
+type Affinity = libc::cpu_set_t;
+#[cfg(not(target_os = "linux"))]
+type Affinity = ();
+
+/// Pins the calling thread to `core`; returns its affinity before, to restore afterwards (`None`
+/// if it could not be read or changed).
+#[cfg(target_os = "linux")]
+fn pin_caller(core: usize) -> Option<Affinity> {
+    // SAFETY: `cpu_set_t` is plain data; both calls affect only this thread.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut before: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut before) != 0 {
+            return None;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        (libc::sched_setaffinity(0, size, &set) == 0).then_some(before)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_caller(_core: usize) -> Option<Affinity> {
+    None
+}
+
+/// Gives the calling thread back the affinity [`pin_caller`] returned.
+#[cfg(target_os = "linux")]
+fn restore_affinity(mask: &Affinity) {
+    // SAFETY: `mask` came from `sched_getaffinity`; the call affects only this thread.
+    unsafe {
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), mask);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restore_affinity(_mask: &Affinity) {}
 
 /// Makes the current thread a background one: it runs only on cores nobody else wants (Linux's
 /// `SCHED_IDLE`; a no-op elsewhere). For housekeeping that must never steal a core from the
@@ -440,5 +514,32 @@ mod tests {
         .unwrap();
         assert_eq!(sum.load(Ordering::Relaxed), 3);
         drop(pool);
+    }
+
+    /// Pinned, every worker runs on its own core during a broadcast (the caller included, so
+    /// the kernel cannot run a woken helper on the caller's core by turns), and the caller gets
+    /// its own affinity back afterwards.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pinned_workers_run_on_distinct_cores_and_the_caller_is_given_its_cores_back() {
+        let cores = allowed_cores();
+        if cores.len() < 2 {
+            eprintln!("skipped: fewer than two cores");
+            return;
+        }
+        let before = allowed_cores();
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: true }).unwrap();
+        let seen = Mutex::new(Vec::new());
+        pool.broadcast(
+            |i| {
+                lock(&seen).push((i, allowed_cores()));
+            },
+            || {},
+        )
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, [(0, vec![cores[0]]), (1, vec![cores[1]])]);
+        assert_eq!(allowed_cores(), before);
     }
 }

@@ -16,7 +16,8 @@ pub(crate) struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// The process-wide pool of `threads` workers.
+    /// The process-wide pool of `threads` workers (pinned to cores with `VELARIUM_PIN_WORKERS=1`,
+    /// see `velarium_numa_runtime::PoolConfig::pin`).
     pub(crate) fn get(threads: usize) -> Result<Self, EngineFault> {
         static POOLS: OnceLock<Mutex<Vec<(usize, WorkerPool)>>> = OnceLock::new();
         let threads = threads.max(1);
@@ -25,7 +26,11 @@ impl WorkerPool {
         if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
             return Ok(pool.clone());
         }
-        let config = velarium_numa_runtime::PoolConfig { threads, pin: false };
+        // Pinning is opt-in: on the 2-core machine it removed the by-turns runs of blocks of a
+        // few hundred microseconds but measured no better on the mainnet blocks, and a pinned
+        // worker cannot move off a core another program is using.
+        let pin = std::env::var_os("VELARIUM_PIN_WORKERS").is_some_and(|v| v != "0");
+        let config = velarium_numa_runtime::PoolConfig { threads, pin };
         let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
         let pool = Self { pool: Arc::new(pool) };
