@@ -4,7 +4,11 @@
 //! run interleaved (oracle, then each thread count, repeated), in one process, and every
 //! parallel run is checked against the oracle's output. For each workload the critical-path
 //! bound (gas-weighted longest dependency chain from the real read/write sets) says how much
-//! parallelism exists at all; efficiency = speedup / min(threads, bound).
+//! parallelism exists at all; efficiency = speedup / min(threads, bound). The time-weighted
+//! bound (`tbound`) weighs the same chains by each transaction's time on the oracle instead:
+//! gas prices kinds of work differently from what they cost (a loop burns gas several times
+//! slower than a transfer), so a block whose long transaction is a loop has less parallelism
+//! than its gas says.
 
 use crate::{replay::find_block_dirs, EngineKind};
 use eyre::{bail, eyre, WrapErr};
@@ -17,7 +21,8 @@ use std::{
 use velarium_analyzer::{critical_path, efficiency};
 use velarium_chainspec::ChainSpec;
 use velarium_executor::{
-    execute_parallel_with, trace_accesses, BlockInput, Engine, Mechanisms, ParallelStats,
+    execute_parallel_with, time_transactions, trace_accesses, BlockInput, Engine, Mechanisms,
+    ParallelStats,
 };
 use velarium_state::InMemoryState;
 
@@ -255,6 +260,21 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// Oracle runs whose per-transaction medians weigh the time-weighted bound.
+const TIMING_ROUNDS: usize = 3;
+
+/// The critical-path bound with each transaction weighted by its time on the oracle
+/// (`times`, nanoseconds; at least 1 each) instead of its gas.
+fn time_weighted_bound(
+    mut trace: Vec<velarium_analyzer::TxAccess<velarium_executor::AccessKey>>,
+    times: &[Duration],
+) -> f64 {
+    for (tx, time) in trace.iter_mut().zip(times) {
+        tx.gas = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX).max(1);
+    }
+    critical_path(&trace).bound
+}
+
 /// Timing of one engine configuration on one block.
 #[derive(Default)]
 struct Samples {
@@ -287,7 +307,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     }
     if !args.json {
         out!(
-            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5}",
+            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6}",
             "workload",
             "engine",
             "median ms",
@@ -300,11 +320,12 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             "abort",
             "susp",
             "bound",
-            "eff"
+            "eff",
+            "tbound"
         );
     }
-    // (threads, speedup, critical-path bound) of every mainnet block.
-    let mut mainnet_speedups: Vec<(usize, f64, f64)> = Vec::new();
+    // (threads, speedup, critical-path bound, time-weighted bound) of every mainnet block.
+    let mut mainnet_speedups: Vec<(usize, f64, f64, f64)> = Vec::new();
     // (workload, configuration, speedup with every mechanism / speedup without this one).
     let mut ablation: Vec<(String, String, f64)> = Vec::new();
     for block in &blocks {
@@ -314,6 +335,10 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         let trace = trace_accesses(&block.spec, &block.state, block.input())
             .map_err(|e| eyre!("{}: tracing failed: {e}", block.name))?;
         let bound = critical_path(&trace).bound;
+        // The same chains weighted by each transaction's time on the oracle instead of its gas.
+        let times = time_transactions(&block.spec, &block.state, block.input(), TIMING_ROUNDS)
+            .map_err(|e| eyre!("{}: timing the oracle failed: {e}", block.name))?;
+        let time_bound = time_weighted_bound(trace, &times);
         let mut seq = Samples::default();
         let configs = args.configurations();
         let mut par: Vec<Samples> = configs.iter().map(|_| Samples::default()).collect();
@@ -371,11 +396,13 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "re_executions": s.stats.re_executions(txs), "validations": s.stats.validations,
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
                     "critical_path_bound": bound, "efficiency": eff,
+                    "time_bound": time_bound,
+                    "time_efficiency": efficiency(speedup, threads, time_bound),
                 });
                 out!("{record}");
             } else {
                 out!(
-                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}%",
+                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}% {:>6.1}",
                     block.name,
                     engine,
                     median.as_secs_f64() * 1e3,
@@ -388,7 +415,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     s.stats.aborts,
                     s.stats.suspensions,
                     bound,
-                    eff * 100.0
+                    eff * 100.0,
+                    time_bound,
                 );
             }
             Ok(())
@@ -401,7 +429,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             if label.starts_with("parallel/") {
                 with_all = speedup;
                 if block.name.starts_with("mainnet/") {
-                    mainnet_speedups.push((*threads, speedup, bound));
+                    mainnet_speedups.push((*threads, speedup, bound, time_bound));
                 }
             } else {
                 ablation.push((block.name.clone(), label.clone(), with_all / speedup));
@@ -417,11 +445,12 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             let (sum, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x.ln(), n + 1));
             (sum / n.max(1) as f64).exp()
         };
-        let speedup = geomean(&mut blocks.iter().map(|(_, s, _)| *s));
-        let limit = geomean(&mut blocks.iter().map(|(t, _, b)| b.min(*t as f64)));
-        let worst = blocks.iter().map(|(_, s, _)| *s).fold(f64::INFINITY, f64::min);
+        let speedup = geomean(&mut blocks.iter().map(|(_, s, ..)| *s));
+        let limit = geomean(&mut blocks.iter().map(|(t, _, b, _)| b.min(*t as f64)));
+        let time_limit = geomean(&mut blocks.iter().map(|(t, _, _, b)| b.min(*t as f64)));
+        let worst = blocks.iter().map(|(_, s, ..)| *s).fold(f64::INFINITY, f64::min);
         let line = format!(
-            "mainnet, {threads} threads: geometric mean speedup {speedup:.2}x, worst {worst:.2}x over {} blocks (critical-path limit: geometric mean of min(threads, bound) {limit:.2}x)",
+            "mainnet, {threads} threads: geometric mean speedup {speedup:.2}x, worst {worst:.2}x over {} blocks (critical-path limit: geometric mean of min(threads, bound) {limit:.2}x; time-weighted {time_limit:.2}x)",
             blocks.len()
         );
         if args.json {

@@ -137,5 +137,17 @@ fn bench_reports_bounds_from_real_access_sets() {
     for r in &records {
         assert!(r["median_ms"].as_f64().unwrap() > 0.0);
         assert!(r["efficiency"].as_f64().unwrap() > 0.0);
+        assert!(r["time_efficiency"].as_f64().unwrap() > 0.0);
     }
+    // Weighted by time, the chains are the same: one chain stays one chain, and independent
+    // transfers still have at least two chains' worth of time each (the bound is the block's
+    // time over its slowest transaction's).
+    let time_bound = |name: &str| {
+        records.iter().find(|r| r["workload"] == name).expect("workload present")["time_bound"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((time_bound("dependent_chain") - 1.0).abs() < 1e-9, "{text}");
+    assert!((time_bound("reads_beneficiary") - 1.0).abs() < 1e-9, "{text}");
+    assert!(time_bound("eth_transfers") > 2.0 && time_bound("eth_transfers") <= 40.0, "{text}");
 }

@@ -18,7 +18,7 @@ pub use parallel::{
     execute_transactions, panic_message, trace_accesses, AccessKey, EngineFault, HotSpot,
     Mechanisms, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError, MAX_HOT_SPOTS,
 };
-pub use sequential::{evm_env, execute_sequential};
+pub use sequential::{evm_env, execute_sequential, time_transactions};
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::{eip4895::Withdrawal, eip7685::Requests};

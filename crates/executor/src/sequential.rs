@@ -153,26 +153,77 @@ where
     DB: DatabaseRef + StorageProbe + std::fmt::Debug,
     DB::Error: Send + Sync + 'static,
 {
+    execute_timed(spec, db, block, None)
+}
+
+/// How long each transaction of `block` takes on the oracle (alloy-evm's executor, commit
+/// included), the median of `rounds` runs: the weights of a time-weighted critical path (gas is
+/// a poor proxy for time across kinds of work: a loop burns gas several times slower than a
+/// transfer).
+///
+/// # Errors
+///
+/// As [`execute_sequential`].
+pub fn time_transactions<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+    rounds: usize,
+) -> Result<Vec<std::time::Duration>, ExecutionError>
+where
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug,
+    DB::Error: Send + Sync + 'static,
+{
+    let mut samples: Vec<Vec<std::time::Duration>> = vec![Vec::new(); block.transactions.len()];
+    for _ in 0..rounds.max(1) {
+        let mut times = Vec::with_capacity(block.transactions.len());
+        execute_timed(spec, db, block, Some(&mut times))?;
+        for (sample, time) in samples.iter_mut().zip(times) {
+            sample.push(time);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut sample| {
+            sample.sort_unstable();
+            sample.get(sample.len() / 2).copied().unwrap_or_default()
+        })
+        .collect())
+}
+
+/// [`execute_sequential`], optionally timing each transaction into `times`.
+fn execute_timed<DB>(
+    spec: &ChainSpec,
+    db: &DB,
+    block: BlockInput<'_>,
+    times: Option<&mut Vec<std::time::Duration>>,
+) -> Result<BlockOutput, ExecutionError>
+where
+    DB: DatabaseRef + StorageProbe + std::fmt::Debug,
+    DB::Error: Send + Sync + 'static,
+{
     let mut state = State::builder().with_database_ref(db).with_bundle_update().build();
     let env = evm_env(spec, block.header);
     let guard = CollisionGuard::new(db.storage_only_accounts());
     let result = if guard.is_active() {
         // EIP-7610's storage check needs an inspector (see `eip7610.rs`).
         let evm = EthEvmFactory::default().create_evm_with_inspector(&mut state, env, guard);
-        run_block(spec, block, evm)?
+        run_block(spec, block, evm, times)?
     } else {
         // What reth runs.
-        run_block(spec, block, EthEvmFactory::default().create_evm(&mut state, env))?
+        run_block(spec, block, EthEvmFactory::default().create_evm(&mut state, env), times)?
     };
     state.merge_transitions(BundleRetention::PlainState);
     Ok(BlockOutput::new(result, state.take_bundle()))
 }
 
-/// The transactions and system changes of `block` through alloy-evm's executor on `evm`.
+/// The transactions and system changes of `block` through alloy-evm's executor on `evm`, each
+/// transaction's time pushed to `times` if given.
 fn run_block<'db, DB, I>(
     spec: &ChainSpec,
     block: BlockInput<'_>,
     evm: EthEvm<&'db mut State<DB>, I, PrecompilesMap>,
+    mut times: Option<&mut Vec<std::time::Duration>>,
 ) -> Result<BlockExecutionResult<ReceiptEnvelope>, ExecutionError>
 where
     DB: revm::Database + std::fmt::Debug,
@@ -188,7 +239,16 @@ where
     apply_dao_fork(spec, header, executor.evm_mut().db_mut())?;
     executor.apply_pre_execution_changes()?;
     for tx in block.transactions {
-        executor.execute_transaction(tx)?;
+        match times.as_deref_mut() {
+            Some(times) => {
+                let started = std::time::Instant::now();
+                executor.execute_transaction(tx)?;
+                times.push(started.elapsed());
+            }
+            None => {
+                executor.execute_transaction(tx)?;
+            }
+        }
     }
     check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
     Ok(executor.finish()?.1)

@@ -7,7 +7,8 @@ use alloy_primitives::{Address, B256, U256};
 use proptest::prelude::*;
 use revm::{bytecode::Bytecode, state::AccountInfo, DatabaseRef};
 use velarium_executor::{
-    execute_parallel, execute_parallel_with, execute_sequential, BlockOutput, Mechanisms,
+    execute_parallel, execute_parallel_with, execute_sequential, time_transactions, BlockOutput,
+    Mechanisms,
 };
 use velarium_state::{InMemoryState, StateError};
 use velarium_workloads::{mixed, with_invalid_tx, Workload, GENERATORS};
@@ -246,6 +247,20 @@ fn a_long_late_transaction_starts_early_and_gives_the_oracles_result() {
             assert!(!receipt.status(), "seed {seed}: the long call runs out of gas");
         }
     }
+}
+
+/// The oracle's per-transaction times (the weights of the time-weighted bound): one per
+/// transaction, and the long loop at the end of `late_heavy` takes longer than any transfer,
+/// although its gas only equals theirs together.
+#[test]
+fn the_oracle_times_each_transaction() {
+    // 299 transfers and a loop with their gas together (milliseconds against microseconds).
+    let workload = velarium_workloads::late_heavy(1, 300);
+    let times = time_transactions(&workload.spec, &workload.state, workload.block_input(), 3)
+        .expect("the oracle executes the block");
+    assert_eq!(times.len(), workload.transactions.len());
+    let (last, transfers) = times.split_last().expect("transactions");
+    assert!(transfers.iter().all(|t| t < last), "{times:?}");
 }
 
 /// `mostly_one_chain` counts every repeated sender, whether its transactions come in a row (a
