@@ -687,7 +687,7 @@ struct SenderChains {
 impl SenderChains {
     fn new(txs: TxSource<'_>) -> Self {
         let n = txs.len();
-        let mut last: alloy_primitives::map::HashMap<Address, u32> = Default::default();
+        let mut last: alloy_primitives::map::AddressMap<u32> = Default::default();
         last.reserve(n);
         let mut chains =
             Self { prev: Vec::with_capacity(n), next: vec![None; n], first: Vec::with_capacity(n) };
