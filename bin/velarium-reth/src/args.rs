@@ -32,6 +32,11 @@ pub struct VelariumArgs {
     /// executor and compare receipts, gas and state changes with what the node committed.
     #[arg(long = "velarium.verify", env = "VELARIUM_VERIFY")]
     pub verify: bool,
+
+    /// Pin the parallel executor's workers to cores: each helper to its own, the calling
+    /// thread to the first for each block.
+    #[arg(long = "velarium.pin-workers", env = "VELARIUM_PIN_WORKERS")]
+    pub pin_workers: bool,
 }
 
 impl VelariumArgs {
@@ -81,10 +86,14 @@ mod tests {
             "--velarium.min-parallel-txs",
             "0",
             "--velarium.verify",
+            "--velarium.pin-workers",
         ])
         .unwrap()
         .args;
-        assert_eq!(args, VelariumArgs { threads: Some(8), min_txs: Some(0), verify: true });
+        assert_eq!(
+            args,
+            VelariumArgs { threads: Some(8), min_txs: Some(0), verify: true, pin_workers: true }
+        );
         let config = args.parallel_config();
         assert_eq!((config.threads, config.min_txs), (8, 0));
     }

@@ -6,8 +6,9 @@
 //! [`velarium_reth_glue::ParallelBlockExecutorFactory`]. Everything else is reth's.
 //!
 //! Extra flags of `node` (environment variables for the other subcommands):
-//! `--velarium.threads N` (`VELARIUM_THREADS`), `--velarium.min-parallel-txs N` (`VELARIUM_MIN_PARALLEL_TXS`) and
-//! `--velarium.verify` (`VELARIUM_VERIFY`), which installs the `velarium-verify` ExEx.
+//! `--velarium.threads N` (`VELARIUM_THREADS`), `--velarium.min-parallel-txs N` (`VELARIUM_MIN_PARALLEL_TXS`),
+//! `--velarium.verify` (`VELARIUM_VERIFY`), which installs the `velarium-verify` ExEx, and
+//! `--velarium.pin-workers` (`VELARIUM_PIN_WORKERS`).
 
 mod args;
 mod evm;
@@ -58,6 +59,9 @@ fn run() -> eyre::Result<()> {
         components,
         async move |builder, args: VelariumArgs| {
             info!(target: "velarium", verify = args.verify, "Launching velarium-reth node");
+            if args.pin_workers {
+                velarium_reth_glue::pin_workers();
+            }
             let handle = builder
                 .node(VelariumNode::new(args.parallel_config()))
                 .install_exex_if(args.verify, verify::EXEX_ID, async move |ctx| {

@@ -42,6 +42,10 @@ use velarium_executor::Engine;
 #[derive(Debug, Parser)]
 #[command(name = "velarium", version, about)]
 struct Cli {
+    /// Pin the parallel engine's workers to cores: each helper to its own, the calling thread
+    /// to the first for each block (also `VELARIUM_PIN_WORKERS=1`).
+    #[arg(long, global = true)]
+    pin_workers: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,6 +140,9 @@ fn main() -> ExitCode {
         velarium_numa_runtime::disable_transparent_huge_pages();
     }
     let cli = Cli::parse();
+    if cli.pin_workers {
+        velarium_executor::pin_workers();
+    }
     let result = match cli.command {
         Command::Blocktest(args) => blocktest::run(args),
         Command::Import(args) => {

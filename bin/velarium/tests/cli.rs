@@ -151,3 +151,23 @@ fn bench_reports_bounds_from_real_access_sets() {
     assert!((time_bound("reads_beneficiary") - 1.0).abs() < 1e-9, "{text}");
     assert!(time_bound("eth_transfers") > 2.0 && time_bound("eth_transfers") <= 40.0, "{text}");
 }
+
+/// With pinned workers the engine still gives the oracle's output (`bench` checks every parallel
+/// output against the oracle's and fails otherwise).
+#[test]
+fn pinned_workers_give_the_oracles_results() {
+    let (code, text) = velarium(&[
+        "--pin-workers",
+        "bench",
+        "--workloads",
+        "eth_transfers,mixed",
+        "--txs",
+        "60",
+        "--reps",
+        "2",
+        "--threads",
+        "1,2,4",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("parallel/4"), "{text}");
+}

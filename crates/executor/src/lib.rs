@@ -15,8 +15,8 @@ pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
     credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
-    execute_transactions, panic_message, trace_accesses, AccessKey, EngineFault, HotSpot,
-    Mechanisms, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError, MAX_HOT_SPOTS,
+    execute_transactions, panic_message, pin_workers, trace_accesses, AccessKey, EngineFault,
+    HotSpot, Mechanisms, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError, MAX_HOT_SPOTS,
 };
 pub use sequential::{evm_env, execute_sequential, time_transactions};
 

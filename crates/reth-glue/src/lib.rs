@@ -72,6 +72,8 @@ pub mod plan;
 mod outcome;
 
 pub use plan::{PayloadKey, PayloadPlan, PlanRegistry, PlannedTx, DEFAULT_PLAN_WAIT};
+/// Pins the engine's workers to cores (see `velarium_executor::pin_workers`).
+pub use velarium_executor::pin_workers;
 
 use alloy_consensus::{Transaction, TransactionEnvelope, TxReceipt};
 use alloy_eips::eip2718::Encodable2718;

@@ -77,7 +77,7 @@ mod worker;
 pub use db::TxDbError;
 pub(crate) use fault::record as record_fault;
 pub use fault::{engine_faults, EngineFault};
-pub use pool::panic_message;
+pub use pool::{panic_message, pin_workers};
 
 use crate::eip7610::StorageProbe;
 use crate::{

@@ -16,8 +16,8 @@ pub(crate) struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// The process-wide pool of `threads` workers (pinned to cores with `VELARIUM_PIN_WORKERS=1`,
-    /// see `velarium_numa_runtime::PoolConfig::pin`).
+    /// The process-wide pool of `threads` workers (pinned to cores after [`pin_workers`] or with
+    /// `VELARIUM_PIN_WORKERS=1`).
     pub(crate) fn get(threads: usize) -> Result<Self, EngineFault> {
         static POOLS: OnceLock<Mutex<Vec<(usize, WorkerPool)>>> = OnceLock::new();
         let threads = threads.max(1);
@@ -26,10 +26,9 @@ impl WorkerPool {
         if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
             return Ok(pool.clone());
         }
-        // Pinning is opt-in: on the 2-core machine it removed the by-turns runs of blocks of a
-        // few hundred microseconds but measured no better on the mainnet blocks, and a pinned
-        // worker cannot move off a core another program is using.
-        let pin = std::env::var_os("VELARIUM_PIN_WORKERS").is_some_and(|v| v != "0");
+        // Opt-in (see `pin_workers`).
+        let pin = PIN_WORKERS.load(std::sync::atomic::Ordering::Relaxed)
+            || std::env::var_os("VELARIUM_PIN_WORKERS").is_some_and(|v| v != "0");
         let config = velarium_numa_runtime::PoolConfig { threads, pin };
         let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
@@ -53,6 +52,19 @@ impl WorkerPool {
     {
         self.pool.broadcast(work, on_panic).map_err(EngineFault::WorkerPanic)
     }
+}
+
+/// Whether pools created from now on pin their workers (see [`pin_workers`]).
+static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
+
+/// Pins the workers of every worker pool created from now on to cores (each helper to its own,
+/// the calling thread to the first for each block; see `velarium_numa_runtime::PoolConfig::pin`),
+/// as `VELARIUM_PIN_WORKERS=1` does. Opt-in: on the 2-core development machine it removed the
+/// by-turns runs of tiny blocks but measured no better on the mainnet blocks, and a pinned
+/// worker cannot move off a core another program is using. Pools already created keep their
+/// setting: call it before the first block.
+pub fn pin_workers() {
+    PIN_WORKERS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A panic payload's message.
