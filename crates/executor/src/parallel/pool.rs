@@ -28,7 +28,7 @@ impl WorkerPool {
         }
         // Opt-in (see `pin_workers`).
         let pin = PIN_WORKERS.load(std::sync::atomic::Ordering::Relaxed)
-            || std::env::var_os("VELARIUM_PIN_WORKERS").is_some_and(|v| v != "0");
+            || std::env::var("VELARIUM_PIN_WORKERS").is_ok_and(|v| env_flag_on(&v));
         let config = velarium_numa_runtime::PoolConfig { threads, pin };
         let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
@@ -65,6 +65,14 @@ static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
 /// setting: call it before the first block.
 pub fn pin_workers() {
     PIN_WORKERS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a flag's environment value means "on", by the rule clap applies to the same
+/// variable behind `velarium-reth --velarium.pin-workers`: empty, `0`, `n`, `no`, `f`, `false`
+/// and `off` (any case) are off, anything else is on.
+fn env_flag_on(value: &str) -> bool {
+    !value.is_empty()
+        && !["0", "n", "no", "f", "false", "off"].iter().any(|off| value.eq_ignore_ascii_case(off))
 }
 
 /// A panic payload's message.
@@ -370,6 +378,16 @@ mod tests {
             assert!(ws.take_outcome(5).is_err(), "nothing left over from the last block");
             give_back(ws);
             std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn the_pin_variable_reads_like_the_reth_flag() {
+        for on in ["1", "true", "TRUE", "yes", "on", " 1 "] {
+            assert!(env_flag_on(on), "{on:?}");
+        }
+        for off in ["", "0", "false", "False", "no", "n", "f", "off"] {
+            assert!(!env_flag_on(off), "{off:?}");
         }
     }
 
