@@ -159,7 +159,8 @@ fn user_output_names_engines_in_words() {
     assert!(stderr.contains("possible values: parallel, sequential"), "{stderr}");
     assert_eq!(
         velarium_executor::Engine::Parallel { threads: 2, min_txs: 24 }.to_string(),
-        "parallel (2 threads, blocks under 24 transactions on the oracle)"
+        "parallel (2 threads; on the oracle: blocks under 24 transactions (under 8 with 5 Mgas \
+         or more), and chains of one sender's calls)"
     );
 }
 

@@ -169,42 +169,76 @@ impl core::fmt::Display for Engine {
             }
             Self::Parallel { threads, min_txs } => write!(
                 f,
-                "parallel ({threads} threads, blocks under {min_txs} transactions on the oracle)"
+                "parallel ({threads} threads; on the oracle: blocks under {min_txs} transactions \
+                 (under {} with {} Mgas or more), and chains of one sender's calls)",
+                min_txs / 3,
+                DEFAULT_PARALLEL_MIN_GAS / 1_000_000
             ),
         }
     }
 }
 
-/// Below this many transactions a block runs sequentially by default.
+/// Below this many transactions a block runs sequentially by default (unless it holds
+/// [`DEFAULT_PARALLEL_MIN_GAS`], see [`worth_block_stm`]).
 ///
 /// Measured, not guessed: on the 47 mainnet blocks of `../shared/fixtures/mainnet-blocks`
 /// (`velarium replay --threads 2 --repeat 9`, 2-core machine) every block with fewer than 24
-/// transactions was slower through Block-STM than through the oracle (0.10x-0.96x), and the
-/// criterion bench `small_blocks` shows no crossover below 128 cheap transfers. Blocks at or
-/// above it are where Block-STM can win; re-measure when the engine's fixed costs change.
+/// transactions but one (4369999, 6.6 Mgas) was slower through Block-STM than through the
+/// oracle (0.10x-0.96x), and the criterion bench `small_blocks` shows no crossover below 128
+/// cheap transfers. Blocks at or above it are where Block-STM can win; re-measure when the
+/// engine's fixed costs change.
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
 
-/// Whether most of a block's transactions follow an earlier one of the same sender (a mining
-/// pool paying out, an airdrop): such a block is one nonce chain, executes in order whatever
-/// the engine, and cannot profit from Block-STM. Unless Block-STM is forced (`min_txs == 0`),
-/// the parallel engine gives it to the oracle, at sequential speed.
+/// The gas (the header's `gas_used`) from which a block of at least a third of the small-block
+/// threshold's transactions (8 of [`DEFAULT_PARALLEL_MIN_TXS`]) is worth Block-STM under it: what makes a block small is how little work it
+/// holds, and the transaction count is only a proxy for it. Measured on the mainnet fixtures
+/// (2026-12-05, `velarium bench --workloads mainnet`, Block-STM forced, 2 threads): 4369999 (22
+/// transactions, 6.6 Mgas) 1.71x; the small blocks that lost (0.21x-0.93x) all hold under 3
+/// Mgas or under 8 transactions.
+pub const DEFAULT_PARALLEL_MIN_GAS: u64 = 5_000_000;
+
+/// Whether the parallel engine with small-block threshold `min_txs` (see
+/// [`DEFAULT_PARALLEL_MIN_TXS`]) runs `block` through Block-STM rather than the oracle: a block
+/// large enough (in transactions, or in gas with a third of `min_txs` transactions) that is not [`mostly_one_chain`]. A threshold of 0 forces Block-STM.
+pub fn worth_block_stm(block: BlockInput<'_>, min_txs: usize) -> bool {
+    let txs = block.transactions.len();
+    let large =
+        txs >= min_txs || (txs >= min_txs / 3 && block.header.gas_used >= DEFAULT_PARALLEL_MIN_GAS);
+    min_txs == 0 || (large && !mostly_one_chain(block.transactions))
+}
+
+/// Whether most of a block's transactions follow an earlier one of the same sender and are not
+/// plain value transfers (calls with data, creations): such a block is one nonce chain of
+/// contract calls, executes in order whatever the engine, and cannot profit from Block-STM.
+/// Unless Block-STM is forced (`min_txs == 0`), the parallel engine gives it to the oracle, at
+/// sequential speed.
 ///
-/// That holds for payouts too (plain transfers from one hot wallet), although the engine's lazy
-/// senders make them parallel inside Block-STM: their transactions are so cheap (about 1.5 µs
-/// each in the oracle) that Block-STM's own cost per transaction outweighs two workers
-/// (`velarium bench --workloads payouts`, and the mainnet payout blocks 5891667, 11814555,
-/// 12520364: 0.7x-1.1x at 2 threads, measured 2026-12-03).
+/// A wallet's plain transfers (a mining pool paying out) do not count: the engine's lazy
+/// senders run them side by side. Measured 2026-12-05 (`velarium replay --threads 2 --repeat
+/// 9`, 4 interleaved runs): the payout blocks 2179522, 5891667, 11814555, 12520364 at
+/// 1.24x/1.07x/1.12x/1.08x through Block-STM, where the oracle gave them 1.0x; 1796867 (28 of 49
+/// transactions a chain of calls) at 0.79x, so it stays on the oracle.
 pub fn mostly_one_chain(txs: &[RecoveredTx]) -> bool {
+    use alloy_consensus::Transaction as _;
+    let chained = |tx: &RecoveredTx| {
+        tx.kind().is_create()
+            || !tx.input().is_empty()
+            || tx.value().is_zero()
+            || tx.authorization_list().is_some_and(|list| !list.is_empty())
+    };
     // A wallet paying out sends its transactions in a row: comparing neighbours (no hashing)
     // settles most such blocks, which then reach the oracle sooner. Neighbours repeating are a
     // subset of all repeats, so this never says yes where the full count would say no.
-    let in_a_row = txs.windows(2).filter(|pair| pair[0].signer() == pair[1].signer()).count();
+    let in_a_row = txs
+        .windows(2)
+        .filter(|pair| pair[0].signer() == pair[1].signer() && chained(&pair[1]))
+        .count();
     if in_a_row * 2 > txs.len() {
         return true;
     }
     let mut seen = alloy_primitives::map::AddressSet::default();
     seen.reserve(txs.len());
-    let repeats = txs.iter().filter(|tx| !seen.insert(tx.signer())).count();
+    let repeats = txs.iter().filter(|tx| !seen.insert(tx.signer()) && chained(tx)).count();
     repeats * 2 > txs.len()
 }
 
@@ -239,9 +273,7 @@ impl Engine {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
             Self::Parallel { threads, min_txs }
-                if min_txs == 0
-                    || (block.transactions.len() >= min_txs
-                        && !mostly_one_chain(block.transactions)) =>
+                if min_txs == 0 || worth_block_stm(block, min_txs) =>
             {
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {

@@ -255,7 +255,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// 8 shards per worker (at most [`NUM_SHARDS`]) keep two workers off each other's locks
     /// without spreading a small block over hundreds of tables, each sized for the block.
     pub fn with_workers(block_size: usize, workers: usize) -> Self {
-        let shard_count = (workers.max(1) * 8).next_power_of_two().clamp(8, NUM_SHARDS);
+        let shard_count = Self::shard_count(workers);
         // About three written locations per transaction.
         let per_shard = block_size.saturating_mul(3) / shard_count;
         let shards = (0..shard_count)
@@ -273,6 +273,18 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             // Usable as it is, without a `reset`: so not known to be empty once used.
             cleared: false,
         }
+    }
+
+    /// The shards of a memory for `workers` threads.
+    fn shard_count(workers: usize) -> usize {
+        (workers.max(1) * 8).next_power_of_two().clamp(8, NUM_SHARDS)
+    }
+
+    /// Whether [`MvMemory::reset`] for `workers` threads keeps this memory's tables (rather
+    /// than building new ones: a pool of memories used at several thread counts should hand
+    /// each the one shaped for it).
+    pub fn shaped_for(&self, workers: usize) -> bool {
+        self.shards.len() == Self::shard_count(workers)
     }
 
     /// Drops everything the last block left (values, read and write sets) but keeps the
@@ -296,7 +308,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// keeping its allocations (tables, per-transaction lists) for reuse: a block then writes
     /// into memory the previous block already had, instead of fresh pages.
     pub fn reset(&mut self, block_size: usize, workers: usize) {
-        let shard_count = (workers.max(1) * 8).next_power_of_two().clamp(8, NUM_SHARDS);
+        let shard_count = Self::shard_count(workers);
         if shard_count != self.shards.len() {
             *self = Self::with_workers(block_size, workers);
             return;

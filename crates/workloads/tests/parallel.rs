@@ -286,6 +286,32 @@ fn one_sender_chains_are_found_in_a_row_and_interleaved() {
     assert!(mostly_one_chain(&interleave(60, 40)));
     // 50 of one sender among 100: 49 repeats, not most.
     assert!(!mostly_one_chain(&interleave(50, 50)));
+    // One wallet's plain transfers: the engine's lazy senders run them side by side.
+    assert!(!mostly_one_chain(&velarium_workloads::payouts(1, 100).transactions));
+}
+
+/// The parallel engine's choice between Block-STM and the oracle: small blocks go to the
+/// oracle unless they hold much gas, one sender's chains of calls always, and a threshold of 0
+/// forces Block-STM.
+#[test]
+fn small_light_blocks_and_call_chains_go_to_the_oracle() {
+    use velarium_executor::{worth_block_stm, DEFAULT_PARALLEL_MIN_GAS as HEAVY};
+    let transfers = velarium_workloads::eth_transfers(1, 30);
+    let chain = velarium_workloads::airdrop(1, 30);
+    let with = |w: &velarium_workloads::Workload, txs: usize, gas_used: u64| {
+        let header = alloy_consensus::Header { gas_used, ..w.header.clone() };
+        let input = velarium_executor::BlockInput {
+            transactions: &w.transactions[..txs],
+            header: &header,
+            ..w.block_input()
+        };
+        (worth_block_stm(input, 24), worth_block_stm(input, 0))
+    };
+    assert_eq!(with(&transfers, 30, 630_000), (true, true));
+    assert_eq!(with(&transfers, 20, 420_000), (false, true));
+    assert_eq!(with(&transfers, 20, HEAVY), (true, true));
+    assert_eq!(with(&transfers, 7, HEAVY), (false, true));
+    assert_eq!(with(&chain, 30, HEAVY), (false, true));
 }
 
 /// Effect analysis before execution: the counter slot every mint bumps (a constant key of the

@@ -106,19 +106,21 @@ const KEPT: usize = 4;
 const MAX_PENDING_DROPS: usize = 8;
 static PENDING_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A workspace for a block of `block_size` transactions on `threads` workers: a cleared one if
-/// there is one, else one the janitor has not got to (cleared here: the janitor runs only on
-/// idle cores and may be starved), else a fresh one.
+/// A workspace for a block of `block_size` transactions on `threads` workers: a kept one (see
+/// `Kept::pick`; one the janitor has not got to is cleared here: the janitor runs only on idle
+/// cores and may be starved), else a fresh one.
 pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: bool) -> Workspace {
     let reused = {
         let mut kept = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.clean.pop() {
-            Some(ws) => Some(ws),
-            None => kept.dirty.pop().map(|mut ws| {
+        match kept.pick(threads) {
+            Some((true, i)) => Some(kept.clean.remove(i)),
+            Some((false, i)) => {
+                let mut ws = kept.dirty.remove(i);
                 drop(kept);
                 ws.clear();
-                ws
-            }),
+                Some(ws)
+            }
+            None => None,
         }
     };
     match reused {
@@ -139,6 +141,23 @@ pub(crate) fn take_workspace(block_size: usize, threads: usize, state_clear: boo
             outcomes: (0..block_size).map(|_| Default::default()).collect(),
             shared_blooms: AtomicBool::new(false),
         },
+    }
+}
+
+impl Kept {
+    /// Which kept workspace to reuse for `threads` workers (cleared or not, and where): one
+    /// shaped for this many workers first (`MvMemory::reset` builds a memory shaped for
+    /// another count anew, cold: a process alternating thread counts would never reuse one),
+    /// a cleared one before one the janitor has not got to, the latest first.
+    fn pick(&self, threads: usize) -> Option<(bool, usize)> {
+        [(true, true), (false, true), (true, false), (false, false)].into_iter().find_map(
+            |(clean, must_fit)| {
+                let list = if clean { &self.clean } else { &self.dirty };
+                list.iter()
+                    .rposition(|ws| !must_fit || ws.memory.shaped_for(threads))
+                    .map(|i| (clean, i))
+            },
+        )
     }
 }
 
@@ -379,6 +398,26 @@ mod tests {
             give_back(ws);
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn a_workspace_shaped_for_the_thread_count_is_reused_first() {
+        let fresh = |threads| Workspace {
+            memory: BlockMemory::with_workers(4, threads),
+            scheduler: Scheduler::with_workers(4, threads),
+            fees: FeeLedger::new(4, true),
+            outcomes: Vec::new(),
+            shared_blooms: AtomicBool::new(false),
+        };
+        let kept = Kept { clean: vec![fresh(2), fresh(1)], dirty: vec![fresh(2), fresh(1)] };
+        assert_eq!(kept.pick(2), Some((true, 0)));
+        assert_eq!(kept.pick(1), Some((true, 1)));
+        let kept = Kept { clean: vec![fresh(1)], dirty: vec![fresh(2)] };
+        assert_eq!(kept.pick(2), Some((false, 0)), "a dirty one of the right shape first");
+        assert_eq!(kept.pick(8), Some((true, 0)), "else a clean one of any shape");
+        let kept = Kept { clean: Vec::new(), dirty: vec![fresh(1), fresh(4)] };
+        assert_eq!(kept.pick(2), Some((false, 1)), "else the latest");
+        assert_eq!(Kept { clean: Vec::new(), dirty: Vec::new() }.pick(2), None);
     }
 
     #[test]
