@@ -65,6 +65,8 @@ pub(super) struct TxDiff<'a> {
     pub(super) fee: U256,
     /// The lazily credited transfer recipient, if any (see `TxDb::lazy_basic`).
     pub(super) lazy_recipient: Option<Address>,
+    /// The lazy recipient's account in the parent state, if the transaction read it there.
+    pub(super) lazy_recipient_base: Option<&'a Option<AccountInfo>>,
     /// The lazily read sender, if any (see [`LazySender`]).
     pub(super) lazy_sender: Option<LazySender>,
     /// The lazily read beneficiary, if any (see [`LazyBeneficiary`]).
@@ -568,6 +570,7 @@ where
                 changes,
                 fee: outcome.fee,
                 lazy_recipient: outcome.lazy_recipient,
+                lazy_recipient_base: outcome.lazy_recipient_base.as_deref(),
                 lazy_sender: outcome.lazy_sender,
                 lazy_beneficiary: outcome.lazy_beneficiary,
             };
@@ -850,7 +853,9 @@ where
                 // The transaction changes the beneficiary itself: credit the fees before.
                 credits.flush(self)?;
             }
-            self.apply(*address, Cow::Borrowed(account), Rebase::of(address, &diff))?;
+            let rebase = Rebase::of(address, &diff);
+            let base = diff.lazy_recipient_base.filter(|_| rebase == Some(Rebase::Recipient));
+            self.apply(*address, Cow::Borrowed(account), rebase, base)?;
         }
         if owns_beneficiary {
             if diff.fee.is_zero() {
@@ -877,12 +882,14 @@ where
     }
 
     /// Applies one transaction's change of an account, as revm's `State::commit` does. A lazily
-    /// read account (`lazy`) is first rebuilt on its folded state (see [`rebased_account`]).
+    /// read account (`lazy`) is first rebuilt on its folded state (see [`rebased_account`]);
+    /// `base`, if given, is the account in the parent state (as the transaction read it there).
     fn apply(
         &mut self,
         address: Address,
         account: Cow<'_, Account>,
         lazy: Option<Rebase>,
+        base: Option<&Option<AccountInfo>>,
     ) -> Result<(), ExecutionError> {
         if let Some(plain) = self.plain.get_mut(&address) {
             if let Some(rebase) = lazy {
@@ -927,7 +934,10 @@ where
             lazy.filter(|_| !main.cache.accounts.contains_key(&address))
         {
             // A lazy account is rebuilt on the parent's, its original.
-            let (original, cache) = load_base(self.base, address)?;
+            let (original, cache) = match base {
+                Some(info) => (info.clone(), cache_of_base(info)),
+                None => load_base(self.base, address)?,
+            };
             let account = Cow::Owned(rebased_account(original.clone(), &account, rebase)?);
             let first = if is_plain_change(&account) {
                 FirstSeen::Plain(BundleAccount::loaded(original, cache.status))
@@ -1005,7 +1015,7 @@ where
         let changes = journal.finalize();
         for (address, account) in changes {
             if account.is_touched() {
-                self.apply(address, Cow::Owned(account), None)?;
+                self.apply(address, Cow::Owned(account), None, None)?;
             }
         }
         Ok(())
@@ -1122,12 +1132,17 @@ where
     let info = base
         .basic_ref(address)
         .map_err(|e| ExecutionError::StateRead(format!("loading {address}: {e}")))?;
-    let cache = match &info {
+    let cache = cache_of_base(&info);
+    Ok((info, cache))
+}
+
+/// The cache account revm's `State` makes of an account loaded from the parent state.
+fn cache_of_base(info: &Option<AccountInfo>) -> CacheAccount {
+    match info {
         None => CacheAccount::new_loaded_not_existing(),
         Some(info) if info.is_empty() => CacheAccount::new_loaded_empty_eip161(HashMap::default()),
         Some(info) => CacheAccount::new_loaded(info.clone(), HashMap::default()),
-    };
-    Ok((info, cache))
+    }
 }
 
 /// revm's `TransitionState::add_transition` for one account.

@@ -371,6 +371,10 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the candidate turned out to have no code and was served a zero placeholder
     /// balance: its credit must then be written as a delta, and patched in at commit.
     pub(crate) lazy_recipient: Option<Address>,
+    /// The lazy recipient as the parent state holds it, when its read came from there (not
+    /// from a lower transaction): the fold starts the account from it instead of asking the
+    /// database again (a cache miss per transfer in a big state).
+    pub(crate) lazy_recipient_base: Option<Box<Option<AccountInfo>>>,
     /// The transaction's sender, if it may be read lazily (see [`LazySender`]): only when the
     /// transaction is a plain transfer to an account without code, which is decided when the
     /// sender is read (before the recipient), so that decision is kept for the recipient's read.
@@ -508,6 +512,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             epochs: Vec::new(),
             lazy_candidate: None,
             lazy_recipient: None,
+            lazy_recipient_base: None,
             lazy_sender_candidate: None,
             lazy_sender: None,
             recipient_placeholder: None,
@@ -536,6 +541,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         self.epochs.clear();
         self.lazy_candidate = lazy_candidate;
         self.lazy_recipient = None;
+        self.lazy_recipient_base = None;
         self.lazy_sender_candidate = lazy_sender.filter(|_| lazy_candidate.is_some());
         self.lazy_sender = None;
         self.recipient_placeholder = None;
@@ -584,9 +590,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         DB::Error: std::fmt::Display,
     {
         let location = Location::Account(address);
-        let info = match self.read(location, ReadMode::IgnoreDeltas)? {
-            ReadResult::Value { value: MvValue::Account(info), .. } => info,
-            ReadResult::Base { .. } => self.base_account(address)?,
+        let (info, from_base) = match self.read(location, ReadMode::IgnoreDeltas)? {
+            ReadResult::Value { value: MvValue::Account(info), .. } => (info, false),
+            ReadResult::Base { .. } => (self.base_account(address)?, true),
             _ => return Ok(None),
         };
         if info.as_ref().is_some_and(|i| i.code_hash != KECCAK_EMPTY) {
@@ -595,7 +601,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             return Ok(None);
         }
         self.lazy_recipient = Some(address);
-        let nonce = info.map_or(0, |i| i.nonce);
+        let nonce = info.as_ref().map_or(0, |i| i.nonce);
+        // Without code, `base_account` gave the parent state's account as it is.
+        self.lazy_recipient_base = from_base.then(|| Box::new(info));
         Ok(Some(Some(eoa_info(U256::ZERO, nonce))))
     }
 

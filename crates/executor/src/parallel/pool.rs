@@ -373,6 +373,7 @@ mod tests {
             result: Err(revm::context::result::EVMError::Custom("left over".into())),
             fee: alloy_primitives::U256::from(1),
             lazy_recipient: None,
+            lazy_recipient_base: None,
             lazy_sender: None,
             lazy_beneficiary: None,
             trace: None,

@@ -41,6 +41,9 @@ pub(super) struct TxOutcome {
     /// A transfer recipient executed against a placeholder balance (see `TxDb::lazy_basic`):
     /// its account in the state diff holds only the credit, to be rebased at commit.
     pub(super) lazy_recipient: Option<Address>,
+    /// The lazy recipient's account in the parent state, if its read came from there (see
+    /// `TxDb::lazy_recipient_base`).
+    pub(super) lazy_recipient_base: Option<Box<Option<revm::state::AccountInfo>>>,
     /// A sender executed against its placeholder (see [`LazySender`]): its account in the state
     /// diff holds the placeholder less the debit, to be rebased at commit.
     pub(super) lazy_sender: Option<LazySender>,
@@ -342,6 +345,7 @@ where
             };
             let db = &mut evm.ctx().journaled_state.database;
             let lazy_recipient = db.lazy_recipient;
+            let lazy_recipient_base = db.lazy_recipient_base.take();
             let lazy_sender = db.lazy_sender;
             let lazy_beneficiary = db.lazy_beneficiary;
             let fee = handler.fee.get();
@@ -392,6 +396,7 @@ where
                 result: result.map(|r| (r, state)),
                 fee,
                 lazy_recipient,
+                lazy_recipient_base,
                 lazy_sender,
                 lazy_beneficiary,
                 trace,
