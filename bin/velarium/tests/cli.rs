@@ -171,3 +171,37 @@ fn pinned_workers_give_the_oracles_results() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("parallel/4"), "{text}");
 }
+
+/// `bench` reports how far apart the cores it ran on were (a cache line's round trip between
+/// two threads, before and after the runs), on a machine with two cores or more.
+#[test]
+fn bench_reports_the_core_to_core_round_trip() {
+    let (code, text) = velarium(&[
+        "bench",
+        "--workloads",
+        "eth_transfers",
+        "--txs",
+        "20",
+        "--reps",
+        "1",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        return;
+    }
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("core-to-core round trip: "))
+        .unwrap_or_else(|| panic!("no round-trip line: {text}"));
+    let figures_part = line.split('(').next().unwrap_or_default();
+    let figures: Vec<f64> = figures_part
+        .split_whitespace()
+        .zip(figures_part.split_whitespace().skip(1))
+        .filter(|(_, unit)| *unit == "ns")
+        .map(|(n, _)| n.parse().expect("a number before ns"))
+        .collect();
+    assert_eq!(figures.len(), 2, "{line}");
+    assert!(figures.iter().all(|ns| *ns > 0.0 && *ns < 1e8), "{line}");
+}
