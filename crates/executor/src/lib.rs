@@ -190,21 +190,25 @@ impl core::fmt::Display for Engine {
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
 
 /// The gas (the header's `gas_used`) from which a block of at least a third of the small-block
-/// threshold's transactions (8 of [`DEFAULT_PARALLEL_MIN_TXS`]) is worth Block-STM under it: what makes a block small is how little work it
-/// holds, and the transaction count is only a proxy for it. Measured on the mainnet fixtures
-/// (2026-12-05, `velarium bench --workloads mainnet`, Block-STM forced, 2 threads): 4369999 (22
-/// transactions, 6.6 Mgas) 1.71x; the small blocks that lost (0.21x-0.93x) all hold under 3
-/// Mgas or under 8 transactions.
+/// threshold's transactions (8 of [`DEFAULT_PARALLEL_MIN_TXS`]) is worth Block-STM under it:
+/// what makes a block small is how little work it holds, and the transaction count is only a
+/// proxy for it. Measured on the mainnet fixtures (2026-12-05, `velarium bench --workloads
+/// mainnet`, Block-STM forced, 2 threads): 4369999 (22 transactions, 6.6 Mgas) 1.71x; the small
+/// blocks that lost (0.21x-0.93x) all hold under 3 Mgas or under 8 transactions.
 pub const DEFAULT_PARALLEL_MIN_GAS: u64 = 5_000_000;
 
 /// Whether the parallel engine with small-block threshold `min_txs` (see
 /// [`DEFAULT_PARALLEL_MIN_TXS`]) runs `block` through Block-STM rather than the oracle: a block
-/// large enough (in transactions, or in gas with a third of `min_txs` transactions) that is not [`mostly_one_chain`]. A threshold of 0 forces Block-STM.
+/// large enough (in transactions, or in gas with a third of `min_txs` transactions) that is not
+/// [`mostly_one_chain`]. A threshold of 0 forces Block-STM.
 pub fn worth_block_stm(block: BlockInput<'_>, min_txs: usize) -> bool {
+    if min_txs == 0 {
+        return true;
+    }
     let txs = block.transactions.len();
     let large =
         txs >= min_txs || (txs >= min_txs / 3 && block.header.gas_used >= DEFAULT_PARALLEL_MIN_GAS);
-    min_txs == 0 || (large && !mostly_one_chain(block.transactions))
+    large && !mostly_one_chain(block.transactions)
 }
 
 /// Whether most of a block's transactions follow an earlier one of the same sender and are not
@@ -272,9 +276,7 @@ impl Engine {
             Self::Sequential => {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
-            Self::Parallel { threads, min_txs }
-                if min_txs == 0 || worth_block_stm(block, min_txs) =>
-            {
+            Self::Parallel { threads, min_txs } if worth_block_stm(block, min_txs) => {
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {
                         parallel::record_fault(&fault, block.header.number);

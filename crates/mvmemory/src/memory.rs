@@ -308,11 +308,11 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// keeping its allocations (tables, per-transaction lists) for reuse: a block then writes
     /// into memory the previous block already had, instead of fresh pages.
     pub fn reset(&mut self, block_size: usize, workers: usize) {
-        let shard_count = Self::shard_count(workers);
-        if shard_count != self.shards.len() {
+        if !self.shaped_for(workers) {
             *self = Self::with_workers(block_size, workers);
             return;
         }
+        let shard_count = self.shards.len();
         // Emptied already off the critical path (by `clear`), or emptied here.
         let cleared = std::mem::replace(&mut self.cleared, false);
         let per_shard = block_size.saturating_mul(3) / shard_count;
