@@ -129,6 +129,22 @@ impl Blockchain {
         self.blocks.get(hash).map(|e| &e.header)
     }
 
+    /// With pruning on, the state of `parent` when it is the head and nothing else holds it:
+    /// taken out of the chain (the caller puts it back if the child is not imported).
+    fn take_head_state(&mut self, parent: &B256) -> Option<InMemoryState> {
+        if !self.prune || *parent != self.head {
+            return None;
+        }
+        let entry = self.blocks.get_mut(parent)?;
+        match Arc::try_unwrap(entry.state.take()?) {
+            Ok(state) => Some(state),
+            Err(shared) => {
+                entry.state = Some(shared);
+                None
+            }
+        }
+    }
+
     /// Validates, executes and verifies `block`; on success stores it and applies fork choice.
     pub fn import_block(&mut self, block: &EthBlock) -> Result<Imported, ImportError> {
         let header = &block.header;
@@ -170,10 +186,37 @@ impl Blockchain {
         let output = self.engine.execute(spec, parent_state.as_ref(), input)?;
         verify::verify_outputs(spec, header, &output)?;
 
-        let mut state = InMemoryState::clone(&parent_state);
-        state.apply_bundle(&output.bundle);
+        // Fork choice: before the merge the heaviest chain wins (first seen on ties); after it,
+        // the consensus layer picks the head, which in an ordered import is the newest block.
+        let total_difficulty = parent_td + header.difficulty;
+        let head_td = self.blocks[&self.head].total_difficulty;
+        let is_head = spec.is_merged(header.number) || total_difficulty > head_td;
+
+        // A linear import that keeps only the head's state takes the parent's state over
+        // (undoing the block if its root is wrong) instead of copying the whole state.
+        drop(parent_state);
+        let taken = if is_head { self.take_head_state(&header.parent_hash) } else { None };
+        let (mut state, undo) = match taken {
+            Some(mut state) => {
+                let undo = state.apply_bundle_undoable(&output.bundle);
+                (state, Some(undo))
+            }
+            None => {
+                let parent = &self.blocks[&header.parent_hash];
+                let mut state = InMemoryState::clone(
+                    parent.state.as_deref().expect("the parent's state was there above"),
+                );
+                state.apply_bundle(&output.bundle);
+                (state, None)
+            }
+        };
         let state_root = state.state_root();
         if state_root != header.state_root {
+            if let Some(undo) = undo {
+                state.undo(undo);
+                let parent = self.blocks.get_mut(&header.parent_hash).expect("parent known");
+                parent.state = Some(Arc::new(state));
+            }
             return Err(PostExecutionError::StateRoot {
                 expected: header.state_root,
                 got: state_root,
@@ -182,17 +225,12 @@ impl Blockchain {
         }
         state.insert_block_hash(header.number, hash);
 
-        let total_difficulty = parent_td + header.difficulty;
         let entry = ChainEntry {
             header: header.clone(),
             ommer_hashes: block.body.ommers.iter().map(Header::hash_slow).collect(),
             total_difficulty,
             state: Some(Arc::new(state)),
         };
-        // Fork choice: before the merge the heaviest chain wins (first seen on ties); after it,
-        // the consensus layer picks the head, which in an ordered import is the newest block.
-        let head_td = self.blocks[&self.head].total_difficulty;
-        let is_head = if spec.is_merged(header.number) { true } else { total_difficulty > head_td };
         if let Some(spec) = resolved {
             self.spec = spec;
         }

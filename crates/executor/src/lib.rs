@@ -116,8 +116,14 @@ pub fn recover_senders(txs: &[TxEnvelope]) -> Result<Vec<RecoveredTx>, Execution
                 })
                 .collect()
         };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
-    if txs.len() < RECOVER_PARALLEL_FROM || threads < 2 {
+    if txs.len() < RECOVER_PARALLEL_FROM {
+        return recover(0, txs);
+    }
+    // Asked once: the standard library reads the cgroup's CPU quota from /proc every time.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(16));
+    if threads < 2 {
         return recover(0, txs);
     }
     let chunk = txs.len().div_ceil(threads);

@@ -47,6 +47,37 @@ pub struct Account {
     pub storage: HashMap<U256, U256>,
 }
 
+/// What [`InMemoryState::apply_bundle_undoable`] overwrote, for [`InMemoryState::undo`].
+#[derive(Debug, Default)]
+#[must_use = "an undo that is dropped cannot take the state back"]
+pub struct StateUndo {
+    /// Per changed address, in the order applied: the account before (`None`: it did not
+    /// exist).
+    accounts: Vec<(Address, Option<PriorAccount>)>,
+}
+
+/// An account as it was before a change.
+#[derive(Debug)]
+struct PriorAccount {
+    info: AccountInfo,
+    storage: PriorStorage,
+}
+
+/// The storage of an account before a change.
+#[derive(Debug)]
+enum PriorStorage {
+    /// The changed slots' previous values (`None`: the slot was empty), in the order changed.
+    Slots(Vec<(U256, Option<U256>)>),
+    /// The whole storage (the change wiped or removed the account).
+    Whole(HashMap<U256, U256>),
+}
+
+impl PriorAccount {
+    fn whole(account: Account) -> Self {
+        Self { info: account.info, storage: PriorStorage::Whole(account.storage) }
+    }
+}
+
 /// The embedded state store: a full world state in memory.
 ///
 /// Cloning is cheap enough for test side chains (it copies the maps; bytecode is shared).
@@ -188,21 +219,46 @@ impl InMemoryState {
 
     /// Writes a block's state changes (revm's merged [`BundleState`]) into the store.
     pub fn apply_bundle(&mut self, bundle: &BundleState) {
+        self.apply(bundle, None);
+    }
+
+    /// [`InMemoryState::apply_bundle`], keeping what it overwrites so that
+    /// [`InMemoryState::undo`] can take the state back (a block whose state root turns out
+    /// wrong). The undo holds the previous values of the changed slots only (a wiped account's
+    /// whole storage is moved into it, not copied), so it costs what the block changed.
+    pub fn apply_bundle_undoable(&mut self, bundle: &BundleState) -> StateUndo {
+        let mut undo = StateUndo { accounts: Vec::with_capacity(bundle.state.len()) };
+        self.apply(bundle, Some(&mut undo));
+        undo
+    }
+
+    fn apply(&mut self, bundle: &BundleState, mut undo: Option<&mut StateUndo>) {
         for (hash, code) in &bundle.contracts {
             self.contracts.insert(*hash, code.clone());
         }
         for (address, account) in &bundle.state {
             let Some(info) = &account.info else {
-                self.accounts.remove(address);
+                let removed = self.accounts.remove(address);
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.accounts.push((*address, removed.map(PriorAccount::whole)));
+                }
                 self.note_storage_only(*address, None);
                 if let Some(tries) = &mut self.tries {
                     tries.remove_account(*address);
                 }
                 continue;
             };
+            let existed = self.accounts.contains_key(address);
             let entry = self.accounts.entry(*address).or_default();
+            let mut prior = (undo.is_some() && existed).then(|| PriorAccount {
+                info: entry.info.clone(),
+                storage: PriorStorage::Slots(Vec::new()),
+            });
             if account.was_destroyed() {
-                entry.storage.clear();
+                let wiped = std::mem::take(&mut entry.storage);
+                if let Some(prior) = &mut prior {
+                    prior.storage = PriorStorage::Whole(wiped);
+                }
                 if let Some(tries) = &mut self.tries {
                     tries.wipe_storage(*address);
                 }
@@ -213,10 +269,13 @@ impl InMemoryState {
             }
             entry.info = info;
             for (slot, value) in &account.storage {
-                if value.present_value.is_zero() {
-                    entry.storage.remove(slot);
+                let previous = if value.present_value.is_zero() {
+                    entry.storage.remove(slot)
                 } else {
-                    entry.storage.insert(*slot, value.present_value);
+                    entry.storage.insert(*slot, value.present_value)
+                };
+                if let Some(PriorAccount { storage: PriorStorage::Slots(slots), .. }) = &mut prior {
+                    slots.push((*slot, previous));
                 }
             }
             if let Some(tries) = &mut self.tries {
@@ -229,6 +288,53 @@ impl InMemoryState {
                 self.storage_only.insert(*address);
             } else if !self.storage_only.is_empty() {
                 self.storage_only.remove(address);
+            }
+            if let Some(undo) = undo.as_deref_mut() {
+                undo.accounts.push((*address, prior));
+            }
+        }
+    }
+
+    /// Takes back the changes an [`InMemoryState::apply_bundle_undoable`] made (no other change
+    /// in between): accounts, storage and the tries; the next root rehashes the accounts it
+    /// touched. Code it added stays (code is keyed by its hash).
+    pub fn undo(&mut self, undo: StateUndo) {
+        for (address, prior) in undo.accounts.into_iter().rev() {
+            let restored = match prior {
+                None => {
+                    self.accounts.remove(&address);
+                    None
+                }
+                Some(PriorAccount { info, storage: PriorStorage::Whole(storage) }) => {
+                    let account = Account { info, storage };
+                    Some(self.accounts.entry(address).insert_entry(account).into_mut())
+                }
+                Some(PriorAccount { info, storage: PriorStorage::Slots(slots) }) => {
+                    let entry = self.accounts.entry(address).or_default();
+                    entry.info = info;
+                    for (slot, previous) in slots.into_iter().rev() {
+                        match previous {
+                            Some(value) => entry.storage.insert(slot, value),
+                            None => entry.storage.remove(&slot),
+                        };
+                    }
+                    Some(entry)
+                }
+            };
+            let restored = restored.map(|account| &*account);
+            if let Some(tries) = &mut self.tries {
+                match restored {
+                    Some(account) => tries.replace_account(address, account),
+                    None => tries.remove_account(address),
+                }
+            }
+            match restored {
+                Some(account) if is_storage_only(account) => {
+                    self.storage_only.insert(address);
+                }
+                _ => {
+                    self.storage_only.remove(&address);
+                }
             }
         }
     }
@@ -279,7 +385,10 @@ const PARALLEL_ACCOUNTS_FROM: usize = 2048;
 
 /// Threads hashing in parallel (the scoped threads live only for the root computation).
 fn hashing_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+    // Asked once: the standard library reads the cgroup's CPU quota from /proc every time, a
+    // cost every block's root would pay.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(16))
 }
 
 impl StateTries {
@@ -495,5 +604,108 @@ mod tests {
         state.apply_bundle(&bundle);
         assert!(state.is_empty());
         assert_eq!(state.state_root(), EMPTY_ROOT_HASH);
+    }
+
+    /// The state as comparable data: accounts (balance, nonce, code hash, sorted storage) and
+    /// the storage-only set.
+    #[allow(clippy::type_complexity)]
+    fn dump(
+        state: &InMemoryState,
+    ) -> (BTreeMap<Address, (U256, u64, B256, BTreeMap<U256, U256>)>, Vec<Address>) {
+        let accounts = state
+            .accounts()
+            .map(|(a, acc)| {
+                let storage = acc.storage.iter().map(|(k, v)| (*k, *v)).collect();
+                (*a, (acc.info.balance, acc.info.nonce, acc.info.code_hash, storage))
+            })
+            .collect();
+        let mut only: Vec<Address> = state.storage_only.iter().copied().collect();
+        only.sort();
+        (accounts, only)
+    }
+
+    mod undo {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn addr(i: u8) -> Address {
+            Address::with_last_byte(i + 1)
+        }
+
+        /// An initial account: (address, balance, nonce, slots).
+        fn account() -> impl Strategy<Value = (u8, u64, u64, Vec<(u8, u64)>)> {
+            (0u8..6, 0u64..3, 0u64..2, prop::collection::vec((0u8..8, 0u64..3), 0..6))
+        }
+
+        /// A change of one account: 0 removes it, 1 changes it, 2 wipes its storage and
+        /// re-creates it; then a new balance and slot writes (0: cleared).
+        fn change() -> impl Strategy<Value = (u8, u8, u64, Vec<(u8, u64)>)> {
+            (0u8..7, 0u8..3, 0u64..3, prop::collection::vec((0u8..8, 0u64..3), 0..6))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Applying a block's bundle and undoing it gives back the same accounts, storage,
+            /// storage-only set and root (with the tries built before, or not), and the state
+            /// then takes the next bundle like one that never saw the undone one.
+            #[test]
+            fn an_undone_bundle_leaves_no_trace(
+                initial in prop::collection::vec(account(), 0..6),
+                changes in prop::collection::vec(change(), 1..6),
+                rooted in any::<bool>(),
+            ) {
+                let mut state = InMemoryState::new();
+                for (a, balance, nonce, slots) in initial {
+                    let storage = slots
+                        .into_iter()
+                        .filter(|(_, v)| *v != 0)
+                        .map(|(k, v)| (U256::from(k), U256::from(v)))
+                        .collect();
+                    state.insert_account(addr(a), U256::from(balance), nonce, None, storage);
+                }
+                let root = rooted.then(|| state.state_root());
+                let pristine = state.clone();
+                let before = dump(&state);
+
+                let mut bundle = BundleState::default();
+                for (a, kind, balance, slots) in changes {
+                    let address = addr(a);
+                    let storage: HashMap<U256, StorageSlot> = slots
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let k = U256::from(k);
+                            let old = state.storage_ref(address, k).unwrap();
+                            (k, StorageSlot::new_changed(old, U256::from(v)))
+                        })
+                        .collect();
+                    let info = AccountInfo { balance: U256::from(balance), ..Default::default() };
+                    let account = match kind {
+                        0 => BundleAccount::new(None, None, Default::default(), AccountStatus::Destroyed),
+                        1 => BundleAccount::new(None, Some(info), storage.into_iter().collect(), AccountStatus::Changed),
+                        _ => BundleAccount::new(None, Some(info), storage.into_iter().collect(), AccountStatus::DestroyedChanged),
+                    };
+                    bundle.state.insert(address, account);
+                }
+
+                let undo = state.apply_bundle_undoable(&bundle);
+                let applied = state.state_root();
+                let mut reference = pristine.clone();
+                reference.apply_bundle(&bundle);
+                prop_assert_eq!(applied, reference.compute_state_root());
+                prop_assert_eq!(dump(&state), dump(&reference));
+
+                state.undo(undo);
+                prop_assert_eq!(dump(&state), before);
+                let undone = state.state_root();
+                prop_assert_eq!(undone, pristine.compute_state_root());
+                if let Some(root) = root {
+                    prop_assert_eq!(undone, root);
+                }
+                // And it goes on as if the bundle had never been applied.
+                state.apply_bundle(&bundle);
+                prop_assert_eq!(state.state_root(), applied);
+            }
+        }
     }
 }
