@@ -27,6 +27,11 @@ use velarium_executor::{recover_senders, BlockInput, BlockOutput, Engine, Execut
 use velarium_state::InMemoryState;
 pub use verify::PostExecutionError;
 
+/// Blocks (headers and ancestor hashes) a pruned chain keeps below its head: more than
+/// `BLOCKHASH` (256) and ommer checks (7 generations) reach back. It forgets older ones every
+/// 64 blocks.
+pub const KEPT_BLOCKS: u64 = 320;
+
 /// An Ethereum block with typed transactions.
 pub type EthBlock = Block<TxEnvelope>;
 
@@ -99,9 +104,15 @@ impl Blockchain {
         Self { spec, engine, blocks, head: hash, prune: false }
     }
 
-    /// Keep only the head's state (for long linear imports); side chains then fail to import.
+    /// Keep only the head's state and the last [`KEPT_BLOCKS`] blocks (for long linear imports,
+    /// in memory bounded by the state, not the chain's length); side chains then fail to import.
     pub fn set_prune(&mut self, prune: bool) {
         self.prune = prune;
+    }
+
+    /// Blocks the chain holds (genesis included).
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
     }
 
     /// The chain specification (with the merge block resolved once reached).
@@ -127,6 +138,21 @@ impl Blockchain {
     /// A known block's header.
     pub fn header(&self, hash: &B256) -> Option<&Header> {
         self.blocks.get(hash).map(|e| &e.header)
+    }
+
+    /// With pruning on, every 64 blocks: forgets the blocks and ancestor hashes more than
+    /// [`KEPT_BLOCKS`] below the head, so a long linear import holds a bounded window.
+    fn forget_old_blocks(&mut self, head_number: u64) {
+        if head_number <= KEPT_BLOCKS || !head_number.is_multiple_of(64) {
+            return;
+        }
+        let oldest = head_number - KEPT_BLOCKS;
+        self.blocks.retain(|_, entry| entry.header.number >= oldest);
+        if let Some(state) = self.blocks.get_mut(&self.head).and_then(|e| e.state.as_mut()) {
+            if let Some(state) = Arc::get_mut(state) {
+                state.prune_block_hashes_below(oldest);
+            }
+        }
     }
 
     /// With pruning on, the state of `parent` when it is the head and nothing else holds it:
@@ -242,6 +268,7 @@ impl Blockchain {
                 if let Some(parent) = self.blocks.get_mut(&parent_hash) {
                     parent.state = None;
                 }
+                self.forget_old_blocks(header.number);
             }
         }
         Ok(Imported { hash, is_head, output, tx_count: transactions.len() })

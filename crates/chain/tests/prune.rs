@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use velarium_chain::{
     genesis::load_genesis_file,
     rlp::{decode_blocks, read_chain_file},
-    Blockchain, ImportError, PostExecutionError,
+    Blockchain, ImportError, PostExecutionError, KEPT_BLOCKS,
 };
 use velarium_executor::Engine;
 
@@ -55,7 +55,11 @@ fn a_pruned_import_survives_blocks_with_a_wrong_state_root() {
         let imported = pruned.import_block(block).expect("the real block imports");
         assert!(imported.is_head);
         kept.import_block(block).expect("the real block imports without pruning");
+        // A bounded window of blocks, whatever the chain's length.
+        assert!(pruned.block_count() as u64 <= KEPT_BLOCKS + 64 + 1);
     }
+    assert!(blocks.len() as u64 > KEPT_BLOCKS + 64, "the chain is long enough to prune");
+    assert_eq!(kept.block_count(), blocks.len() + 1);
     assert!(rejected >= 10, "only {rejected} wrong blocks tried");
     assert_eq!(pruned.head_hash(), kept.head_hash());
     let head_root = pruned.head().state_root;
