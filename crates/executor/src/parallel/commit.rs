@@ -366,8 +366,9 @@ pub(super) trait FoldWork: Sync {
     /// Folds a few committed transactions into a shard nobody is folding; whether there was
     /// anything to do.
     fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool;
-    /// Folds every shard to the end of the block (`txs` transactions).
-    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize);
+    /// Folds every shard to the end of the block (`txs` transactions); the time spent waiting
+    /// for shards another worker was folding.
+    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration;
     /// Notes the shards transaction `txn_idx`'s new outcome touches (`None`: it failed).
     fn note(&self, txn_idx: usize, changes: Option<&EvmState>);
 }
@@ -381,8 +382,8 @@ where
         Folds::help(self, outcomes, committed)
     }
 
-    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
-        Folds::finish(self, outcomes, txs);
+    fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration {
+        Folds::finish(self, outcomes, txs)
     }
 
     fn note(&self, txn_idx: usize, changes: Option<&EvmState>) {
@@ -482,22 +483,29 @@ where
     /// else is folding first, starting at the hot contract's: the longest fold starts at once
     /// while the other workers share the rest, instead of starting after a worker's share of
     /// the others and keeping the rest waiting for it.
-    pub(super) fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) {
+    ///
+    /// Returns the time spent waiting for a shard another worker was folding.
+    pub(super) fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration {
         let n = self.shards.len();
+        let mut waited = std::time::Duration::ZERO;
         for blocking in [false, true] {
             for shard in (0..n).map(|k| &self.shards[(self.first + k) % n]) {
-                let mut state = if blocking {
-                    shard.lock().unwrap_or_else(|e| e.into_inner())
-                } else {
-                    match shard.try_lock() {
-                        Ok(state) => state,
-                        Err(_) => continue,
+                let mut state = match shard.try_lock() {
+                    Ok(state) => state,
+                    Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) if blocking => {
+                        let since = std::time::Instant::now();
+                        let state = shard.lock().unwrap_or_else(|e| e.into_inner());
+                        waited += since.elapsed();
+                        state
                     }
+                    Err(std::sync::TryLockError::WouldBlock) => continue,
                 };
                 state.advance(outcomes, &self.touched, txs);
                 state.conclude(txs);
             }
         }
+        waited
     }
 
     /// The shards' results, once every one is folded to the end of the block.

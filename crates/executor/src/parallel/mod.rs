@@ -145,6 +145,9 @@ pub struct ParallelStats {
     /// The workers' working time during Block-STM, added up over the workers (see
     /// [`ParallelStats::worker_utilisation`]).
     pub worker_busy: std::time::Duration,
+    /// Wall time from handing Block-STM to the workers until the last one finished (the
+    /// set-up before it excluded).
+    pub worker_wall: std::time::Duration,
     /// The storage slots and accounts that became hot in this block (their reads failed
     /// validation repeatedly), most failures first: see [`ParallelStats::hot_spots`].
     hot_spots: [HotSpot; MAX_HOT_SPOTS],
@@ -199,12 +202,12 @@ pub struct PhaseTimes {
 }
 
 impl ParallelStats {
-    /// The share of the workers' time during Block-STM (phase 1, the fold of the state diffs
-    /// included) spent working, 0 to 1: a worker waiting for work, or done before the others,
-    /// is not working. `None` when the block did not run through Block-STM or had no
-    /// transactions.
+    /// The share of the workers' time in Block-STM (from the hand-over to the last worker's
+    /// end, the fold of the state diffs included) spent working, 0 to 1: a worker waiting for
+    /// work, or done before the others, is not working. `None` when the block did not run
+    /// through Block-STM or had no transactions.
     pub fn worker_utilisation(&self) -> Option<f64> {
-        let available = self.phases.execute.as_secs_f64() * self.threads as f64;
+        let available = self.worker_wall.as_secs_f64() * self.threads as f64;
         (available > 0.0 && self.executions > 0)
             .then(|| (self.worker_busy.as_secs_f64() / available).clamp(0.0, 1.0))
     }
@@ -824,7 +827,9 @@ where
         storage_only,
         busy_nanos: &busy_nanos,
     };
+    let broadcast = std::time::Instant::now();
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
+    stats.worker_wall = broadcast.elapsed();
     stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
     let became_hot = hot.became_hot();
     stats.set_hot_spots(

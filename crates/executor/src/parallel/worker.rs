@@ -278,15 +278,16 @@ where
                 SchedulerTask::Done => break,
             }
         }
-        let busy = started.elapsed().saturating_sub(idle);
-        self.busy_nanos
-            .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         frames::keep(std::mem::take(&mut evm.frame_stack));
         if let Some(folds) = self.folds {
             if !self.scheduler.is_halted() {
-                folds.finish(self.outcomes, self.txs.len());
+                idle += folds.finish(self.outcomes, self.txs.len());
             }
         }
+        // The fold's last stretch is work too, but for the waits for another worker's shard.
+        let busy = started.elapsed().saturating_sub(idle);
+        self.busy_nanos
+            .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Executes one incarnation; returns the follow-up task, if any.
