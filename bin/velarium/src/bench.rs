@@ -29,7 +29,8 @@ use velarium_state::InMemoryState;
 /// Arguments of `velarium bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Workloads, comma-separated: generator names (see `--list`), `mainnet`, or `all`.
+    /// Workloads, comma-separated: generator names (see `--list`), `mainnet` (every fixture
+    /// block) or `mainnet/NUMBER` (one of them), or `all`.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     workloads: Vec<String>,
     /// Thread counts of the parallel engine, comma-separated.
@@ -162,13 +163,24 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
     };
     let mut blocks = Vec::new();
     for name in names {
-        if name == "mainnet" {
+        // `mainnet` is every fixture block, `mainnet/NUMBER` one of them.
+        let only = match name.strip_prefix("mainnet/") {
+            Some(number) => Some(number.parse::<u64>().map_err(|_| {
+                eyre!("`{name}`: expected `mainnet/` and a block number (see --list)")
+            })?),
+            None => None,
+        };
+        if name == "mainnet" || only.is_some() {
             let source = args.mainnet.clone().unwrap_or_else(default_mainnet_blocks);
             let dirs = find_block_dirs(&source, &args.cache_dir)?;
             let spec = velarium_replay::mainnet_spec();
+            let before = blocks.len();
             for dir in dirs {
                 let b = velarium_replay::load_block(&dir)
                     .wrap_err_with(|| format!("loading {}", dir.display()))?;
+                if only.is_some_and(|number| number != b.number) {
+                    continue;
+                }
                 blocks.push(Block {
                     name: format!("mainnet/{}", b.number),
                     spec: spec.clone(),
@@ -178,6 +190,9 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
                     withdrawals: b.withdrawals,
                     state: b.state,
                 });
+            }
+            if let Some(number) = only.filter(|_| blocks.len() == before) {
+                bail!("`{name}`: no mainnet fixture block {number} in {}", source.display());
             }
             continue;
         }

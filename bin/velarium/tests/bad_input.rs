@@ -149,7 +149,46 @@ fn bench_reads_the_shipped_archive_itself() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("mainnet/")).count(), 47, "{stdout}");
+    // One block of them by number; a number that is not there is an error.
+    for (block, expect) in [("mainnet/46147", Ok(())), ("mainnet/123", Err(()))] {
+        let (code, stdout, stderr) = velarium(&[
+            "bench",
+            "--workloads",
+            block,
+            "--mainnet",
+            archive.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--profile",
+            "sequential",
+            "--reps",
+            "1",
+        ]);
+        match expect {
+            Ok(()) => {
+                assert_eq!(code, 0, "{stderr}");
+                let lines: Vec<&str> =
+                    stdout.lines().filter(|l| l.starts_with("mainnet/")).collect();
+                assert_eq!(lines.len(), 1, "{stdout}");
+                assert!(lines[0].starts_with("mainnet/46147 "), "{stdout}");
+            }
+            Err(()) => {
+                assert_eq!(code, 1, "{stdout}{stderr}");
+                assert!(stderr.contains("no mainnet fixture block 123"), "{stderr}");
+            }
+        }
+    }
     std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn bench_names_a_mainnet_block_by_number() {
+    let (code, stdout, stderr) = velarium(&["bench", "--workloads", "mainnet/latest"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("`mainnet/latest`: expected `mainnet/` and a block number"),
+        "{stderr}"
+    );
 }
 
 #[test]
