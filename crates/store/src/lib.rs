@@ -428,7 +428,10 @@ fn write_state(tx: &redb::WriteTransaction, bundle: &BundleState) -> Result<()> 
                 .map_err(fail("write code"))?;
         }
     }
-    for (address, account) in &bundle.state {
+    // In key order: consecutive inserts then land on the same or neighbouring B-tree pages.
+    let mut changed: Vec<_> = bundle.state.iter().collect();
+    changed.sort_unstable_by_key(|(address, _)| **address);
+    for (address, account) in changed {
         if account.info.is_none() || account.was_destroyed() {
             // Its storage goes (and, without info, the account).
             let from = storage_key(address, &U256::ZERO);
@@ -447,7 +450,9 @@ fn write_state(tx: &redb::WriteTransaction, bundle: &BundleState) -> Result<()> 
                 account_value(info.nonce, info.balance, info.code_hash).as_slice(),
             )
             .map_err(fail("write account"))?;
-        for (slot, value) in &account.storage {
+        let mut slots: Vec<_> = account.storage.iter().collect();
+        slots.sort_unstable_by_key(|(slot, _)| **slot);
+        for (slot, value) in slots {
             let key = storage_key(address, slot);
             if value.present_value.is_zero() {
                 storage.remove(key.as_slice()).map_err(fail("delete slot"))?;
