@@ -21,6 +21,18 @@
 //! | `accounts` | address | nonce (8), balance (32), code hash (32) |
 //! | `storage` | address ‖ slot | value (32), never zero |
 //! | `code` | code hash | bytecode |
+//! | `state_diffs` | number | the block's state changes, not yet in `accounts`/`storage` |
+//!
+//! **State diffs.** Writing a block's changed accounts and slots into the `accounts` and
+//! `storage` B-trees dirties one page per change wherever its key falls, and with random keys
+//! (addresses, hashed slots) the pages a block dirties grow with the state until every change
+//! has a page of its own: a block's write then costs more the larger the state. So a block
+//! commit appends its changes, in one value, to `state_diffs` (one sequential write), and every
+//! [`DIFF_BLOCKS`] blocks (or [`DIFF_BYTES`] of diffs) one commit also applies every pending
+//! diff to `accounts` and `storage`, oldest first, and deletes them: each page is then written
+//! once per batch instead of once per block. [`Store::load_state`] reads the tables and applies
+//! the pending diffs; both happen inside transactions, so a crash at any moment leaves a store
+//! whose tables and diffs together are the state of its head.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use alloy_consensus::{Header, ReceiptEnvelope};
@@ -40,12 +52,20 @@ const RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("receipts
 const ACCOUNTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("accounts");
 const STORAGE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
+const STATE_DIFFS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("state_diffs");
+
+/// Pending state diffs after which a block commit applies them to the state tables.
+pub const DIFF_BLOCKS: u64 = 64;
+
+/// Bytes of pending state diffs after which a block commit applies them (whatever their count).
+pub const DIFF_BYTES: u64 = 32 << 20;
 
 /// The database file inside a datadir.
 pub const DB_FILE: &str = "velarium.redb";
 
-/// Version of the layout above, stored under `meta/schema`.
-const SCHEMA: u64 = 1;
+/// Version of the layout above, stored under `meta/schema`. Version 1 (no `state_diffs`) is
+/// upgraded in place when opened.
+const SCHEMA: u64 = 2;
 
 /// `BLOCKHASH` reaches this many blocks back: the hashes [`Store::load_state`] restores.
 pub const BLOCK_HASH_WINDOW: u64 = 256;
@@ -133,6 +153,9 @@ pub struct StoredBlock {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Pending state diffs: how many, and their bytes (kept in step with `state_diffs` after
+    /// every successful commit).
+    pending: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Store {
@@ -150,28 +173,44 @@ impl Store {
         };
         std::fs::create_dir_all(datadir).map_err(|e| open_err(Box::new(e)))?;
         let db = Database::create(&path).map_err(|e| open_err(Box::new(e)))?;
-        let store = Self { db, path };
+        let store = Self { db, path, pending: Default::default() };
         match store.meta_u64("schema")? {
             Some(SCHEMA) => {}
+            // Version 1 lacks only the (then empty) diffs table: created below.
+            Some(found) if found == 1 => {}
             Some(found) => return Err(StoreError::Schema { found }),
-            None => {
-                let tx = store.db.begin_write().map_err(fail("begin write"))?;
-                {
-                    let mut meta = tx.open_table(META).map_err(fail("open meta"))?;
-                    meta.insert("schema", SCHEMA.to_be_bytes().as_slice())
-                        .map_err(fail("write meta"))?;
-                    // Create every table, so that readers of a fresh store find them.
-                    for table in [HEADERS, HASHES, TOTAL_DIFFICULTY, OMMERS, RECEIPTS] {
-                        tx.open_table(table).map_err(fail("create table"))?;
-                    }
-                    for table in [ACCOUNTS, STORAGE, CODE] {
-                        tx.open_table(table).map_err(fail("create table"))?;
-                    }
-                }
-                tx.commit().map_err(fail("commit"))?;
+            None => {}
+        }
+        // Create every table (readers of a fresh store find them) and write the version.
+        let tx = store.db.begin_write().map_err(fail("begin write"))?;
+        {
+            let mut meta = tx.open_table(META).map_err(fail("open meta"))?;
+            meta.insert("schema", SCHEMA.to_be_bytes().as_slice()).map_err(fail("write meta"))?;
+            for table in [HEADERS, HASHES, TOTAL_DIFFICULTY, OMMERS, RECEIPTS, STATE_DIFFS] {
+                tx.open_table(table).map_err(fail("create table"))?;
+            }
+            for table in [ACCOUNTS, STORAGE, CODE] {
+                tx.open_table(table).map_err(fail("create table"))?;
             }
         }
+        tx.commit().map_err(fail("commit"))?;
+        let pending = {
+            let tx = store.db.begin_read().map_err(fail("begin read"))?;
+            let diffs = tx.open_table(STATE_DIFFS).map_err(fail("open state diffs"))?;
+            let mut pending = (0u64, 0u64);
+            for entry in diffs.iter().map_err(fail("read state diffs"))? {
+                let (_, diff) = entry.map_err(fail("read state diffs"))?;
+                pending = (pending.0 + 1, pending.1 + diff.value().len() as u64);
+            }
+            pending
+        };
+        *store.pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
         Ok(store)
+    }
+
+    /// State diffs not yet applied to the state tables: how many, and their bytes.
+    pub fn pending_diffs(&self) -> (u64, u64) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The database file.
@@ -295,14 +334,28 @@ impl Store {
         if !durable {
             tx.set_durability(Durability::None).map_err(fail("set durability"))?;
         }
-        write_state(&tx, block.bundle)?;
+        write_code(&tx, block.bundle)?;
+        let diff = encode_diff(block.bundle);
+        let (count, bytes) = self.pending_diffs();
+        let (count, bytes) = (count + 1, bytes + diff.len() as u64);
+        let apply = count >= DIFF_BLOCKS || bytes >= DIFF_BYTES;
+        tx.open_table(STATE_DIFFS)
+            .map_err(fail("open state diffs"))?
+            .insert(block.header.number, diff.as_slice())
+            .map_err(fail("write state diff"))?;
+        if apply {
+            apply_diffs(&tx)?;
+        }
         write_block(&tx, block)?;
         if let Some(number) = merge_block {
             let mut meta = tx.open_table(META).map_err(fail("open meta"))?;
             meta.insert("merge_block", number.to_be_bytes().as_slice())
                 .map_err(fail("write meta"))?;
         }
-        tx.commit().map_err(fail("commit block"))
+        tx.commit().map_err(fail("commit block"))?;
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+            if apply { (0, 0) } else { (count, bytes) };
+        Ok(())
     }
 
     /// Makes every earlier commit durable (an empty durable transaction).
@@ -375,18 +428,53 @@ impl Store {
                 .or_default()
                 .insert(U256::from_be_slice(&key[20..]), U256::from_be_slice(value));
         }
-        let mut state = InMemoryState::new();
-        let accounts = tx.open_table(ACCOUNTS).map_err(fail("open accounts"))?;
-        for entry in accounts.iter().map_err(fail("read accounts"))? {
+        let mut accounts: HashMap<Address, AccountFields> = HashMap::default();
+        let accounts_table = tx.open_table(ACCOUNTS).map_err(fail("open accounts"))?;
+        for entry in accounts_table.iter().map_err(fail("read accounts"))? {
             let (address, value) = entry.map_err(fail("read accounts"))?;
             let (address, value) = (address.value(), value.value());
             if address.len() != 20 || value.len() != 72 {
                 return Err(StoreError::Corrupt(format!("account entry of {} bytes", value.len())));
             }
-            let address = Address::from_slice(address);
             let nonce = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
             let balance = U256::from_be_slice(&value[8..40]);
             let code_hash = B256::from_slice(&value[40..]);
+            accounts.insert(Address::from_slice(address), (nonce, balance, code_hash));
+        }
+        // The diffs not yet in the tables, oldest first.
+        let diffs = tx.open_table(STATE_DIFFS).map_err(fail("open state diffs"))?;
+        for entry in diffs.iter().map_err(fail("read state diffs"))? {
+            let (number, diff) = entry.map_err(fail("read state diffs"))?;
+            for change in decode_diff(diff.value(), number.value())? {
+                if change.removed || change.wiped {
+                    storage.remove(&change.address);
+                }
+                match change.fields {
+                    None => {
+                        accounts.remove(&change.address);
+                    }
+                    Some(fields) => {
+                        accounts.insert(change.address, fields);
+                    }
+                }
+                if change.slots.is_empty() {
+                    continue;
+                }
+                let slots = storage.entry(change.address).or_default();
+                for (slot, value) in change.slots {
+                    if value.is_zero() {
+                        slots.remove(&slot);
+                    } else {
+                        slots.insert(slot, value);
+                    }
+                }
+                if slots.is_empty() {
+                    storage.remove(&change.address);
+                }
+            }
+        }
+        let mut state = InMemoryState::new();
+        for (address, (nonce, balance, code_hash)) in accounts {
             let code = if code_hash == KECCAK_EMPTY {
                 None
             } else {
@@ -417,10 +505,107 @@ impl Store {
     }
 }
 
-/// Writes a bundle's state changes.
-fn write_state(tx: &redb::WriteTransaction, bundle: &BundleState) -> Result<()> {
-    let mut accounts = tx.open_table(ACCOUNTS).map_err(fail("open accounts"))?;
-    let mut storage = tx.open_table(STORAGE).map_err(fail("open storage"))?;
+/// An account's stored fields: nonce, balance, code hash.
+type AccountFields = (u64, U256, B256);
+
+/// One account's change in a block, as a state diff holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AccountChange {
+    address: Address,
+    /// The account no longer exists (its storage goes with it).
+    removed: bool,
+    /// Its storage was wiped (self-destructed, or re-created) before `slots`.
+    wiped: bool,
+    /// Its fields after the block (`None` when removed).
+    fields: Option<AccountFields>,
+    /// Changed slots and their values after the block (zero: deleted), in slot order.
+    slots: Vec<(U256, U256)>,
+}
+
+/// Flag bits of an encoded [`AccountChange`].
+const REMOVED: u8 = 1;
+const WIPED: u8 = 2;
+
+/// A block's state changes as one value of `state_diffs`: per changed account, in address
+/// order: address (20), flags (1), if not removed nonce (8), balance (32) and code hash (32),
+/// then the number of changed slots (4) and each slot and its value (32 + 32), in slot order.
+fn encode_diff(bundle: &BundleState) -> Vec<u8> {
+    let mut changed: Vec<_> = bundle.state.iter().collect();
+    changed.sort_unstable_by_key(|(address, _)| **address);
+    let slots: usize = changed.iter().map(|(_, a)| a.storage.len()).sum();
+    let mut out = Vec::with_capacity(changed.len() * 97 + slots * 64);
+    for (address, account) in changed {
+        out.extend_from_slice(address.as_slice());
+        let mut flags = 0;
+        if account.info.is_none() {
+            flags |= REMOVED;
+        }
+        if account.was_destroyed() {
+            flags |= WIPED;
+        }
+        out.push(flags);
+        if let Some(info) = &account.info {
+            out.extend_from_slice(&account_value(info.nonce, info.balance, info.code_hash));
+        }
+        let mut slots: Vec<_> = account.storage.iter().collect();
+        slots.sort_unstable_by_key(|(slot, _)| **slot);
+        out.extend_from_slice(&(slots.len() as u32).to_be_bytes());
+        for (slot, value) in slots {
+            out.extend_from_slice(&slot.to_be_bytes::<32>());
+            out.extend_from_slice(&value.present_value.to_be_bytes::<32>());
+        }
+    }
+    out
+}
+
+/// The changes [`encode_diff`] wrote for block `number`.
+fn decode_diff(mut bytes: &[u8], number: u64) -> Result<Vec<AccountChange>> {
+    let corrupt = || StoreError::Corrupt(format!("state diff of block {number}"));
+    let mut take = |n: usize| -> Result<&[u8]> {
+        if bytes.len() < n {
+            return Err(corrupt());
+        }
+        let (head, rest) = bytes.split_at(n);
+        bytes = rest;
+        Ok(head)
+    };
+    let mut changes = Vec::new();
+    loop {
+        let Ok(address) = take(20) else { break };
+        let address = Address::from_slice(address);
+        let flags = take(1)?[0];
+        if flags & !(REMOVED | WIPED) != 0 {
+            return Err(corrupt());
+        }
+        let removed = flags & REMOVED != 0;
+        let fields = if removed {
+            None
+        } else {
+            let value = take(72)?;
+            Some((
+                u64::from_be_bytes(value[..8].try_into().expect("8 bytes")),
+                U256::from_be_slice(&value[8..40]),
+                B256::from_slice(&value[40..]),
+            ))
+        };
+        let count = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let mut slots = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let pair = take(64)?;
+            slots.push((U256::from_be_slice(&pair[..32]), U256::from_be_slice(&pair[32..])));
+        }
+        changes.push(AccountChange { address, removed, wiped: flags & WIPED != 0, fields, slots });
+    }
+    // `take(20)` failed: only a clean end of the value is not damage.
+    if bytes.is_empty() {
+        Ok(changes)
+    } else {
+        Err(corrupt())
+    }
+}
+
+/// Writes a bundle's new code (keyed by its hash, so written at once, not as a diff).
+fn write_code(tx: &redb::WriteTransaction, bundle: &BundleState) -> Result<()> {
     let mut code = tx.open_table(CODE).map_err(fail("open code"))?;
     for (hash, bytecode) in &bundle.contracts {
         if *hash != KECCAK_EMPTY {
@@ -428,41 +613,55 @@ fn write_state(tx: &redb::WriteTransaction, bundle: &BundleState) -> Result<()> 
                 .map_err(fail("write code"))?;
         }
     }
-    // In key order: consecutive inserts then land on the same or neighbouring B-tree pages.
-    let mut changed: Vec<_> = bundle.state.iter().collect();
-    changed.sort_unstable_by_key(|(address, _)| **address);
-    for (address, account) in changed {
-        if account.info.is_none() || account.was_destroyed() {
-            // Its storage goes (and, without info, the account).
-            let from = storage_key(address, &U256::ZERO);
-            let to = storage_key(address, &U256::MAX);
-            storage
-                .retain_in(from.as_slice()..=to.as_slice(), |_, _| false)
-                .map_err(fail("delete storage"))?;
-        }
-        let Some(info) = &account.info else {
-            accounts.remove(address.as_slice()).map_err(fail("delete account"))?;
-            continue;
-        };
-        accounts
-            .insert(
-                address.as_slice(),
-                account_value(info.nonce, info.balance, info.code_hash).as_slice(),
-            )
-            .map_err(fail("write account"))?;
-        let mut slots: Vec<_> = account.storage.iter().collect();
-        slots.sort_unstable_by_key(|(slot, _)| **slot);
-        for (slot, value) in slots {
-            let key = storage_key(address, slot);
-            if value.present_value.is_zero() {
-                storage.remove(key.as_slice()).map_err(fail("delete slot"))?;
-            } else {
+    Ok(())
+}
+
+/// Applies every pending state diff to the state tables, oldest first, and deletes them.
+fn apply_diffs(tx: &redb::WriteTransaction) -> Result<()> {
+    let mut diffs = tx.open_table(STATE_DIFFS).map_err(fail("open state diffs"))?;
+    let mut accounts = tx.open_table(ACCOUNTS).map_err(fail("open accounts"))?;
+    let mut storage = tx.open_table(STORAGE).map_err(fail("open storage"))?;
+    let mut pending = Vec::new();
+    for entry in diffs.iter().map_err(fail("read state diffs"))? {
+        let (number, diff) = entry.map_err(fail("read state diffs"))?;
+        pending.push((number.value(), diff.value().to_vec()));
+    }
+    for (number, diff) in pending {
+        for change in decode_diff(&diff, number)? {
+            let address = change.address;
+            if change.removed || change.wiped {
+                let from = storage_key(&address, &U256::ZERO);
+                let to = storage_key(&address, &U256::MAX);
                 storage
-                    .insert(key.as_slice(), value.present_value.to_be_bytes::<32>().as_slice())
-                    .map_err(fail("write slot"))?;
+                    .retain_in(from.as_slice()..=to.as_slice(), |_, _| false)
+                    .map_err(fail("delete storage"))?;
+            }
+            match change.fields {
+                None => {
+                    accounts.remove(address.as_slice()).map_err(fail("delete account"))?;
+                }
+                Some((nonce, balance, code_hash)) => {
+                    accounts
+                        .insert(
+                            address.as_slice(),
+                            account_value(nonce, balance, code_hash).as_slice(),
+                        )
+                        .map_err(fail("write account"))?;
+                }
+            }
+            for (slot, value) in change.slots {
+                let key = storage_key(&address, &slot);
+                if value.is_zero() {
+                    storage.remove(key.as_slice()).map_err(fail("delete slot"))?;
+                } else {
+                    storage
+                        .insert(key.as_slice(), value.to_be_bytes::<32>().as_slice())
+                        .map_err(fail("write slot"))?;
+                }
             }
         }
     }
+    diffs.retain(|_, _| false).map_err(fail("delete state diffs"))?;
     Ok(())
 }
 
