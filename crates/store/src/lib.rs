@@ -177,7 +177,7 @@ impl Store {
         match store.meta_u64("schema")? {
             Some(SCHEMA) => {}
             // Version 1 lacks only the (then empty) diffs table: created below.
-            Some(found) if found == 1 => {}
+            Some(1) => {}
             Some(found) => return Err(StoreError::Schema { found }),
             None => {}
         }
