@@ -230,6 +230,9 @@ pub(crate) struct Measured {
     suspensions: u64,
     /// Reads paused until the transaction they depended on finished executing.
     waits: u64,
+    /// The locations whose reads failed validation or paused in the last measured run, most
+    /// first (`ParallelStats::hot_spots`).
+    hot_spots: Vec<velarium_executor::HotSpot>,
     /// `None` when equal, else what differed.
     mismatch: Option<String>,
 }
@@ -718,6 +721,12 @@ impl Dossier {
                 "validations": m.validations,
                 "suspensions": m.suspensions,
                 "waits": m.waits,
+                "hot_spots": m.hot_spots.iter().map(|h| json!({
+                    "address": h.address.to_string(),
+                    "slot": h.slot.map(|s| format!("{s:#x}")),
+                    "failed_validations": h.failed_validations,
+                    "waits": h.waits,
+                })).collect::<Vec<_>>(),
                 "outputs_equal": m.mismatch.is_none(),
             })).collect::<Vec<_>>(),
             "hot": b.hot.iter().take(self.top).map(|h| merge(loc_json(labels, &h.key), json!({
@@ -862,6 +871,35 @@ impl Dossier {
         let _ = writeln!(w, "|---|---:|---:|");
         for (loc, h) in self.hot_by_critical_gas() {
             let _ = writeln!(w, "| {} | {} | {} |", labels.name(loc), h.critical_gas, h.edges);
+        }
+        let measured_hot: Vec<(u64, usize, &velarium_executor::HotSpot)> = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                b.measured
+                    .iter()
+                    .flat_map(move |m| m.hot_spots.iter().map(move |h| (b.number, m.threads, h)))
+            })
+            .collect();
+        if !measured_hot.is_empty() {
+            let _ = writeln!(w, "\n## Contention measured in Block-STM\n");
+            let _ = writeln!(
+                w,
+                "Per block and thread count, the locations whose reads failed validation (each a \
+                 re-execution) or paused for a lower transaction's write (no work lost) in the \
+                 last measured run.\n"
+            );
+            let _ =
+                writeln!(w, "| block | threads | address | slot | failed validations | waits |");
+            let _ = writeln!(w, "|---:|---:|---|---|---:|---:|");
+            for (number, threads, h) in measured_hot.iter().take(self.top * 4) {
+                let slot = h.slot.map_or_else(|| "account".to_string(), |s| format!("`{s:#x}`"));
+                let _ = writeln!(
+                    w,
+                    "| {number} | {threads} | `{:#x}` | {slot} | {} | {} |",
+                    h.address, h.failed_validations, h.waits
+                );
+            }
         }
         if let Some(b) = self.most_conflicted() {
             let _ = writeln!(w, "\n## Critical path of block {} (most conflicts)\n", b.number);
@@ -1464,6 +1502,7 @@ fn measure(
             validations: stats.validations,
             suspensions: stats.suspensions,
             waits: stats.waits,
+            hot_spots: stats.hot_spots().to_vec(),
             mismatch,
         });
     }
@@ -1722,6 +1761,12 @@ mod tests {
             validations: 6,
             suspensions: 0,
             waits: 2,
+            hot_spots: vec![velarium_executor::HotSpot {
+                address: alloy_primitives::Address::repeat_byte(0xcc),
+                slot: Some(alloy_primitives::U256::from(5)),
+                failed_validations: 3,
+                waits: 9,
+            }],
             mismatch: None,
         }];
         Dossier::new(vec![block], vec![2], 1, 10, 100_000, 8)
@@ -1769,6 +1814,14 @@ mod tests {
         let md = d.to_markdown(&labels);
         assert!(md.contains("## Executive summary"));
         assert!(md.contains("Measured at 2 threads"));
+        assert!(md.contains("## Contention measured in Block-STM"));
+        assert!(
+            md.contains(&format!(
+                "| 7 | 2 | `{:#x}` | `0x5` | 3 | 9 |",
+                Address::repeat_byte(0xcc)
+            )),
+            "{md}"
+        );
         let html = d.to_html(&labels);
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<svg"));

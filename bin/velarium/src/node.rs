@@ -78,7 +78,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 .iter()
                 .filter_map(|h| {
                     let slot = h.slot?;
-                    Some((h.address.to_string(), format!("{slot:#x}"), h.failed_validations.into()))
+                    Some((h.address.to_string(), format!("{slot:#x}"), h.conflicts()))
                 })
                 .collect(),
             hot_contracts: {
@@ -86,8 +86,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 for spot in stats.hot_spots() {
                     let address = spot.address.to_string();
                     match by_address.iter_mut().find(|(a, _)| *a == address) {
-                        Some((_, n)) => *n += u64::from(spot.failed_validations),
-                        None => by_address.push((address, spot.failed_validations.into())),
+                        Some((_, n)) => *n += spot.conflicts(),
+                        None => by_address.push((address, spot.conflicts())),
                     }
                 }
                 by_address

@@ -28,7 +28,7 @@ use super::fees::{FeeLedger, FeeRead};
 /// sees one consistent version; balance credits that nobody needs to read are deltas on it.
 /// Each storage slot is its own location. `StorageEpoch` is written by a transaction that creates
 /// or destroys an account: every slot of that account not written after it reads as zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Location {
     /// Balance, nonce and code of an account (`None` value: the account does not exist).
     Account(Address),
@@ -260,21 +260,38 @@ pub(crate) struct HotLocations {
     /// The locations that became hot by failing validation in this block (for the next
     /// blocks' history, see `predict_hot`); rare, so a lock is fine.
     became_hot: std::sync::Mutex<Vec<Location>>,
+    /// Per location, what its reads cost in this block: validations that failed on it and reads
+    /// of it that paused (on a running writer, or at a hot location), for the block's report
+    /// ([`HotLocations::tally`]). Slow paths only (an abort, a pause), so a lock is fine;
+    /// bounded to [`HotLocations::TALLIED`] locations.
+    tally: std::sync::Mutex<HashMap<Location, Tally>>,
     /// How far below the reader the last write may be for the location to count as densely
     /// written: twice the worker count (the transactions being executed around the reader).
     near: TxnIndex,
+}
+
+/// What one location's reads cost in a block (see [`HotLocations::tally`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Validations that failed on a read of it.
+    pub(crate) failed: u32,
+    /// Reads of it that paused.
+    pub(crate) waits: u32,
 }
 
 impl HotLocations {
     const BUCKETS: u64 = 1 << 14;
     /// Failed validations of a location before its reads wait.
     const FAILURES: u8 = 4;
+    /// Locations [`HotLocations::tally`] keeps count of (later ones are not counted).
+    const TALLIED: usize = 4096;
 
     pub(crate) fn new(workers: usize) -> Self {
         Self {
             failures: (0..Self::BUCKETS).map(|_| AtomicU8::new(0)).collect(),
             any: AtomicBool::new(false),
             became_hot: std::sync::Mutex::new(Vec::new()),
+            tally: std::sync::Mutex::new(HashMap::default()),
             near: TxnIndex::try_from(workers.max(1) * 2).unwrap_or(TxnIndex::MAX),
         }
     }
@@ -283,8 +300,34 @@ impl HotLocations {
         &self.failures[(location.mv_hash() % Self::BUCKETS) as usize]
     }
 
+    /// Counts one more failed validation (`failed`) or paused read of `location`.
+    fn count(&self, location: &Location, failed: bool) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        if tally.len() >= Self::TALLIED && !tally.contains_key(location) {
+            return;
+        }
+        let entry = tally.entry(*location).or_default();
+        if failed {
+            entry.failed = entry.failed.saturating_add(1);
+        } else {
+            entry.waits = entry.waits.saturating_add(1);
+        }
+    }
+
+    /// Records a read of `location` that paused (on a running writer or at a hot location).
+    pub(crate) fn note_wait(&self, location: &Location) {
+        self.count(location, false);
+    }
+
+    /// Every location whose reads failed validation or paused in this block, with its counts.
+    pub(crate) fn tally(&self) -> Vec<(Location, Tally)> {
+        let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.iter().map(|(location, tally)| (*location, *tally)).collect()
+    }
+
     /// Records a failed validation of a read of `location`.
     pub(crate) fn mark(&self, location: &Location) {
+        self.count(location, true);
         let bucket = self.bucket(location);
         // Racy but harmless: a lost increment only delays the waits.
         let failures = bucket.load(Ordering::Relaxed);
@@ -305,11 +348,6 @@ impl HotLocations {
     pub(crate) fn predict(&self, location: &Location) {
         self.bucket(location).store(Self::FAILURES, Ordering::Relaxed);
         self.any.store(true, Ordering::Relaxed);
-    }
-
-    /// Failed validations counted for `location`'s hash bucket (saturating).
-    pub(crate) fn failures(&self, location: &Location) -> u8 {
-        self.bucket(location).load(Ordering::Relaxed)
     }
 
     /// The locations that failed validation often enough in this block to become hot.
@@ -617,8 +655,8 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         DB::Error: std::fmt::Display,
     {
         let address = self.beneficiary;
-        if !self.settled && self.pauses {
-            self.scheduler.wait_for_lower_executions(self.txn_idx);
+        if !self.settled && self.pauses && self.scheduler.wait_for_lower_executions(self.txn_idx) {
+            self.hot.note_wait(&Location::Account(address));
         }
         loop {
             let (info, from) = match self.read(Location::Account(address), ReadMode::WithDeltas)? {
@@ -645,6 +683,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
                         self.suspended = true;
                         return Err(TxDbError::Blocked(blocking));
                     }
+                    self.hot.note_wait(&Location::Account(address));
                 }
             }
         }
@@ -695,6 +734,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             let result = self.memory.read(&location, self.txn_idx, mode);
             if let ReadResult::Blocked(blocking) = result {
                 if self.wait_for(blocking) {
+                    self.hot.note_wait(&location);
                     continue;
                 }
                 self.suspended = true;
@@ -703,6 +743,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             if hot && self.hot.should_wait(self.txn_idx, &result) {
                 hot = false;
                 if self.scheduler.wait_for_lower_executions(self.txn_idx) {
+                    self.hot.note_wait(&location);
                     continue;
                 }
             }

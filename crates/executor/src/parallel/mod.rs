@@ -158,30 +158,44 @@ pub struct ParallelStats {
 /// How many hot locations [`ParallelStats`] reports per block.
 pub const MAX_HOT_SPOTS: usize = 10;
 
-/// A location that became hot in a block: validations of reads of it kept failing because a
-/// lower transaction changed it under the reader.
+/// A location that was hot in a block: validations of reads of it failed because a lower
+/// transaction changed it under the reader, or its reads paused for a lower transaction
+/// writing it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HotSpot {
     /// The account.
     pub address: Address,
     /// The storage slot (`None`: the account's balance, nonce or code).
     pub slot: Option<U256>,
-    /// Failed validations counted at the location (at least the threshold that makes a
-    /// location hot, saturating at 255; locations sharing a hash bucket count together).
-    pub failed_validations: u8,
+    /// Validations that failed on a read of it (each an abort, or a re-execution).
+    pub failed_validations: u32,
+    /// Reads of it that met a lower transaction's write in progress (an `ESTIMATE`, or a hot
+    /// location written just below) and read again once that was done, instead of aborting.
+    pub waits: u32,
 }
 
+impl HotSpot {
+    /// What the location cost: failed validations plus paused reads.
+    pub const fn conflicts(&self) -> u64 {
+        self.failed_validations as u64 + self.waits as u64
+    }
+}
+
+/// Failed validations plus paused reads from which a location is reported as a hot spot.
+pub const HOT_SPOT_CONFLICTS: u64 = 4;
+
 impl ParallelStats {
-    /// The locations that became hot in this block, most failed validations first (at most
-    /// [`MAX_HOT_SPOTS`]).
+    /// The block's hot locations, most conflicts (failed validations plus paused reads) first,
+    /// at most [`MAX_HOT_SPOTS`], each with at least [`HOT_SPOT_CONFLICTS`].
     pub fn hot_spots(&self) -> &[HotSpot] {
         &self.hot_spots[..usize::from(self.hot_spot_count)]
     }
 
     fn set_hot_spots(&mut self, mut spots: Vec<HotSpot>) {
+        spots.retain(|s| s.conflicts() >= HOT_SPOT_CONFLICTS);
         spots.sort_by_key(|s| (s.address, s.slot));
         spots.dedup_by(|a, b| (a.address, a.slot) == (b.address, b.slot));
-        spots.sort_by_key(|s| std::cmp::Reverse(s.failed_validations));
+        spots.sort_by_key(|s| (std::cmp::Reverse(s.conflicts()), s.address, s.slot));
         spots.truncate(MAX_HOT_SPOTS);
         self.hot_spot_count = spots.len() as u8;
         self.hot_spots[..spots.len()].copy_from_slice(&spots);
@@ -833,15 +847,20 @@ where
     stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
     let became_hot = hot.became_hot();
     stats.set_hot_spots(
-        became_hot
-            .iter()
-            .filter_map(|location| {
+        hot.tally()
+            .into_iter()
+            .filter_map(|(location, tally)| {
                 let (address, slot) = match location {
-                    Location::Account(address) => (*address, None),
-                    Location::Storage(address, slot) => (*address, Some(*slot)),
+                    Location::Account(address) => (address, None),
+                    Location::Storage(address, slot) => (address, Some(slot)),
                     Location::StorageEpoch(_) => return None,
                 };
-                Some(HotSpot { address, slot, failed_validations: hot.failures(location) })
+                Some(HotSpot {
+                    address,
+                    slot,
+                    failed_validations: tally.failed,
+                    waits: tally.waits,
+                })
             })
             .collect(),
     );
