@@ -95,6 +95,38 @@ proptest! {
     fn payout_blocks_match_the_oracle(seed in any::<u64>(), n_txs in 1usize..160, threads in 1usize..9) {
         assert_same(&velarium_workloads::payouts(seed, n_txs), threads);
     }
+
+    /// Every generator (hot slots, a minted counter, a hot receiver, one pool, a cascade, a
+    /// dependent chain, ...) with a random seed and size, on a random thread count, with a random
+    /// subset of the engine's mechanisms switched off: the oracle's exact output.
+    #[test]
+    fn any_workload_with_any_mechanisms_off_matches_the_oracle(
+        which in 0..GENERATORS.len(),
+        seed in any::<u64>(),
+        n_txs in 1usize..120,
+        threads in 1usize..6,
+        off in 0u8..16,
+    ) {
+        let (name, generate) = GENERATORS[which];
+        let workload = generate(seed, n_txs);
+        let mechanisms = Mechanisms {
+            hints: off & 1 == 0,
+            deltas: off & 2 == 0,
+            isolation: off & 4 == 0,
+            risk: off & 8 == 0,
+        };
+        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+            .unwrap_or_else(|e| panic!("{name}: oracle failed: {e}"));
+        let (parallel, _) = execute_parallel_with(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+            threads,
+            mechanisms,
+        )
+        .unwrap_or_else(|e| panic!("{name} {mechanisms:?}: parallel failed: {e}"));
+        prop_assert_eq!(oracle, parallel, "{} seed {} at {} threads with {:?}", name, seed, threads, mechanisms);
+    }
 }
 
 #[test]
