@@ -61,22 +61,33 @@ fn every_mechanism_can_be_switched_off() {
     ];
     for (name, generate) in GENERATORS {
         let workload = generate(3, 120);
-        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
-            .unwrap_or_else(|e| panic!("{name}: oracle failed: {e}"));
+        let oracle = oracle_of(&workload);
         for mechanisms in variants {
             for threads in [2, 4] {
-                let (parallel, _) = execute_parallel_with(
-                    &workload.spec,
-                    &workload.state,
-                    workload.block_input(),
-                    threads,
-                    mechanisms,
-                )
-                .unwrap_or_else(|e| panic!("{name} {mechanisms:?}: parallel failed: {e}"));
+                let parallel = parallel_with(&workload, threads, mechanisms);
                 assert_eq!(oracle, parallel, "{name} at {threads} threads with {mechanisms:?}");
             }
         }
     }
+}
+
+/// The oracle's output of `workload`.
+fn oracle_of(workload: &Workload) -> BlockOutput {
+    execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .unwrap_or_else(|e| panic!("{}: oracle failed: {e}", workload.name))
+}
+
+/// The parallel engine's output of `workload` on `threads` with `mechanisms`.
+fn parallel_with(workload: &Workload, threads: usize, mechanisms: Mechanisms) -> BlockOutput {
+    execute_parallel_with(
+        &workload.spec,
+        &workload.state,
+        workload.block_input(),
+        threads,
+        mechanisms,
+    )
+    .unwrap_or_else(|e| panic!("{} {mechanisms:?}: parallel failed: {e}", workload.name))
+    .0
 }
 
 proptest! {
@@ -115,16 +126,7 @@ proptest! {
             isolation: off & 4 == 0,
             risk: off & 8 == 0,
         };
-        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
-            .unwrap_or_else(|e| panic!("{name}: oracle failed: {e}"));
-        let (parallel, _) = execute_parallel_with(
-            &workload.spec,
-            &workload.state,
-            workload.block_input(),
-            threads,
-            mechanisms,
-        )
-        .unwrap_or_else(|e| panic!("{name} {mechanisms:?}: parallel failed: {e}"));
+        let (oracle, parallel) = (oracle_of(&workload), parallel_with(&workload, threads, mechanisms));
         prop_assert_eq!(oracle, parallel, "{} seed {} at {} threads with {:?}", name, seed, threads, mechanisms);
     }
 }
