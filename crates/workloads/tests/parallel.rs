@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use revm::{bytecode::Bytecode, state::AccountInfo, DatabaseRef};
 use velarium_executor::{
     execute_parallel, execute_parallel_with, execute_sequential, time_transactions, BlockOutput,
-    Mechanisms,
+    Mechanisms, ParallelStats,
 };
 use velarium_state::{InMemoryState, StateError};
 use velarium_workloads::{mixed, with_invalid_tx, Workload, GENERATORS};
@@ -64,7 +64,7 @@ fn every_mechanism_can_be_switched_off() {
         let oracle = oracle_of(&workload);
         for mechanisms in variants {
             for threads in [2, 4] {
-                let parallel = parallel_with(&workload, threads, mechanisms);
+                let parallel = parallel_with(&workload, threads, mechanisms).0;
                 assert_eq!(oracle, parallel, "{name} at {threads} threads with {mechanisms:?}");
             }
         }
@@ -77,8 +77,12 @@ fn oracle_of(workload: &Workload) -> BlockOutput {
         .unwrap_or_else(|e| panic!("{}: oracle failed: {e}", workload.name))
 }
 
-/// The parallel engine's output of `workload` on `threads` with `mechanisms`.
-fn parallel_with(workload: &Workload, threads: usize, mechanisms: Mechanisms) -> BlockOutput {
+/// The parallel engine's output of `workload` on `threads` with `mechanisms`, and its stats.
+fn parallel_with(
+    workload: &Workload,
+    threads: usize,
+    mechanisms: Mechanisms,
+) -> (BlockOutput, ParallelStats) {
     execute_parallel_with(
         &workload.spec,
         &workload.state,
@@ -87,7 +91,6 @@ fn parallel_with(workload: &Workload, threads: usize, mechanisms: Mechanisms) ->
         mechanisms,
     )
     .unwrap_or_else(|e| panic!("{} {mechanisms:?}: parallel failed: {e}", workload.name))
-    .0
 }
 
 proptest! {
@@ -126,7 +129,7 @@ proptest! {
             isolation: off & 4 == 0,
             risk: off & 8 == 0,
         };
-        let (oracle, parallel) = (oracle_of(&workload), parallel_with(&workload, threads, mechanisms));
+        let (oracle, parallel) = (oracle_of(&workload), parallel_with(&workload, threads, mechanisms).0);
         prop_assert_eq!(oracle, parallel, "{} seed {} at {} threads with {:?}", name, seed, threads, mechanisms);
     }
 }
@@ -404,6 +407,19 @@ fn senders_are_recovered_in_order_and_a_bad_signature_is_named() {
     }
 }
 
+/// 400 mints, each bumping one counter, and the counter contract.
+fn counter_block() -> (Workload, Address) {
+    let workload = velarium_workloads::nft_mint_counter(9, 400);
+    let counter =
+        alloy_consensus::Transaction::to(workload.transactions[0].inner()).expect("a call");
+    (workload, counter)
+}
+
+/// Run `run` of the counter block: on 2 workers, or 4 every other run.
+fn counter_run(workload: &Workload, run: usize, mechanisms: Mechanisms) -> ParallelStats {
+    parallel_with(workload, if run.is_multiple_of(2) { 2 } else { 4 }, mechanisms).1
+}
+
 /// A block whose transactions all bump one counter reports the counter's slot as its hot spot
 /// once reads of it keep failing validation (run with the waits and predictions off, so that
 /// they do fail). How often they fail depends on how the workers interleave, which a busy
@@ -411,21 +427,12 @@ fn senders_are_recovered_in_order_and_a_bad_signature_is_named() {
 /// workers, until one has enough aborts.
 #[test]
 fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
-    let workload = velarium_workloads::nft_mint_counter(9, 400);
+    let (workload, counter) = counter_block();
     let mechanisms = Mechanisms { hints: false, risk: false, ..Mechanisms::ALL };
-    let counter =
-        alloy_consensus::Transaction::to(workload.transactions[0].inner()).expect("a call");
     let mut seen = false;
     let mut most = 0;
     for run in 0..60 {
-        let (_, stats) = execute_parallel_with(
-            &workload.spec,
-            &workload.state,
-            workload.block_input(),
-            if run % 2 == 0 { 2 } else { 4 },
-            mechanisms,
-        )
-        .expect("parallel");
+        let stats = counter_run(&workload, run, mechanisms);
         assert!(stats.hot_spots().len() <= velarium_executor::MAX_HOT_SPOTS);
         for spot in stats.hot_spots() {
             assert!(spot.conflicts() >= velarium_executor::HOT_SPOT_CONFLICTS, "{spot:?}");
@@ -450,19 +457,10 @@ fn the_contended_counter_is_reported_as_the_blocks_hot_spot() {
 /// on how the workers interleave: up to 60 runs, alternating 2 and 4 workers).
 #[test]
 fn the_contended_counter_reports_its_paused_reads() {
-    let workload = velarium_workloads::nft_mint_counter(9, 400);
-    let counter =
-        alloy_consensus::Transaction::to(workload.transactions[0].inner()).expect("a call");
+    let (workload, counter) = counter_block();
     let mut most = 0;
     for run in 0..60 {
-        let (_, stats) = execute_parallel_with(
-            &workload.spec,
-            &workload.state,
-            workload.block_input(),
-            if run % 2 == 0 { 2 } else { 4 },
-            Mechanisms::ALL,
-        )
-        .expect("parallel");
+        let stats = counter_run(&workload, run, Mechanisms::ALL);
         let waits: u32 = stats
             .hot_spots()
             .iter()
