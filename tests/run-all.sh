@@ -59,6 +59,10 @@ if ! cargo build --release --locked --workspace --all-targets; then
   exit 1
 fi
 
+# The engine's runs below (tests and commands) check every plain transfer it executes without the
+# EVM against revm (a difference is an engine fault, which fails the step).
+export VELARIUM_CHECK_TRANSFERS=1
+
 # Ignored tests run too (those needing the fixtures), except the one ignored for its run time.
 slow=gigagas_blocks_execute
 if cargo nextest --version >/dev/null 2>&1; then

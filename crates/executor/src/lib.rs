@@ -14,7 +14,7 @@ mod sequential;
 pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
-    credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
+    check_transfers, credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
     execute_transactions, panic_message, pin_workers, trace_accesses, AccessKey, EngineFault,
     HotSpot, Mechanisms, ParallelStats, PhaseTimes, SpeculativeTx, TxDbError, HOT_SPOT_CONFLICTS,
     MAX_HOT_SPOTS,

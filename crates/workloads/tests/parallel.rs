@@ -502,3 +502,36 @@ fn worker_utilisation_is_reported_for_blocks_that_ran_on_workers() {
         .expect("oracle");
     assert_eq!(sequential.worker_utilisation(), None);
 }
+
+/// Plain transfers run without the EVM (each one also checked against revm here: a difference
+/// panics the worker, which fails the block) and the block's result is the oracle's, at every
+/// thread count, with the deltas mechanism on (lazy senders and recipients) and off; a block of
+/// ERC-20 calls has none.
+#[test]
+fn plain_transfers_skip_the_evm_and_match_the_oracle() {
+    velarium_executor::check_transfers(true);
+    for workload in [velarium_workloads::eth_transfers(3, 300), velarium_workloads::payouts(4, 200)]
+    {
+        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+            .expect("the oracle executes the block");
+        for threads in [1, 2, 4] {
+            for mechanisms in [Mechanisms::ALL, Mechanisms { deltas: false, ..Mechanisms::ALL }] {
+                let (parallel, stats) = execute_parallel_with(
+                    &workload.spec,
+                    &workload.state,
+                    workload.block_input(),
+                    threads,
+                    mechanisms,
+                )
+                .expect("the parallel engine executes the block");
+                assert_eq!(oracle, parallel, "{} at {threads} threads", workload.name);
+                assert!(stats.plain_transfers >= 150, "{}: {stats:?}", workload.name);
+            }
+        }
+    }
+    let erc20 = velarium_workloads::erc20_transfers(3, 100);
+    let (_, stats) =
+        execute_parallel_with(&erc20.spec, &erc20.state, erc20.block_input(), 2, Mechanisms::ALL)
+            .expect("the parallel engine executes the block");
+    assert_eq!(stats.plain_transfers, 0, "{stats:?}");
+}

@@ -72,12 +72,14 @@ mod fees;
 mod handler;
 mod pool;
 mod remote;
+mod transfer;
 mod worker;
 
 pub use db::TxDbError;
 pub(crate) use fault::record as record_fault;
 pub use fault::{engine_faults, EngineFault};
 pub use pool::{panic_message, pin_workers};
+pub use transfer::set_checked as check_transfers;
 
 use crate::eip7610::StorageProbe;
 use crate::{
@@ -133,6 +135,8 @@ pub struct ParallelStats {
     pub lazy_sender_txs: u64,
     /// Transactions that read the beneficiary lazily (see the module docs, "Lazy beneficiary").
     pub lazy_beneficiary_txs: u64,
+    /// Incarnations executed as plain transfers without the EVM (see `transfer.rs`).
+    pub plain_transfers: u64,
     /// Long transactions handed out before the execution sweep reached them (see the module
     /// docs, "Long transactions first").
     pub early_txs: u64,
@@ -816,6 +820,7 @@ where
         stats.predicted_hot = predict_hot(db, txs, &hot);
     }
     let busy_nanos = AtomicU64::new(0);
+    let plain_transfers = AtomicU64::new(0);
     let shared = Shared {
         base: db,
         overlay,
@@ -840,11 +845,13 @@ where
         trace,
         storage_only,
         busy_nanos: &busy_nanos,
+        plain_transfers: &plain_transfers,
     };
     let broadcast = std::time::Instant::now();
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
     stats.worker_wall = broadcast.elapsed();
     stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
+    stats.plain_transfers = plain_transfers.load(Ordering::Relaxed);
     let became_hot = hot.became_hot();
     stats.set_hot_spots(
         hot.tally()

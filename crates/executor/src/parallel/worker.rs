@@ -9,6 +9,7 @@ use super::{
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
+    transfer,
 };
 use crate::{eip7610::CollisionGuard, RecoveredTx};
 use alloy_consensus::Transaction as _;
@@ -155,6 +156,9 @@ pub(super) struct Shared<'a, DB> {
     /// they had nothing to do: backing off, yielding, napping), added up when each worker
     /// stops: the block's worker utilisation.
     pub(super) busy_nanos: &'a AtomicU64,
+    /// Incarnations executed as plain transfers without the EVM, added up when each worker
+    /// stops.
+    pub(super) plain_transfers: &'a AtomicU64,
 }
 
 impl<DB> Shared<'_, DB>
@@ -214,6 +218,7 @@ where
         let mut idle_rounds = 0u32;
         let started = std::time::Instant::now();
         let mut idle = std::time::Duration::ZERO;
+        let mut plain_transfers = 0u64;
         loop {
             // Between tasks too, a worker that owes the others something does it.
             velarium_numa_runtime::service();
@@ -223,7 +228,8 @@ where
             }
             match next {
                 SchedulerTask::Execute(version) => {
-                    task = self.execute(&mut evm, inspect, &mut writes, version);
+                    task =
+                        self.execute(&mut evm, inspect, &mut writes, version, &mut plain_transfers);
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
@@ -288,6 +294,7 @@ where
         let busy = started.elapsed().saturating_sub(idle);
         self.busy_nanos
             .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.plain_transfers.fetch_add(plain_transfers, Ordering::Relaxed);
     }
 
     /// Executes one incarnation; returns the follow-up task, if any.
@@ -297,6 +304,7 @@ where
         inspect: bool,
         writes: &mut WriteSet<Location, MvValue, Credit>,
         version: Version,
+        plain_transfers: &mut u64,
     ) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
@@ -311,7 +319,7 @@ where
         {
             // Started with every lower transaction committed: final, so nothing to validate.
             let settled = self.scheduler.executing_settled(txn_idx);
-            let (handler, result, state) = loop {
+            let (fee, result, state) = loop {
                 // The beneficiary's own transactions read it for real, as do those that
                 // observed its balance.
                 let lazy_beneficiary = self.lazy_beneficiary.filter(|b| {
@@ -326,10 +334,44 @@ where
                     settled && !self.trace,
                 );
                 evm.ctx().tx = self.txs.env(txn_idx as usize);
-                let mut handler =
-                    LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
-                let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
-                let state = evm.ctx().journal_mut().finalize();
+                // A plain transfer without the EVM where it can be (see `transfer.rs`).
+                let plain =
+                    if inspect { transfer::Plain::Skipped } else { transfer::execute(evm.ctx()) };
+                let checked = matches!(plain, transfer::Plain::Done(Ok(_))) && transfer::checked();
+                // What the transfer read (revm must read the same for the outcomes to compare).
+                let reads = checked.then(|| {
+                    let db = &evm.ctx().journaled_state.database;
+                    (db.read_set.clone(), db.fee_reads.clone())
+                });
+                if checked || matches!(plain, transfer::Plain::Declined) {
+                    // It read through the database: start the incarnation afresh for revm.
+                    evm.ctx().journaled_state.database.reset(
+                        txn_idx,
+                        self.lazy_candidates[txn_idx as usize],
+                        self.lazy_senders[txn_idx as usize],
+                        lazy_beneficiary,
+                        settled && !self.trace,
+                    );
+                }
+                let (result, state, fee) = match plain {
+                    transfer::Plain::Done(Ok(done)) if checked => {
+                        *plain_transfers += 1;
+                        let (result, state, fee) = run_evm(evm, inspect);
+                        // Unless a lower transaction's write (or fee) came in between (then
+                        // this incarnation's reads fail validation anyway).
+                        let db = &evm.ctx().journaled_state.database;
+                        if reads == Some((db.read_set.clone(), db.fee_reads.clone())) {
+                            transfer::compare(&done, &result, &state, fee);
+                        }
+                        (result, state, fee)
+                    }
+                    transfer::Plain::Done(Ok(done)) => {
+                        *plain_transfers += 1;
+                        (Ok(done.result), done.state, done.fee)
+                    }
+                    transfer::Plain::Done(Err(e)) => (Err(e), EvmState::default(), U256::ZERO),
+                    transfer::Plain::Skipped | transfer::Plain::Declined => run_evm(evm, inspect),
+                };
                 let db = &mut evm.ctx().journaled_state.database;
                 let observed = db.lazy_beneficiary.is_some() && db.beneficiary_observed;
                 if observed {
@@ -341,7 +383,7 @@ where
                     return None;
                 }
                 if !observed {
-                    break (handler, result, state);
+                    break (fee, result, state);
                 }
             };
             let db = &mut evm.ctx().journaled_state.database;
@@ -349,7 +391,6 @@ where
             let lazy_recipient_base = db.lazy_recipient_base.take();
             let lazy_sender = db.lazy_sender;
             let lazy_beneficiary = db.lazy_beneficiary;
-            let fee = handler.fee.get();
             writes.clear();
             if result.is_ok() {
                 self.write_set(writes, &state, fee, lazy_recipient, lazy_sender, lazy_beneficiary);
@@ -478,6 +519,23 @@ where
             }
         }
     }
+}
+
+/// Runs the EVM's transaction through revm (mainnet's handler, the fee computed, not credited):
+/// its result, its state diff and the fee it owes the beneficiary.
+fn run_evm<DB>(
+    evm: &mut TxEvm<'_, DB>,
+    inspect: bool,
+) -> (Result<ExecutionResult<HaltReason>, EVMError<TxDbError>>, EvmState, U256)
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    let mut handler =
+        LazyRewardHandler { fee: Cell::new(U256::ZERO), _db: std::marker::PhantomData };
+    let result = if inspect { handler.inspect_run(evm) } else { handler.run(evm) };
+    let state = evm.ctx().journal_mut().finalize();
+    (result, state, handler.fee.get())
 }
 
 /// Each worker thread's revm call-frame stack, kept from one block to the next.
