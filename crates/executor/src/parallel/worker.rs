@@ -326,13 +326,17 @@ where
                     self.txs.caller(txn_idx as usize) != b.address
                         && !self.beneficiary_observers[txn_idx as usize].load(Ordering::Relaxed)
                 });
-                evm.ctx().journaled_state.database.reset(
-                    txn_idx,
-                    self.lazy_candidates[txn_idx as usize],
-                    self.lazy_senders[txn_idx as usize],
-                    lazy_beneficiary,
-                    settled && !self.trace,
-                );
+                // A new incarnation's database: its read set empty, its lazy reads as planned.
+                let reset = |evm: &mut TxEvm<'_, DB>| {
+                    evm.ctx().journaled_state.database.reset(
+                        txn_idx,
+                        self.lazy_candidates[txn_idx as usize],
+                        self.lazy_senders[txn_idx as usize],
+                        lazy_beneficiary,
+                        settled && !self.trace,
+                    );
+                };
+                reset(evm);
                 evm.ctx().tx = self.txs.env(txn_idx as usize);
                 // A plain transfer without the EVM where it can be (see `transfer.rs`).
                 let plain =
