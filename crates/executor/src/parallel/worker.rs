@@ -349,13 +349,7 @@ where
                 });
                 if checked || matches!(plain, transfer::Plain::Declined) {
                     // It read through the database: start the incarnation afresh for revm.
-                    evm.ctx().journaled_state.database.reset(
-                        txn_idx,
-                        self.lazy_candidates[txn_idx as usize],
-                        self.lazy_senders[txn_idx as usize],
-                        lazy_beneficiary,
-                        settled && !self.trace,
-                    );
+                    reset(evm);
                 }
                 let (result, state, fee) = match plain {
                     transfer::Plain::Done(Ok(done)) if checked => {
