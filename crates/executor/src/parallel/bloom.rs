@@ -29,37 +29,96 @@ const CHUNK: usize = 256;
 pub(super) enum LogsBloom {
     /// No logs: the empty bloom.
     Empty,
+    /// Few logs (a token transfer's event): the bits to set, kept in the outcome rather than a
+    /// 256-byte bloom on the heap (allocated by one worker, freed by another).
+    Bits(BloomBits),
     /// Computed by the worker.
     Computed(Box<Bloom>),
     /// Too many logs: computed by [`shared_blooms`].
     Shared,
 }
 
+/// The bloom bits of at most [`INLINE_INPUTS`] inputs (log addresses and topics), three each.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BloomBits {
+    len: u8,
+    bits: [[u16; 3]; INLINE_INPUTS],
+}
+
+/// Inputs kept as [`LogsBloom::Bits`]: one log with four topics.
+const INLINE_INPUTS: usize = 5;
+
 impl LogsBloom {
     /// What the worker computes for a transaction's `logs`.
     pub(super) fn of(logs: &[Log]) -> Self {
+        let inputs = || logs.iter().map(|log| 1 + log.topics().len()).sum::<usize>();
         match logs.len() {
             0 => Self::Empty,
             n if n > INLINE_LOGS => Self::Shared,
+            _ if inputs() <= INLINE_INPUTS => {
+                let mut bits = BloomBits { len: 0, bits: [[0; 3]; INLINE_INPUTS] };
+                with_cache(|cache| {
+                    for log in logs {
+                        for input in inputs_of(log) {
+                            bits.bits[usize::from(bits.len)] = cache.bits(input);
+                            bits.len += 1;
+                        }
+                    }
+                });
+                Self::Bits(bits)
+            }
             _ => Self::Computed(Box::new(logs_bloom(logs))),
         }
     }
+
+    /// The bloom, unless it is one every worker computes (`None`).
+    pub(super) fn bloom(&self) -> Option<Bloom> {
+        match self {
+            Self::Empty => Some(Bloom::default()),
+            Self::Bits(bits) => {
+                let mut bloom = Bloom::default();
+                for bits in &bits.bits[..usize::from(bits.len)] {
+                    accrue_bits(&mut bloom, *bits);
+                }
+                Some(bloom)
+            }
+            Self::Computed(bloom) => Some(**bloom),
+            Self::Shared => None,
+        }
+    }
+}
+
+/// A log's bloom inputs: its address, then its topics.
+fn inputs_of(log: &Log) -> impl Iterator<Item = &[u8]> {
+    std::iter::once(log.address.as_slice()).chain(log.topics().iter().map(|t| t.as_slice()))
+}
+
+/// Sets an input's three bits, as `Bloom::m3_2048_hashed` places them.
+fn accrue_bits(bloom: &mut Bloom, bits: [u16; 3]) {
+    // The bits are the hash's first three big-endian 16-bit words, masked to 11 bits.
+    let mut hash = B256::ZERO;
+    for (i, bit) in bits.into_iter().enumerate() {
+        hash[2 * i..2 * i + 2].copy_from_slice(&bit.to_be_bytes());
+    }
+    bloom.m3_2048_hashed(&hash);
+}
+
+/// Runs `f` with this thread's [`HashCache`].
+fn with_cache<R>(f: impl FnOnce(&mut HashCache) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<HashCache> = RefCell::new(HashCache::new());
+    }
+    CACHE.with_borrow_mut(f)
 }
 
 /// `alloy_primitives::logs_bloom`, with the hashes of inputs this thread met before taken from
 /// its [`HashCache`].
 pub(super) fn logs_bloom(logs: &[Log]) -> Bloom {
-    thread_local! {
-        static CACHE: RefCell<HashCache> = RefCell::new(HashCache::new());
-    }
-    CACHE.with_borrow_mut(|cache| cache.logs_bloom(logs))
+    with_cache(|cache| cache.logs_bloom(logs))
 }
 
 /// Slots of a [`HashCache`] (a power of two): 160 KiB, well inside a core's L2.
 const CACHE_SLOTS: usize = 4096;
-
-/// The bytes of an input's hash that pick its bloom bits (three 11-bit numbers).
-const BLOOM_HASH_BYTES: usize = 6;
 
 /// One remembered input: an address (`len` 20) or a topic (`len` 32), zero-padded on the right;
 /// `len` 0: empty.
@@ -67,7 +126,8 @@ const BLOOM_HASH_BYTES: usize = 6;
 struct CachedHash {
     input: [u8; 32],
     len: u8,
-    hash: [u8; BLOOM_HASH_BYTES],
+    /// Its three bloom bits.
+    bits: [u16; 3],
 }
 
 /// A direct-mapped cache of bloom inputs' hashes: a slot per input (picked by its last eight
@@ -79,23 +139,20 @@ struct HashCache {
 
 impl HashCache {
     fn new() -> Self {
-        let empty = CachedHash { input: [0; 32], len: 0, hash: [0; BLOOM_HASH_BYTES] };
+        let empty = CachedHash { input: [0; 32], len: 0, bits: [0; 3] };
         Self { slots: vec![empty; CACHE_SLOTS].into_boxed_slice() }
     }
 
     fn logs_bloom(&mut self, logs: &[Log]) -> Bloom {
         let mut bloom = Bloom::default();
-        for log in logs {
-            self.accrue(&mut bloom, log.address.as_slice());
-            for topic in log.topics() {
-                self.accrue(&mut bloom, topic.as_slice());
-            }
+        for input in logs.iter().flat_map(inputs_of) {
+            accrue_bits(&mut bloom, self.bits(input));
         }
         bloom
     }
 
-    /// `bloom.m3_2048(input)` for an input of 1 to 32 bytes.
-    fn accrue(&mut self, bloom: &mut Bloom, input: &[u8]) {
+    /// The three bits `Bloom::m3_2048` sets for an input of 1 to 32 bytes.
+    fn bits(&mut self, input: &[u8]) -> [u16; 3] {
         let len = input.len();
         debug_assert!((1..=32).contains(&len));
         let mut key = [0u8; 32];
@@ -108,16 +165,10 @@ impl HashCache {
         let slot = &mut self.slots[index as usize];
         if usize::from(slot.len) != len || slot.input != key {
             let hash = keccak256(input);
-            *slot = CachedHash {
-                input: key,
-                len: len as u8,
-                hash: hash[..BLOOM_HASH_BYTES].try_into().expect("six bytes"),
-            };
+            let word = |i: usize| u16::from_be_bytes([hash[i], hash[i + 1]]) & 0x7ff;
+            *slot = CachedHash { input: key, len: len as u8, bits: [word(0), word(2), word(4)] };
         }
-        // The bits depend on the hash's first six bytes only.
-        let mut hash = B256::ZERO;
-        hash[..BLOOM_HASH_BYTES].copy_from_slice(&slot.hash);
-        bloom.m3_2048_hashed(&hash);
+        slot.bits
     }
 }
 
@@ -198,6 +249,7 @@ mod tests {
         assert_eq!(united, alloy_primitives::logs_bloom(&logs));
         assert!(matches!(LogsBloom::of(&logs), LogsBloom::Shared));
         assert!(matches!(LogsBloom::of(&logs[..3]), LogsBloom::Computed(_)));
+        assert!(matches!(LogsBloom::of(&logs[..2]), LogsBloom::Bits(_)));
         assert!(matches!(LogsBloom::of(&[]), LogsBloom::Empty));
     }
 
@@ -238,6 +290,14 @@ mod tests {
             let logs = random_logs(seed, (seed as usize * 7) % 90);
             assert_eq!(cache.logs_bloom(&logs), alloy_primitives::logs_bloom(&logs), "seed {seed}");
             assert_eq!(logs_bloom(&logs), alloy_primitives::logs_bloom(&logs), "seed {seed}");
+            for at in 0..logs.len() {
+                let one = &logs[at..=at];
+                let kept = LogsBloom::of(one);
+                assert!(matches!(kept, LogsBloom::Bits(_)), "one log of at most four topics");
+                assert_eq!(kept.bloom(), Some(alloy_primitives::logs_bloom(one)), "seed {seed}");
+            }
+            let kept = LogsBloom::of(&logs);
+            assert_eq!(kept.bloom(), Some(alloy_primitives::logs_bloom(&logs)), "seed {seed}");
         }
         // About 3,900 different inputs spread over the slots (uniformly: about 1,600 left
         // empty), and the right-padded topics all share one slot (their last bytes are zero),
@@ -245,7 +305,7 @@ mod tests {
         assert!(cache.slots.iter().filter(|s| s.len == 0).count() < CACHE_SLOTS / 2);
         // Inputs shorter than a word take the same path.
         let mut bloom = Bloom::default();
-        cache.accrue(&mut bloom, &[7, 1]);
+        accrue_bits(&mut bloom, cache.bits(&[7, 1]));
         let mut expected = Bloom::default();
         expected.m3_2048(&[7, 1]);
         assert_eq!(bloom, expected);

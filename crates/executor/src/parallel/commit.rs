@@ -299,7 +299,11 @@ struct ShardState<'a, DB> {
 /// (after which nothing executes it again), having seen the commit index that the report
 /// happened before. A read lock here made every fold shard that reads an outcome write its
 /// cache line, bouncing it between the cores (half of the fold's samples on two workers).
+///
+/// Aligned to a cache line: neighbouring slots are written by different workers, and a line
+/// shared by two of them would move between the cores at every write.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct OutcomeSlot(std::cell::UnsafeCell<Option<TxOutcome>>);
 
 // SAFETY: shared access follows the protocol above: one writer, and readers only after the

@@ -599,7 +599,9 @@ where
                 .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
             spent.push(changes);
             let gas = result.gas();
-            if let (Some(traces), Some((reads, writes))) = (traces.as_deref_mut(), &outcome.trace) {
+            if let (Some(traces), Some((reads, writes))) =
+                (traces.as_deref_mut(), outcome.trace.as_deref())
+            {
                 let (credits, writes): (Vec<_>, Vec<_>) = writes.iter().partition(|(_, c)| *c);
                 let (ignoring, reads): (Vec<_>, Vec<_>) = reads.iter().partition(|(_, i)| *i);
                 traces.push(velarium_analyzer::TxAccess {

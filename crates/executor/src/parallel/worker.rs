@@ -52,7 +52,7 @@ pub(super) struct TxOutcome {
     /// holds the placeholder plus the transaction's credits, to be rebased at commit.
     pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
-    pub(super) trace: Option<TxTrace>,
+    pub(super) trace: Option<Box<TxTrace>>,
     /// Where the diff's touched accounts and changed slots lie in memory, for the fold to
     /// prefetch a few transactions ahead (see `commit::prefetch`): the diff was written by
     /// another core, long before the fold reads it.
@@ -97,11 +97,7 @@ impl TxOutcome {
     /// The receipt's logs bloom; `None` if it is one every worker computes
     /// ([`super::bloom::shared_blooms`]).
     pub(super) fn logs_bloom(&self) -> Option<alloy_primitives::Bloom> {
-        match &self.bloom {
-            LogsBloom::Empty => Some(alloy_primitives::Bloom::default()),
-            LogsBloom::Computed(bloom) => Some(**bloom),
-            LogsBloom::Shared => None,
-        }
+        self.bloom.bloom()
     }
 }
 
@@ -407,7 +403,7 @@ where
                 if credits && !writes.iter().any(|(k, _)| *k == beneficiary) {
                     writes.push((beneficiary, true));
                 }
-                (reads, writes)
+                Box::new((reads, writes))
             });
             self.fees.record(txn_idx, fee, if settled { &[] } else { &db.fee_reads });
             let wrote_new = if settled {
