@@ -323,7 +323,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let round_trip_before = core_round_trip();
     if !args.json {
         out!(
-            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6}",
+            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6}",
             "workload",
             "engine",
             "median ms",
@@ -337,7 +337,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             "susp",
             "bound",
             "eff",
-            "tbound"
+            "tbound",
+            "c2c ns"
         );
     }
     // (threads, speedup, critical-path bound, time-weighted bound) of every mainnet block.
@@ -390,6 +391,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 }
             }
         }
+        // The placement this workload's repetitions met (measured right after them: the
+        // cores of a virtual machine may move between workloads of one run).
+        let round_trip = core_round_trip();
         let gas = oracle.gas_used as f64;
         let seq_median = seq.median();
         let report = |engine: &str,
@@ -414,11 +418,12 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "critical_path_bound": bound, "efficiency": eff,
                     "time_bound": time_bound,
                     "time_efficiency": efficiency(speedup, threads, time_bound),
+                    "core_round_trip_ns": round_trip,
                 });
                 out!("{record}");
             } else {
                 out!(
-                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}% {:>6.1}",
+                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}% {:>6.1} {:>6}",
                     block.name,
                     engine,
                     median.as_secs_f64() * 1e3,
@@ -433,6 +438,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     bound,
                     eff * 100.0,
                     time_bound,
+                    round_trip.map_or_else(|| "-".to_owned(), |ns| format!("{ns:.0}")),
                 );
             }
             Ok(())

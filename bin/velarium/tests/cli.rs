@@ -204,4 +204,34 @@ fn bench_reports_the_core_to_core_round_trip() {
         .collect();
     assert_eq!(figures.len(), 2, "{line}");
     assert!(figures.iter().all(|ns| *ns > 0.0 && *ns < 1e8), "{line}");
+    // Each workload's rows end with the round trip measured right after its repetitions.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("eth_transfers ")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        let ns: f64 = row.split_whitespace().last().and_then(|n| n.parse().ok()).expect(row);
+        assert!(ns > 0.0 && ns < 1e8, "{row}");
+    }
+    let (code, json) = velarium(&[
+        "bench",
+        "--workloads",
+        "eth_transfers",
+        "--txs",
+        "20",
+        "--reps",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    let records: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    assert_eq!(records.len(), 2, "{json}");
+    for record in records {
+        let ns = record["core_round_trip_ns"].as_f64().unwrap_or_else(|| panic!("{record}"));
+        assert!(ns > 0.0 && ns < 1e8, "{record}");
+    }
 }
