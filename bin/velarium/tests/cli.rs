@@ -101,26 +101,34 @@ fn a_tampered_block_is_rejected_with_its_rule() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn bench_reports_bounds_from_real_access_sets() {
+/// `velarium bench --json` of `workloads` (`txs` each, one repetition, at `threads`): its
+/// records, and the whole output.
+fn bench_json(workloads: &str, txs: &str, threads: &str) -> (Vec<serde_json::Value>, String) {
     let (code, text) = velarium(&[
         "bench",
         "--workloads",
-        "eth_transfers,dependent_chain,reads_beneficiary",
+        workloads,
         "--txs",
-        "40",
+        txs,
         "--reps",
         "1",
         "--threads",
-        "1,2",
+        threads,
         "--json",
     ]);
     assert_eq!(code, 0, "{text}");
-    let records: Vec<serde_json::Value> = text
+    let records = text
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
         .collect();
+    (records, text)
+}
+
+#[test]
+fn bench_reports_bounds_from_real_access_sets() {
+    let (records, text) =
+        bench_json("eth_transfers,dependent_chain,reads_beneficiary", "40", "1,2");
     // One record per workload and engine: the oracle and two thread counts.
     assert_eq!(records.len(), 9, "{text}");
     let bound = |name: &str| {
@@ -211,24 +219,7 @@ fn bench_reports_the_core_to_core_round_trip() {
         let ns: f64 = row.split_whitespace().last().and_then(|n| n.parse().ok()).expect(row);
         assert!(ns > 0.0 && ns < 1e8, "{row}");
     }
-    let (code, json) = velarium(&[
-        "bench",
-        "--workloads",
-        "eth_transfers",
-        "--txs",
-        "20",
-        "--reps",
-        "1",
-        "--threads",
-        "2",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{json}");
-    let records: Vec<serde_json::Value> = json
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).expect("a JSON record"))
-        .collect();
+    let (records, json) = bench_json("eth_transfers", "20", "2");
     assert_eq!(records.len(), 2, "{json}");
     for record in records {
         let ns = record["core_round_trip_ns"].as_f64().unwrap_or_else(|| panic!("{record}"));
