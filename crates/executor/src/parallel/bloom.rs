@@ -157,9 +157,9 @@ impl HashCache {
         debug_assert!((1..=32).contains(&len));
         let mut key = [0u8; 32];
         key[..len].copy_from_slice(input);
-        let mut tail = [0u8; 8];
+        // The input's last eight bytes (zero-padded when shorter).
         let from = len.saturating_sub(8);
-        tail[..len - from].copy_from_slice(&input[from..]);
+        let tail: [u8; 8] = key[from..from + 8].try_into().expect("eight bytes");
         let index = (u64::from_le_bytes(tail) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             >> (64 - CACHE_SLOTS.trailing_zeros());
         let slot = &mut self.slots[index as usize];

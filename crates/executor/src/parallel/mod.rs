@@ -587,7 +587,7 @@ where
                 .into());
             }
             stats.lazy_beneficiary_txs += u64::from(outcome.lazy_beneficiary.is_some());
-            let logs_bloom = match outcome.logs_bloom() {
+            let logs_bloom = match outcome.bloom.bloom() {
                 Some(bloom) => bloom,
                 None => shared_blooms
                     .next_if(|(tx, _)| *tx == i)

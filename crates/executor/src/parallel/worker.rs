@@ -93,14 +93,6 @@ impl DiffLines {
     }
 }
 
-impl TxOutcome {
-    /// The receipt's logs bloom; `None` if it is one every worker computes
-    /// ([`super::bloom::shared_blooms`]).
-    pub(super) fn logs_bloom(&self) -> Option<alloy_primitives::Bloom> {
-        self.bloom.bloom()
-    }
-}
-
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
 /// One incarnation's accesses: reads (and whether each ignored pending credits), writes (and
 /// whether each is a credit).
