@@ -568,7 +568,7 @@ where
             let outcome = match outcomes.as_mut() {
                 Some(workspace) => {
                     workspace.prefetch_bloom(i + RECEIPT_PREFETCH_AHEAD);
-                    workspace.take_outcome(i)?
+                    workspace.outcome_mut(i)?
                 }
                 None => return Err(EngineFault::MissingOutcome(i as u32).into()),
             };
@@ -594,9 +594,10 @@ where
                     .map(|(_, bloom)| bloom)
                     .ok_or(EngineFault::Invariant("a shared logs bloom is missing"))?,
             };
-            let (result, changes) = outcome
-                .result
-                .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
+            // Only the result leaves the slot; the rest is dropped when the workspace is cleared.
+            let (result, changes) =
+                std::mem::replace(&mut outcome.result, Err(EVMError::Custom(String::new())))
+                    .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
             spent.push(changes);
             let gas = result.gas();
             if let (Some(traces), Some((reads, writes))) =

@@ -192,6 +192,13 @@ impl Workspace {
         }
     }
 
+    /// Transaction `i`'s outcome, in place: the receipts' loop moves out only the parts it
+    /// keeps (a whole outcome is eight cache lines, most of them written by another core); the
+    /// rest goes with the workspace's clearing, off the critical path.
+    pub(crate) fn outcome_mut(&mut self, i: usize) -> Result<&mut TxOutcome, EngineFault> {
+        self.outcomes[i].get_mut().as_mut().ok_or(EngineFault::MissingOutcome(i as u32))
+    }
+
     /// Transaction `i`'s outcome, moved out.
     pub(crate) fn take_outcome(&mut self, i: usize) -> Result<TxOutcome, EngineFault> {
         self.outcomes[i].get_mut().take().ok_or(EngineFault::MissingOutcome(i as u32))
