@@ -100,8 +100,9 @@ use db::{DeltaRules, LazyBeneficiary, LazySender, Location, Overlay};
 use pool::WorkerPool;
 use revm::{
     context::{
-        journaled_state::account::JournaledAccountTr, result::EVMError, BlockEnv, CfgEnv,
-        JournalTr, TxEnv,
+        journaled_state::account::JournaledAccountTr,
+        result::{EVMError, ExecutionResult},
+        BlockEnv, CfgEnv, JournalTr, TxEnv,
     },
     database::{states::bundle_state::BundleRetention, State},
     primitives::hardfork::SpecId,
@@ -562,8 +563,6 @@ where
         }
         .into_iter()
         .peekable();
-        // The state diffs, folded already, are dropped off the critical path.
-        let mut spent = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
             let outcome = match outcomes.as_mut() {
                 Some(workspace) => {
@@ -594,11 +593,15 @@ where
                     .map(|(_, bloom)| bloom)
                     .ok_or(EngineFault::Invariant("a shared logs bloom is missing"))?,
             };
-            // Only the result leaves the slot; the rest is dropped when the workspace is cleared.
-            let (result, changes) =
-                std::mem::replace(&mut outcome.result, Err(EVMError::Custom(String::new())))
-                    .map_err(|err| BlockExecutionError::evm(err, *tx.inner().tx_hash()))?;
-            spent.push(changes);
+            // Read in place: only the logs leave the slot; the rest (the state diff, folded
+            // already) is dropped when the workspace is cleared, off the critical path.
+            let result = match &mut outcome.result {
+                Ok((result, _)) => result,
+                Err(err) => {
+                    let err = std::mem::replace(err, EVMError::Custom(String::new()));
+                    return Err(BlockExecutionError::evm(err, *tx.inner().tx_hash()).into());
+                }
+            };
             let gas = result.gas();
             if let (Some(traces), Some((reads, writes))) =
                 (traces.as_deref_mut(), outcome.trace.as_deref())
@@ -627,7 +630,10 @@ where
                 receipt: Receipt {
                     status: Eip658Value::Eip658(result.is_success()),
                     cumulative_gas_used: executor.cumulative_tx_gas_used,
-                    logs: result.into_logs(),
+                    logs: match result {
+                        ExecutionResult::Success { logs, .. } => std::mem::take(logs),
+                        ExecutionResult::Revert { .. } | ExecutionResult::Halt { .. } => Vec::new(),
+                    },
                 },
                 logs_bloom,
             };
@@ -642,7 +648,6 @@ where
         if let Some(workspace) = outcomes {
             pool::give_back(workspace);
         }
-        pool::discard(spent);
         let phase3 = std::time::Instant::now();
         stats.phases.commit = phase3 - phase2;
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
