@@ -192,9 +192,9 @@ impl Workspace {
         }
     }
 
-    /// Transaction `i`'s outcome, in place: the receipts' loop moves out only the parts it
-    /// keeps (a whole outcome is eight cache lines, most of them written by another core); the
-    /// rest goes with the workspace's clearing, off the critical path.
+    /// Transaction `i`'s outcome, in place: the receipts' loop takes out only the logs (a whole
+    /// outcome is eight cache lines, written by whichever worker executed the transaction, often
+    /// on another core); the rest goes with the workspace's clearing, off the critical path.
     pub(crate) fn outcome_mut(&mut self, i: usize) -> Result<&mut TxOutcome, EngineFault> {
         self.outcomes[i].get_mut().as_mut().ok_or(EngineFault::MissingOutcome(i as u32))
     }
