@@ -380,6 +380,21 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         }
     }
 
+    /// Starts loading the line that tells whether `key` was written (a hint: a transaction
+    /// about to read a few known locations overlaps their cache misses instead of taking them
+    /// one after another).
+    #[inline]
+    pub fn prefetch(&self, key: &K) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint and never faults; the pointer is in bounds.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.bucket(key.mv_hash()).as_ptr().cast::<i8>());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+
     /// Reads `key` as transaction `txn_idx` sees it: the entries of transactions below it (see
     /// [`ReadResult`]). `read(key, block_size, ..)` after the block gives the final value.
     pub fn read(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> ReadResult<V, D> {

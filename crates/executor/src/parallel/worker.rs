@@ -304,6 +304,13 @@ where
                 return None;
             }
         }
+        // Its first reads are of these two accounts: on a block too large for the core's cache
+        // (a gigagas block's filter alone is 4 MiB) their filter lines miss, and fetching both
+        // now overlaps the two misses (gigagas ETH transfers +4-5%, measured per repetition).
+        self.memory.prefetch(&Location::Account(self.txs.caller(txn_idx as usize)));
+        if let Some(to) = self.txs.to(txn_idx as usize) {
+            self.memory.prefetch(&Location::Account(to));
+        }
         {
             // Started with every lower transaction committed: final, so nothing to validate.
             let settled = self.scheduler.executing_settled(txn_idx);
