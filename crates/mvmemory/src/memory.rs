@@ -22,6 +22,17 @@ use velarium_primitives::{TxnIndex, Version};
 /// The most shards the locations are spread over (a power of two); see [`MvMemory::new`].
 pub const NUM_SHARDS: usize = 256;
 
+/// Where the first-writer filter keeps its epoch tag: the top 8 bits of each entry.
+const EPOCH_SHIFT: u32 = 24;
+/// The highest epoch tag (with all 8 bits set, a tagged entry of the last index would equal
+/// [`UNWRITTEN`]).
+const MAX_EPOCH: u32 = (1 << (32 - EPOCH_SHIFT)) - 2;
+/// Blocks of this many transactions or more are not tagged (their indices, and the index
+/// `block_size` of a read after the block, need the tag's bits).
+const EPOCH_MAX_TXS: usize = 1 << EPOCH_SHIFT;
+/// A first-writer entry no block wrote.
+const UNWRITTEN: u32 = u32::MAX;
+
 /// A location's entries of one kind: most locations are written by one transaction, so one
 /// entry is kept inline.
 type Entries<T> = SmallVec<[(TxnIndex, Entry<T>); 1]>;
@@ -225,12 +236,20 @@ pub struct MvMemory<K, V, D> {
     /// taken before any shard lock (lock order: slot, then shard).
     slots: Box<[Slot<K, D>]>,
     /// Per hash bucket, the lowest transaction that wrote a location of the bucket, lowered
-    /// before the entry is written (`TxnIndex::MAX`: none): a read by a transaction at or below
-    /// it (most reads: of a location nobody wrote, or only the reader and higher transactions
-    /// wrote) needs no lock. Never raised during the block.
+    /// before the entry is written, tagged with the block's epoch (`epoch_base | txn_idx`; any
+    /// larger value, of an earlier block or `u32::MAX`, means none): a read by a transaction at
+    /// or below it (most reads: of a location nobody wrote, or only the reader and higher
+    /// transactions wrote) needs no lock. Never raised during the block.
     first_writer: Box<[AtomicU32]>,
     /// Mask of the bucket index.
     bucket_mask: u64,
+    /// The current block's tag in `first_writer`'s top bits ([`EPOCH_SHIFT`]), lower for each
+    /// new block, so that an earlier block's entries compare above every entry of this one and
+    /// read as unwritten: a new block starts without rewriting the filter, whose lines then stay
+    /// in the caches of the workers that used them (rewritten between blocks, every line would
+    /// move to the core that rewrote it, and the next block would fetch each one back). A block
+    /// too large for tags has zero (its indices are compared in full, after a rewrite).
+    epoch_base: u32,
     /// Nothing is left from an earlier block ([`MvMemory::clear`] ran since the memory was last
     /// handed out by [`MvMemory::reset`]): `reset` has nothing to empty.
     cleared: bool,
@@ -263,13 +282,14 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             .collect();
         let slots = (0..block_size).map(|_| Slot::default()).collect();
         let buckets = Self::buckets(block_size);
-        let first_writer = (0..buckets).map(|_| AtomicU32::new(TxnIndex::MAX)).collect();
+        let first_writer = (0..buckets).map(|_| AtomicU32::new(UNWRITTEN)).collect();
         Self {
             shards,
             shard_mask: shard_count - 1,
             slots,
             first_writer,
             bucket_mask: buckets as u64 - 1,
+            epoch_base: Self::first_epoch(block_size),
             // Usable as it is, without a `reset`: so not known to be empty once used.
             cleared: false,
         }
@@ -300,7 +320,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slot.scratch.clear();
             slot.reads.clear();
         }
-        self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
+        // The filter is left as it is: `reset` moves to the next epoch.
         self.cleared = true;
     }
 
@@ -333,10 +353,11 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         }
         let buckets = Self::buckets(block_size);
         if buckets as u64 - 1 != self.bucket_mask {
-            self.first_writer = (0..buckets).map(|_| AtomicU32::new(TxnIndex::MAX)).collect();
+            self.first_writer = (0..buckets).map(|_| AtomicU32::new(UNWRITTEN)).collect();
             self.bucket_mask = buckets as u64 - 1;
-        } else if !cleared {
-            self.first_writer.iter_mut().for_each(|w| *w.get_mut() = TxnIndex::MAX);
+            self.epoch_base = Self::first_epoch(block_size);
+        } else {
+            self.next_epoch(block_size);
         }
         if self.slots.len() != block_size {
             let mut slots = std::mem::take(&mut self.slots).into_vec();
@@ -344,6 +365,27 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slots.resize_with(block_size, Slot::default);
             self.slots = slots.into_boxed_slice();
         }
+    }
+
+    /// The epoch tag of a block of `block_size` transactions in a freshly written filter: the
+    /// highest one (later blocks count down), or none when its indices need every bit.
+    fn first_epoch(block_size: usize) -> u32 {
+        if block_size < EPOCH_MAX_TXS {
+            MAX_EPOCH << EPOCH_SHIFT
+        } else {
+            0
+        }
+    }
+
+    /// Moves the filter to a new block of `block_size` transactions: the next lower tag, or a
+    /// rewrite (and the highest tag again) when the tags ran out or either block is untagged.
+    fn next_epoch(&mut self, block_size: usize) {
+        if self.epoch_base >= 1 << EPOCH_SHIFT && block_size < EPOCH_MAX_TXS {
+            self.epoch_base -= 1 << EPOCH_SHIFT;
+            return;
+        }
+        self.first_writer.iter_mut().for_each(|w| *w.get_mut() = UNWRITTEN);
+        self.epoch_base = Self::first_epoch(block_size);
     }
 
     /// Buckets of the first-writer filter for a block of `block_size` transactions: about 16
@@ -370,13 +412,20 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     fn maybe_written_below(&self, hash: u64, txn_idx: TxnIndex) -> bool {
         // Acquire: pairs with the release in `mark_written`. A read that misses a concurrent
         // first write is ordered before it, which validation accounts for like any other race.
-        self.bucket(hash).load(Ordering::Acquire) < txn_idx
+        self.bucket(hash).load(Ordering::Acquire) < self.epoch_base | txn_idx
+    }
+
+    /// Whether the filter lets a read of `key` by `txn_idx` take the fast path (tests only).
+    #[cfg(test)]
+    pub(crate) fn filter_says_written_below(&self, key: &K, txn_idx: TxnIndex) -> bool {
+        self.maybe_written_below(key.mv_hash(), txn_idx)
     }
 
     fn mark_written(&self, hash: u64, txn_idx: TxnIndex) {
         let first = self.bucket(hash);
-        if first.load(Ordering::Relaxed) > txn_idx {
-            first.fetch_min(txn_idx, Ordering::AcqRel);
+        let tagged = self.epoch_base | txn_idx;
+        if first.load(Ordering::Relaxed) > tagged {
+            first.fetch_min(tagged, Ordering::AcqRel);
         }
     }
 

@@ -523,3 +523,26 @@ fn reset_reuses_the_memory_for_a_new_block() {
     assert_eq!(mem.read(&1, 3, WITH), BASE);
     assert!(mem.last_written_keys(1).is_empty());
 }
+
+#[test]
+fn the_filter_forgets_earlier_blocks_without_being_rewritten() {
+    let mut mem = Mem::with_workers(10, 2);
+    // More blocks than there are epoch tags, and block sizes that change the filter's size.
+    for block in 0..700u32 {
+        let size = if block % 97 == 96 { 5000 } else { 10 };
+        mem.reset(size, 2);
+        let key = block % 3;
+        let last = (block + 2) % 3;
+        // What the previous block wrote is gone, from the filter too.
+        assert_eq!(mem.read(&last, 9, WITH), BASE, "block {block}");
+        assert!(!mem.filter_says_written_below(&last, 9), "block {block}: stale entry");
+        record(&mem, 3, 0, &[(key, val(u64::from(block)))]);
+        assert!(mem.filter_says_written_below(&key, 4), "block {block}");
+        assert!(!mem.filter_says_written_below(&key, 3), "block {block}");
+        assert_eq!(mem.read(&key, 2, WITH), BASE);
+        assert_eq!(mem.read(&key, 5, WITH), value(3, 0, u64::from(block), None));
+        if block % 2 == 0 {
+            mem.clear();
+        }
+    }
+}
