@@ -306,7 +306,7 @@ where
         }
         // Its first reads are of these two accounts: on a block too large for the core's cache
         // (a gigagas block's filter alone is 4 MiB) their filter lines miss, and fetching both
-        // now overlaps the two misses (gigagas ETH transfers +4-5%, measured per repetition).
+        // now overlaps the two misses (gigagas ETH transfers +4-8%, measured per repetition).
         self.memory.prefetch(&Location::Account(self.txs.caller(txn_idx as usize)));
         if let Some(to) = self.txs.to(txn_idx as usize) {
             self.memory.prefetch(&Location::Account(to));
