@@ -12,7 +12,7 @@ use velarium_reth_glue::ParallelConfig;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Velarium")]
 pub struct VelariumArgs {
-    /// Worker threads of the parallel executor [default: the machine's cores].
+    /// Worker threads of the parallel executor [default: the machine's cores, at most 4].
     #[arg(long = "velarium.threads", env = "VELARIUM_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 

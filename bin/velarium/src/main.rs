@@ -65,7 +65,7 @@ struct EngineArgs {
     /// Execution engine: `parallel` (Block-STM) or `sequential` (the oracle).
     #[arg(long, value_enum, default_value_t = EngineKind::Parallel)]
     engine: EngineKind,
-    /// Worker threads of the parallel engine (default: the machine's cores).
+    /// Worker threads of the parallel engine (default: the machine's cores, at most 4).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
     /// Blocks with fewer transactions run sequentially under the parallel engine
@@ -77,7 +77,7 @@ struct EngineArgs {
 impl EngineArgs {
     /// The selected engine.
     fn engine(&self) -> Engine {
-        let threads = self.threads.map_or_else(default_threads, |t| t as usize);
+        let threads = self.threads.map_or_else(velarium_executor::default_workers, |t| t as usize);
         match self.engine {
             EngineKind::Parallel => Engine::Parallel { threads, min_txs: self.min_parallel_txs },
             EngineKind::Sequential => Engine::Sequential,

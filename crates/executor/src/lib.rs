@@ -196,6 +196,27 @@ impl core::fmt::Display for Engine {
 /// engine's fixed costs change.
 pub const DEFAULT_PARALLEL_MIN_TXS: usize = 24;
 
+/// The most workers the parallel engine uses by default ([`default_workers`]); more can be
+/// asked for explicitly (`--threads`, `--velarium.threads`).
+///
+/// Measured, not guessed, on the one many-core machine lent so far, a 16-core Xeon (one socket,
+/// a 280 ns core-to-core round trip), 2026-12-05: `velarium bench --threads 1,2,4,8,16 --reps 5`
+/// gave the mainnet blocks of 24 transactions or more a geometric mean of 1.24x at 2 workers,
+/// 1.48x at 4, 1.38x at 8 and 1.25x at 16, with 6, 6, 9 and 10 of them below 0.97x (worst
+/// 0.78x, 0.74x, 0.38x, 0.30x), and the generated 1,000-transaction workloads 1.01x, 1.05x,
+/// 0.90x and 0.75x (`velarium replay --repeat 5`, one thread count per run: 1.31x, 1.40x, 1.49x,
+/// 1.26x). Past four workers a mainnet-size block has too little work per worker and pays for
+/// more of them in the shared scheduler counters and cross-core reads; only gigagas blocks and
+/// the heaviest workloads kept scaling (1,000 swaps: 3.4x at 4, 8.6x at 16), and those can ask
+/// for more workers.
+pub const DEFAULT_MAX_WORKERS: usize = 4;
+
+/// The default worker count of the parallel engine: the machine's cores, at most
+/// [`DEFAULT_MAX_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(DEFAULT_MAX_WORKERS)
+}
+
 /// The gas (the header's `gas_used`) from which a block of at least a third of the small-block
 /// threshold's transactions (8 of [`DEFAULT_PARALLEL_MIN_TXS`]) is worth Block-STM under it:
 /// what makes a block small is how little work it holds, and the transaction count is only a

@@ -124,12 +124,10 @@ pub struct ParallelConfig {
 }
 
 impl Default for ParallelConfig {
-    /// One worker per core; [`DEFAULT_PARALLEL_MIN_TXS`] (measured) as the small-block threshold.
+    /// One worker per core, at most [`velarium_executor::DEFAULT_MAX_WORKERS`] (measured);
+    /// [`DEFAULT_PARALLEL_MIN_TXS`] (measured) as the small-block threshold.
     fn default() -> Self {
-        Self {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            min_txs: DEFAULT_PARALLEL_MIN_TXS,
-        }
+        Self { threads: velarium_executor::default_workers(), min_txs: DEFAULT_PARALLEL_MIN_TXS }
     }
 }
 

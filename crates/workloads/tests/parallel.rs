@@ -351,6 +351,15 @@ fn small_light_blocks_and_call_chains_go_to_the_oracle() {
     assert_eq!(with(&chain, 30, HEAVY), (false, true));
 }
 
+/// The default worker count follows the machine but stops at the measured cap.
+#[test]
+fn the_default_worker_count_is_capped() {
+    use velarium_executor::{default_workers, DEFAULT_MAX_WORKERS};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(default_workers(), cores.min(DEFAULT_MAX_WORKERS));
+    assert!(default_workers() >= 1);
+}
+
 /// Effect analysis before execution: the counter slot every mint bumps (a constant key of the
 /// contract most transactions call) is predicted hot, with the hints mechanism only; either
 /// way the result is the oracle's.
