@@ -807,7 +807,7 @@ where
     }
     let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
     let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
-    let pool::Workspace { memory, scheduler, fees, outcomes, shared_blooms } = &mut workspace;
+    let pool::Workspace { memory, scheduler, fees, outcomes, shared_blooms, .. } = &mut workspace;
     // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
     // speculation, so execute in order and let the other workers fold. Several senders'
     // chains run side by side (each link waits for the one before, see `prev_same_sender`).
