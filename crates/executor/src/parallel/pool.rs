@@ -284,13 +284,16 @@ fn send_chore(chore: Chore) {
 /// is cleared (or dropped) here instead, on the core that reuses it.
 ///
 /// Why, measured: with one worker, every line of a workspace the janitor cleared on another
-/// core comes back across cores in the next block. Where the two cores share no cache (a
-/// 280 ns round trip on the lent 16-core Xeon; 300-600 ns in the 2-core machine's far
-/// placement) that made the one-worker engine 15-50% slower on 1,000-transaction blocks
-/// (whole processes alternated, 2026-12-05: eth_transfers 1.52x, payouts 1.27x, 12520364 1.25x
-/// the janitor's speed at a 360 ns placement), for 0-5% lost where they share one (0.95x-1.07x,
-/// median about 0.98x). With two or more workers the janitor stays: there the clear runs on a
-/// core the block left idle, and clearing inline lost 5-13% at either placement.
+/// core comes back across cores in the next block. Where the two cores share no cache (the
+/// 2-core machine's far placement, a 300-600 ns round trip; the lent 16-core Xeon's 280 ns is
+/// such a machine) that made the one-worker engine 15-50% slower on 1,000-transaction blocks: whole
+/// processes run by turns at 340 ns (2026-12-05 20:08 UTC), janitor then here, here, janitor:
+/// eth_transfers 0.91x, 1.41x, 1.37x, 1.41x (presumably the placement had moved back by the last),
+/// payouts 0.70x, 1.02x, 1.03x, 1.05x, builder_tips 0.68x, 0.91x, 0.86x, 0.93x. Where they share
+/// one it costs 0-5% (three rounds of `bench` paired with the janitor's version, 82-99 ns: at 1
+/// thread x0.93-x1.04, `replay --threads 1 --min-parallel-txs 0` x1.00). With two or more
+/// workers the janitor stays: there the clear runs on a core the block left idle, and clearing
+/// inline lost 5-13% at either placement.
 pub(crate) fn give_back(mut workspace: Workspace) {
     if workspace.workers == 1 {
         workspace.clear();
