@@ -1,5 +1,8 @@
 #!/bin/bash
-# Scaling run on the lent 16-core machine: threads 1,2,4,8,16.
+# Scaling run on the lent 16-core machine: threads 1,2,4,8,16 (run there as `bash .dev/scale.sh`).
+# .dev/velarium: `strip -o .dev/velarium target/release/velarium`; .dev/mainnet-blocks.tar.xz: a
+# copy of ../shared/fixtures/mainnet-blocks/mainnet-blocks.tar.xz; $OUT: where the output goes
+# (the files beside this script).
 set -u
 V=.dev/velarium
 A=.dev/mainnet-blocks.tar.xz
