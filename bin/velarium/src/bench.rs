@@ -320,7 +320,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     if let Some(engine) = args.profile {
         return profile(&args, engine, &blocks);
     }
-    let round_trip_before = core_round_trip();
+    let round_trip_before = velarium_numa_runtime::core_round_trip_ns();
     if !args.json {
         out!(
             "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6}",
@@ -393,7 +393,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         }
         // The placement this workload's repetitions met (measured right after them: the
         // cores of a virtual machine may move between workloads of one run).
-        let round_trip = core_round_trip();
+        let round_trip = velarium_numa_runtime::core_round_trip_ns();
         let gas = oracle.gas_used as f64;
         let seq_median = seq.median();
         let report = |engine: &str,
@@ -497,7 +497,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             }
         }
     }
-    if let (Some(before), Some(after)) = (round_trip_before, core_round_trip()) {
+    if let (Some(before), Some(after)) =
+        (round_trip_before, velarium_numa_runtime::core_round_trip_ns())
+    {
         let line = format!(
             "core-to-core round trip: {before:.0} ns before, {after:.0} ns after (one cache line \
              between two threads; where it is several hundred ns the cores share no cache, and \
@@ -510,49 +512,4 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The mean time (ns) for one cache line to go from one thread to another and back, over up
-/// to 20,000 round trips (at most about 20 ms); `None` on a machine with one core, or if the
-/// other thread did not answer within 50 ms (not running). A
-/// virtual machine's cores may share a cache in one minute and not in the next, and Block-STM
-/// moves every transaction's words between its workers: the figure says which case a run met.
-fn core_round_trip() -> Option<f64> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
-        return None;
-    }
-    const ROUND_TRIPS: u64 = 20_000;
-    let line = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let done = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            // Answers each odd value with the next even one.
-            let mut expected = 1;
-            while !stop.load(Ordering::Relaxed) {
-                if line.load(Ordering::Acquire) == expected {
-                    line.store(expected + 1, Ordering::Release);
-                    expected += 2;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let mut done = 0;
-        'trips: while done < ROUND_TRIPS && started.elapsed() < Duration::from_millis(20) {
-            line.store(2 * done + 1, Ordering::Release);
-            while line.load(Ordering::Acquire) != 2 * done + 2 {
-                if started.elapsed() > Duration::from_millis(50) {
-                    done = 0;
-                    break 'trips;
-                }
-                std::hint::spin_loop();
-            }
-            done += 1;
-        }
-        stop.store(true, Ordering::Relaxed);
-        done
-    });
-    (done > 0).then(|| started.elapsed().as_nanos() as f64 / done as f64)
 }

@@ -146,20 +146,24 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let engine = args.engine.engine();
     if !args.json {
         out!(
-            "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  result",
+            "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>6}  result",
             "number",
             "txs",
             "gas",
             "time ms",
             "oracle ms",
             "speedup",
-            "re-ex"
+            "re-ex",
+            "c2c ns"
         );
     }
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut with_ommers = Vec::new();
     let mut speedups: Vec<f64> = Vec::new();
     let (mut total_ms, mut total_oracle_ms) = (0.0f64, 0.0f64);
+    // Per timed block: the cores' round trip measured right after it, and whether the block
+    // read below 0.97x.
+    let mut round_trips: Vec<(f64, bool)> = Vec::new();
     for dir in &dirs {
         let report = replay_dir(dir, engine, args.repeat);
         match report.result {
@@ -179,6 +183,15 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         }
         let re_executions =
             report.stats.zip(report.txs).map(|(stats, txs)| stats.re_executions(txs));
+        // A benchmarking run (side by side, repeated) says how far apart the cores it met were:
+        // on a virtual machine that changes from one minute to the next, and the parallel
+        // engine's ratios with it (see `velarium bench`'s c2c column).
+        let round_trip = speedup
+            .filter(|_| args.repeat > 1)
+            .and_then(|_| velarium_numa_runtime::core_round_trip_ns());
+        if let Some((ns, s)) = round_trip.zip(speedup) {
+            round_trips.push((ns, s < 0.97));
+        }
         if args.json {
             let stats = report.stats.map(|s| {
                 serde_json::json!({
@@ -198,13 +211,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 "millis": millis,
                 "oracle_millis": oracle_millis,
                 "speedup": speedup,
+                "core_round_trip_ns": round_trip,
                 "stats": stats,
             });
             out!("{line}");
         } else {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
             out!(
-                "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6}  {}",
+                "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>6}  {}",
                 report.number,
                 opt(report.txs.map(|t| t.to_string())),
                 opt(report.gas.map(|g| g.to_string())),
@@ -212,6 +226,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 opt(oracle_millis.map(|m| format!("{m:.3}"))),
                 opt(speedup.map(|s| format!("{s:.2}x"))),
                 opt(re_executions.map(|r| r.to_string())),
+                opt(round_trip.map(|ns| format!("{ns:.0}"))),
                 match &report.result {
                     Ok(()) => "ok".to_string(),
                     Err(err) => format!("FAIL {err}"),
@@ -241,6 +256,9 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             speedups.len()
         ));
     }
+    if let Some(line) = round_trip_note(&round_trips) {
+        notes.push(line);
+    }
     for note in notes {
         if args.json {
             note!("{note}");
@@ -255,4 +273,25 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         out!("replay: {passed} passed, {failed} failed");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The summary of the cores' round trips met by a benchmarking run: their range and median,
+/// and those the blocks below 0.97x met (`None` if none was measured).
+fn round_trip_note(round_trips: &[(f64, bool)]) -> Option<String> {
+    let mut all: Vec<f64> = round_trips.iter().map(|(ns, _)| *ns).collect();
+    all.sort_by(f64::total_cmp);
+    let (first, last) = (all.first()?, all.last()?);
+    let median = all[all.len() / 2];
+    let below: Vec<String> =
+        round_trips.iter().filter(|(_, b)| *b).map(|(ns, _)| format!("{ns:.0}")).collect();
+    let below = if below.is_empty() {
+        String::new()
+    } else {
+        format!("; after the blocks below 0.97x: {} ns", below.join(", "))
+    };
+    Some(format!(
+        "core-to-core round trip after each block: {first:.0}-{last:.0} ns, median {median:.0}{below} \
+         (one cache line between two threads; where it is several hundred ns the cores share no \
+         cache, and the engine's multi-thread ratios read lower)"
+    ))
 }

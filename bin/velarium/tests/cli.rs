@@ -180,6 +180,51 @@ fn pinned_workers_give_the_oracles_results() {
     assert!(text.contains("parallel/4"), "{text}");
 }
 
+/// A repeated `replay` reports, per block and in its summary, how far apart the cores it met
+/// were; a single run (not a benchmark) does not spend the time.
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn replay_reports_the_core_to_core_round_trip() {
+    let blocks =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/mainnet-blocks");
+    if !blocks.exists() {
+        assert!(std::env::var_os("VELARIUM_REQUIRE_FIXTURES").is_none(), "shared fixtures absent");
+        return;
+    }
+    let two = [blocks.join("11114732"), blocks.join("19934116")];
+    let two: Vec<&str> = two.iter().map(|p| p.to_str().unwrap()).collect();
+    let args = |repeat: &'static str| {
+        let mut args = vec!["replay", "--threads", "2", "--repeat", repeat];
+        args.extend(&two);
+        args
+    };
+    let (code, text) = velarium(&args("2"));
+    assert_eq!(code, 0, "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.trim_end().ends_with(" ok")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let multi_core = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
+    for row in &rows {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let c2c = fields[fields.len() - 2];
+        if multi_core {
+            let ns: f64 = c2c.parse().unwrap_or_else(|_| panic!("{row}"));
+            assert!(ns > 0.0 && ns < 1e8, "{row}");
+        } else {
+            assert_eq!(c2c, "-", "{row}");
+        }
+    }
+    if multi_core {
+        assert!(text.contains("core-to-core round trip after each block: "), "{text}");
+    }
+    let (code, text) = velarium(&args("1"));
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("core-to-core round trip"), "{text}");
+    for row in text.lines().filter(|l| l.trim_end().ends_with(" ok")) {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields[fields.len() - 2], "-", "{row}");
+    }
+}
+
 /// `bench` reports how far apart the cores it ran on were (a cache line's round trip between
 /// two threads, before and after the runs), on a machine with two cores or more.
 #[test]

@@ -416,10 +416,67 @@ pub fn run_only_when_idle() -> bool {
     false
 }
 
+/// The mean time (ns) for one cache line to go from one thread to another and back, over up
+/// to 20,000 round trips (at most about 20 ms); `None` on a machine with one core, or if the
+/// other thread did not answer within 50 ms (not running). A
+/// virtual machine's cores may share a cache in one minute and not in the next, and Block-STM
+/// moves every transaction's words between its workers: the figure says which case a run met.
+pub fn core_round_trip_ns() -> Option<f64> {
+    use std::{
+        sync::atomic::{AtomicBool, AtomicU64, Ordering},
+        time::{Duration, Instant},
+    };
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        return None;
+    }
+    const ROUND_TRIPS: u64 = 20_000;
+    let line = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let done = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Answers each odd value with the next even one.
+            let mut expected = 1;
+            while !stop.load(Ordering::Relaxed) {
+                if line.load(Ordering::Acquire) == expected {
+                    line.store(expected + 1, Ordering::Release);
+                    expected += 2;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut done = 0;
+        'trips: while done < ROUND_TRIPS && started.elapsed() < Duration::from_millis(20) {
+            line.store(2 * done + 1, Ordering::Release);
+            while line.load(Ordering::Acquire) != 2 * done + 2 {
+                if started.elapsed() > Duration::from_millis(50) {
+                    done = 0;
+                    break 'trips;
+                }
+                std::hint::spin_loop();
+            }
+            done += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        done
+    });
+    (done > 0).then(|| started.elapsed().as_nanos() as f64 / done as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_core_round_trip_is_measured_where_there_are_two_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        match core_round_trip_ns() {
+            Some(ns) => assert!(cores >= 2 && ns > 0.0 && ns < 5e7, "{ns} ns on {cores} cores"),
+            None => assert!(cores < 2, "no figure on {cores} cores"),
+        }
+    }
 
     #[test]
     fn the_caller_runs_its_service_hook_while_it_waits_for_the_helpers() {
