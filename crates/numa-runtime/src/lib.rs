@@ -416,11 +416,13 @@ pub fn run_only_when_idle() -> bool {
     false
 }
 
-/// The mean time (ns) for one cache line to go from one thread to another and back, over up
-/// to 20,000 round trips (at most about 20 ms); `None` on a machine with one core, or if the
-/// other thread did not answer within 50 ms (not running). A
-/// virtual machine's cores may share a cache in one minute and not in the next, and Block-STM
-/// moves every transaction's words between its workers: the figure says which case a run met.
+/// The time (ns) for one cache line to go from one thread to another and back: the median of
+/// the mean round trip of each batch of 200, over up to 100 batches (at most about 20 ms);
+/// `None` on a machine with one core, or if the other thread did not answer within 50 ms (not
+/// running). A virtual machine's cores may share a cache in one minute and not in the next,
+/// and Block-STM moves every transaction's words between its workers: the figure says which
+/// case a run met. The median of batches, not one mean, so that the answering thread being
+/// descheduled for a few milliseconds (a busy machine) does not read as a far core.
 pub fn core_round_trip_ns() -> Option<f64> {
     use std::{
         sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -429,11 +431,13 @@ pub fn core_round_trip_ns() -> Option<f64> {
     if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
         return None;
     }
-    const ROUND_TRIPS: u64 = 20_000;
+    const BATCH: u64 = 200;
+    const BATCHES: usize = 100;
     let line = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let done = std::thread::scope(|scope| {
+    let mut batches: Vec<f64> = Vec::with_capacity(BATCHES);
+    std::thread::scope(|scope| {
         scope.spawn(|| {
             // Answers each odd value with the next even one.
             let mut expected = 1;
@@ -446,22 +450,26 @@ pub fn core_round_trip_ns() -> Option<f64> {
                 }
             }
         });
-        let mut done = 0;
-        'trips: while done < ROUND_TRIPS && started.elapsed() < Duration::from_millis(20) {
-            line.store(2 * done + 1, Ordering::Release);
-            while line.load(Ordering::Acquire) != 2 * done + 2 {
-                if started.elapsed() > Duration::from_millis(50) {
-                    done = 0;
-                    break 'trips;
+        let mut done = 0u64;
+        'batches: while batches.len() < BATCHES && started.elapsed() < Duration::from_millis(20) {
+            let batch_start = Instant::now();
+            for _ in 0..BATCH {
+                line.store(2 * done + 1, Ordering::Release);
+                while line.load(Ordering::Acquire) != 2 * done + 2 {
+                    if started.elapsed() > Duration::from_millis(50) {
+                        batches.clear();
+                        break 'batches;
+                    }
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
+                done += 1;
             }
-            done += 1;
+            batches.push(batch_start.elapsed().as_nanos() as f64 / BATCH as f64);
         }
         stop.store(true, Ordering::Relaxed);
-        done
     });
-    (done > 0).then(|| started.elapsed().as_nanos() as f64 / done as f64)
+    batches.sort_by(f64::total_cmp);
+    batches.get(batches.len() / 2).copied()
 }
 
 #[cfg(test)]
