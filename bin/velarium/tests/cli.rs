@@ -202,20 +202,15 @@ fn replay_reports_the_core_to_core_round_trip() {
     assert_eq!(code, 0, "{text}");
     let rows: Vec<&str> = text.lines().filter(|l| l.trim_end().ends_with(" ok")).collect();
     assert_eq!(rows.len(), 2, "{text}");
-    let multi_core = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
+    let mut measured = false;
     for row in &rows {
         let fields: Vec<&str> = row.split_whitespace().collect();
         let c2c = fields[fields.len() - 2];
-        if multi_core {
-            let ns: f64 = c2c.parse().unwrap_or_else(|_| panic!("{row}"));
-            assert!(ns > 0.0 && ns < 1e8, "{row}");
-        } else {
-            assert_eq!(c2c, "-", "{row}");
-        }
+        assert!(plausible_round_trip(c2c), "{row}");
+        measured |= c2c != "-";
     }
-    if multi_core {
-        assert!(text.contains("core-to-core round trip after each block: "), "{text}");
-    }
+    // The summary is there exactly when some block's round trip was measured.
+    assert_eq!(text.contains("core-to-core round trip after each block: "), measured, "{text}");
     let (code, text) = velarium(&args("1"));
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("core-to-core round trip"), "{text}");
@@ -225,8 +220,16 @@ fn replay_reports_the_core_to_core_round_trip() {
     }
 }
 
+/// Whether a round-trip figure as printed is a plausible one, or `-` where the probe could not
+/// measure (one core, or a machine too busy: tests running side by side starve its answering
+/// thread).
+fn plausible_round_trip(field: &str) -> bool {
+    field == "-" || field.parse::<f64>().is_ok_and(|ns| ns > 0.0 && ns < 1e8)
+}
+
 /// `bench` reports how far apart the cores it ran on were (a cache line's round trip between
-/// two threads, before and after the runs), on a machine with two cores or more.
+/// two threads, before and after the runs, and after each workload's repetitions), on a
+/// machine with two cores or more and time for the probe.
 #[test]
 fn bench_reports_the_core_to_core_round_trip() {
     let (code, text) = velarium(&[
@@ -241,33 +244,30 @@ fn bench_reports_the_core_to_core_round_trip() {
         "2",
     ]);
     assert_eq!(code, 0, "{text}");
-    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
-        return;
-    }
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("core-to-core round trip: "))
-        .unwrap_or_else(|| panic!("no round-trip line: {text}"));
-    let figures_part = line.split('(').next().unwrap_or_default();
-    let figures: Vec<f64> = figures_part
-        .split_whitespace()
-        .zip(figures_part.split_whitespace().skip(1))
-        .filter(|(_, unit)| *unit == "ns")
-        .map(|(n, _)| n.parse().expect("a number before ns"))
-        .collect();
-    assert_eq!(figures.len(), 2, "{line}");
-    assert!(figures.iter().all(|ns| *ns > 0.0 && *ns < 1e8), "{line}");
+    assert!(text.lines().next().is_some_and(|h| h.trim_end().ends_with("c2c ns")), "{text}");
     // Each workload's rows end with the round trip measured right after its repetitions.
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("eth_transfers ")).collect();
     assert_eq!(rows.len(), 2, "{text}");
-    for row in rows {
-        let ns: f64 = row.split_whitespace().last().and_then(|n| n.parse().ok()).expect(row);
-        assert!(ns > 0.0 && ns < 1e8, "{row}");
+    for row in &rows {
+        let last = row.split_whitespace().last().unwrap_or_default();
+        assert!(plausible_round_trip(last), "{row}");
+    }
+    // Before and after the runs (left out where either probe could not measure).
+    if let Some(line) = text.lines().find(|l| l.starts_with("core-to-core round trip: ")) {
+        let figures_part = line.split('(').next().unwrap_or_default();
+        let figures: Vec<&str> = figures_part
+            .split_whitespace()
+            .zip(figures_part.split_whitespace().skip(1))
+            .filter(|(_, unit)| *unit == "ns")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(figures.len(), 2, "{line}");
+        assert!(figures.iter().all(|f| *f != "-" && plausible_round_trip(f)), "{line}");
     }
     let (records, json) = bench_json("eth_transfers", "20", "2");
     assert_eq!(records.len(), 2, "{json}");
     for record in records {
-        let ns = record["core_round_trip_ns"].as_f64().unwrap_or_else(|| panic!("{record}"));
-        assert!(ns > 0.0 && ns < 1e8, "{record}");
+        let ns = &record["core_round_trip_ns"];
+        assert!(ns.is_null() || ns.as_f64().is_some_and(|ns| ns > 0.0 && ns < 1e8), "{record}");
     }
 }

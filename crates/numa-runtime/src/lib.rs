@@ -417,12 +417,13 @@ pub fn run_only_when_idle() -> bool {
 }
 
 /// The time (ns) for one cache line to go from one thread to another and back: the median of
-/// the mean round trip of each batch of 200, over up to 100 batches (at most about 20 ms);
-/// `None` on a machine with one core, or if the other thread did not answer within 50 ms (not
-/// running). A virtual machine's cores may share a cache in one minute and not in the next,
-/// and Block-STM moves every transaction's words between its workers: the figure says which
-/// case a run met. The median of batches, not one mean, so that the answering thread being
-/// descheduled for a few milliseconds (a busy machine) does not read as a far core.
+/// the mean round trip of each batch of 200, over up to 100 batches (about 20 ms at most once
+/// both threads run). `None` on a machine with one core, or where no batch completed: the
+/// answering thread did not start within a second, or stalled for 50 ms in the first batch (a
+/// machine too busy to say). A virtual machine's cores may share a cache in one minute and not
+/// in the next, and Block-STM moves every transaction's words between its workers: the figure
+/// says which case a run met. The median of batches, not one mean, so that the answering
+/// thread being descheduled for a few milliseconds does not read as a far core.
 pub fn core_round_trip_ns() -> Option<f64> {
     use std::{
         sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -433,12 +434,14 @@ pub fn core_round_trip_ns() -> Option<f64> {
     }
     const BATCH: u64 = 200;
     const BATCHES: usize = 100;
+    const STALL: Duration = Duration::from_millis(50);
     let line = AtomicU64::new(0);
+    let ready = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
-    let started = Instant::now();
     let mut batches: Vec<f64> = Vec::with_capacity(BATCHES);
     std::thread::scope(|scope| {
         scope.spawn(|| {
+            ready.store(true, Ordering::Release);
             // Answers each odd value with the next even one.
             let mut expected = 1;
             while !stop.load(Ordering::Relaxed) {
@@ -450,14 +453,23 @@ pub fn core_round_trip_ns() -> Option<f64> {
                 }
             }
         });
+        let waiting = Instant::now();
+        while !ready.load(Ordering::Acquire) {
+            if waiting.elapsed() > Duration::from_secs(1) {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            std::thread::yield_now();
+        }
+        let started = Instant::now();
         let mut done = 0u64;
         'batches: while batches.len() < BATCHES && started.elapsed() < Duration::from_millis(20) {
             let batch_start = Instant::now();
             for _ in 0..BATCH {
                 line.store(2 * done + 1, Ordering::Release);
                 while line.load(Ordering::Acquire) != 2 * done + 2 {
-                    if started.elapsed() > Duration::from_millis(50) {
-                        batches.clear();
+                    if batch_start.elapsed() > STALL {
+                        // The batches completed so far still say something.
                         break 'batches;
                     }
                     std::hint::spin_loop();
