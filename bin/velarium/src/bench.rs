@@ -501,9 +501,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         (round_trip_before, velarium_numa_runtime::core_round_trip_ns())
     {
         let line = format!(
-            "core-to-core round trip: {before:.0} ns before, {after:.0} ns after (one cache line \
-             between two threads; where it is several hundred ns the cores share no cache, and \
-             the engine's multi-thread ratios read lower)"
+            "core-to-core round trip: {before:.0} ns before, {after:.0} ns after ({})",
+            velarium_numa_runtime::ROUND_TRIP_MEANING
         );
         if args.json {
             note!("{line}");

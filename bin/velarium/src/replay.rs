@@ -290,8 +290,8 @@ fn round_trip_note(round_trips: &[(f64, bool)]) -> Option<String> {
         format!("; after the blocks below 0.97x: {} ns", below.join(", "))
     };
     Some(format!(
-        "core-to-core round trip after each block: {first:.0}-{last:.0} ns, median {median:.0}{below} \
-         (one cache line between two threads; where it is several hundred ns the cores share no \
-         cache, and the engine's multi-thread ratios read lower)"
+        "core-to-core round trip after each block: {first:.0}-{last:.0} ns, median \
+         {median:.0}{below} ({})",
+        velarium_numa_runtime::ROUND_TRIP_MEANING
     ))
 }

@@ -416,6 +416,10 @@ pub fn run_only_when_idle() -> bool {
     false
 }
 
+/// How to read a [`core_round_trip_ns`] figure, for the reports that print one.
+pub const ROUND_TRIP_MEANING: &str = "one cache line between two threads; where it is several \
+     hundred ns the cores share no cache, and the engine's multi-thread ratios read lower";
+
 /// The time (ns) for one cache line to go from one thread to another and back: the median of
 /// the mean round trip of each batch of 200, over up to 100 batches (about 20 ms at most once
 /// both threads run). `None` on a machine with one core, or where no batch completed: the

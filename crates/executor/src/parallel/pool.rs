@@ -295,28 +295,27 @@ fn send_chore(chore: Chore) {
 /// workers the janitor stays: there the clear runs on a core the block left idle, and clearing
 /// inline lost 5-13% at either placement.
 pub(crate) fn give_back(mut workspace: Workspace) {
-    if workspace.workers == 1 {
+    let here = workspace.workers == 1;
+    if here {
         workspace.clear();
-        let mut kept = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.clean.len() + kept.dirty.len() < KEPT {
-            kept.clean.push(workspace);
-            return;
-        }
-        drop(kept);
-        drop(workspace);
-        return;
     }
     let surplus = {
         let mut kept = WORKSPACES.lock().unwrap_or_else(|e| e.into_inner());
         if kept.clean.len() + kept.dirty.len() < KEPT {
-            kept.dirty.push(workspace);
+            if here {
+                kept.clean.push(workspace);
+            } else {
+                kept.dirty.push(workspace);
+            }
             None
         } else {
             Some(workspace)
         }
     };
     match surplus {
+        None if here => {}
         None => send_chore(Chore::Clear),
+        Some(workspace) if here => drop(workspace),
         Some(workspace) => discard(workspace),
     }
 }
