@@ -331,10 +331,12 @@ impl HotLocations {
         let bucket = self.bucket(location);
         // Racy but harmless: a lost increment only delays the waits.
         let failures = bucket.load(Ordering::Relaxed);
-        bucket.store(failures.saturating_add(1), Ordering::Relaxed);
+        let now = failures.saturating_add(1);
+        bucket.store(now, Ordering::Relaxed);
         self.any.store(true, Ordering::Relaxed);
-        // On reaching the threshold, or on the first failure of a predicted location.
-        if failures + 1 == Self::FAILURES || failures == Self::FAILURES {
+        // On reaching the threshold, or on the first failure of a predicted location. (The
+        // count stops at 255: a location failing more often must not overflow it.)
+        if now == Self::FAILURES || failures == Self::FAILURES {
             if let Ok(mut became) = self.became_hot.lock() {
                 if became.len() < 64 {
                     became.push(*location);
