@@ -45,6 +45,8 @@ struct Report {
     /// Median execution time of the oracle, run interleaved (parallel engines only).
     oracle_time: Option<Duration>,
     stats: Option<ParallelStats>,
+    /// The fewest and most workers the engine's timed runs used (0: the oracle ran the block).
+    workers: Option<(usize, usize)>,
     unrewarded_ommers: usize,
 }
 
@@ -66,6 +68,7 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
         time: None,
         oracle_time: None,
         stats: None,
+        workers: None,
         unrewarded_ommers: 0,
     };
     let block = match load_block(dir) {
@@ -82,6 +85,7 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
     let spec = mainnet_spec();
     let (mut times, mut oracle_times) = (Vec::new(), Vec::new());
     let mut stats = None;
+    let mut workers: Option<(usize, usize)> = None;
     let mut run = || -> Result<(), ReplayError> {
         if engine != Engine::Sequential {
             // Warm-up, not timed: one-time costs (the KZG setup, first-touch allocations, the
@@ -108,6 +112,9 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
                     .map_err(ReplayError::OracleMismatch)?;
                 oracle_times.push(oracle.execution_time);
                 stats = Some(outcome.stats);
+                let used = outcome.stats.threads;
+                workers =
+                    Some(workers.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
             }
         }
         Ok(())
@@ -116,6 +123,7 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
     report.time = median(&mut times);
     report.oracle_time = median(&mut oracle_times);
     report.stats = stats;
+    report.workers = workers;
     report
 }
 
@@ -146,7 +154,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let engine = args.engine.engine();
     if !args.json {
         out!(
-            "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>6}  result",
+            "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>7} {:>6}  result",
             "number",
             "txs",
             "gas",
@@ -154,6 +162,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             "oracle ms",
             "speedup",
             "re-ex",
+            "workers",
             "c2c ns"
         );
     }
@@ -212,13 +221,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 "oracle_millis": oracle_millis,
                 "speedup": speedup,
                 "core_round_trip_ns": round_trip,
+                "workers": report.workers.map(|(lo, hi)| serde_json::json!({"min": lo, "max": hi})),
                 "stats": stats,
             });
             out!("{line}");
         } else {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
             out!(
-                "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>6}  {}",
+                "{:>10} {:>6} {:>10}  {:>10} {:>10} {:>7} {:>6} {:>7} {:>6}  {}",
                 report.number,
                 opt(report.txs.map(|t| t.to_string())),
                 opt(report.gas.map(|g| g.to_string())),
@@ -226,6 +236,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 opt(oracle_millis.map(|m| format!("{m:.3}"))),
                 opt(speedup.map(|s| format!("{s:.2}x"))),
                 opt(re_executions.map(|r| r.to_string())),
+                opt(report.workers.map(workers_label)),
                 opt(round_trip.map(|ns| format!("{ns:.0}"))),
                 match &report.result {
                     Ok(()) => "ok".to_string(),
@@ -273,6 +284,17 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         out!("replay: {passed} passed, {failed} failed");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The workers a block's timed runs used: `oracle` (the engine gave the block to the oracle),
+/// one count, or the range (the engine gives a block of cheap transactions one worker while the
+/// cores are far apart: `velarium_executor::workers_for`).
+fn workers_label((lo, hi): (usize, usize)) -> String {
+    match (lo, hi) {
+        (0, 0) => "oracle".to_string(),
+        (lo, hi) if lo == hi => lo.to_string(),
+        (lo, hi) => format!("{lo}-{hi}"),
+    }
 }
 
 /// The summary of the cores' round trips met by a benchmarking run: their range and median,

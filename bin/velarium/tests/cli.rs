@@ -181,7 +181,8 @@ fn pinned_workers_give_the_oracles_results() {
 }
 
 /// A repeated `replay` reports, per block and in its summary, how far apart the cores it met
-/// were; a single run (not a benchmark) does not spend the time.
+/// were, and per block the workers the engine used; a single run (not a benchmark) does not
+/// spend the time on the round trip.
 #[test]
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn replay_reports_the_core_to_core_round_trip() {
@@ -208,6 +209,8 @@ fn replay_reports_the_core_to_core_round_trip() {
         let c2c = fields[fields.len() - 2];
         assert!(plausible_round_trip(c2c), "{row}");
         measured |= c2c != "-";
+        // Both blocks are heavy (over 35,000 gas a transaction): two workers at any placement.
+        assert_eq!(fields[fields.len() - 3], "2", "{row}");
     }
     // The summary is there exactly when some block's round trip was measured.
     assert_eq!(text.contains("core-to-core round trip after each block: "), measured, "{text}");

@@ -239,6 +239,62 @@ pub fn worth_block_stm(block: BlockInput<'_>, min_txs: usize) -> bool {
     large && !mostly_one_chain(block.transactions)
 }
 
+/// Blocks whose transactions average less gas than this (the header's `gas_used` over the
+/// transaction count: plain transfers, a pool's payouts) are cheap: see [`workers_for`].
+pub const CHEAP_TX_GAS: u64 = 35_000;
+
+/// The core-to-core round trip (ns) from which the engine's cores count as far apart: they
+/// share no cache (see `velarium_numa_runtime::placement`). Near cores read 60-130 ns on the
+/// 2-core development VM, far ones 280-650 ns; the lent 16-core Xeon read 250-290 ns.
+pub const FAR_ROUND_TRIP_NS: u64 = 200;
+
+/// How old the worker pool's last placement probe may be for [`workers_for`] to go by it.
+const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The workers the parallel engine gives `block` when asked for `threads`: one for a block of
+/// cheap transactions (see [`CHEAP_TX_GAS`]) while the worker pool's last probe (at most
+/// [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else `threads`.
+///
+/// Why: each transaction Block-STM runs crosses a few shared cache lines between the workers
+/// (the scheduler's indices and status words, multi-version memory, the fold). Where the cores
+/// share a cache a crossing costs about 80 ns, and two workers run a payout block 1.1x-1.2x
+/// faster than sequential execution; where they do not, it costs 300-600 ns, more than a
+/// plain transfer's own execution, and the same blocks ran at 0.63x-0.93x (`velarium replay
+/// --threads 2 --repeat 9`, 2026-12-05 23:00 UTC, rows at 284-327 ns: 116525, 2179522,
+/// 4330482, 5891667, 11814555, 12520364, 14396881) where one worker runs them at 1.0x-1.3x.
+/// Blocks of heavier transactions keep their workers at either placement. With no recent
+/// probe (every worker-pool job of two workers or more ends with one at most every 20 ms) the
+/// block gets `threads`, and so a probe. `VELARIUM_PLACEMENT=off` turns the rule off.
+pub fn workers_for(block: BlockInput<'_>, threads: usize) -> usize {
+    if !placement_rule_on() {
+        return threads;
+    }
+    let round_trip = velarium_numa_runtime::placement::recent_round_trip_ns(PLACEMENT_MAX_AGE);
+    workers_at_round_trip(block, threads, round_trip)
+}
+
+/// [`workers_for`] with the cores' recent round trip given (`None`: not measured lately).
+pub fn workers_at_round_trip(
+    block: BlockInput<'_>,
+    threads: usize,
+    round_trip_ns: Option<u64>,
+) -> usize {
+    let txs = block.transactions.len().max(1) as u64;
+    let cheap = block.header.gas_used / txs < CHEAP_TX_GAS;
+    match round_trip_ns {
+        Some(ns) if threads > 1 && cheap && ns >= FAR_ROUND_TRIP_NS => 1,
+        _ => threads,
+    }
+}
+
+/// Whether [`workers_for`] goes by the cores' placement (`VELARIUM_PLACEMENT=off` says no).
+fn placement_rule_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("VELARIUM_PLACEMENT").map_or(true, |v| !v.eq_ignore_ascii_case("off"))
+    })
+}
+
 /// Whether most of a block's transactions follow an earlier one of the same sender and are not
 /// plain value transfers (calls with data, creations): such a block is one nonce chain of
 /// contract calls, executes in order whatever the engine, and cannot profit from Block-STM.
@@ -305,6 +361,7 @@ impl Engine {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
             Self::Parallel { threads, min_txs } if worth_block_stm(block, min_txs) => {
+                let threads = if min_txs == 0 { threads } else { workers_for(block, threads) };
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {
                         parallel::record_fault(&fault, block.header.number);

@@ -58,6 +58,8 @@ struct State {
     /// The first panic of the current job.
     panic: Option<String>,
     shutdown: bool,
+    /// Helper 1 answers a round-trip probe after the current job (see [`placement`]).
+    probe: bool,
 }
 
 struct Shared {
@@ -69,7 +71,15 @@ struct Shared {
     done: Condvar,
     /// Serializes broadcasts from different threads on the same pool.
     busy: Mutex<()>,
+    /// The line of the round-trip probe at the end of a job (see [`placement`]).
+    probe_line: ProbeLine,
 }
+
+/// The probe's word, alone on its cache line (128 bytes: the adjacent-line prefetcher pairs
+/// 64-byte lines).
+#[repr(align(128))]
+#[derive(Default)]
+struct ProbeLine(std::sync::atomic::AtomicU64);
 
 /// How long the calling thread polls for the helpers to finish a job before it sleeps on the
 /// condition variable. Helpers usually finish within microseconds of the caller (they share
@@ -120,6 +130,7 @@ impl WorkerPool {
             start: Condvar::new(),
             done: Condvar::new(),
             busy: Mutex::new(()),
+            probe_line: ProbeLine::default(),
         });
         // The cores this process may use, in order: worker `i` gets the `i`-th (modulo).
         let cores = if config.pin { allowed_cores() } else { Vec::new() };
@@ -178,6 +189,9 @@ impl WorkerPool {
             >(job)
         });
         let _busy = lock(&self.shared.busy);
+        // A caller with a service hook is never kept from serving (a helper may still wait on
+        // it when the caller's own part is done).
+        let probe = !has_service_hook() && placement::probe_due();
         {
             let mut state = lock(&self.shared.state);
             state.epoch += 1;
@@ -185,12 +199,19 @@ impl WorkerPool {
             state.pending = self.config.threads - 1;
             self.shared.running.store(state.pending, Ordering::Relaxed);
             state.panic = None;
+            state.probe = probe;
+            self.shared.probe_line.0.store(0, Ordering::Relaxed);
         }
         self.shared.start.notify_all();
         // Pinned, the caller works on its own core for the broadcast, so that the kernel cannot
         // put a woken helper on the caller's core and run the two by turns.
         let restore = self.caller_core.and_then(pin_caller);
         job_fn(0);
+        if probe {
+            if let Some(ns) = placement::measure(&self.shared.probe_line.0) {
+                placement::record(ns);
+            }
+        }
         if let Some(mask) = restore {
             restore_affinity(&mask);
         }
@@ -288,12 +309,16 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
                 return;
             }
             seen = state.epoch;
-            state.job
+            (state.job, state.probe && index == 1)
         };
+        let (job, probe) = job;
         if let Some(Job(job)) = job {
             // SAFETY: `broadcast` keeps the job alive until this helper decremented `pending`.
             let job = unsafe { &*job };
             job(index);
+        }
+        if probe {
+            placement::answer(&shared.probe_line.0);
         }
         let last = {
             let mut state = lock(&shared.state);
@@ -488,10 +513,206 @@ pub fn core_round_trip_ns() -> Option<f64> {
     batches.get(batches.len() / 2).copied()
 }
 
+/// The cores' placement as the worker pool last measured it: at the end of a job, at most every
+/// [`placement::PROBE_EVERY`], the caller and helper 1 pass one cache line back and forth a few
+/// dozen times (a few microseconds; see [`placement::recent_round_trip_ns`]). A virtual
+/// machine's vCPUs may share a cache in one second and not in the next, and what a second worker
+/// is worth on a block of cheap transactions depends on it.
+pub mod placement {
+    use std::{
+        sync::{
+            atomic::{AtomicU64, Ordering},
+            OnceLock,
+        },
+        time::{Duration, Instant},
+    };
+
+    /// How often a job ends with a probe.
+    pub const PROBE_EVERY: Duration = Duration::from_millis(20);
+    /// Round trips per probe (after a first one that waits for the helper to arrive), in
+    /// batches: the probe reports the fastest batch's mean, so a helper descheduled for part
+    /// of it does not read as a far core.
+    const TRIPS: u64 = 24;
+    const BATCH: u64 = 8;
+    /// How long either side waits for the other: to arrive (the helper may still be finishing
+    /// its part of the job), then for each round trip.
+    const ARRIVAL: Duration = Duration::from_micros(300);
+    const TRIP_STALL: Duration = Duration::from_micros(20);
+    /// The caller's word that ends a probe.
+    const OVER: u64 = u64::MAX;
+
+    /// The last probe's result (ns, 0: none) and when it was taken (ns since [`epoch`], 0:
+    /// never).
+    static ROUND_TRIP_NS: AtomicU64 = AtomicU64::new(0);
+    static MEASURED_AT: AtomicU64 = AtomicU64::new(0);
+    static LAST_TRY: AtomicU64 = AtomicU64::new(0);
+
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn now_ns() -> u64 {
+        u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Whether the next job should end with a probe (and, if so, counts it as tried).
+    pub(super) fn probe_due() -> bool {
+        let now = now_ns();
+        let last = LAST_TRY.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < PROBE_EVERY.as_nanos() as u64 {
+            return false;
+        }
+        LAST_TRY.store(now, Ordering::Relaxed);
+        true
+    }
+
+    /// The caller's side: the round trips, then [`OVER`]; the fastest batch's mean round trip
+    /// (ns), or `None` where the other side did not arrive or stalled.
+    pub(super) fn measure(line: &AtomicU64) -> Option<u64> {
+        let mut best = f64::INFINITY;
+        let mut waited = Instant::now();
+        let mut batch_start = Instant::now();
+        for trip in 0..=TRIPS {
+            line.store(2 * trip + 1, Ordering::Release);
+            let limit = if trip == 0 { ARRIVAL } else { TRIP_STALL };
+            while line.load(Ordering::Acquire) != 2 * trip + 2 {
+                if waited.elapsed() > limit {
+                    line.store(OVER, Ordering::Release);
+                    return None;
+                }
+                std::hint::spin_loop();
+            }
+            waited = Instant::now();
+            if trip == 0 {
+                batch_start = waited;
+            } else if trip % BATCH == 0 {
+                best = best.min(batch_start.elapsed().as_nanos() as f64 / BATCH as f64);
+                batch_start = Instant::now();
+            }
+        }
+        line.store(OVER, Ordering::Release);
+        best.is_finite().then(|| best.round().max(1.0) as u64)
+    }
+
+    /// Records a measured round trip (ns) as the latest (the pool's probe does).
+    pub fn record(round_trip_ns: u64) {
+        ROUND_TRIP_NS.store(round_trip_ns.max(1), Ordering::Relaxed);
+        MEASURED_AT.store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// The helper's side: answers each odd word with the next even one until [`OVER`].
+    pub(super) fn answer(line: &AtomicU64) {
+        let mut waited = Instant::now();
+        let mut answered = 0;
+        loop {
+            let word = line.load(Ordering::Acquire);
+            if word == OVER {
+                return;
+            }
+            if word % 2 == 1 && word != answered {
+                line.store(word + 1, Ordering::Release);
+                answered = word;
+                waited = Instant::now();
+            } else if waited.elapsed() > ARRIVAL {
+                return;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// The round trip (ns) the last probe measured, if it is at most `max_age` old.
+    pub fn recent_round_trip_ns(max_age: Duration) -> Option<u64> {
+        let at = MEASURED_AT.load(Ordering::Relaxed);
+        let ns = ROUND_TRIP_NS.load(Ordering::Relaxed);
+        (at != 0 && ns != 0 && now_ns().saturating_sub(at) <= max_age.as_nanos() as u64)
+            .then_some(ns)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+    #[test]
+    fn a_placement_probe_alone_gives_up_and_measures_nothing() {
+        let line = AtomicU64::new(0);
+        // No helper answers: the caller gives up after its arrival wait and ends the probe.
+        assert_eq!(placement::measure(&line), None);
+        assert_eq!(line.load(Ordering::Relaxed), u64::MAX);
+        // No caller asks: the helper gives up too instead of waiting for ever.
+        let line = AtomicU64::new(0);
+        let started = std::time::Instant::now();
+        placement::answer(&line);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(line.load(Ordering::Relaxed), 0, "nothing was asked, nothing answered");
+    }
+
+    #[test]
+    fn a_placement_probe_measures_the_round_trip_between_two_threads() {
+        if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+            return;
+        }
+        // Both threads must run at once for a few microseconds; on a busy machine a try may
+        // find the answering thread descheduled, so a few tries are allowed.
+        let measured = (0..50).find_map(|_| {
+            let line = AtomicU64::new(0);
+            let ready = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    ready.store(true, Ordering::Release);
+                    placement::answer(&line);
+                });
+                while !ready.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                placement::measure(&line)
+            })
+        });
+        let ns = measured.expect("no probe completed in 50 tries");
+        assert!(ns > 0 && ns < 1_000_000, "{ns} ns");
+    }
+
+    #[test]
+    fn probes_are_due_at_most_every_probe_interval() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !placement::probe_due() {
+            assert!(std::time::Instant::now() < deadline, "no probe came due within a second");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Right after one came due, the next is not (within 20 ms).
+        assert!(!placement::probe_due());
+    }
+
+    #[test]
+    fn a_job_of_two_workers_ends_with_a_recorded_probe() {
+        if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+            return;
+        }
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: false }).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let fresh = std::time::Duration::from_millis(500);
+        let mut measured = None;
+        while measured.is_none() && std::time::Instant::now() < deadline {
+            // Both workers finish together, as a block's workers do.
+            let end = std::time::Instant::now() + std::time::Duration::from_micros(100);
+            pool.broadcast(
+                |_| {
+                    while std::time::Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                },
+                || {},
+            )
+            .unwrap();
+            measured = placement::recent_round_trip_ns(fresh);
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let ns = measured.expect("no job ended with a probe within 5 s");
+        assert!(ns > 0 && ns < 1_000_000, "{ns} ns");
+    }
 
     #[test]
     fn the_core_round_trip_is_measured_where_there_are_two_cores() {

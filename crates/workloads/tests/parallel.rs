@@ -351,6 +351,30 @@ fn small_light_blocks_and_call_chains_go_to_the_oracle() {
     assert_eq!(with(&chain, 30, HEAVY), (false, true));
 }
 
+/// A block of cheap transactions gets one worker while the cores are far apart; heavier blocks
+/// keep theirs, and so does every block where the cores are near or not measured lately.
+#[test]
+fn cheap_blocks_get_one_worker_where_the_cores_are_far_apart() {
+    use velarium_executor::{workers_at_round_trip as workers, FAR_ROUND_TRIP_NS as FAR};
+    // What decides is the header's gas over the transaction count (a generated block's header
+    // says 0: set it as a real block's would).
+    let transfers = velarium_workloads::eth_transfers(1, 100);
+    let cheap_header =
+        alloy_consensus::Header { gas_used: 100 * 21_000, ..transfers.header.clone() };
+    let heavy_header = alloy_consensus::Header {
+        gas_used: 100 * velarium_executor::CHEAP_TX_GAS,
+        ..transfers.header.clone()
+    };
+    let cheap = velarium_executor::BlockInput { header: &cheap_header, ..transfers.block_input() };
+    let heavy = velarium_executor::BlockInput { header: &heavy_header, ..transfers.block_input() };
+    assert_eq!(workers(cheap, 2, Some(FAR + 100)), 1);
+    assert_eq!(workers(cheap, 4, Some(FAR)), 1);
+    assert_eq!(workers(cheap, 2, Some(FAR - 1)), 2);
+    assert_eq!(workers(cheap, 2, None), 2);
+    assert_eq!(workers(heavy, 2, Some(FAR + 100)), 2);
+    assert_eq!(workers(cheap, 1, Some(FAR + 100)), 1);
+}
+
 /// The default worker count follows the machine but stops at the measured cap.
 #[test]
 fn the_default_worker_count_is_capped() {
