@@ -209,7 +209,7 @@ fn replay_reports_the_core_to_core_round_trip() {
         let c2c = fields[fields.len() - 2];
         assert!(plausible_round_trip(c2c), "{row}");
         measured |= c2c != "-";
-        // Both blocks are heavy (over 35,000 gas a transaction): two workers at any placement.
+        // Both blocks are heavy (58,000 gas a transaction and more): two workers at any placement.
         assert_eq!(fields[fields.len() - 3], "2", "{row}");
     }
     // The summary is there exactly when some block's round trip was measured.

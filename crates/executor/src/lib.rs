@@ -240,8 +240,13 @@ pub fn worth_block_stm(block: BlockInput<'_>, min_txs: usize) -> bool {
 }
 
 /// Blocks whose transactions average less gas than this (the header's `gas_used` over the
-/// transaction count: plain transfers, a pool's payouts) are cheap: see [`workers_for`].
-pub const CHEAP_TX_GAS: u64 = 35_000;
+/// transaction count: mostly plain transfers, as a pool's payouts) are cheap: see
+/// [`workers_for`]. Gas is the proxy for time known before execution; what matters is the time
+/// per transaction against the cost of crossing cores. On the mainnet fixtures the blocks
+/// between 21,000 and 24,500 gas a transaction cost the oracle 1.7-4.8 µs a transaction and
+/// lost to sequential execution at 2 workers on far cores (0.63x-0.94x), while 13217637
+/// (27,300 gas, 7.3 µs) and the blocks above kept winning there (1.19x and more).
+pub const CHEAP_TX_GAS: u64 = 26_000;
 
 /// The core-to-core round trip (ns) from which the engine's cores count as far apart: they
 /// share no cache (see `velarium_numa_runtime::placement`). Near cores read 60-130 ns on the
@@ -256,13 +261,14 @@ const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(
 /// [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else `threads`.
 ///
 /// Why: each transaction Block-STM runs crosses a few shared cache lines between the workers
-/// (the scheduler's indices and status words, multi-version memory, the fold). Where the cores
-/// share a cache a crossing costs about 80 ns, and two workers run a payout block 1.1x-1.2x
-/// faster than sequential execution; where they do not, it costs 300-600 ns, more than a
-/// plain transfer's own execution, and the same blocks ran at 0.63x-0.93x (`velarium replay
-/// --threads 2 --repeat 9`, 2026-12-05 23:00 UTC, rows at 284-327 ns: 116525, 2179522,
-/// 4330482, 5891667, 11814555, 12520364, 14396881) where one worker runs them at 1.0x-1.3x.
-/// Blocks of heavier transactions keep their workers at either placement. With no recent
+/// (the scheduler's indices and status words, multi-version memory, the fold), so two workers
+/// beat one only where a transaction costs more than those crossings. Where the cores share a
+/// cache a crossing costs about 80 ns, and two workers run the payout blocks 1.1x-1.2x faster
+/// than sequential execution; where they do not, it costs 300-600 ns, and the same blocks ran
+/// at 0.63x-0.94x (`velarium replay --threads 2 --repeat 9`, 2026-12-05 22:45-23:00 UTC, rows
+/// at 256-330 ns: 2179522, 5891667, 11814555, 12520364, 14396881, 15274915) where one worker
+/// runs them at 0.9x-1.25x. Blocks of heavier transactions keep their workers at either
+/// placement. With no recent
 /// probe (every worker-pool job of two workers or more ends with one at most every 20 ms) the
 /// block gets `threads`, and so a probe. `VELARIUM_PLACEMENT=off` turns the rule off.
 pub fn workers_for(block: BlockInput<'_>, threads: usize) -> usize {
