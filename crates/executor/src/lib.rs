@@ -177,9 +177,11 @@ impl core::fmt::Display for Engine {
             Self::Parallel { threads, min_txs } => write!(
                 f,
                 "parallel ({threads} threads; on the oracle: blocks under {min_txs} transactions \
-                 (under {} with {} Mgas or more), and chains of one sender's calls)",
+                 (under {} with {} Mgas or more), and chains of one sender's calls; on one \
+                 worker: blocks under {} gas a transaction while the cores are far apart)",
                 min_txs / 3,
-                DEFAULT_PARALLEL_MIN_GAS / 1_000_000
+                DEFAULT_PARALLEL_MIN_GAS / 1_000_000,
+                CHEAP_TX_GAS
             ),
         }
     }
