@@ -534,12 +534,17 @@ pub mod placement {
     /// of it does not read as a far core.
     const TRIPS: u64 = 24;
     const BATCH: u64 = 8;
-    /// How long either side waits for the other: to arrive (the helper may still be finishing
-    /// its part of the job), then for each round trip.
-    const ARRIVAL: Duration = Duration::from_micros(300);
+    /// How long the caller waits for the helper to arrive (it may still be finishing its part
+    /// of the job, which the caller waits for anyway), and the helper for the caller (which may
+    /// still be finishing its own part: past this the helper leaves, saying so, and the caller
+    /// that comes later skips the probe at once); then how long either waits for a round trip.
+    const CALLER_ARRIVAL: Duration = Duration::from_micros(300);
+    const HELPER_ARRIVAL: Duration = Duration::from_micros(100);
     const TRIP_STALL: Duration = Duration::from_micros(20);
     /// The caller's word that ends a probe.
     const OVER: u64 = u64::MAX;
+    /// The helper's word: it left before the caller came.
+    const GONE: u64 = u64::MAX - 1;
 
     /// The last probe's result (ns, 0: none) and when it was taken (ns since [`epoch`], 0:
     /// never).
@@ -574,8 +579,15 @@ pub mod placement {
         let mut waited = Instant::now();
         let mut batch_start = Instant::now();
         for trip in 0..=TRIPS {
-            line.store(2 * trip + 1, Ordering::Release);
-            let limit = if trip == 0 { ARRIVAL } else { TRIP_STALL };
+            if trip == 0 {
+                // Unless the helper has left already.
+                if line.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    return None;
+                }
+            } else {
+                line.store(2 * trip + 1, Ordering::Release);
+            }
+            let limit = if trip == 0 { CALLER_ARRIVAL } else { TRIP_STALL };
             while line.load(Ordering::Acquire) != 2 * trip + 2 {
                 if waited.elapsed() > limit {
                     line.store(OVER, Ordering::Release);
@@ -601,7 +613,8 @@ pub mod placement {
         MEASURED_AT.store(now_ns(), Ordering::Relaxed);
     }
 
-    /// The helper's side: answers each odd word with the next even one until [`OVER`].
+    /// The helper's side: answers each odd word with the next even one until [`OVER`]; leaves
+    /// (writing [`GONE`]) if the caller has not started within [`HELPER_ARRIVAL`], or stalls.
     pub(super) fn answer(line: &AtomicU64) {
         let mut waited = Instant::now();
         let mut answered = 0;
@@ -614,8 +627,11 @@ pub mod placement {
                 line.store(word + 1, Ordering::Release);
                 answered = word;
                 waited = Instant::now();
-            } else if waited.elapsed() > ARRIVAL {
-                return;
+            } else if waited.elapsed() > HELPER_ARRIVAL {
+                // Leave, unless the caller posted a word meanwhile.
+                if line.compare_exchange(word, GONE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return;
+                }
             } else {
                 std::hint::spin_loop();
             }
@@ -642,12 +658,16 @@ mod tests {
         // No helper answers: the caller gives up after its arrival wait and ends the probe.
         assert_eq!(placement::measure(&line), None);
         assert_eq!(line.load(Ordering::Relaxed), u64::MAX);
-        // No caller asks: the helper gives up too instead of waiting for ever.
+        // No caller asks: the helper leaves too instead of waiting for ever, and says so, so
+        // that a caller coming later skips the probe at once.
         let line = AtomicU64::new(0);
         let started = std::time::Instant::now();
         placement::answer(&line);
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        assert_eq!(line.load(Ordering::Relaxed), 0, "nothing was asked, nothing answered");
+        assert_eq!(line.load(Ordering::Relaxed), u64::MAX - 1, "the helper says it left");
+        assert_eq!(placement::measure(&line), None);
+        // The caller neither posted a word nor waited (it would have ended with its own word).
+        assert_eq!(line.load(Ordering::Relaxed), u64::MAX - 1);
     }
 
     #[test]
