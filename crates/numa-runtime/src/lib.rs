@@ -2,7 +2,9 @@
 //!
 //! [`WorkerPool`] runs one closure on `threads` workers at once and waits for all of them: the
 //! calling thread is worker 0 and `threads - 1` persistent helper threads are the others. Helpers
-//! sleep on a condition variable between jobs and never spin: a block's workers must not steal
+//! sleep on a condition variable between jobs and never spin (but for the [`placement`] probe:
+//! at most every 20 ms, helper 1 waits up to 100 µs after a job for the caller to pass a cache
+//! line back and forth a few dozen times): a block's workers must not steal
 //! the core from whatever runs next (the sequential oracle in a benchmark, the node's other
 //! work), and the caller working itself means a one-thread pool is a plain function call. Only
 //! the caller polls, briefly, for the helpers to finish the job it shares with them; a caller
