@@ -270,9 +270,9 @@ const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(
 /// at 0.63x-0.94x (`velarium replay --threads 2 --repeat 9`, 2026-12-05 22:45-23:00 UTC, rows
 /// at 256-330 ns: 2179522, 5891667, 11814555, 12520364, 14396881, 15274915) where one worker
 /// runs them at 0.9x-1.25x. Blocks of heavier transactions keep their workers at either
-/// placement. With no recent
-/// probe (every worker-pool job of two workers or more ends with one at most every 20 ms) the
-/// block gets `threads`, and so a probe. `VELARIUM_PLACEMENT=off` turns the rule off.
+/// placement. With no recent probe (every worker-pool job of two workers or more ends with one
+/// at most every 20 ms) the block gets `threads`, and so a probe. `VELARIUM_PLACEMENT=off`
+/// turns the rule off.
 pub fn workers_for(block: BlockInput<'_>, threads: usize) -> usize {
     if !placement_rule_on() {
         return threads;
