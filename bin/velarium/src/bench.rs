@@ -256,7 +256,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
         };
         let [pre, execute, commit, post] = &mut phases;
         out!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, utilisation {}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
@@ -266,6 +266,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
             samples.stats.re_executions(block.transactions.len()),
             samples.stats.suspensions,
             samples.stats.waits,
+            samples.stats.storage_credits,
             samples
                 .stats
                 .worker_utilisation()
@@ -415,6 +416,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "max_ms": max.as_secs_f64() * 1e3, "mgas_per_s": mgas, "speedup": speedup,
                     "re_executions": s.stats.re_executions(txs), "validations": s.stats.validations,
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
+                    "storage_credits": s.stats.storage_credits,
                     "critical_path_bound": bound, "efficiency": eff,
                     "time_bound": time_bound,
                     "time_efficiency": efficiency(speedup, threads, time_bound),

@@ -246,6 +246,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "validations": s.validations,
                     "aborts": s.aborts,
                     "suspensions": s.suspensions,
+                    "storage_credits": s.storage_credits,
                 })
             });
             let line = serde_json::json!({

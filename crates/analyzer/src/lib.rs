@@ -15,6 +15,7 @@
 
 pub mod dossier;
 pub mod effects;
+pub mod increment;
 
 use std::{collections::HashMap, hash::Hash};
 

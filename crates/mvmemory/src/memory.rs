@@ -464,6 +464,28 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         }
     }
 
+    /// The sum of `key`'s deltas written by transactions above `floor` and below `txn_idx`
+    /// (`Err`: one of them is an estimate, by that transaction). For a reader that must ignore
+    /// the deltas below a point its own read found (a wipe of the location's storage).
+    pub fn deltas_between(
+        &self,
+        key: &K,
+        floor: TxnIndex,
+        txn_idx: TxnIndex,
+    ) -> Result<D, TxnIndex> {
+        let hash = key.mv_hash();
+        let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
+        let Some(cell) = shard.find(hash, |c| c.key == *key) else { return Ok(D::ZERO) };
+        let mut sum = D::ZERO;
+        for (idx, entry) in cell.deltas.iter().filter(|(idx, _)| *idx > floor && *idx < txn_idx) {
+            match entry {
+                Entry::Written(_, delta) => sum = sum.combine(*delta),
+                Entry::Estimate => return Err(*idx),
+            }
+        }
+        Ok(sum)
+    }
+
     /// The origin reading `key` as `txn_idx` would have now (`None`: it would block).
     fn origin_now(&self, key: &K, txn_idx: TxnIndex, mode: ReadMode) -> Option<ReadOrigin<D>> {
         let hash = key.mv_hash();

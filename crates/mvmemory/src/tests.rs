@@ -546,3 +546,20 @@ fn the_filter_forgets_earlier_blocks_without_being_rewritten() {
         }
     }
 }
+
+#[test]
+fn deltas_between_sums_only_the_range_and_stops_at_estimates() {
+    let mem = Mem::new(10);
+    record(&mem, 1, 0, &[(7, delta(1))]);
+    record(&mem, 3, 0, &[(7, delta(10))]);
+    record(&mem, 5, 0, &[(7, delta(100))]);
+    record(&mem, 6, 0, &[(7, val(9))]);
+    // Strictly above the floor, strictly below the reader; full values are not deltas.
+    assert_eq!(mem.deltas_between(&7, 1, 9), Ok(110));
+    assert_eq!(mem.deltas_between(&7, 0, 5), Ok(11));
+    assert_eq!(mem.deltas_between(&7, 5, 9), Ok(0));
+    assert_eq!(mem.deltas_between(&8, 0, 9), Ok(0));
+    mem.convert_writes_to_estimates(3);
+    assert_eq!(mem.deltas_between(&7, 1, 9), Err(3));
+    assert_eq!(mem.deltas_between(&7, 3, 9), Ok(100));
+}

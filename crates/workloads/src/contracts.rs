@@ -198,6 +198,14 @@ pub(crate) fn erc20_transfer(to: Address, amount: U256) -> Bytes {
     data.into()
 }
 
+/// `balanceOf(address)` calldata.
+pub(crate) fn erc20_balance_of(owner: Address) -> Bytes {
+    let mut data = Vec::with_capacity(36);
+    data.extend_from_slice(&selector("balanceOf(address)"));
+    data.extend_from_slice(address_word(owner).as_slice());
+    data.into()
+}
+
 /// `swapExactTokensForTokens(uint256,uint256,address[],address,uint256)` calldata for a one-hop
 /// path.
 pub(crate) fn swap_exact_tokens_for_tokens(

@@ -48,6 +48,7 @@ mod stream {
     pub(super) const PAYOUTS: u64 = 13;
     pub(super) const BUILDER_TIPS: u64 = 14;
     pub(super) const LATE_HEAVY: u64 = 15;
+    pub(super) const DEPOSITS: u64 = 16;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -103,6 +104,46 @@ pub fn erc20_hot_receiver(seed: u64, n_txs: usize) -> Workload {
         b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
     }
     b.finish("erc20_hot_receiver")
+}
+
+/// Hostile, an exchange's deposit address: WETH9 transfers from many senders to one receiver
+/// that holds no tokens before the block. Now and then the exchange sweeps half of what it holds
+/// to a cold wallet (a full write of its balance slot) and someone calls `balanceOf` on it (a
+/// read of the sum); a few deposits are of zero tokens, and about one in a hundred is a whale's
+/// of 2^193 tokens (above what the engine credits without reading).
+pub fn erc20_deposits(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::DEPOSITS, Fork::Cancun);
+    let token = c::WETH9_ADDRESS;
+    b.deploy_weth(token);
+    let exchange = b.wallet(SENDER_BALANCE);
+    let cold = b.address();
+    // What the exchange holds as the block goes (sweeps never take more).
+    let mut held = U256::ZERO;
+    for _ in 0..n_txs {
+        let roll = b.rng.range(0, 100);
+        if roll < 5 && !held.is_zero() {
+            let amount = held / U256::from(2);
+            held -= amount;
+            let input = c::erc20_transfer(cold, amount);
+            b.send(&exchange, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+        } else if roll < 9 {
+            let reader = b.wallet(SENDER_BALANCE);
+            let input = c::erc20_balance_of(exchange.address());
+            b.send(&reader, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+        } else {
+            let sender = b.wallet(SENDER_BALANCE);
+            let amount = match roll {
+                9..=11 => U256::ZERO,
+                12 => U256::from(1) << 193,
+                _ => U256::from(b.rng.range(1, 1_000_000)) * U256::from(ETHER / 1_000),
+            };
+            b.mint_weth(token, sender.address(), amount);
+            held += amount;
+            let input = c::erc20_transfer(exchange.address(), amount);
+            b.send(&sender, TxKind::Call(token), U256::ZERO, input, ERC20_GAS, Success);
+        }
+    }
+    b.finish("erc20_deposits")
 }
 
 /// One UniswapV2 pool as the generators track it.

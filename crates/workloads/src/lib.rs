@@ -42,9 +42,10 @@ mod signer;
 
 pub use error::WorkloadError;
 pub use generators::{
-    airdrop, builder_tips, dependent_chain, erc20_hot_receiver, erc20_transfers, eth_transfers,
-    hot_account_30pct, late_heavy, liquidation_cascade, mixed, nft_mint_counter, payouts,
-    reads_beneficiary, single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx,
+    airdrop, builder_tips, dependent_chain, erc20_deposits, erc20_hot_receiver, erc20_transfers,
+    eth_transfers, hot_account_30pct, late_heavy, liquidation_cascade, mixed, nft_mint_counter,
+    payouts, reads_beneficiary, single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs,
+    with_invalid_tx,
 };
 pub use signer::Wallet;
 
@@ -150,6 +151,7 @@ pub const GENERATORS: &[(&str, Generator)] = &[
     ("eth_transfers", eth_transfers),
     ("erc20_transfers", erc20_transfers),
     ("erc20_hot_receiver", erc20_hot_receiver),
+    ("erc20_deposits", erc20_deposits),
     ("uniswap_swaps_many_pairs", uniswap_swaps_many_pairs),
     ("airdrop", airdrop),
     ("nft_mint_counter", nft_mint_counter),

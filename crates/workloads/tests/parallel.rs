@@ -568,3 +568,33 @@ fn plain_transfers_skip_the_evm_and_match_the_oracle() {
             .expect("the parallel engine executes the block");
     assert_eq!(stats.plain_transfers, 0, "{stats:?}");
 }
+
+/// Deposits to an exchange (WETH9 transfers to one receiver, with sweeps from it, `balanceOf`
+/// queries, zero deposits and whales' deposits too large to credit): at 2 and 4 threads the
+/// receiver's balance slot is credited without being read (an unobserved increment), and the
+/// result is the oracle's, with the deltas on and off. One worker never credits (its
+/// transactions read final values).
+#[test]
+fn deposits_credit_the_receivers_balance_without_reading_it() {
+    let workload = velarium_workloads::erc20_deposits(3, 300);
+    let oracle = oracle_of(&workload);
+    for threads in [1, 2, 4] {
+        let mut credits = 0;
+        // The slot is credited once it is hot: after a few failed reads, or from the history of
+        // the runs before.
+        for _ in 0..3 {
+            let (parallel, stats) = parallel_with(&workload, threads, Mechanisms::ALL);
+            assert_eq!(oracle, parallel, "{threads} threads: {stats:?}");
+            credits += stats.storage_credits;
+        }
+        if threads == 1 {
+            assert_eq!(credits, 0);
+        } else {
+            assert!(credits > 0, "{threads} threads: no storage credit");
+        }
+        let off = Mechanisms { deltas: false, ..Mechanisms::ALL };
+        let (parallel, stats) = parallel_with(&workload, threads, off);
+        assert_eq!(oracle, parallel, "{threads} threads, deltas off");
+        assert_eq!(stats.storage_credits, 0);
+    }
+}

@@ -25,7 +25,7 @@
 //! beneficiary's fees are credited through a revm journal, batched ([`BeneficiaryCredits`]).
 
 use super::{
-    db::{LazyBeneficiary, LazySender},
+    db::{LazyBeneficiary, LazySender, StorageCredit},
     fault::EngineFault,
     worker::TxOutcome,
 };
@@ -71,6 +71,8 @@ pub(super) struct TxDiff<'a> {
     pub(super) lazy_sender: Option<LazySender>,
     /// The lazily read beneficiary, if any (see [`LazyBeneficiary`]).
     pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
+    /// The storage slot credited by an unobserved increment, if any (see [`StorageCredit`]).
+    pub(super) storage_credit: Option<StorageCredit>,
 }
 
 /// How an account read lazily is rebuilt on its committed state.
@@ -585,6 +587,7 @@ where
                 lazy_recipient_base: outcome.lazy_recipient_base.as_deref(),
                 lazy_sender: outcome.lazy_sender,
                 lazy_beneficiary: outcome.lazy_beneficiary,
+                storage_credit: outcome.storage_credit,
             };
             if let Err(error) = folder.fold_tx(&mut self.credits, diff) {
                 self.error = Some(error);
@@ -867,7 +870,11 @@ where
             }
             let rebase = Rebase::of(address, &diff);
             let base = diff.lazy_recipient_base.filter(|_| rebase == Some(Rebase::Recipient));
-            self.apply(*address, Cow::Borrowed(account), rebase, base)?;
+            let account = match diff.storage_credit.filter(|c| c.address == *address) {
+                Some(credit) => Cow::Owned(self.credit_slot(account, credit)),
+                None => Cow::Borrowed(account),
+            };
+            self.apply(*address, account, rebase, base)?;
         }
         if owns_beneficiary {
             if diff.fee.is_zero() {
@@ -877,6 +884,30 @@ where
             }
         }
         Ok(())
+    }
+
+    /// A transaction's change of an account whose slot it credited (see [`StorageCredit`]),
+    /// with the slot rebuilt on its folded value: the last value folded, or else the value
+    /// before the block, which is the placeholder (nothing below the transaction wrote it).
+    fn credit_slot(&self, account: &Account, credit: StorageCredit) -> Account {
+        let address = credit.address;
+        let folded = if let Some(plain) = self.plain.get(&address) {
+            plain.storage.get(&credit.slot).map(|slot| slot.present_value)
+        } else {
+            let cache = match self.replayed.get(&address) {
+                Some((cache, _)) => Some(cache),
+                None => self.main.cache.accounts.get(&address),
+            };
+            cache
+                .and_then(|c| c.account.as_ref())
+                .and_then(|a| a.storage.get(&credit.slot))
+                .copied()
+        };
+        let mut account = account.clone();
+        if let Some(slot) = account.storage.get_mut(&credit.slot) {
+            credit.rebase(slot, folded.unwrap_or(credit.placeholder));
+        }
+        account
     }
 
     /// The account's current info.

@@ -142,6 +142,50 @@ pub(crate) struct LazyBeneficiary {
     pub(crate) nonce: u64,
 }
 
+/// A hot storage slot a transaction credited without reading it: the code right after its
+/// `SLOAD` only adds to the loaded value and stores the sum back (an unobserved increment, see
+/// `velarium_analyzer::increment`), like WETH9's `balanceOf[dst] += wad`. The transaction was
+/// served `placeholder`, the slot's last full value below it (ignoring the credits other
+/// transactions made since), and writes what it added as a delta; the fold rebuilds the slot on
+/// its folded value (see `commit::credit_slot`).
+///
+/// Exact because nothing else depends on the value: the proof rules out any other use, and
+/// `SSTORE`'s charge and refund depend only on whether the original, current and new values are
+/// zero or equal. The placeholder is non-zero and below 2^224 and the credit below 2^192, so
+/// the true value (the last full value plus fewer than 2^32 such credits) is non-zero and the
+/// sum does not wrap to zero, as with the placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StorageCredit {
+    /// The account whose storage holds the slot.
+    pub(crate) address: Address,
+    /// The slot.
+    pub(crate) slot: U256,
+    /// The value the transaction was served.
+    pub(crate) placeholder: U256,
+}
+
+impl StorageCredit {
+    /// Leading zero bits a placeholder needs (it is below 2^224).
+    const PLACEHOLDER_ZEROS: usize = 32;
+    /// Leading zero bits a credit needs (it is below 2^192).
+    const CREDIT_ZEROS: usize = 64;
+
+    /// What the transaction added, if the credit is one the engine may keep: what the slot
+    /// holds in its state diff (`present`), less the placeholder, below 2^192.
+    pub(crate) fn amount(self, present: U256) -> Option<U256> {
+        let amount = present.wrapping_sub(self.placeholder);
+        (amount.leading_zeros() >= Self::CREDIT_ZEROS).then_some(amount)
+    }
+
+    /// Rebuilds the slot of a state diff on `current`, its true value before the transaction:
+    /// the diff saw the placeholder as both its original and its current value.
+    pub(crate) fn rebase(self, slot: &mut revm::state::EvmStorageSlot, current: U256) {
+        let amount = slot.present_value.wrapping_sub(self.placeholder);
+        slot.original_value = current;
+        slot.present_value = current.wrapping_add(amount);
+    }
+}
+
 /// A value held in multi-version memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MvValue {
@@ -430,6 +474,19 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the transaction ran `BALANCE` on the beneficiary while it could be read lazily:
     /// a lazy read (before or after) is then wrong, and the transaction runs again without.
     pub(crate) beneficiary_observed: bool,
+    /// Whether this incarnation may credit a hot slot by an unobserved increment (see
+    /// [`StorageCredit`]).
+    pub(crate) credits_allowed: bool,
+    /// Set by [`crediting_sload`] for the `SLOAD` it runs: the slot it may serve as a credit
+    /// (account, slot) and where the increment's `SSTORE` is.
+    credit_candidate: Option<(Address, U256, usize)>,
+    /// The slot this incarnation credits, if any.
+    pub(crate) storage_credit: Option<StorageCredit>,
+    /// Where the credit's `SSTORE` is, and whether it ran.
+    credit_store: (usize, bool),
+    /// Set when the credited slot was loaded or stored other than by its increment: the credit
+    /// is then wrong, and the transaction runs again without.
+    pub(crate) credit_broken: bool,
     /// This worker's copies of the code it met in the block, and the parent-state accounts
     /// with code it read (holding those copies); see [`LocalCode`].
     local: LocalCode,
@@ -559,12 +616,18 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             lazy_beneficiary_candidate: None,
             lazy_beneficiary: None,
             beneficiary_observed: false,
+            credits_allowed: false,
+            credit_candidate: None,
+            storage_credit: None,
+            credit_store: (0, false),
+            credit_broken: false,
             local: LocalCode::default(),
         }
     }
 
     /// Prepares for a new incarnation of `txn_idx`; `settled`: it started with every lower
-    /// transaction committed (and no trace is wanted), so it records no reads.
+    /// transaction committed (and no trace is wanted), so it records no reads; `credits`: it
+    /// may credit a hot slot by an unobserved increment (see [`StorageCredit`]).
     pub(crate) fn reset(
         &mut self,
         txn_idx: TxnIndex,
@@ -572,8 +635,15 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         lazy_sender: Option<LazySender>,
         lazy_beneficiary: Option<LazyBeneficiary>,
         settled: bool,
+        credits: bool,
     ) {
         self.txn_idx = txn_idx;
+        // A settled incarnation reads final values: nothing to gain.
+        self.credits_allowed = credits && !settled;
+        self.credit_candidate = None;
+        self.storage_credit = None;
+        self.credit_store = (0, false);
+        self.credit_broken = false;
         self.settled = settled;
         self.read_set.clear();
         self.suspended = false;
@@ -782,6 +852,34 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         Ok(info)
     }
 
+    /// The placeholder of a slot this incarnation may credit (see [`StorageCredit`]): its last
+    /// full value below the transaction, ignoring credits, if that is non-zero, below 2^224 and
+    /// not under a wipe of the account's storage. `None`: read it for real.
+    fn credit_placeholder(
+        &mut self,
+        address: Address,
+        slot: U256,
+    ) -> Result<Option<U256>, TxDbError>
+    where
+        DB::Error: std::fmt::Display,
+    {
+        let value = match self.read(Location::Storage(address, slot), ReadMode::IgnoreDeltas)? {
+            ReadResult::Value { value: MvValue::Storage(value), .. } => value,
+            ReadResult::Base { .. } => self.base_storage(address, slot)?,
+            _ => return Ok(None),
+        };
+        // Not lazy after all: the full read that follows is recorded too (this one is
+        // harmless, and stays valid as long as that one does).
+        if self.epoch(address)?.is_some()
+            || value.is_zero()
+            || value.leading_zeros() < StorageCredit::PLACEHOLDER_ZEROS
+        {
+            return Ok(None);
+        }
+        self.storage_credit = Some(StorageCredit { address, slot, placeholder: value });
+        Ok(Some(value))
+    }
+
     fn base_storage(&self, address: Address, slot: U256) -> Result<U256, TxDbError>
     where
         DB::Error: std::fmt::Display,
@@ -856,25 +954,50 @@ where
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
         velarium_numa_runtime::service();
-        let slot = self.read(Location::Storage(address, index), ReadMode::IgnoreDeltas)?;
+        let candidate = self.credit_candidate.take();
+        if let Some((_, _, sstore_pc)) = candidate.filter(|(a, s, _)| *a == address && *s == index)
+        {
+            if let Some(placeholder) = self.credit_placeholder(address, index)? {
+                self.credit_store = (sstore_pc, false);
+                return Ok(placeholder);
+            }
+        }
+        let location = Location::Storage(address, index);
+        let slot = self.read(location, ReadMode::WithDeltas)?;
         let epoch_txn = self.epoch(address)?;
-        match slot {
-            ReadResult::Value { version, value: MvValue::Storage(value), .. } => {
-                // A wipe by a later transaction than the last write hides the write.
-                if epoch_txn.is_some_and(|e| e > version.txn_idx) {
-                    Ok(U256::ZERO)
-                } else {
-                    Ok(value)
-                }
+        let (value, floor, deltas) = match slot {
+            ReadResult::Value { version, value: MvValue::Storage(value), deltas } => {
+                (value, Some(version.txn_idx), deltas)
             }
-            ReadResult::Base { .. } => {
-                if epoch_txn.is_some() {
-                    Ok(U256::ZERO)
+            ReadResult::Base { deltas } => {
+                let value = if epoch_txn.is_some() {
+                    U256::ZERO
                 } else {
-                    self.base_storage(address, index)
-                }
+                    self.base_storage(address, index)?
+                };
+                (value, None, deltas)
             }
-            other => Err(TxDbError::Base(format!("storage location holds {other:?}"))),
+            other => return Err(TxDbError::Base(format!("storage location holds {other:?}"))),
+        };
+        let credits = deltas.filter(|d| d.count > 0).map(|d| d.sum.balance);
+        match epoch_txn {
+            // A wipe by a later transaction than the last write hides the write, and the
+            // credits before the wipe (only those after it count).
+            Some(wipe) if floor.is_none_or(|f| wipe > f) => match credits {
+                None => Ok(U256::ZERO),
+                Some(_) => match self.memory.deltas_between(&location, wipe, self.txn_idx) {
+                    Ok(sum) => Ok(sum.balance),
+                    Err(blocking) => {
+                        // An abort came in since the read above (which then fails validation).
+                        if self.wait_for(blocking) {
+                            return self.storage(address, index);
+                        }
+                        self.suspended = true;
+                        Err(TxDbError::Blocked(blocking))
+                    }
+                },
+            },
+            _ => Ok(credits.map_or(value, |c| value.wrapping_add(c))),
         }
     }
 
@@ -909,6 +1032,73 @@ where
         }
     }
     revm::interpreter::instructions::host::balance(context)
+}
+
+/// revm's `SLOAD`, serving a hot slot as a credit where the code after it is an unobserved
+/// increment (see [`StorageCredit`]), and noting any other load of the slot a credit was
+/// served for.
+pub(super) fn crediting_sload<DB>(context: TxInstructionContext<'_, '_, DB>) -> InstructionOutcome
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    use revm::interpreter::interpreter_types::{InputsTr as _, Jumps as _};
+    let revm::interpreter::InstructionContext { interpreter, host } = context;
+    let db = &mut host.journaled_state.database;
+    if db.credits_allowed {
+        if let Ok(key) = interpreter.stack.peek(0) {
+            let address = interpreter.input.target_address();
+            if let Some(credit) = db.storage_credit {
+                if credit.address == address && credit.slot == key {
+                    db.credit_broken = true;
+                }
+            } else if db.hot.contains(&Location::Storage(address, key))
+                && interpreter.bytecode.is_legacy()
+            {
+                let sload_pc = interpreter.bytecode.pc() - 1;
+                let code = interpreter.bytecode.bytes_slice();
+                if let Some(found) =
+                    velarium_analyzer::increment::unobserved_increment(code, sload_pc)
+                {
+                    if interpreter.stack.peek(found.key_depth) == Ok(key) {
+                        db.credit_candidate = Some((address, key, found.sstore_pc));
+                    }
+                }
+            }
+        }
+    }
+    let result =
+        revm::interpreter::instructions::host::sload(revm::interpreter::InstructionContext {
+            interpreter: &mut *interpreter,
+            host: &mut *host,
+        });
+    // Served now if the slot was not loaded yet; else not at all.
+    host.journaled_state.database.credit_candidate = None;
+    result
+}
+
+/// revm's `SSTORE`, noting a store to the slot a credit was served for other than its
+/// increment's one (see [`StorageCredit`]).
+pub(super) fn crediting_sstore<DB>(context: TxInstructionContext<'_, '_, DB>) -> InstructionOutcome
+where
+    DB: DatabaseRef,
+    DB::Error: std::fmt::Display,
+{
+    use revm::interpreter::interpreter_types::{InputsTr as _, Jumps as _};
+    let db = &mut context.host.journaled_state.database;
+    if let Some(credit) = db.storage_credit {
+        if context.interpreter.stack.peek(0) == Ok(credit.slot)
+            && context.interpreter.input.target_address() == credit.address
+        {
+            let pc = context.interpreter.bytecode.pc() - 1;
+            let (at, stored) = db.credit_store;
+            if pc != at || stored {
+                db.credit_broken = true;
+            }
+            db.credit_store.1 = true;
+        }
+    }
+    revm::interpreter::instructions::host::sstore(context)
 }
 
 /// revm's `JUMPDEST` (which does nothing) on a worker that owes the others something (see

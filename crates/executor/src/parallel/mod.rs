@@ -63,6 +63,17 @@
 //! it was before the block and write their credits as a delta; one that runs `BALANCE` on it
 //! runs again reading it for real; the fold rebuilds the account in order on its committed
 //! state.
+//!
+//! **Storage credits.** A token's hot receiver (an exchange's deposit address) has its balance
+//! slot read and written by every transfer to it: as plain writes the block is one chain. The
+//! workers' `SLOAD` watches the hot slots: where the code right after the load only adds to
+//! the value and stores the sum back (`balanceOf[dst] += wad`, proved by
+//! `velarium_analyzer::increment`), the transaction is served the slot's last full value,
+//! ignoring other transactions' credits, and writes what it added as a delta. Its `SSTORE` costs
+//! the same whatever the value, as long as the value is non-zero and the sum does not wrap
+//! (`db::StorageCredit` bounds both). A transaction that loads or stores the slot again runs
+//! again reading it for real; readers of the slot add the credits up; the fold rebuilds the
+//! slot in order on its folded value.
 
 mod bloom;
 mod commit;
@@ -138,6 +149,9 @@ pub struct ParallelStats {
     pub lazy_beneficiary_txs: u64,
     /// Incarnations executed as plain transfers without the EVM (see `transfer.rs`).
     pub plain_transfers: u64,
+    /// Incarnations that credited a hot storage slot by an unobserved increment instead of
+    /// reading it (see the module docs, "Storage credits").
+    pub storage_credits: u64,
     /// Long transactions handed out before the execution sweep reached them (see the module
     /// docs, "Long transactions first").
     pub early_txs: u64,
@@ -371,11 +385,23 @@ impl SpeculativeTx {
         DB: revm::Database,
         DB::Error: std::fmt::Display,
     {
-        let TxOutcome { result, lazy_recipient, lazy_sender, lazy_beneficiary, .. } = self.0;
+        let TxOutcome {
+            result, lazy_recipient, lazy_sender, lazy_beneficiary, storage_credit, ..
+        } = self.0;
         let (result, mut state) = match result {
             Ok(ok) => ok,
             Err(err) => return Ok(Err(err)),
         };
+        if let Some(credit) = storage_credit {
+            if let Some(slot) =
+                state.get_mut(&credit.address).and_then(|a| a.storage.get_mut(&credit.slot))
+            {
+                let current = db.storage(credit.address, credit.slot).map_err(|e| {
+                    ExecutionError::StateRead(format!("loading {}: {e}", credit.address))
+                })?;
+                credit.rebase(slot, current);
+            }
+        }
         let lazy = lazy_recipient
             .map(|to| (to, commit::Rebase::Recipient))
             .into_iter()
@@ -829,6 +855,12 @@ where
     }
     let busy_nanos = AtomicU64::new(0);
     let plain_transfers = AtomicU64::new(0);
+    let storage_credits = AtomicU64::new(0);
+    let credit_refused: Vec<std::sync::atomic::AtomicBool> = if mechanisms.deltas {
+        (0..txs.len()).map(|_| Default::default()).collect()
+    } else {
+        Vec::new()
+    };
     let shared = Shared {
         base: db,
         overlay,
@@ -843,6 +875,9 @@ where
         beneficiary,
         lazy_beneficiary,
         beneficiary_observers: &beneficiary_observers,
+        credits: mechanisms.deltas,
+        credit_refused: &credit_refused,
+        storage_credits: &storage_credits,
         rules: DeltaRules { state_clear },
         outcomes,
         shared_blooms,
@@ -860,6 +895,7 @@ where
     stats.worker_wall = broadcast.elapsed();
     stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
     stats.plain_transfers = plain_transfers.load(Ordering::Relaxed);
+    stats.storage_credits = storage_credits.load(Ordering::Relaxed);
     let became_hot = hot.became_hot();
     stats.set_hot_spots(
         hot.tally()

@@ -410,6 +410,7 @@ mod tests {
             lazy_recipient_base: None,
             lazy_sender: None,
             lazy_beneficiary: None,
+            storage_credit: None,
             trace: None,
             bloom: super::super::bloom::LogsBloom::Empty,
             diff_lines: super::super::worker::DiffLines::default(),

@@ -4,8 +4,9 @@ use super::{
     bloom::LogsBloom,
     commit::{FoldWork, OutcomeSlot},
     db::{
-        observing_balance, serving_jumpdest, BlockMemory, BlockParts, Credit, DeltaRules,
-        HotLocations, LazyBeneficiary, LazySender, Location, MvValue, Overlay, TxDb, TxDbError,
+        crediting_sload, crediting_sstore, observing_balance, serving_jumpdest, BlockMemory,
+        BlockParts, Credit, DeltaRules, HotLocations, LazyBeneficiary, LazySender, Location,
+        MvValue, Overlay, StorageCredit, TxDb, TxDbError,
     },
     fees::FeeLedger,
     handler::{LazyRewardHandler, TxEvm},
@@ -51,6 +52,10 @@ pub(super) struct TxOutcome {
     /// The beneficiary, read lazily (see [`LazyBeneficiary`]): its account in the state diff
     /// holds the placeholder plus the transaction's credits, to be rebased at commit.
     pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
+    /// A hot slot credited by an unobserved increment (see [`StorageCredit`]): its entry in the
+    /// state diff holds the placeholder and the placeholder plus the credit, to be rebased at
+    /// commit.
+    pub(super) storage_credit: Option<StorageCredit>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<Box<TxTrace>>,
     /// Where the diff's touched accounts and changed slots lie in memory, for the fold to
@@ -123,6 +128,14 @@ pub(super) struct Shared<'a, DB> {
     /// Per transaction (with `lazy_beneficiary` only): it observed the beneficiary's balance,
     /// so it reads it for real.
     pub(super) beneficiary_observers: &'a [AtomicBool],
+    /// Hot slots may be credited by unobserved increments (see [`StorageCredit`];
+    /// `Mechanisms::deltas`).
+    pub(super) credits: bool,
+    /// Per transaction (with `credits` only): its storage credit proved wrong (the slot was
+    /// loaded or stored again), so it reads the slot for real.
+    pub(super) credit_refused: &'a [AtomicBool],
+    /// Incarnations that kept a storage credit, added up when each worker stops.
+    pub(super) storage_credits: &'a AtomicU64,
     pub(super) rules: DeltaRules,
     pub(super) outcomes: &'a [OutcomeSlot],
     /// Set when an outcome's bloom is left to every worker ([`LogsBloom::Shared`]).
@@ -187,6 +200,15 @@ where
                         gas,
                     );
                 }
+                if self.credits {
+                    use revm::bytecode::opcode::{SLOAD, SSTORE};
+                    let gas = table.gas_table()[usize::from(SLOAD)];
+                    let sload = revm::interpreter::Instruction::new(crediting_sload::<DB>);
+                    table.insert_instruction(SLOAD, sload, gas);
+                    let gas = table.gas_table()[usize::from(SSTORE)];
+                    let sstore = revm::interpreter::Instruction::new(crediting_sstore::<DB>);
+                    table.insert_instruction(SSTORE, sstore, gas);
+                }
                 if velarium_numa_runtime::has_service_hook() {
                     let gas = table.gas_table()[usize::from(revm::bytecode::opcode::JUMPDEST)];
                     table.insert_instruction(
@@ -207,6 +229,7 @@ where
         let started = std::time::Instant::now();
         let mut idle = std::time::Duration::ZERO;
         let mut plain_transfers = 0u64;
+        let mut storage_credits = 0u64;
         loop {
             // Between tasks too, a worker that owes the others something does it.
             velarium_numa_runtime::service();
@@ -216,8 +239,13 @@ where
             }
             match next {
                 SchedulerTask::Execute(version) => {
-                    task =
-                        self.execute(&mut evm, inspect, &mut writes, version, &mut plain_transfers);
+                    task = self.execute(
+                        &mut evm,
+                        inspect,
+                        &mut writes,
+                        version,
+                        (&mut plain_transfers, &mut storage_credits),
+                    );
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
@@ -283,6 +311,7 @@ where
         self.busy_nanos
             .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.plain_transfers.fetch_add(plain_transfers, Ordering::Relaxed);
+        self.storage_credits.fetch_add(storage_credits, Ordering::Relaxed);
     }
 
     /// Executes one incarnation; returns the follow-up task, if any.
@@ -292,7 +321,7 @@ where
         inspect: bool,
         writes: &mut WriteSet<Location, MvValue, Credit>,
         version: Version,
-        plain_transfers: &mut u64,
+        (plain_transfers, storage_credits): (&mut u64, &mut u64),
     ) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
         if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
@@ -321,6 +350,8 @@ where
                     self.txs.caller(txn_idx as usize) != b.address
                         && !self.beneficiary_observers[txn_idx as usize].load(Ordering::Relaxed)
                 });
+                let credits =
+                    self.credits && !self.credit_refused[txn_idx as usize].load(Ordering::Relaxed);
                 // A new incarnation's database: its read set empty, its lazy reads as planned.
                 let reset = |evm: &mut TxEvm<'_, DB>| {
                     evm.ctx().journaled_state.database.reset(
@@ -329,6 +360,7 @@ where
                         self.lazy_senders[txn_idx as usize],
                         lazy_beneficiary,
                         settled && !self.trace,
+                        credits,
                     );
                 };
                 reset(evm);
@@ -375,7 +407,14 @@ where
                     // Suspended on a dependency: resumed as a new incarnation once it finishes.
                     return None;
                 }
-                if !observed {
+                let refused = db.storage_credit.is_some_and(|credit| {
+                    db.credit_broken || !credit_kept(credit, result.is_ok(), &state)
+                });
+                if refused {
+                    // The slot was used other than by the increment (or the credit is out of
+                    // range): from now on it reads the slot for real.
+                    self.credit_refused[txn_idx as usize].store(true, Ordering::Relaxed);
+                } else if !observed {
                     break (fee, result, state);
                 }
             };
@@ -384,9 +423,12 @@ where
             let lazy_recipient_base = db.lazy_recipient_base.take();
             let lazy_sender = db.lazy_sender;
             let lazy_beneficiary = db.lazy_beneficiary;
+            let storage_credit = db.storage_credit.filter(|_| result.is_ok());
+            *storage_credits += u64::from(storage_credit.is_some());
             writes.clear();
             if result.is_ok() {
-                self.write_set(writes, &state, fee, lazy_recipient, lazy_sender, lazy_beneficiary);
+                let lazy = (lazy_recipient, lazy_sender, lazy_beneficiary, storage_credit);
+                self.write_set(writes, &state, fee, lazy);
             }
             let trace = self.trace.then(|| {
                 let reads = db
@@ -434,6 +476,7 @@ where
                 lazy_recipient_base,
                 lazy_sender,
                 lazy_beneficiary,
+                storage_credit,
                 trace,
                 diff_lines,
             };
@@ -450,9 +493,12 @@ where
         writes: &mut WriteSet<Location, MvValue, Credit>,
         state: &EvmState,
         fee: U256,
-        lazy_recipient: Option<Address>,
-        lazy_sender: Option<LazySender>,
-        lazy_beneficiary: Option<LazyBeneficiary>,
+        (lazy_recipient, lazy_sender, lazy_beneficiary, storage_credit): (
+            Option<Address>,
+            Option<LazySender>,
+            Option<LazyBeneficiary>,
+            Option<StorageCredit>,
+        ),
     ) {
         for (address, account) in state {
             if !account.is_touched() {
@@ -505,13 +551,28 @@ where
                     .push((Location::Account(*address), WriteValue::Value(MvValue::Account(info))));
             }
             if !account.is_selfdestructed() {
+                let credited = storage_credit.filter(|c| c.address == *address);
                 for (slot, value) in account.changed_storage_slots() {
+                    let location = Location::Storage(*address, *slot);
+                    if let Some(credit) = credited.filter(|c| c.slot == *slot) {
+                        // Checked by `credit_kept`: an amount in range.
+                        let amount = credit.amount(value.present_value).unwrap_or_default();
+                        writes.push((location, WriteValue::Delta(Credit::of(amount))));
+                        continue;
+                    }
                     let value = MvValue::Storage(value.present_value);
-                    writes.push((Location::Storage(*address, *slot), WriteValue::Value(value)));
+                    writes.push((location, WriteValue::Value(value)));
                 }
             }
         }
     }
+}
+
+/// Whether a storage credit can be kept: the transaction failed (nothing is written), or the
+/// slot's credit in the state diff is in range (see [`StorageCredit::amount`]).
+fn credit_kept(credit: StorageCredit, ok: bool, state: &EvmState) -> bool {
+    let present = state.get(&credit.address).and_then(|account| account.storage.get(&credit.slot));
+    !ok || present.is_none_or(|slot| credit.amount(slot.present_value).is_some())
 }
 
 /// Runs the EVM's transaction through revm (mainnet's handler, the fee computed, not credited):
