@@ -10,9 +10,9 @@
 //! [`unobserved_increment`] proves that of the code right after one `SLOAD`, by running it on an
 //! abstract stack: the loaded value may be moved (`DUPn`, `SWAPn`), dropped (`POP`), added to
 //! (`ADD` with an operand that does not depend on it) and stored (`SSTORE`, as the value, once,
-//! at a key that is a copy of the loaded key); any other use, any jump, call or halt while the
-//! value (or a sum of it) is still on the stack, and the proof fails. The run ends when the
-//! value and its sums are all gone. Gas is no concern here: the engine accepts the increment
+//! at a key that is a copy of the loaded key); any other use, and any jump, jump target, call
+//! or halt while the value (or a sum of it) is still on the stack, and the proof fails. The run
+//! ends when the value and its sums are all gone. Gas is no concern here: the engine accepts the increment
 //! only where `SSTORE`'s charge and refund cannot depend on the value (see the executor).
 
 const ADD: u8 = 0x01;
@@ -90,7 +90,9 @@ impl Stack {
 /// Stack inputs and outputs of the opcodes an increment's run may contain besides `ADD`,
 /// `SSTORE`, `POP`, `PUSHn`, `DUPn` and `SWAPn`: arithmetic, comparisons, bit operations,
 /// hashing, memory, logs and the call's own constants. Jumps, calls, halts and state reads
-/// other than `SLOAD` end the run (`None`).
+/// other than `SLOAD` end the run (`None`), and so does a `JUMPDEST`: a jump from elsewhere
+/// could land there and reach the `SSTORE` without this `SLOAD` (the engine takes the `SSTORE`
+/// at the proved position for the increment's).
 const fn stack_io(op: u8) -> Option<(usize, usize)> {
     Some(match op {
         // MUL SUB DIV SDIV MOD SMOD, EXP SIGNEXTEND
@@ -111,8 +113,6 @@ const fn stack_io(op: u8) -> Option<(usize, usize)> {
         0x52 | 0x53 => (2, 0),
         // PC MSIZE GAS
         0x58..=0x5a => (0, 1),
-        // JUMPDEST
-        0x5b => (0, 0),
         // LOG0..LOG4
         0xa0..=0xa4 => ((op - 0xa0) as usize + 2, 0),
         _ => return None,
@@ -235,6 +235,9 @@ mod tests {
         );
         // DUP1 SLOAD PUSH1 9 JUMP: a jump while the value is live.
         assert_eq!(unobserved_increment(&[0x80, 0x54, 0x60, 0x09, 0x56], 1), None);
+        // DUP1 SLOAD JUMPDEST PUSH1 1 ADD SWAP1 SSTORE: a jump target inside the run.
+        let code = [0x80, 0x54, 0x5b, 0x60, 0x01, 0x01, 0x90, 0x55, 0x00];
+        assert_eq!(unobserved_increment(&code, 1), None);
         // DUP1 SLOAD PUSH0 MSTORE: the value goes to memory.
         assert_eq!(unobserved_increment(&[0x80, 0x54, 0x5f, 0x52], 1), None);
         // DUP1 SLOAD SWAP1 SSTORE: stored unchanged (as the value, not increased).

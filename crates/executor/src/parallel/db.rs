@@ -396,7 +396,24 @@ impl HotLocations {
         self.any.store(true, Ordering::Relaxed);
     }
 
-    /// The locations that failed validation often enough in this block to become hot.
+    /// Notes hot locations a worker credited by unobserved increments (see [`StorageCredit`]):
+    /// they stay hot for the next blocks' history too, though crediting them spared their
+    /// readers the failed validations that made them hot.
+    pub(crate) fn note_credited(&self, credited: &[Location]) {
+        if credited.is_empty() {
+            return;
+        }
+        if let Ok(mut became) = self.became_hot.lock() {
+            for location in credited {
+                if became.len() < 64 && !became.contains(location) {
+                    became.push(*location);
+                }
+            }
+        }
+    }
+
+    /// The locations that failed validation often enough in this block to become hot, and
+    /// those credited by unobserved increments.
     pub(crate) fn became_hot(&self) -> Vec<Location> {
         self.became_hot.lock().map(|b| b.clone()).unwrap_or_default()
     }
@@ -487,6 +504,8 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the credited slot was loaded or stored other than by its increment: the credit
     /// is then wrong, and the transaction runs again without.
     pub(crate) credit_broken: bool,
+    /// The slots this worker credited in the block (for [`HotLocations::note_credited`]).
+    pub(crate) credited: Vec<Location>,
     /// This worker's copies of the code it met in the block, and the parent-state accounts
     /// with code it read (holding those copies); see [`LocalCode`].
     local: LocalCode,
@@ -621,6 +640,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             storage_credit: None,
             credit_store: (0, false),
             credit_broken: false,
+            credited: Vec::new(),
             local: LocalCode::default(),
         }
     }
@@ -877,6 +897,10 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             return Ok(None);
         }
         self.storage_credit = Some(StorageCredit { address, slot, placeholder: value });
+        let location = Location::Storage(address, slot);
+        if !self.credited.contains(&location) && self.credited.len() < 8 {
+            self.credited.push(location);
+        }
         Ok(Some(value))
     }
 

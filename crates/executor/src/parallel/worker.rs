@@ -300,6 +300,7 @@ where
                 SchedulerTask::Done => break,
             }
         }
+        self.hot.note_credited(&evm.ctx().journaled_state.database.credited);
         frames::keep(std::mem::take(&mut evm.frame_stack));
         if let Some(folds) = self.folds {
             if !self.scheduler.is_halted() {
