@@ -73,6 +73,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             validations: stats.validations,
             aborts: stats.aborts,
             suspensions: stats.suspensions,
+            storage_credits: stats.storage_credits,
             hot_slots: stats
                 .hot_spots()
                 .iter()

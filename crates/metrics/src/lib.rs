@@ -20,6 +20,8 @@
 //! - `velarium_executions_total`, `velarium_re_executions_total`, `velarium_validations_total`,
 //!   `velarium_aborts_total`, `velarium_suspensions_total`: Block-STM's work (re-executions per
 //!   transaction is the contention signal);
+//! - `velarium_storage_credits_total`: transactions that credited a hot storage slot (a token's
+//!   hot receiver) without reading it, contention the engine took out of the way;
 //! - `velarium_import_errors_total{kind}`: blocks that failed to import, by a short error kind
 //!   ([`Metrics::record_import_error`]).
 //!
@@ -136,6 +138,7 @@ const RE_EXECUTIONS: &str = "velarium_re_executions_total";
 const VALIDATIONS: &str = "velarium_validations_total";
 const ABORTS: &str = "velarium_aborts_total";
 const SUSPENSIONS: &str = "velarium_suspensions_total";
+const STORAGE_CREDITS: &str = "velarium_storage_credits_total";
 const BOUND: &str = "velarium_critical_path_bound";
 const SPEEDUP: &str = "velarium_speedup";
 const EFFICIENCY: &str = "velarium_bound_efficiency";
@@ -180,6 +183,8 @@ pub struct BlockReport {
     pub aborts: u64,
     /// Executions suspended on a dependency.
     pub suspensions: u64,
+    /// Transactions that credited a hot storage slot without reading it.
+    pub storage_credits: u64,
     /// The block's achievable speedup: total work over the critical path, when known.
     pub critical_path_bound: Option<f64>,
     /// The measured speedup over sequential execution, when known.
@@ -280,6 +285,7 @@ impl Metrics {
             counter!(VALIDATIONS).increment(report.validations);
             counter!(ABORTS).increment(report.aborts);
             counter!(SUSPENSIONS).increment(report.suspensions);
+            counter!(STORAGE_CREDITS).increment(report.storage_credits);
 
             gauge!(HEAD).set(report.number as f64);
             if window_seconds > 0.0 {
@@ -421,6 +427,11 @@ fn describe_all() {
     describe_counter!(VALIDATIONS, Unit::Count, "Read-set validations.");
     describe_counter!(ABORTS, Unit::Count, "Aborted transaction incarnations.");
     describe_counter!(SUSPENSIONS, Unit::Count, "Executions suspended on a dependency.");
+    describe_counter!(
+        STORAGE_CREDITS,
+        Unit::Count,
+        "Transactions that credited a hot storage slot without reading it."
+    );
     describe_gauge!(
         BOUND,
         "Achievable speedup of the last block that reported it (work over critical path)."

@@ -399,6 +399,7 @@ fn block_one() -> BlockReport {
         validations: 15,
         aborts: 2,
         suspensions: 1,
+        storage_credits: 3,
         critical_path_bound: Some(4.0),
         speedup: Some(2.0),
         worker_utilisation: Some(0.5),
@@ -440,6 +441,7 @@ fn block_three() -> BlockReport {
         validations: 9,
         aborts: 3,
         suspensions: 4,
+        storage_credits: 1,
         critical_path_bound: Some(2.0),
         speedup: Some(1.5),
         worker_utilisation: Some(0.75),
@@ -481,6 +483,7 @@ fn scrape_reports_exact_values() {
         ("velarium_validations_total", 24.0),
         ("velarium_aborts_total", 5.0),
         ("velarium_suspensions_total", 5.0),
+        ("velarium_storage_credits_total", 4.0),
     ] {
         assert_eq!(e.kind(name), Some("counter"), "{name}");
         assert_eq!(e.get(name, &[]), value, "{name}");
@@ -574,7 +577,7 @@ fn scrape_reports_exact_values() {
         assert!(family.help.as_deref().is_some_and(|h| !h.is_empty()), "{name} has no HELP");
         assert!(family.kind.is_some(), "{name} has no TYPE");
     }
-    assert_eq!(e.families.len(), 21, "{:?}", e.families.keys().collect::<Vec<_>>());
+    assert_eq!(e.families.len(), 22, "{:?}", e.families.keys().collect::<Vec<_>>());
 
     // render() serves the same text.
     let rendered = parse_exposition(&metrics.render()).unwrap();
