@@ -230,6 +230,8 @@ pub(crate) struct Measured {
     suspensions: u64,
     /// Reads paused until the transaction they depended on finished executing.
     waits: u64,
+    /// Transactions that credited a hot storage slot without reading it.
+    storage_credits: u64,
     /// The locations whose reads failed validation or paused in the last measured run, most
     /// first (`ParallelStats::hot_spots`).
     hot_spots: Vec<velarium_executor::HotSpot>,
@@ -721,6 +723,7 @@ impl Dossier {
                 "validations": m.validations,
                 "suspensions": m.suspensions,
                 "waits": m.waits,
+                "storage_credits": m.storage_credits,
                 "hot_spots": m.hot_spots.iter().map(|h| json!({
                     "address": h.address.to_string(),
                     "slot": h.slot.map(|s| format!("{s:#x}")),
@@ -1502,6 +1505,7 @@ fn measure(
             validations: stats.validations,
             suspensions: stats.suspensions,
             waits: stats.waits,
+            storage_credits: stats.storage_credits,
             hot_spots: stats.hot_spots().to_vec(),
             mismatch,
         });
@@ -1761,6 +1765,7 @@ mod tests {
             validations: 6,
             suspensions: 0,
             waits: 2,
+            storage_credits: 0,
             hot_spots: vec![velarium_executor::HotSpot {
                 address: alloy_primitives::Address::repeat_byte(0xcc),
                 slot: Some(alloy_primitives::U256::from(5)),
