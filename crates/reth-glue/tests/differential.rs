@@ -187,6 +187,29 @@ fn mainnet_blocks_match_eth_factory() {
     assert!(metrics.parallel_blocks > 0 && metrics.sequential_blocks > 0, "{metrics:?}");
 }
 
+/// Generated blocks of ERC-20 transfers to one hot receiver (with sweeps from it and
+/// `balanceOf` queries among them): Block-STM credits the receiver's balance slot without
+/// reading it, and each transaction's diff, rebuilt on the node's `State` as it is committed,
+/// gives the reference's receipts, result and bundle.
+#[test]
+fn hot_receiver_credits_match_eth_factory() {
+    for workload in
+        [velarium_workloads::erc20_deposits(3, 300), velarium_workloads::erc20_hot_receiver(1, 200)]
+    {
+        let factories = Factories::new(&workload.spec, &[2, 4]);
+        let block = Block {
+            header: &workload.header,
+            txs: &workload.transactions,
+            ommers: &[],
+            withdrawals: Some(&[]),
+        };
+        factories
+            .check(&workload.state, &workload.spec, block)
+            .unwrap_or_else(|e| panic!("{}: {e}", workload.name))
+            .unwrap_or_else(|e| panic!("{}: reference failed: {e}", workload.name));
+    }
+}
+
 #[test]
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn inspected_blocks_run_sequentially_and_match() {
