@@ -71,7 +71,8 @@ pub(crate) struct Args {
     /// effect analysis (hot locations predicted from history and from contract code).
     #[arg(long)]
     no_hints: bool,
-    /// Switch off commutative credits of plain transfer recipients.
+    /// Switch off commutative credits: of plain transfer recipients, lazy senders, the lazy
+    /// beneficiary, and hot storage slots' unobserved increments (storage credits).
     #[arg(long)]
     no_deltas: bool,
     /// Switch off hot-spot isolation (in-order chains, bounded speculation after aborts).

@@ -587,7 +587,7 @@ where
                 lazy_recipient_base: outcome.lazy_recipient_base.as_deref(),
                 lazy_sender: outcome.lazy_sender,
                 lazy_beneficiary: outcome.lazy_beneficiary,
-                storage_credit: outcome.storage_credit,
+                storage_credit: outcome.storage_credit.as_deref().copied(),
             };
             if let Err(error) = folder.fold_tx(&mut self.credits, diff) {
                 self.error = Some(error);

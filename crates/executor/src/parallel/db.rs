@@ -491,6 +491,9 @@ pub(crate) struct TxDb<'a, DB> {
     /// Set when the transaction ran `BALANCE` on the beneficiary while it could be read lazily:
     /// a lazy read (before or after) is then wrong, and the transaction runs again without.
     pub(crate) beneficiary_observed: bool,
+    /// Whether the block's storage slots may hold credits (see [`StorageCredit`]): reads of
+    /// them then add the credits up.
+    storage_deltas: bool,
     /// Whether this incarnation may credit a hot slot by an unobserved increment (see
     /// [`StorageCredit`]).
     pub(crate) credits_allowed: bool,
@@ -598,6 +601,9 @@ pub(crate) struct BlockParts<'a> {
     /// Whether reads pause on running writers and wait at hot locations (off: a blocked read
     /// suspends the transaction at once, as plain Block-STM does).
     pub(crate) pauses: bool,
+    /// Whether transactions may credit hot storage slots (see [`StorageCredit`]): storage
+    /// reads then add up the credits.
+    pub(crate) credits: bool,
 }
 
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
@@ -609,7 +615,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         base: &'a DB,
         rules: DeltaRules,
     ) -> Self {
-        let BlockParts { memory, scheduler, hot, fees, pauses } = parts;
+        let BlockParts { memory, scheduler, hot, fees, pauses, credits } = parts;
         Self {
             txn_idx: 0,
             memory,
@@ -635,6 +641,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             lazy_beneficiary_candidate: None,
             lazy_beneficiary: None,
             beneficiary_observed: false,
+            storage_deltas: credits,
             credits_allowed: false,
             credit_candidate: None,
             storage_credit: None,
@@ -987,7 +994,8 @@ where
             }
         }
         let location = Location::Storage(address, index);
-        let slot = self.read(location, ReadMode::WithDeltas)?;
+        let mode = if self.storage_deltas { ReadMode::WithDeltas } else { ReadMode::IgnoreDeltas };
+        let slot = self.read(location, mode)?;
         let epoch_txn = self.epoch(address)?;
         let (value, floor, deltas) = match slot {
             ReadResult::Value { version, value: MvValue::Storage(value), deltas } => {

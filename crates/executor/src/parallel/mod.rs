@@ -306,7 +306,9 @@ pub struct Mechanisms {
     /// contracts many of the block's transactions call start out hot (see `predict_hot`).
     pub hints: bool,
     /// Commutative credits: a plain value transfer's recipient is credited as a delta, so
-    /// transfers to one account do not conflict. (The beneficiary's fees are always kept apart.)
+    /// transfers to one account do not conflict; likewise lazy senders, the lazy beneficiary
+    /// and hot storage slots' unobserved increments (storage credits, see the module docs).
+    /// (The beneficiary's fees are always kept apart.)
     pub deltas: bool,
     /// Hot-spot isolation: a block that is mostly one sender's chain runs in order, and
     /// repeated commit-point aborts bound speculation to one transaction per worker.
@@ -392,7 +394,7 @@ impl SpeculativeTx {
             Ok(ok) => ok,
             Err(err) => return Ok(Err(err)),
         };
-        if let Some(credit) = storage_credit {
+        if let Some(credit) = storage_credit.as_deref().copied() {
             if let Some(slot) =
                 state.get_mut(&credit.address).and_then(|a| a.storage.get_mut(&credit.slot))
             {
@@ -856,11 +858,11 @@ where
     let busy_nanos = AtomicU64::new(0);
     let plain_transfers = AtomicU64::new(0);
     let storage_credits = AtomicU64::new(0);
-    let credit_refused: Vec<std::sync::atomic::AtomicBool> = if mechanisms.deltas {
-        (0..txs.len()).map(|_| Default::default()).collect()
-    } else {
-        Vec::new()
-    };
+    // One worker runs every transaction with the lower ones committed: nothing to credit, and
+    // its `SLOAD` and `SSTORE` stay revm's own.
+    let credits = mechanisms.deltas && pool.threads() > 1;
+    let credit_refused: Vec<std::sync::atomic::AtomicBool> =
+        if credits { (0..txs.len()).map(|_| Default::default()).collect() } else { Vec::new() };
     let shared = Shared {
         base: db,
         overlay,
@@ -875,7 +877,7 @@ where
         beneficiary,
         lazy_beneficiary,
         beneficiary_observers: &beneficiary_observers,
-        credits: mechanisms.deltas,
+        credits,
         credit_refused: &credit_refused,
         storage_credits: &storage_credits,
         rules: DeltaRules { state_clear },

@@ -54,8 +54,8 @@ pub(super) struct TxOutcome {
     pub(super) lazy_beneficiary: Option<LazyBeneficiary>,
     /// A hot slot credited by an unobserved increment (see [`StorageCredit`]): its entry in the
     /// state diff holds the placeholder and the placeholder plus the credit, to be rebased at
-    /// commit.
-    pub(super) storage_credit: Option<StorageCredit>,
+    /// commit. Boxed: rare, and every outcome would carry its room.
+    pub(super) storage_credit: Option<Box<StorageCredit>>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<Box<TxTrace>>,
     /// Where the diff's touched accounts and changed slots lie in memory, for the fold to
@@ -177,6 +177,7 @@ where
             hot: self.hot,
             fees: self.fees,
             pauses: self.pauses,
+            credits: self.credits,
         };
         let db = TxDb::new(parts, self.beneficiary, self.overlay, self.base, self.rules);
         let ctx = Context::mainnet()
@@ -477,7 +478,7 @@ where
                 lazy_recipient_base,
                 lazy_sender,
                 lazy_beneficiary,
-                storage_credit,
+                storage_credit: storage_credit.map(Box::new),
                 trace,
                 diff_lines,
             };
