@@ -581,11 +581,15 @@ fn deposits_credit_the_receivers_balance_without_reading_it() {
     for threads in [1, 2, 4] {
         let mut credits = 0;
         // The slot is credited once it is hot: after a few failed reads, or from the history of
-        // the runs before.
-        for _ in 0..3 {
+        // the runs before. On a loaded machine (the tests run side by side) the workers may not
+        // overlap enough for a read to fail in one run: a few more, then.
+        for run in 0..20 {
             let (parallel, stats) = parallel_with(&workload, threads, Mechanisms::ALL);
             assert_eq!(oracle, parallel, "{threads} threads: {stats:?}");
             credits += stats.storage_credits;
+            if run >= 2 && (credits > 0 || threads == 1) {
+                break;
+            }
         }
         if threads == 1 {
             assert_eq!(credits, 0);

@@ -654,7 +654,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
 
     /// Prepares for a new incarnation of `txn_idx`; `settled`: it started with every lower
     /// transaction committed (and no trace is wanted), so it records no reads; `credits`: it
-    /// may credit a hot slot by an unobserved increment (see [`StorageCredit`]).
+    /// may credit a hot slot by an unobserved increment (see [`StorageCredit`]), settled or not.
     pub(crate) fn reset(
         &mut self,
         txn_idx: TxnIndex,
@@ -665,8 +665,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         credits: bool,
     ) {
         self.txn_idx = txn_idx;
-        // A settled incarnation reads final values: nothing to gain.
-        self.credits_allowed = credits && !settled;
+        // A settled incarnation credits too: a full write of the slot would move the value
+        // that the credits of the transactions running above it were served (and abort them).
+        self.credits_allowed = credits;
         self.credit_candidate = None;
         self.storage_credit = None;
         self.credit_store = (0, false);
