@@ -582,8 +582,8 @@ fn deposits_credit_the_receivers_balance_without_reading_it() {
         let mut credits = 0;
         // The slot is credited once it is hot: after a few failed reads, or from the history of
         // the runs before. On a loaded machine (the tests run side by side) the workers may not
-        // overlap enough for a read to fail in one run: a few more, then.
-        for run in 0..20 {
+        // overlap enough for a read to fail in one run: up to 60, then.
+        for run in 0..60 {
             let (parallel, stats) = parallel_with(&workload, threads, Mechanisms::ALL);
             assert_eq!(oracle, parallel, "{threads} threads: {stats:?}");
             credits += stats.storage_credits;
