@@ -170,17 +170,21 @@ impl StorageCredit {
     /// Leading zero bits a credit needs (it is below 2^192).
     const CREDIT_ZEROS: usize = 64;
 
-    /// What the transaction added, if the credit is one the engine may keep: what the slot
-    /// holds in its state diff (`present`), less the placeholder, below 2^192.
-    pub(crate) fn amount(self, present: U256) -> Option<U256> {
-        let amount = present.wrapping_sub(self.placeholder);
-        (amount.leading_zeros() >= Self::CREDIT_ZEROS).then_some(amount)
+    /// What the transaction added: what the slot holds in its state diff (`present`), less the
+    /// placeholder.
+    pub(crate) fn amount(self, present: U256) -> U256 {
+        present.wrapping_sub(self.placeholder)
+    }
+
+    /// Whether the engine may keep the credit: what the transaction added is below 2^192.
+    pub(crate) fn in_range(self, present: U256) -> bool {
+        self.amount(present).leading_zeros() >= Self::CREDIT_ZEROS
     }
 
     /// Rebuilds the slot of a state diff on `current`, its true value before the transaction:
     /// the diff saw the placeholder as both its original and its current value.
     pub(crate) fn rebase(self, slot: &mut revm::state::EvmStorageSlot, current: U256) {
-        let amount = slot.present_value.wrapping_sub(self.placeholder);
+        let amount = self.amount(slot.present_value);
         slot.original_value = current;
         slot.present_value = current.wrapping_add(amount);
     }

@@ -557,8 +557,7 @@ where
                 for (slot, value) in account.changed_storage_slots() {
                     let location = Location::Storage(*address, *slot);
                     if let Some(credit) = credited.filter(|c| c.slot == *slot) {
-                        // Checked by `credit_kept`: an amount in range.
-                        let amount = credit.amount(value.present_value).unwrap_or_default();
+                        let amount = credit.amount(value.present_value);
                         writes.push((location, WriteValue::Delta(Credit::of(amount))));
                         continue;
                     }
@@ -571,10 +570,10 @@ where
 }
 
 /// Whether a storage credit can be kept: the transaction failed (nothing is written), or the
-/// slot's credit in the state diff is in range (see [`StorageCredit::amount`]).
+/// slot's credit in the state diff is in range (see [`StorageCredit::in_range`]).
 fn credit_kept(credit: StorageCredit, ok: bool, state: &EvmState) -> bool {
     let present = state.get(&credit.address).and_then(|account| account.storage.get(&credit.slot));
-    !ok || present.is_none_or(|slot| credit.amount(slot.present_value).is_some())
+    !ok || present.is_none_or(|slot| credit.in_range(slot.present_value))
 }
 
 /// Runs the EVM's transaction through revm (mainnet's handler, the fee computed, not credited):
