@@ -38,10 +38,16 @@
 //!   reads between calls, and the state hook's stream, are exactly those of
 //!   `EthBlockExecutor`. This is the buffered variant: receipts and hook updates come out after
 //!   Block-STM has run the whole block, not while it runs.
+//! * **One transaction at a time, with candidates** (reth's payload builder): the builder's
+//!   pool iterator, wrapped in a [`Lookahead`], publishes the transactions it is about to try
+//!   into a [`CandidateFeed`]; the executor runs them ahead through Block-STM in windows and
+//!   commits a speculative outcome only while nothing it read was written differently since
+//!   (see [`speculate`]). Which transactions the builder takes, and every result, stay exactly
+//!   sequential's.
 //! * **One transaction at a time, without a plan** (reth's `BasicBlockExecutor::execute_one`
-//!   used by the pipeline and `reth import`, the payload builder, RPC replays, downloaded
-//!   blocks): the calls execute immediately through alloy-evm's `EthBlockExecutor`. Without the
-//!   list up front there is nothing to run in parallel.
+//!   used by the pipeline and `reth import`, RPC replays, downloaded blocks): the calls execute
+//!   immediately through alloy-evm's `EthBlockExecutor`. Without the list up front there is
+//!   nothing to run in parallel.
 //!
 //! **Falling back.** A per-transaction executor that started on Block-STM continues through
 //! alloy-evm's `EthBlockExecutor` from the exact committed prefix, never with a wrong result
@@ -68,10 +74,14 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod plan;
+pub mod speculate;
 
 mod outcome;
 
 pub use plan::{PayloadKey, PayloadPlan, PlanRegistry, PlannedTx, DEFAULT_PLAN_WAIT};
+pub use speculate::{BuildKey, CandidateFeed, CandidateRegistry, Lookahead, DEFAULT_LOOKAHEAD};
+
+use speculate::{Speculation, Window};
 /// Pins the engine's workers to cores (see `velarium_executor::pin_workers`).
 pub use velarium_executor::pin_workers;
 
@@ -264,6 +274,28 @@ pub struct ExecutionMetrics {
     state_read_errors: AtomicU64,
     /// Indexed like [`PerTxFallback::ALL`].
     fallbacks: [AtomicU64; 10],
+    builder_blocks: AtomicU64,
+    builder_windows: AtomicU64,
+    builder_speculated: AtomicU64,
+    builder_stale: AtomicU64,
+    builder_fresh: AtomicU64,
+}
+
+/// What the payload builder's speculation did (see [`speculate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuilderSnapshot {
+    /// Blocks built with a candidate feed.
+    pub blocks: u64,
+    /// Block-STM runs over a window of candidates.
+    pub windows: u64,
+    /// Transactions committed from a speculative outcome.
+    pub speculated: u64,
+    /// Transactions whose speculative outcome read a location written differently since
+    /// (executed afresh, or run again at the head of a new window).
+    pub stale: u64,
+    /// Transactions of such blocks executed afresh (stale, not among the candidates, or in a
+    /// window too small to run).
+    pub fresh: u64,
 }
 
 /// A point-in-time copy of [`ExecutionMetrics`].
@@ -299,6 +331,8 @@ pub struct MetricsSnapshot {
     /// Per-transaction blocks that did not run, or stopped running, through Block-STM, by
     /// reason.
     pub fallbacks: PerTxFallbacks,
+    /// The payload builder's speculation.
+    pub builder: BuilderSnapshot,
 }
 
 impl ExecutionMetrics {
@@ -355,6 +389,13 @@ impl ExecutionMetrics {
                 direct_call: fallback(PerTxFallback::DirectCall),
                 engine_fault: fallback(PerTxFallback::EngineFault),
             },
+            builder: BuilderSnapshot {
+                blocks: get(&self.builder_blocks),
+                windows: get(&self.builder_windows),
+                speculated: get(&self.builder_speculated),
+                stale: get(&self.builder_stale),
+                fresh: get(&self.builder_fresh),
+            },
         }
     }
 }
@@ -371,6 +412,7 @@ pub struct ParallelBlockExecutorFactory<
     config: ParallelConfig,
     metrics: Arc<ExecutionMetrics>,
     plans: Arc<PlanRegistry>,
+    candidates: Arc<CandidateRegistry>,
 }
 
 impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
@@ -381,13 +423,32 @@ impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
 
     /// The parallel counterpart of an existing [`EthBlockExecutorFactory`].
     pub fn from_eth(eth: EthBlockExecutorFactory<R, Spec, EvmF>, config: ParallelConfig) -> Self {
-        Self { eth, config, metrics: Arc::default(), plans: Arc::default() }
+        Self {
+            eth,
+            config,
+            metrics: Arc::default(),
+            plans: Arc::default(),
+            candidates: Arc::default(),
+        }
     }
 
     /// This factory with `plans` as its plan registry (shared with whoever fills it).
     pub fn with_plans(mut self, plans: Arc<PlanRegistry>) -> Self {
         self.plans = plans;
         self
+    }
+
+    /// This factory with `candidates` as its candidate registry (shared with the payload
+    /// builder's [`Lookahead`]).
+    pub fn with_candidates(mut self, candidates: Arc<CandidateRegistry>) -> Self {
+        self.candidates = candidates;
+        self
+    }
+
+    /// The registry of payload builds' candidates that `create_executor` takes from (shared by
+    /// its clones; see [`speculate`]).
+    pub const fn candidates(&self) -> &Arc<CandidateRegistry> {
+        &self.candidates
     }
 
     /// The chain spec.
@@ -456,7 +517,7 @@ where
             pre_executed: false,
             whole_block: false,
         };
-        executor.per_tx = executor.attach_plan(&self.plans);
+        executor.per_tx = executor.attach_plan(&self.plans, &self.candidates);
         executor
     }
 }
@@ -487,6 +548,8 @@ enum PerTx {
     Planned { plan: Arc<PayloadPlan>, wait: Duration },
     /// Block-STM ran: call `next` commits its buffered outcome.
     Buffered(Box<Buffered>),
+    /// A payload builder's candidates are fed in: calls run them ahead in windows.
+    Speculating(Box<Speculation>),
     /// Sequential: after a fallback (counted when it happened), an error, or a whole block.
     Sequential,
 }
@@ -515,7 +578,7 @@ impl<E, Spec, R: ReceiptBuilder> ParallelBlockExecutor<'_, E, Spec, R> {
 
     /// Whether per-transaction calls are (or will be, at the first one) served by Block-STM.
     pub const fn uses_block_stm(&self) -> bool {
-        matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_))
+        matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_) | PerTx::Speculating(_))
     }
 }
 
@@ -549,11 +612,19 @@ where
         self.blocker(txs).is_none()
     }
 
-    /// Takes this block's plan from `plans` if Block-STM could run it.
-    fn attach_plan(&self, plans: &PlanRegistry) -> PerTx {
+    /// Takes this block's plan from `plans` (or, for a block being built, its feed from
+    /// `candidates`) if Block-STM could run it.
+    fn attach_plan(&self, plans: &PlanRegistry, candidates: &CandidateRegistry) -> PerTx {
         let ctx = &self.inner.ctx;
         let Some(txs) = ctx.tx_count_hint else {
-            return PerTx::Off(self.blocker(usize::MAX).unwrap_or(PerTxFallback::NoPlan));
+            if let Some(reason) = self.blocker(usize::MAX) {
+                return PerTx::Off(reason);
+            }
+            let key = BuildKey::of_block(ctx.parent_hash, self.inner.evm().block());
+            return match key.and_then(|key| candidates.take_matching(&key)) {
+                Some(feed) => PerTx::Speculating(Box::new(Speculation::new(feed))),
+                None => PerTx::Off(PerTxFallback::NoPlan),
+            };
         };
         if let Some(reason) = self.blocker(txs) {
             return PerTx::Off(reason);
@@ -568,7 +639,8 @@ where
     /// Leaves Block-STM for `reason`, if per-transaction calls were on it; later calls run
     /// sequentially from the committed prefix.
     fn fall_back(&mut self, reason: PerTxFallback) {
-        if matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_)) {
+        if matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_) | PerTx::Speculating(_))
+        {
             self.metrics.record_fallback(reason);
             self.per_tx = PerTx::Sequential;
         }
@@ -699,6 +771,179 @@ where
         })
     }
 
+    /// A transaction call of a build with candidates (see [`speculate`]): its outcome from the
+    /// current window if still exact, else from a new window that starts at it, else executed
+    /// afresh.
+    fn execute_candidate(
+        &mut self,
+        tx: impl ExecutableTx<Self>,
+        f: impl FnOnce(&<Self as BlockExecutor>::Result) -> CommitChanges,
+    ) -> Result<Option<GasOutput>, BlockExecutionError> {
+        let PerTx::Speculating(mut spec) = std::mem::replace(&mut self.per_tx, PerTx::Sequential)
+        else {
+            return self.inner.execute_transaction_with_commit_condition(tx, f);
+        };
+        let (tx_env, tx) = tx.into_parts();
+        if !self.pre_executed || self.inner.receipts().len() != spec.committed {
+            self.metrics.record_fallback(PerTxFallback::DirectCall);
+            return self.inner.execute_transaction_with_commit_condition((tx_env, tx), f);
+        }
+        let (hash, signer) = (tx.tx().trie_hash(), *tx.signer());
+        let lookup = match spec.window.as_mut() {
+            Some(window) => window.take(hash, signer, &tx_env),
+            None => speculate::Lookup::Absent,
+        };
+        if let Some(window) = &spec.window {
+            spec.cursor = spec.cursor.max(window.feed_position());
+        }
+        let outcome = match lookup {
+            speculate::Lookup::Valid(outcome) => Some(outcome),
+            speculate::Lookup::Stale | speculate::Lookup::Absent => {
+                if matches!(lookup, speculate::Lookup::Stale) {
+                    self.metrics.builder_stale.fetch_add(1, Ordering::Relaxed);
+                }
+                match self.run_window(&mut spec, hash, signer, &tx_env) {
+                    Ok(Some(outcome)) => Some(outcome),
+                    Ok(None) => None,
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        if matches!(self.per_tx, PerTx::Off(PerTxFallback::EngineFault)) {
+            // The window faulted (counted): this block goes on sequentially.
+            self.per_tx = PerTx::Sequential;
+            return self.inner.execute_transaction_with_commit_condition((tx_env, tx), f);
+        }
+        let Some(outcome) = outcome else {
+            // Executed afresh; what it writes is dirty for the window's later outcomes.
+            self.metrics.builder_fresh.fetch_add(1, Ordering::Relaxed);
+            let output = self.inner.execute_transaction_without_commit((tx_env, tx));
+            let output = match output {
+                Ok(output) => output,
+                Err(err) => {
+                    self.per_tx = PerTx::Speculating(spec);
+                    return Err(err);
+                }
+            };
+            if let Some(window) = spec.window.as_mut() {
+                window.mark_state(&output.result.state);
+            }
+            let gas = f(&output).should_commit().then(|| {
+                spec.committed += 1;
+                self.inner.commit_transaction(output)
+            });
+            self.per_tx = PerTx::Speculating(spec);
+            return Ok(gas);
+        };
+        if let Err(err) = self.check_block_gas(tx.tx().gas_limit()) {
+            // Not committed: the window's later outcomes must not rely on it.
+            if let Some(window) = spec.window.as_mut() {
+                window.poison();
+            }
+            self.per_tx = PerTx::Speculating(spec);
+            return Err(err);
+        }
+        let result = match self.materialise(outcome) {
+            Ok(Ok(result)) => result,
+            Ok(Err(EVMError::Database(TxDbError::Blocked(_)))) | Err(ExecutionError::Engine(_)) => {
+                self.metrics.record_fallback(PerTxFallback::EngineFault);
+                return self.inner.execute_transaction_with_commit_condition((tx_env, tx), f);
+            }
+            Ok(Err(err)) => {
+                if matches!(err, EVMError::Database(_)) {
+                    self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Invalid, as sequentially: Block-STM gave it no writes, so the window's
+                    // later outcomes still hold.
+                    self.per_tx = PerTx::Speculating(spec);
+                }
+                return Err(BlockExecutionError::evm(err, hash));
+            }
+            Err(err) => {
+                if matches!(err, ExecutionError::StateRead(_)) {
+                    self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(engine_error(err));
+            }
+        };
+        let output = EthTxResult {
+            result,
+            blob_gas_used: tx.tx().blob_gas_used().unwrap_or_default(),
+            tx_type: tx.tx().tx_type(),
+        };
+        let gas = if f(&output).should_commit() {
+            spec.committed += 1;
+            self.metrics.builder_speculated.fetch_add(1, Ordering::Relaxed);
+            Some(self.inner.commit_transaction(output))
+        } else {
+            if let Some(window) = spec.window.as_mut() {
+                window.poison();
+            }
+            None
+        };
+        self.per_tx = PerTx::Speculating(spec);
+        Ok(gas)
+    }
+
+    /// Runs the candidates from the transaction `(hash, signer, tx_env)` on through Block-STM
+    /// as the new window, and returns its outcome. `None`: it is not a candidate, too few
+    /// candidates are left to be worth a run, or the engine faulted (then `per_tx` is
+    /// `Off(EngineFault)`, counted).
+    fn run_window(
+        &mut self,
+        spec: &mut Speculation,
+        hash: B256,
+        signer: Address,
+        tx_env: &TxEnv,
+    ) -> Result<Option<SpeculativeTx>, BlockExecutionError> {
+        // Every candidate pulled so far from this one on: the lookahead's depth bounds them.
+        let Some((at, txs)) = spec.feed.find(spec.cursor, hash, signer, usize::MAX) else {
+            return Ok(None);
+        };
+        spec.cursor = at + 1;
+        // The old window lies wholly before this transaction.
+        spec.window = None;
+        if txs.len() < 2 || txs[0].tx_env != *tx_env || !self.runs_parallel(txs.len()) {
+            return Ok(None);
+        }
+        let mut window = Window::new(at, txs);
+        let cfg = self.inner.evm().cfg_env().clone();
+        let block_env = self.inner.evm().block().clone();
+        let threads = self.config.threads;
+        self.metrics.builder_windows.fetch_add(1, Ordering::Relaxed);
+        let db = self.inner.evm_mut().db_mut();
+        // As `start_block_stm`: the `State` is only read, so the block goes on from it intact.
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            velarium_executor::execute_transactions_traced(
+                db,
+                &cfg,
+                &block_env,
+                window.envs(),
+                threads,
+            )
+        }));
+        match run {
+            Ok(Ok((outcomes, _))) if outcomes.len() == window.envs().len() => {
+                window.set_outcomes(outcomes);
+                let first = window.take(hash, signer, tx_env);
+                spec.window = Some(window);
+                match first {
+                    speculate::Lookup::Valid(outcome) => Ok(Some(outcome)),
+                    _ => Ok(None),
+                }
+            }
+            Ok(Err(err @ ExecutionError::StateRead(_))) => {
+                self.metrics.state_read_errors.fetch_add(1, Ordering::Relaxed);
+                Err(engine_error(err))
+            }
+            Ok(_) | Err(_) => {
+                self.metrics.record_fallback(PerTxFallback::EngineFault);
+                self.per_tx = PerTx::Off(PerTxFallback::EngineFault);
+                Ok(None)
+            }
+        }
+    }
+
     /// Records how the block ran (at `finish`).
     fn record_block(&mut self) {
         let txs = self.inner.receipts().len();
@@ -716,6 +961,10 @@ where
             }
             PerTx::Off(reason) => {
                 self.metrics.record_fallback(reason);
+                self.metrics.record_sequential(txs);
+            }
+            PerTx::Speculating(_) => {
+                self.metrics.builder_blocks.fetch_add(1, Ordering::Relaxed);
                 self.metrics.record_sequential(txs);
             }
             PerTx::Planned { .. } | PerTx::Sequential => self.metrics.record_sequential(txs),
@@ -800,6 +1049,9 @@ where
     ) -> Result<Option<GasOutput>, BlockExecutionError> {
         if matches!(self.per_tx, PerTx::Planned { .. }) {
             self.start_block_stm()?;
+        }
+        if matches!(self.per_tx, PerTx::Speculating(_)) {
+            return self.execute_candidate(tx, f);
         }
         if !matches!(self.per_tx, PerTx::Buffered(_)) {
             return self.inner.execute_transaction_with_commit_condition(tx, f);

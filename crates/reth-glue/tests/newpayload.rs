@@ -23,11 +23,11 @@ use alloy_evm::{
     },
     EthEvmFactory, EvmEnv, EvmFactory,
 };
-use alloy_primitives::{Address, U256};
+use alloy_primitives::Address;
 use revm::{
     context::result::{ExecutionResult, HaltReason},
     database::{states::bundle_state::BundleRetention, State},
-    state::{AccountInfo, AccountStatus, EvmState},
+    state::EvmState,
     DatabaseRef,
 };
 use std::{
@@ -42,31 +42,9 @@ use velarium_reth_glue::{
 use velarium_state::InMemoryState;
 
 use support::{
-    execute_hooked, fixtures, mainnet_block, Block, BlockChecker, EthFactory, FailingState,
-    PanicOnce, ParFactory, StepCounter,
+    canon, execute_hooked, fixtures, mainnet_block, Block, BlockChecker, Canon, EthFactory,
+    FailingState, PanicOnce, ParFactory, StepCounter,
 };
-
-/// A state diff as the state hook's consumers (the sparse-trie task, the bundle) read it:
-/// per account (sorted), its info, `original_info`, status flags, and per storage slot (sorted)
-/// its original and present value.
-type Canon = Vec<(Address, AccountInfo, AccountInfo, AccountStatus, Vec<(U256, U256, U256)>)>;
-
-fn canon(state: &EvmState) -> Canon {
-    let mut accounts: Canon = state
-        .iter()
-        .map(|(address, account)| {
-            let mut slots: Vec<_> = account
-                .storage
-                .iter()
-                .map(|(slot, value)| (*slot, value.original_value, value.present_value))
-                .collect();
-            slots.sort_unstable();
-            (*address, account.info.clone(), account.original_info(), account.status, slots)
-        })
-        .collect();
-    accounts.sort_by_key(|a| a.0);
-    accounts
-}
 
 /// What the caller saw from one call.
 #[derive(Debug, Clone, PartialEq)]

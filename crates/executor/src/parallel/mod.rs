@@ -373,6 +373,36 @@ impl SpeculativeTx {
         self.0.fee
     }
 
+    /// What the outcome depends on and what it changes, if it was run traced
+    /// ([`execute_transactions_traced`]): `(reads, writes)`, as locations.
+    ///
+    /// The outcome is exact on any state in which every location in `reads` holds what it held
+    /// for the engine: the value of its highest writer below the transaction in the run (or of
+    /// the database the run read, if none). A caller that commits the run's transactions in
+    /// order, but skips some or commits others in between, keeps that as long as no location in
+    /// `reads` is among the `writes` of a transaction it skipped or the locations anything else
+    /// it committed wrote. A read of a slot also depends on its account's
+    /// [`AccessKey::StorageEpoch`]. `reads` holds what the engine read through multi-version
+    /// memory plus the accounts it served from placeholders (a lazily read sender, recipient or
+    /// beneficiary, whose outcome is rebased at commit and relies on its order among the
+    /// others); `writes` includes the beneficiary when the transaction pays a fee. An invalid
+    /// transaction writes nothing.
+    pub fn accesses(&self) -> Option<(Vec<AccessKey>, Vec<AccessKey>)> {
+        let (reads, writes) = self.0.trace.as_deref()?;
+        let placeholders = [
+            self.0.lazy_sender.map(|s| s.address),
+            self.0.lazy_recipient,
+            self.0.lazy_beneficiary.map(|b| b.address),
+        ];
+        let reads = reads
+            .iter()
+            .map(|(location, _)| AccessKey::from(*location))
+            .chain(placeholders.into_iter().flatten().map(AccessKey::Account))
+            .collect();
+        let writes = writes.iter().map(|(location, _)| AccessKey::from(*location)).collect();
+        Some((reads, writes))
+    }
+
     /// The transaction's result and state diff, exactly as sequential execution would have
     /// produced them on `db` (which must hold the block's state with every earlier transaction
     /// committed), except that the beneficiary's fee is not in the diff.
@@ -438,6 +468,40 @@ where
     DB: revm::Database,
     DB::Error: std::fmt::Display,
 {
+    run_transactions(db, cfg, block_env, txs, threads, false)
+}
+
+/// [`execute_transactions`] keeping each outcome's accesses ([`SpeculativeTx::accesses`]), for
+/// a caller that may commit only some of the transactions, or others in between: an outcome is
+/// still exact as long as nothing it read was written differently (see
+/// [`SpeculativeTx::accesses`]). Every transaction then keeps its read set, which costs a little.
+pub fn execute_transactions_traced<DB>(
+    db: &mut DB,
+    cfg: &CfgEnv,
+    block_env: &BlockEnv,
+    txs: &[TxEnv],
+    threads: usize,
+) -> Result<(Vec<SpeculativeTx>, ParallelStats), ExecutionError>
+where
+    DB: revm::Database,
+    DB::Error: std::fmt::Display,
+{
+    run_transactions(db, cfg, block_env, txs, threads, true)
+}
+
+/// [`execute_transactions`], with or without access traces.
+fn run_transactions<DB>(
+    db: &mut DB,
+    cfg: &CfgEnv,
+    block_env: &BlockEnv,
+    txs: &[TxEnv],
+    threads: usize,
+    trace: bool,
+) -> Result<(Vec<SpeculativeTx>, ParallelStats), ExecutionError>
+where
+    DB: revm::Database,
+    DB::Error: std::fmt::Display,
+{
     let mut stats = ParallelStats { threads, ..Default::default() };
     // Pre-heat: senders, recipients and the beneficiary are read by (nearly) every transaction.
     let mut preheat: Vec<Address> = std::iter::once(block_env.beneficiary)
@@ -461,7 +525,7 @@ where
             block_env,
             TxSource::Envs(txs),
             None,
-            false,
+            trace,
             &storage_only,
             mechanisms,
             &mut stats,

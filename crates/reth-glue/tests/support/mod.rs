@@ -15,7 +15,7 @@ use alloy_primitives::{map::HashMap, Address, B256, U256};
 use revm::{
     database::{states::bundle_state::BundleRetention, State},
     inspector::NoOpInspector,
-    state::AccountInfo,
+    state::{AccountInfo, AccountStatus, EvmState},
     DatabaseRef, OnStateHook,
 };
 use std::{
@@ -117,6 +117,28 @@ where
     P::Error: Send + Sync + 'static,
 {
     execute_hooked(parent, env, None, run)
+}
+
+/// A state diff as the state hook's consumers (the sparse-trie task, the bundle) read it:
+/// per account (sorted), its info, `original_info`, status flags, and per storage slot (sorted)
+/// its original and present value.
+pub type Canon = Vec<(Address, AccountInfo, AccountInfo, AccountStatus, Vec<(U256, U256, U256)>)>;
+
+pub fn canon(state: &EvmState) -> Canon {
+    let mut accounts: Canon = state
+        .iter()
+        .map(|(address, account)| {
+            let mut slots: Vec<_> = account
+                .storage
+                .iter()
+                .map(|(slot, value)| (*slot, value.original_value, value.present_value))
+                .collect();
+            slots.sort_unstable();
+            (*address, account.info.clone(), account.original_info(), account.status, slots)
+        })
+        .collect();
+    accounts.sort_by_key(|a| a.0);
+    accounts
 }
 
 /// The extracted fixtures under `target/fixtures/<name>`, if present.
