@@ -7,7 +7,9 @@
 #
 #   scripts/newpayload-run.sh [BIN] [TXS] [RATE]
 #
-# Node A: `--dev` (builds a block every 3 s from its pool; the payload builder's own path).
+# Node A: `--dev` (builds a block every 3 s from its pool): the payload builder, with its
+#   candidates run ahead through Block-STM (`BUILDER_ARGS`, default `--velarium.min-parallel-txs 0
+#   --velarium.threads 2`; `--velarium.builder-lookahead 0` builds as stock reth does).
 # Node B: `--chain dev --debug.rpc-consensus-url A`: reth's debug consensus client fetches each
 #   new block from A and hands it to B's engine as newPayload + forkchoiceUpdated; Block-STM on
 #   every block (`--velarium.min-parallel-txs 0`), `--velarium.verify` re-executes each
@@ -27,7 +29,8 @@ trap cleanup EXIT
 common=(--disable-discovery --ipcdisable --log.file.max-files 0 --color never)
 "$BIN" node --dev --dev.block-time 3s --datadir "$W/a" --http --http.port 18545 \
     --http.api eth,net,web3 --authrpc.port 18551 --port 30413 "${common[@]}" \
-    --metrics 127.0.0.1:19001 --velarium.min-parallel-txs 1000000000 >"$W/a.log" 2>&1 &
+    --metrics 127.0.0.1:19001 ${BUILDER_ARGS:---velarium.min-parallel-txs 0 --velarium.threads 2} \
+    >"$W/a.log" 2>&1 &
 pids+=($!)
 sleep 5
 follower() { # name http-port authrpc-port p2p-port metrics-port extra...
@@ -65,6 +68,8 @@ sizes = [len(rpc("eth_getBlockByNumber", hex(n), False)["transactions"]) for n i
 full = [s for s in sizes if s]
 print(f"   {len(full)} blocks, {sum(full)} transactions, per block: {full}")
 PY
+echo "== node a (the builder; head $target)"
+curl -s "127.0.0.1:19001/metrics" | grep -E '^reth_velarium_builder_|^reth_payloads_' || true
 for node in b:19002 c:19003; do
     name=${node%%:*}; port=${node##*:}
     echo "== node $name (head $(head_of $([ $name = b ] && echo 18645 || echo 18745)))"

@@ -37,6 +37,15 @@ pub struct VelariumArgs {
     /// thread to the first for each block.
     #[arg(long = "velarium.pin-workers", env = "VELARIUM_PIN_WORKERS")]
     pub pin_workers: bool,
+
+    /// Transactions the payload builder's executor sees ahead of the builder and runs through
+    /// Block-STM [default: 128]; 0 builds as reth does.
+    #[arg(
+        long = "velarium.builder-lookahead",
+        env = "VELARIUM_BUILDER_LOOKAHEAD",
+        value_name = "N"
+    )]
+    pub builder_lookahead: Option<usize>,
 }
 
 impl VelariumArgs {
@@ -52,6 +61,11 @@ impl VelariumArgs {
         }
 
         Ok(EnvOnly::try_parse_from(["velarium-reth"])?.args)
+    }
+
+    /// The payload builder's lookahead these arguments select.
+    pub fn builder_lookahead(&self) -> usize {
+        self.builder_lookahead.unwrap_or(velarium_reth_glue::DEFAULT_LOOKAHEAD)
     }
 
     /// The executor configuration these arguments select.

@@ -39,7 +39,7 @@ use reth_primitives_traits::{NodePrimitives, RecoveredBlock, SealedBlock, Sealed
 use revm::{database::State, primitives::hardfork::SpecId, state::EvmState};
 use std::{convert::Infallible, sync::Arc};
 use velarium_reth_glue::{
-    ExecutionMetrics, ParallelBlockExecutorFactory, ParallelConfig, PayloadKey,
+    CandidateRegistry, ExecutionMetrics, ParallelBlockExecutorFactory, ParallelConfig, PayloadKey,
 };
 
 /// The block executor factory of a [`VelariumEvmConfig`].
@@ -72,6 +72,12 @@ impl VelariumEvmConfig {
     /// The parallel executor's settings.
     pub fn parallel_config(&self) -> &ParallelConfig {
         self.executor_factory.config()
+    }
+
+    /// The payload builds' candidate registry (see `velarium_reth_glue::speculate`), shared by
+    /// every clone of this configuration.
+    pub fn candidates(&self) -> &Arc<CandidateRegistry> {
+        self.executor_factory.candidates()
     }
 
     /// Counters of the parallel executor, shared by every clone of this configuration.

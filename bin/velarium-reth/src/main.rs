@@ -11,6 +11,7 @@
 //! `--velarium.pin-workers` (`VELARIUM_PIN_WORKERS`).
 
 mod args;
+mod builder;
 mod evm;
 mod metrics;
 mod node;
@@ -63,7 +64,10 @@ fn run() -> eyre::Result<()> {
                 velarium_reth_glue::pin_workers();
             }
             let handle = builder
-                .node(VelariumNode::new(args.parallel_config()))
+                .node(
+                    VelariumNode::new(args.parallel_config())
+                        .with_builder_lookahead(args.builder_lookahead()),
+                )
                 .install_exex_if(args.verify, verify::EXEX_ID, async move |ctx| {
                     Ok(verify::velarium_verify(ctx))
                 })

@@ -16,6 +16,12 @@
 //! `velarium_executor_per_tx_fallbacks_total{reason}` (blocks that continued sequentially, and
 //! why).
 //!
+//! The payload builder's speculation: `velarium_builder_blocks_total` (blocks built with
+//! candidates ahead), `velarium_builder_windows_total` (Block-STM runs over candidates),
+//! `velarium_builder_transactions_total{source}` (`speculated`: committed from Block-STM's
+//! outcome; `fresh`: executed on the spot) and `velarium_builder_stale_total` (outcomes that
+//! read what a skipped candidate wrote).
+//!
 //! Verification (the `velarium-verify` ExEx): `velarium_verify_blocks_total{result}` with
 //! `result` = `match`, `mismatch` or `error`, `velarium_verify_transactions_total`,
 //! `velarium_verify_gas_total` and `velarium_verify_last_block` (gauge).
@@ -63,6 +69,7 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
         per_tx_block_stm_runs,
         state_read_errors,
         fallbacks,
+        builder,
     } = *snapshot;
     ::metrics::counter!("velarium_executor_parallel_blocks_total").absolute(parallel_blocks);
     ::metrics::counter!("velarium_executor_sequential_blocks_total").absolute(sequential_blocks);
@@ -77,6 +84,16 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
     ::metrics::counter!("velarium_executor_per_tx_block_stm_runs_total")
         .absolute(per_tx_block_stm_runs);
     ::metrics::counter!("velarium_executor_state_read_errors_total").absolute(state_read_errors);
+    ::metrics::counter!("velarium_builder_blocks_total").absolute(builder.blocks);
+    ::metrics::counter!("velarium_builder_windows_total").absolute(builder.windows);
+    for (source, count) in [
+        ("speculated", builder.speculated),
+        ("fresh", builder.fresh),
+    ] {
+        ::metrics::counter!("velarium_builder_transactions_total", "source" => source)
+            .absolute(count);
+    }
+    ::metrics::counter!("velarium_builder_stale_total").absolute(builder.stale);
     for (reason, count) in [
         ("no_plan", fallbacks.no_plan),
         ("inspector", fallbacks.inspector),

@@ -3,7 +3,7 @@
 //! Pool, network, payload builder, consensus, RPC and engine API are reth's Ethereum components;
 //! only the executor builder differs ([`VelariumExecutorBuilder`]).
 
-use crate::{evm::VelariumEvmConfig, metrics};
+use crate::{builder::VelariumPayloadBuilderBuilder, evm::VelariumEvmConfig, metrics};
 use reth_chainspec::ChainSpec;
 use reth_engine_local::LocalPayloadAttributesBuilder;
 use reth_ethereum_primitives::EthPrimitives;
@@ -15,33 +15,54 @@ use reth_node_builder::{
 use reth_node_ethereum::{
     node::{
         build_evm_config, EthereumAddOns, EthereumConsensusBuilder, EthereumEngineValidatorBuilder,
-        EthereumEthApiBuilder, EthereumNetworkBuilder, EthereumPayloadBuilder, EthereumPoolBuilder,
+        EthereumEthApiBuilder, EthereumNetworkBuilder, EthereumPoolBuilder,
     },
     EthEngineTypes, EthereumNode,
 };
 use reth_provider::EthStorage;
 use std::sync::Arc;
-use velarium_reth_glue::ParallelConfig;
+use velarium_reth_glue::{ParallelConfig, DEFAULT_LOOKAHEAD};
 
-/// The node type of `velarium-reth`: [`EthereumNode`] with Velarium's parallel executor.
-#[derive(Debug, Clone, Copy, Default)]
+/// The node type of `velarium-reth`: [`EthereumNode`] with Velarium's parallel executor and
+/// payload builder.
+#[derive(Debug, Clone, Copy)]
 pub struct VelariumNode {
     /// Settings of the parallel executor.
     pub config: ParallelConfig,
+    /// Candidates the payload builder's executor sees ahead (0: reth's builder as it is).
+    pub builder_lookahead: usize,
+}
+
+impl Default for VelariumNode {
+    fn default() -> Self {
+        Self::new(ParallelConfig::default())
+    }
 }
 
 impl VelariumNode {
-    /// A node whose executor uses the given settings.
+    /// A node whose executor uses the given settings (the builder's lookahead at
+    /// [`DEFAULT_LOOKAHEAD`]).
     pub const fn new(config: ParallelConfig) -> Self {
-        Self { config }
+        Self { config, builder_lookahead: DEFAULT_LOOKAHEAD }
     }
 
-    /// The components of [`EthereumNode`] with [`VelariumExecutorBuilder`] as the executor.
+    /// This node with the payload builder's executor seeing `lookahead` candidates ahead.
+    pub const fn with_builder_lookahead(mut self, lookahead: usize) -> Self {
+        self.builder_lookahead = lookahead;
+        self
+    }
+
+    /// The components of [`EthereumNode`] with [`VelariumExecutorBuilder`] as the executor and
+    /// [`VelariumPayloadBuilderBuilder`] as the payload builder.
     pub fn components<N>(&self) -> VelariumComponentsBuilder<N>
     where
         N: FullNodeTypes<Types = Self>,
     {
-        EthereumNode::components().executor(VelariumExecutorBuilder::new(self.config))
+        EthereumNode::components()
+            .executor(VelariumExecutorBuilder::new(self.config))
+            .payload(BasicPayloadServiceBuilder::new(VelariumPayloadBuilderBuilder {
+                lookahead: self.builder_lookahead,
+            }))
     }
 }
 
@@ -49,7 +70,7 @@ impl VelariumNode {
 pub type VelariumComponentsBuilder<N> = ComponentsBuilder<
     N,
     EthereumPoolBuilder,
-    BasicPayloadServiceBuilder<EthereumPayloadBuilder>,
+    BasicPayloadServiceBuilder<VelariumPayloadBuilderBuilder>,
     EthereumNetworkBuilder,
     VelariumExecutorBuilder,
     EthereumConsensusBuilder,
