@@ -284,7 +284,8 @@ pub struct ExecutionMetrics {
 /// What the payload builder's speculation did (see [`speculate`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BuilderSnapshot {
-    /// Blocks built with a candidate feed.
+    /// Blocks built with a candidate feed to the end (one that fell back counts in
+    /// [`MetricsSnapshot::fallbacks`] instead).
     pub blocks: u64,
     /// Block-STM runs over a window of candidates.
     pub windows: u64,

@@ -478,8 +478,9 @@ fn mainnet_blocks_built_from_their_transactions_match_eth_factory() {
 
 /// Not a check: how long building the mainnet blocks from their own transactions takes through
 /// the speculation against alloy-evm's executor, interleaved (the feed's conversions included;
-/// no state hook). `VELARIUM_TIMING_ROUNDS` and `VELARIUM_TIMING_THREADS` change the rounds
-/// (default 5) and workers (default 2).
+/// no state hook). `VELARIUM_TIMING_ROUNDS`, `VELARIUM_TIMING_THREADS` and
+/// `VELARIUM_TIMING_LOOKAHEAD` change the rounds (default 5), workers (default 2) and lookahead
+/// (default [`DEFAULT_LOOKAHEAD`]).
 #[test]
 #[ignore = "a measurement, not a check (run with --include-ignored builder_timing --nocapture)"]
 fn builder_timing() {
@@ -490,6 +491,7 @@ fn builder_timing() {
     };
     let rounds = setting("VELARIUM_TIMING_ROUNDS", 5);
     let threads = setting("VELARIUM_TIMING_THREADS", 2);
+    let depth = setting("VELARIUM_TIMING_LOOKAHEAD", DEFAULT_LOOKAHEAD);
     let eth = support::eth_factory(&spec);
     let ours =
         ParFactory::from_eth(support::eth_factory(&spec), ParallelConfig { threads, min_txs: 0 });
@@ -521,7 +523,7 @@ fn builder_timing() {
                 let convert = |(_, tx): &(usize, &RecoveredTx)| {
                     Some(PlannedTx::from_parts::<TxEnvelope, _>(*tx))
                 };
-                let ahead = Lookahead::new(Pool::new(input.txs), feed, DEFAULT_LOOKAHEAD, convert);
+                let ahead = Lookahead::new(Pool::new(input.txs), feed, depth, convert);
                 let limit = env.block_env.gas_limit;
                 build(executor, Best::Ahead(ahead), limit, &[], &mut fates, false)
             })
@@ -537,11 +539,72 @@ fn builder_timing() {
     let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
     eprintln!(
         "{} mainnet blocks built from their transactions, {rounds} interleaved rounds, \
-         {threads} threads, {DEFAULT_LOOKAHEAD} ahead: speculation against sequential \
+         {threads} threads, {depth} ahead: speculation against sequential \
          {:.2}x (sum of per-block medians), geometric mean {geo:.2}x, worst {:.2}x; {:?}",
         ratios.len(),
         sums[0] / sums[1],
         ratios[0],
         ours.metrics().snapshot().builder
     );
+}
+
+#[test]
+fn a_feed_for_another_block_is_not_taken() {
+    let workload = velarium_workloads::erc20_transfers(17, 60);
+    let env = evm_env(&workload.spec, &workload.header);
+    let block = workload_block(&workload);
+    let factory = ParFactory::from_eth(
+        support::eth_factory(&workload.spec),
+        ParallelConfig { threads: 2, min_txs: 0 },
+    );
+    // A feed for the next slot's build (another timestamp) waits in the registry.
+    let mut other = BuildKey::of_block(workload.header.parent_hash, &env.block_env).unwrap();
+    other.timestamp += 12;
+    factory.candidates().begin(other);
+    let ctx = alloy_evm::eth::EthBlockExecutionCtx { tx_count_hint: None, ..block.ctx() };
+    let mut fates = Vec::new();
+    let got = execute_hooked(&workload.state, &env, None, |evm| {
+        let best: Best<'_, NoConvert> = Best::Plain(Pool::new(&workload.transactions));
+        let limit = env.block_env.gas_limit;
+        build(factory.create_executor(evm, ctx), best, limit, &[], &mut fates, true)
+    });
+    let want =
+        run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
+    assert_eq!(fates, want.fates);
+    velarium_replay::compare_outputs_exactly(&got.unwrap(), &want.output.unwrap()).unwrap();
+    let metrics = factory.metrics().snapshot();
+    assert_eq!(metrics.builder, Default::default(), "{metrics:?}");
+    assert_eq!(metrics.fallbacks.no_plan, 1, "{metrics:?}");
+    assert_eq!(factory.candidates().pending(), 1, "the other build's feed stays");
+}
+
+#[test]
+fn an_engine_fault_in_a_window_continues_sequentially() {
+    let workload = velarium_workloads::erc20_transfers(19, 80);
+    let env = evm_env(&workload.spec, &workload.header);
+    let block = workload_block(&workload);
+    let want =
+        run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
+    // The first read of the token's storage panics (a transient fault while this thread serves
+    // the workers' reads): the window is abandoned, nothing of it committed, and the build goes
+    // on through alloy-evm's executor.
+    let token = *workload.transactions[0].to().expect("a token call");
+    let parent = support::PanicOnce {
+        inner: &workload.state,
+        account: Address::from(token),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    };
+    let factory = ParFactory::from_eth(
+        support::eth_factory(&workload.spec),
+        ParallelConfig { threads: 2, min_txs: 0 },
+    );
+    let got =
+        run(&workload.spec, Some(&factory), 64, &parent, &env, block, &workload.transactions, &[]);
+    compare(&got, &want).unwrap();
+    let metrics = factory.metrics().snapshot();
+    assert_eq!(metrics.fallbacks.engine_fault, 1, "{metrics:?}");
+    assert_eq!(metrics.fallbacks.after_plan(), 1, "{metrics:?}");
+    // The block left the speculation (counted as a fallback, not as a builder block).
+    assert_eq!((metrics.builder.blocks, metrics.builder.windows), (0, 1), "{metrics:?}");
+    assert_eq!(metrics.builder.speculated, 0, "{metrics:?}");
 }
