@@ -292,7 +292,7 @@ pub struct BuilderSnapshot {
     /// Transactions committed from a speculative outcome.
     pub speculated: u64,
     /// Transactions whose speculative outcome read a location written differently since
-    /// (executed afresh, or run again at the head of a new window).
+    /// (executed afresh).
     pub stale: u64,
     /// Transactions of such blocks executed afresh (stale, not among the candidates, or in a
     /// window too small to run).
@@ -773,8 +773,8 @@ where
     }
 
     /// A transaction call of a build with candidates (see [`speculate`]): its outcome from the
-    /// current window if still exact, else from a new window that starts at it, else executed
-    /// afresh.
+    /// current window if still exact (executed afresh if stale), else from a new window that
+    /// starts at it, else executed afresh.
     fn execute_candidate(
         &mut self,
         tx: impl ExecutableTx<Self>,
@@ -799,16 +799,14 @@ where
         }
         let outcome = match lookup {
             speculate::Lookup::Valid(outcome) => Some(outcome),
-            speculate::Lookup::Stale | speculate::Lookup::Absent => {
-                if matches!(lookup, speculate::Lookup::Stale) {
-                    self.metrics.builder_stale.fetch_add(1, Ordering::Relaxed);
-                }
-                match self.run_window(&mut spec, hash, signer, &tx_env) {
-                    Ok(Some(outcome)) => Some(outcome),
-                    Ok(None) => None,
-                    Err(err) => return Err(err),
-                }
+            // Runs afresh, and the window goes on: a new window here could be stale again at
+            // the next skip, so every skip would re-run the rest (each transaction runs at most
+            // twice this way).
+            speculate::Lookup::Stale => {
+                self.metrics.builder_stale.fetch_add(1, Ordering::Relaxed);
+                None
             }
+            speculate::Lookup::Absent => self.run_window(&mut spec, hash, signer, &tx_env)?,
         };
         if matches!(self.per_tx, PerTx::Off(PerTxFallback::EngineFault)) {
             // The window faulted (counted): this block goes on sequentially.
