@@ -308,7 +308,7 @@ impl PlanRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloy_primitives::U256;
 
@@ -322,7 +322,8 @@ mod tests {
         }
     }
 
-    fn tx(nonce: u64) -> PlannedTx {
+    /// A planned transaction told apart by its nonce (the speculation's tests use it too).
+    pub(crate) fn tx(nonce: u64) -> PlannedTx {
         PlannedTx {
             tx_env: TxEnv { nonce, ..Default::default() },
             hash: B256::with_last_byte(nonce as u8),

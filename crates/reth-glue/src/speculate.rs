@@ -422,7 +422,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use revm::context::TxEnv;
+    use crate::plan::tests::tx;
 
     fn key(number: u64) -> BuildKey {
         BuildKey {
@@ -430,14 +430,6 @@ mod tests {
             number,
             timestamp: 12,
             beneficiary: Address::repeat_byte(2),
-        }
-    }
-
-    fn tx(nonce: u64) -> PlannedTx {
-        PlannedTx {
-            tx_env: TxEnv { nonce, ..Default::default() },
-            hash: B256::with_last_byte(nonce as u8),
-            signer: Address::repeat_byte(3),
         }
     }
 

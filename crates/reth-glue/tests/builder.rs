@@ -22,16 +22,16 @@ use alloy_evm::{
     EvmEnv,
 };
 use alloy_primitives::Address;
-use revm::{context::result::HaltReason, state::EvmState, DatabaseRef};
-use std::sync::{Arc, Mutex};
+use revm::{context::result::HaltReason, DatabaseRef};
+use std::sync::Arc;
 use velarium_chainspec::ChainSpec;
-use velarium_executor::{evm_env, BlockOutput, RecoveredTx};
+use velarium_executor::{evm_env, RecoveredTx};
 use velarium_reth_glue::{
     BuildKey, CandidateFeed, Lookahead, MetricsSnapshot, ParallelConfig, PlannedTx,
     DEFAULT_LOOKAHEAD,
 };
 
-use support::{canon, execute_hooked, Block, Canon, ParFactory};
+use support::{canon, compare, execute_hooked, Block, Canon, ParFactory};
 
 /// What happened to one candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,13 +185,8 @@ where
     executor.finish().map(|(_, result)| result)
 }
 
-/// Everything one build showed its caller.
-#[derive(Debug)]
-struct Built {
-    fates: Vec<Fate>,
-    hook: Vec<Canon>,
-    output: Result<BlockOutput, String>,
-}
+/// Everything one build showed its caller: a fate per candidate.
+type Built = support::Observed<Fate>;
 
 #[allow(clippy::too_many_arguments)]
 /// Builds from `candidates` on `parent` with a recording state hook: through `factory` with a
@@ -210,14 +205,10 @@ where
     P: DatabaseRef + std::fmt::Debug,
     P::Error: Send + Sync + 'static,
 {
-    let updates = Arc::new(Mutex::new(Vec::new()));
-    let sink = updates.clone();
-    let hook = Box::new(move |state: EvmState| sink.lock().unwrap().push(canon(&state)));
     // What reth's `context_for_next_block` gives: no transaction count.
     let ctx = alloy_evm::eth::EthBlockExecutionCtx { tx_count_hint: None, ..block.ctx() };
     let parent_hash = block.header.parent_hash;
-    let mut fates = Vec::new();
-    let output = execute_hooked(parent, env, Some(hook), |evm| match factory {
+    support::observe(parent, env, |evm, fates| match factory {
         Some(factory) => {
             let key = BuildKey::of_block(parent_hash, &env.block_env).expect("key");
             let feed: Arc<CandidateFeed> = factory.candidates().begin(key);
@@ -225,37 +216,15 @@ where
             let convert =
                 |(_, tx): &(usize, &RecoveredTx)| Some(PlannedTx::from_parts::<TxEnvelope, _>(*tx));
             let best = Best::Ahead(Lookahead::new(Pool::new(candidates), feed, depth, convert));
-            build(executor, best, env.block_env.gas_limit, refused, &mut fates, true)
+            build(executor, best, env.block_env.gas_limit, refused, fates, true)
         }
         None => {
             let eth = support::eth_factory(spec);
             let executor = eth.create_executor(evm, ctx);
             let best: Best<'_, NoConvert> = Best::Plain(Pool::new(candidates));
-            build(executor, best, env.block_env.gas_limit, refused, &mut fates, true)
+            build(executor, best, env.block_env.gas_limit, refused, fates, true)
         }
-    });
-    let hook = std::mem::take(&mut *updates.lock().unwrap());
-    Built { fates, hook, output }
-}
-
-/// The first difference between two builds, if any.
-fn compare(got: &Built, want: &Built) -> Result<(), String> {
-    let n = got.fates.len().max(want.fates.len());
-    if let Some(i) = (0..n).find(|&i| got.fates.get(i) != want.fates.get(i)) {
-        return Err(format!(
-            "candidate {i} differs:\n got  {:?}\n want {:?}",
-            got.fates.get(i),
-            want.fates.get(i)
-        ));
-    }
-    let n = got.hook.len().max(want.hook.len());
-    if let Some(i) = (0..n).find(|&i| got.hook.get(i) != want.hook.get(i)) {
-        return Err(format!("state-hook update {i} differs"));
-    }
-    match (&got.output, &want.output) {
-        (Ok(g), Ok(w)) => velarium_replay::compare_outputs_exactly(g, w),
-        (g, w) => Err(format!("got {g:?}, want {w:?}")),
-    }
+    })
 }
 
 /// How many candidates each fate got.
@@ -298,7 +267,7 @@ where
         let b = factory.metrics().snapshot().builder;
         assert_eq!(b.blocks, 1, "{what}: {b:?}");
         let executed = want
-            .fates
+            .calls
             .iter()
             .filter(|f| matches!(f, Fate::Included(..) | Fate::Rejected(..)))
             .count();
@@ -314,7 +283,7 @@ where
         t.stale += b.stale;
         t.fresh += b.fresh;
     }
-    (want.fates, total)
+    (want.calls, total)
 }
 
 /// A generated block, its environment (block gas limit `gas_limit`) and candidates.
@@ -486,19 +455,14 @@ fn mainnet_blocks_built_from_their_transactions_match_eth_factory() {
 fn builder_timing() {
     let Some(blocks) = support::mainnet_blocks() else { return };
     let spec = velarium_replay::mainnet_spec();
-    let setting = |name, default| {
-        std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(default)
-    };
+    let setting = support::timing_setting;
     let rounds = setting("VELARIUM_TIMING_ROUNDS", 5);
     let threads = setting("VELARIUM_TIMING_THREADS", 2);
     let depth = setting("VELARIUM_TIMING_LOOKAHEAD", DEFAULT_LOOKAHEAD);
     let eth = support::eth_factory(&spec);
     let ours =
         ParFactory::from_eth(support::eth_factory(&spec), ParallelConfig { threads, min_txs: 0 });
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = support::median;
     let (mut sums, mut ratios) = ([0f64; 2], Vec::new());
     for block in blocks.iter().filter(|b| !b.transactions.is_empty()) {
         let input = Block::mainnet(block, &block.transactions);
@@ -570,7 +534,7 @@ fn a_feed_for_another_block_is_not_taken() {
     });
     let want =
         run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
-    assert_eq!(fates, want.fates);
+    assert_eq!(fates, want.calls);
     velarium_replay::compare_outputs_exactly(&got.unwrap(), &want.output.unwrap()).unwrap();
     let metrics = factory.metrics().snapshot();
     assert_eq!(metrics.builder, Default::default(), "{metrics:?}");

@@ -42,7 +42,7 @@ use velarium_reth_glue::{
 use velarium_state::InMemoryState;
 
 use support::{
-    canon, execute_hooked, fixtures, mainnet_block, Block, BlockChecker, Canon, EthFactory,
+    canon, compare, fixtures, mainnet_block, observe, Block, BlockChecker, Canon, EthFactory,
     FailingState, PanicOnce, ParFactory, StepCounter,
 };
 
@@ -124,64 +124,7 @@ where
 }
 
 /// Everything one run showed its caller.
-#[derive(Debug)]
-struct Observed {
-    calls: Vec<Call>,
-    hook: Vec<Canon>,
-    output: Result<BlockOutput, String>,
-}
-
-/// Runs `run` (which creates and drives an executor) on a fresh `State` over `parent` with a
-/// recording state hook.
-fn observe<P>(
-    parent: P,
-    env: &EvmEnv,
-    run: impl for<'s> FnOnce(
-        support::TestEvm<'s, P>,
-        &mut Vec<Call>,
-    ) -> Result<BlockExecutionResult<ReceiptEnvelope>, BlockExecutionError>,
-) -> Observed
-where
-    P: DatabaseRef + std::fmt::Debug,
-    P::Error: Send + Sync + 'static,
-{
-    let updates = Arc::new(Mutex::new(Vec::new()));
-    let sink = updates.clone();
-    let hook = Box::new(move |state: EvmState| sink.lock().unwrap().push(canon(&state)));
-    let mut calls = Vec::new();
-    let output = execute_hooked(parent, env, Some(hook), |evm| run(evm, &mut calls));
-    let hook = std::mem::take(&mut *updates.lock().unwrap());
-    Observed { calls, hook, output }
-}
-
-/// The first difference between two runs, if any.
-fn compare(got: &Observed, want: &Observed) -> Result<(), String> {
-    if let Some(i) =
-        (0..got.calls.len().max(want.calls.len())).find(|&i| got.calls.get(i) != want.calls.get(i))
-    {
-        return Err(format!(
-            "call {i} differs:\n got  {:?}\n want {:?}",
-            got.calls.get(i),
-            want.calls.get(i)
-        ));
-    }
-    if let Some(i) =
-        (0..got.hook.len().max(want.hook.len())).find(|&i| got.hook.get(i) != want.hook.get(i))
-    {
-        return Err(format!(
-            "state-hook update {i} of {} (want {}) differs:\n got  {:?}\n want {:?}",
-            got.hook.len(),
-            want.hook.len(),
-            got.hook.get(i),
-            want.hook.get(i)
-        ));
-    }
-    match (&got.output, &want.output) {
-        (Ok(g), Ok(w)) => velarium_replay::compare_outputs_exactly(g, w),
-        (Err(g), Err(w)) if g == w => Ok(()),
-        (g, w) => Err(format!("got {g:?}, want {w:?}")),
-    }
-}
+type Observed = support::Observed<Call>;
 
 /// The key reth's engine would give the payload of `block`.
 fn payload_key(block: Block<'_>) -> PayloadKey {
@@ -799,18 +742,13 @@ fn an_engine_fault_falls_back_to_sequential() {
 fn per_transaction_block_stm_timing() {
     let Some(blocks) = support::mainnet_blocks() else { return };
     let spec = velarium_replay::mainnet_spec();
-    let setting = |name, default| {
-        std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(default)
-    };
+    let setting = support::timing_setting;
     let rounds = setting("VELARIUM_TIMING_ROUNDS", 5);
     let threads = setting("VELARIUM_TIMING_THREADS", 2);
     let eth = support::eth_factory(&spec);
     let per_tx = parallel(&spec, threads);
     let whole = parallel(&spec, threads);
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = support::median;
     let (mut sums, mut ratios_per_tx, mut ratios_whole) = ([0f64; 3], Vec::new(), Vec::new());
     // The same over the blocks the default threshold sends to Block-STM.
     let (mut large, mut large_blocks) = ([0f64; 3], 0);

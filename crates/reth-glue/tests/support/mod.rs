@@ -23,7 +23,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 use velarium_chainspec::ChainSpec;
@@ -139,6 +139,82 @@ pub fn canon(state: &EvmState) -> Canon {
         .collect();
     accounts.sort_by_key(|a| a.0);
     accounts
+}
+
+/// Everything a driven executor showed its caller: a record per call (or per candidate), every
+/// state-hook update, and the block's output.
+#[derive(Debug)]
+pub struct Observed<C> {
+    pub calls: Vec<C>,
+    pub hook: Vec<Canon>,
+    pub output: Result<BlockOutput, String>,
+}
+
+/// The first difference between two runs, if any: a call record, a state-hook update, the
+/// output.
+pub fn compare<C: PartialEq + std::fmt::Debug>(
+    got: &Observed<C>,
+    want: &Observed<C>,
+) -> Result<(), String> {
+    if let Some(i) =
+        (0..got.calls.len().max(want.calls.len())).find(|&i| got.calls.get(i) != want.calls.get(i))
+    {
+        return Err(format!(
+            "call {i} differs:\n got  {:?}\n want {:?}",
+            got.calls.get(i),
+            want.calls.get(i)
+        ));
+    }
+    if let Some(i) =
+        (0..got.hook.len().max(want.hook.len())).find(|&i| got.hook.get(i) != want.hook.get(i))
+    {
+        return Err(format!(
+            "state-hook update {i} of {} (want {}) differs:\n got  {:?}\n want {:?}",
+            got.hook.len(),
+            want.hook.len(),
+            got.hook.get(i),
+            want.hook.get(i)
+        ));
+    }
+    match (&got.output, &want.output) {
+        (Ok(g), Ok(w)) => velarium_replay::compare_outputs_exactly(g, w),
+        (Err(g), Err(w)) if g == w => Ok(()),
+        (g, w) => Err(format!("got {g:?}, want {w:?}")),
+    }
+}
+
+/// Runs `run` (which creates and drives an executor) on a fresh `State` over `parent` with a
+/// recording state hook.
+pub fn observe<P, C>(
+    parent: P,
+    env: &EvmEnv,
+    run: impl for<'s> FnOnce(
+        TestEvm<'s, P>,
+        &mut Vec<C>,
+    ) -> Result<BlockExecutionResult<ReceiptEnvelope>, BlockExecutionError>,
+) -> Observed<C>
+where
+    P: DatabaseRef + std::fmt::Debug,
+    P::Error: Send + Sync + 'static,
+{
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    let sink = updates.clone();
+    let hook = Box::new(move |state: EvmState| sink.lock().unwrap().push(canon(&state)));
+    let mut calls = Vec::new();
+    let output = execute_hooked(parent, env, Some(hook), |evm| run(evm, &mut calls));
+    let hook = std::mem::take(&mut *updates.lock().unwrap());
+    Observed { calls, hook, output }
+}
+
+/// A timing test's setting from the environment variable `name`, else `default`.
+pub fn timing_setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(default)
+}
+
+/// The median of timings.
+pub fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// The extracted fixtures under `target/fixtures/<name>`, if present.
