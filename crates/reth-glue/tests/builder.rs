@@ -572,3 +572,34 @@ fn an_engine_fault_in_a_window_continues_sequentially() {
     assert_eq!((metrics.builder.blocks, metrics.builder.windows), (0, 1), "{metrics:?}");
     assert_eq!(metrics.builder.speculated, 0, "{metrics:?}");
 }
+
+#[test]
+fn a_transaction_the_feed_never_saw_makes_its_readers_stale() {
+    // Every transaction of a dependent chain reads the counter the one before wrote. Two are
+    // never published to the feed (as if the lookahead could not convert them): each runs on
+    // the spot inside a window that was speculated without it, so what it wrote must make the
+    // window's next outcomes stale.
+    let workload = velarium_workloads::dependent_chain(23, 100);
+    let env = evm_env(&workload.spec, &workload.header);
+    let block = workload_block(&workload);
+    let want =
+        run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
+    let factory = ParFactory::from_eth(
+        support::eth_factory(&workload.spec),
+        ParallelConfig { threads: 2, min_txs: 0 },
+    );
+    let ctx = alloy_evm::eth::EthBlockExecutionCtx { tx_count_hint: None, ..block.ctx() };
+    let got = support::observe(&workload.state, &env, |evm, fates| {
+        let key = BuildKey::of_block(workload.header.parent_hash, &env.block_env).unwrap();
+        let feed = factory.candidates().begin(key);
+        let executor = factory.create_executor(evm, ctx);
+        let convert = |(i, tx): &(usize, &RecoveredTx)| {
+            (![5, 40].contains(i)).then(|| PlannedTx::from_parts::<TxEnvelope, _>(*tx))
+        };
+        let ahead = Lookahead::new(Pool::new(&workload.transactions), feed, 64, convert);
+        build(executor, Best::Ahead(ahead), env.block_env.gas_limit, &[], fates, true)
+    });
+    compare(&got, &want).unwrap();
+    let b = factory.metrics().snapshot().builder;
+    assert!(b.fresh >= 2 && b.stale > 0 && b.speculated > 0, "{b:?}");
+}
