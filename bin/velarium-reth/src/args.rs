@@ -101,15 +101,24 @@ mod tests {
             "0",
             "--velarium.verify",
             "--velarium.pin-workers",
+            "--velarium.builder-lookahead",
+            "0",
         ])
         .unwrap()
         .args;
         assert_eq!(
             args,
-            VelariumArgs { threads: Some(8), min_txs: Some(0), verify: true, pin_workers: true }
+            VelariumArgs {
+                threads: Some(8),
+                min_txs: Some(0),
+                verify: true,
+                pin_workers: true,
+                builder_lookahead: Some(0),
+            }
         );
         let config = args.parallel_config();
         assert_eq!((config.threads, config.min_txs), (8, 0));
+        assert_eq!(args.builder_lookahead(), 0, "0 turns the builder's lookahead off");
     }
 
     #[test]
@@ -122,6 +131,7 @@ mod tests {
     #[test]
     fn defaults_follow_parallel_config() {
         let args = Wrapper::try_parse_from(["velarium-reth"]).unwrap().args;
+        assert_eq!(args.builder_lookahead(), velarium_reth_glue::DEFAULT_LOOKAHEAD);
         let (ours, default) = (args.parallel_config(), ParallelConfig::default());
         assert_eq!((ours.threads, ours.min_txs), (default.threads, default.min_txs));
     }

@@ -120,7 +120,9 @@ where
             args,
             |attributes| {
                 let best = self.pool.best_transactions_with_attributes(attributes);
-                Box::new(LookaheadBest::<Pool> { ahead: Lookahead::new(best, feed, depth, convert) })
+                Box::new(LookaheadBest::<Pool> {
+                    ahead: Lookahead::new(best, feed, depth, convert),
+                })
             },
         )
     }

@@ -86,10 +86,7 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
     ::metrics::counter!("velarium_executor_state_read_errors_total").absolute(state_read_errors);
     ::metrics::counter!("velarium_builder_blocks_total").absolute(builder.blocks);
     ::metrics::counter!("velarium_builder_windows_total").absolute(builder.windows);
-    for (source, count) in [
-        ("speculated", builder.speculated),
-        ("fresh", builder.fresh),
-    ] {
+    for (source, count) in [("speculated", builder.speculated), ("fresh", builder.fresh)] {
         ::metrics::counter!("velarium_builder_transactions_total", "source" => source)
             .absolute(count);
     }

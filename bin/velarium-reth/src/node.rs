@@ -58,11 +58,11 @@ impl VelariumNode {
     where
         N: FullNodeTypes<Types = Self>,
     {
-        EthereumNode::components()
-            .executor(VelariumExecutorBuilder::new(self.config))
-            .payload(BasicPayloadServiceBuilder::new(VelariumPayloadBuilderBuilder {
+        EthereumNode::components().executor(VelariumExecutorBuilder::new(self.config)).payload(
+            BasicPayloadServiceBuilder::new(VelariumPayloadBuilderBuilder {
                 lookahead: self.builder_lookahead,
-            }))
+            }),
+        )
     }
 }
 
