@@ -15,9 +15,9 @@ pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
     check_transfers, credit_beneficiary, engine_faults, execute_parallel, execute_parallel_with,
-    execute_transactions, execute_transactions_traced, panic_message, pin_workers, trace_accesses,
-    AccessKey, EngineFault, HotSpot, Mechanisms, ParallelStats, PhaseTimes, SpeculativeTx,
-    TxDbError, HOT_SPOT_CONFLICTS, MAX_HOT_SPOTS,
+    execute_transactions, execute_transactions_traced, panic_message, pin_workers, start_streaming,
+    trace_accesses, AccessKey, EngineFault, HotSpot, Mechanisms, ParallelStats, PhaseTimes,
+    SpeculativeTx, StreamingRun, TxDbError, HOT_SPOT_CONFLICTS, MAX_HOT_SPOTS,
 };
 pub use sequential::{evm_env, execute_sequential, time_transactions};
 

@@ -196,6 +196,10 @@ impl WorkerPool {
         let probe = !has_service_hook() && placement::probe_due();
         {
             let mut state = lock(&self.shared.state);
+            // A detached job still running (see `start_detached`) finishes first.
+            while state.pending > 0 {
+                state = self.shared.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
             state.epoch += 1;
             state.job = Some(job);
             state.pending = self.config.threads - 1;
@@ -240,6 +244,103 @@ impl WorkerPool {
         }
         state.job = None;
         state.panic.take().map_or(Ok(()), Err)
+    }
+}
+
+impl WorkerPool {
+    /// Starts `work(i)` on every helper `i` (1 to `threads - 1`; the calling thread takes no
+    /// part) and returns at once: the job runs detached from the caller's stack, which may
+    /// return and come back while it runs (a per-transaction executor that streams results).
+    /// Broadcasts and other detached jobs on this pool wait until it is done.
+    /// [`DetachedJob::join`] waits for it; so does dropping the handle. With one thread (no
+    /// helpers) the job never runs.
+    pub fn start_detached(&self, work: Arc<dyn Fn(usize) + Send + Sync>) -> DetachedJob {
+        let panic: Arc<Mutex<Option<String>>> = Arc::default();
+        let job: Arc<dyn Fn(usize) + Send + Sync> = {
+            let panic = Arc::clone(&panic);
+            Arc::new(move |index| {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| work(index))) {
+                    lock(&panic).get_or_insert(panic_message(&*payload));
+                }
+            })
+        };
+        let pointer: *const (dyn Fn(usize) + Sync + 'static) = {
+            let job: &(dyn Fn(usize) + Sync + 'static) = &*job;
+            job
+        };
+        let _busy = lock(&self.shared.busy);
+        let mut state = lock(&self.shared.state);
+        // A detached job still running (its handle not joined yet) finishes first.
+        while state.pending > 0 {
+            state = self.shared.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.epoch += 1;
+        let epoch = state.epoch;
+        // SAFETY of the pointer: the handle keeps `job` alive until no helper runs it (see
+        // `DetachedJob::join`); a leaked handle leaks it.
+        state.job = Some(Job(pointer));
+        state.pending = self.config.threads - 1;
+        self.shared.running.store(state.pending, Ordering::Relaxed);
+        state.panic = None;
+        state.probe = false;
+        drop(state);
+        self.shared.start.notify_all();
+        DetachedJob { shared: Arc::clone(&self.shared), epoch, job: Some(job), panic }
+    }
+}
+
+/// A job started by [`WorkerPool::start_detached`].
+pub struct DetachedJob {
+    shared: Arc<Shared>,
+    epoch: u64,
+    job: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    panic: Arc<Mutex<Option<String>>>,
+}
+
+impl fmt::Debug for DetachedJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DetachedJob").field("epoch", &self.epoch).finish_non_exhaustive()
+    }
+}
+
+impl DetachedJob {
+    /// Whether every helper has finished the job.
+    pub fn is_finished(&self) -> bool {
+        let state = lock(&self.shared.state);
+        state.epoch != self.epoch || state.pending == 0
+    }
+
+    /// Waits until every helper has finished the job (the caller must have made it end, a
+    /// stop flag say); the first panic's message, if a helper panicked.
+    ///
+    /// # Errors
+    ///
+    /// The message of the first panic.
+    pub fn join(mut self) -> Result<(), String> {
+        self.wait();
+        lock(&self.panic).take().map_or(Ok(()), Err)
+    }
+
+    fn wait(&mut self) {
+        if self.job.is_none() {
+            return;
+        }
+        let mut state = lock(&self.shared.state);
+        // A later epoch means this job was done (a job starts only once `pending` is 0).
+        while state.epoch == self.epoch && state.pending > 0 {
+            state = self.shared.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.epoch == self.epoch {
+            state.job = None;
+        }
+        drop(state);
+        self.job = None;
+    }
+}
+
+impl Drop for DetachedJob {
+    fn drop(&mut self) {
+        self.wait();
     }
 }
 
@@ -329,7 +430,9 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
             state.pending == 0
         };
         if last {
-            shared.done.notify_one();
+            // A broadcast's caller, a detached job's joiner and a job waiting to start may
+            // all be waiting.
+            shared.done.notify_all();
         }
     }
 }
@@ -830,6 +933,71 @@ mod tests {
         assert_eq!(stopped.load(Ordering::Relaxed), 1);
         // The pool still works afterwards.
         pool.broadcast(|_| {}, || {}).unwrap();
+    }
+
+    #[test]
+    fn a_detached_job_runs_on_the_helpers_while_the_caller_goes_on() {
+        let pool = WorkerPool::new(PoolConfig { threads: 3, pin: false }).unwrap();
+        let seen: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let release = Arc::new(AtomicBool::new(false));
+        let job = {
+            let (seen, release) = (Arc::clone(&seen), Arc::clone(&release));
+            pool.start_detached(Arc::new(move |i| {
+                seen[i].fetch_add(1, Ordering::SeqCst);
+                while !release.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            }))
+        };
+        // The call returned while the helpers are held: the caller is free meanwhile.
+        let started = std::time::Instant::now();
+        while seen[1].load(Ordering::SeqCst) + seen[2].load(Ordering::SeqCst) < 2 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "helpers never ran");
+            std::thread::yield_now();
+        }
+        assert!(!job.is_finished());
+        // A broadcast waits for the detached job rather than running beside it.
+        let broadcast_done = Arc::new(AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let (pool, done) = (&pool, Arc::clone(&broadcast_done));
+            s.spawn(move || {
+                pool.broadcast(|_| {}, || {}).unwrap();
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!broadcast_done.load(Ordering::SeqCst), "a broadcast overlapped the job");
+            release.store(true, Ordering::Release);
+            job.join().unwrap();
+        });
+        assert!(broadcast_done.load(Ordering::SeqCst));
+        // The caller's slot (0) never ran it; each helper once.
+        let counts: Vec<usize> = seen.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, [0, 1, 1]);
+    }
+
+    #[test]
+    fn a_detached_jobs_panic_is_returned_by_join_and_dropping_the_handle_waits() {
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: false }).unwrap();
+        let job = pool.start_detached(Arc::new(|_| panic!("helper failed")));
+        assert_eq!(job.join().unwrap_err(), "helper failed");
+        // Dropped without a join: the drop waits for the helper, and the pool runs on.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&ran);
+        drop(pool.start_detached(Arc::new(move |_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            counter.fetch_add(1, Ordering::SeqCst);
+        })));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        pool.broadcast(|_| {}, || {}).unwrap();
+        // With one thread there is no helper: the job never runs, and joining returns at once.
+        let single = WorkerPool::new(PoolConfig { threads: 1, pin: false }).unwrap();
+        let never = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&never);
+        single
+            .start_detached(Arc::new(move |_| flag.store(true, Ordering::SeqCst)))
+            .join()
+            .unwrap();
+        assert!(!never.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -27,17 +27,22 @@
 //!   whose [`PayloadKey`] is the block's. Then reth calls `apply_pre_execution_changes` (run
 //!   sequentially, so the state hook sees the system calls first), and `execute_transaction`
 //!   once per transaction, reading `receipts()` after each call, then `finish`. At the first
-//!   transaction call the executor waits until the plan is complete and runs the whole list
-//!   through Block-STM over the `State`, which holds the pre-execution changes and stays frozen
-//!   while it runs; the outcomes are buffered. Each call `i` then checks that its transaction is
-//!   the plan's `i`-th (trie hash, signer and `TxEnv`), applies `EthBlockExecutor`'s block-gas
+//!   transaction call the executor waits until the plan is complete and starts Block-STM on
+//!   the whole list over the `State`, which holds the pre-execution changes
+//!   (`velarium_executor::start_streaming`): the pool's helpers execute the block while reth's
+//!   thread comes and goes. Each call `i` checks that its transaction is the plan's `i`-th
+//!   (trie hash, signer and `TxEnv`), then waits until transaction `i` is final (every lower
+//!   one is), executing transactions itself meanwhile and serving the helpers' reads of the
+//!   `State` (which only this thread may touch), applies `EthBlockExecutor`'s block-gas
 //!   admission check against the committed gas, turns outcome `i` into its result on the
 //!   current `State` (an invalid transaction returns exactly sequential's error, at its index),
 //!   hands it to the caller's commit condition and commits it through alloy-evm's
 //!   `commit_transaction`: one receipt and **one** `State` commit per call, so every value reth
 //!   reads between calls, and the state hook's stream, are exactly those of
-//!   `EthBlockExecutor`. This is the buffered variant: receipts and hook updates come out after
-//!   Block-STM has run the whole block, not while it runs.
+//!   `EthBlockExecutor`. Results stream: reth commits transaction `i` (and its state-root task
+//!   gets the update) while the helpers go on with the rest of the block. Between calls the
+//!   helpers' cold reads wait for reth's thread to come back; an executor dropped in the
+//!   middle of a block stops its run (waiting reads fail, the helpers are joined).
 //! * **One transaction at a time, with candidates** (reth's payload builder): the builder's
 //!   pool iterator, wrapped in a [`Lookahead`], publishes the transactions it is about to try
 //!   into a [`CandidateFeed`]; the executor runs them ahead through Block-STM in windows and
@@ -118,7 +123,7 @@ use std::{
     time::Duration,
 };
 use velarium_executor::{
-    ExecutionError, ParallelStats, SpeculativeTx, TxDbError, DEFAULT_PARALLEL_MIN_TXS,
+    ExecutionError, ParallelStats, SpeculativeTx, StreamingRun, TxDbError, DEFAULT_PARALLEL_MIN_TXS,
 };
 
 /// The transaction envelope's type tag, as alloy-evm's result carries it.
@@ -547,28 +552,26 @@ enum PerTx {
     Off(PerTxFallback),
     /// A plan is attached: Block-STM runs at the first transaction call.
     Planned { plan: Arc<PayloadPlan>, wait: Duration },
-    /// Block-STM ran: call `next` commits its buffered outcome.
-    Buffered(Box<Buffered>),
+    /// Block-STM runs (streaming): call `next` commits its outcome as soon as it is final.
+    Streaming(Box<Streaming>),
     /// A payload builder's candidates are fed in: calls run them ahead in windows.
     Speculating(Box<Speculation>),
     /// Sequential: after a fallback (counted when it happened), an error, or a whole block.
     Sequential,
 }
 
-/// Block-STM's outcomes of a plan, waiting for their calls.
+/// Block-STM's run over a plan, its outcomes waiting for their calls.
 #[derive(Debug)]
-struct Buffered {
-    /// The plan's transaction environments (what Block-STM executed).
-    envs: Vec<TxEnv>,
+struct Streaming {
     /// The plan's trie hashes and signers.
     ids: Vec<(B256, Address)>,
-    /// Outcome `next` onwards.
-    outcomes: std::vec::IntoIter<SpeculativeTx>,
+    /// The run (it holds the plan's transaction environments, what Block-STM executes);
+    /// outcome `next` onwards are still to come.
+    run: StreamingRun,
     /// The index of the next call (the number of transactions committed).
     next: usize,
     /// A failed conversion cut the plan short of the payload.
     truncated: bool,
-    stats: ParallelStats,
 }
 
 impl<E, Spec, R: ReceiptBuilder> ParallelBlockExecutor<'_, E, Spec, R> {
@@ -579,7 +582,7 @@ impl<E, Spec, R: ReceiptBuilder> ParallelBlockExecutor<'_, E, Spec, R> {
 
     /// Whether per-transaction calls are (or will be, at the first one) served by Block-STM.
     pub const fn uses_block_stm(&self) -> bool {
-        matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_) | PerTx::Speculating(_))
+        matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Streaming(_) | PerTx::Speculating(_))
     }
 }
 
@@ -640,15 +643,17 @@ where
     /// Leaves Block-STM for `reason`, if per-transaction calls were on it; later calls run
     /// sequentially from the committed prefix.
     fn fall_back(&mut self, reason: PerTxFallback) {
-        if matches!(self.per_tx, PerTx::Planned { .. } | PerTx::Buffered(_) | PerTx::Speculating(_))
-        {
+        if matches!(
+            self.per_tx,
+            PerTx::Planned { .. } | PerTx::Streaming(_) | PerTx::Speculating(_)
+        ) {
             self.metrics.record_fallback(reason);
             self.per_tx = PerTx::Sequential;
         }
     }
 
-    /// Runs the attached plan through Block-STM (the first transaction call): afterwards the
-    /// executor is `Buffered`, or `Sequential` after a counted fallback. A state-read failure is
+    /// Starts Block-STM on the attached plan (the first transaction call): afterwards the
+    /// executor is `Streaming`, or `Sequential` after a counted fallback. A state-read failure is
     /// returned.
     fn start_block_stm(&mut self) -> Result<(), BlockExecutionError> {
         let PerTx::Planned { plan, wait } = std::mem::replace(&mut self.per_tx, PerTx::Sequential)
@@ -676,23 +681,17 @@ where
         let threads = self.config.threads;
         self.metrics.per_tx_block_stm_runs.fetch_add(1, Ordering::Relaxed);
         let db = self.inner.evm_mut().db_mut();
-        // The engine turns its workers' panics into errors; a panic on this thread (serving
-        // their reads) is caught too: this is the caller's (reth's engine) thread. The `State`
-        // was only read (its cache filled), so the sequential fallback starts from it intact.
+        // The engine turns its workers' panics into errors; a panic on this thread (its set-up
+        // reads) is caught too: this is the caller's (reth's engine) thread. The `State` was
+        // only read (its cache filled), so the sequential fallback starts from it intact.
+        let tx_count = envs.len();
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            velarium_executor::execute_transactions(db, &cfg, &block_env, &envs, threads)
+            velarium_executor::start_streaming(db, &cfg, &block_env, envs, threads)
         }));
         match run {
-            Ok(Ok((outcomes, stats))) if outcomes.len() == envs.len() => {
-                self.last_stats = Some(stats);
-                self.per_tx = PerTx::Buffered(Box::new(Buffered {
-                    envs,
-                    ids,
-                    outcomes: outcomes.into_iter(),
-                    next: 0,
-                    truncated,
-                    stats,
-                }));
+            Ok(Ok(run)) if run.len() == tx_count => {
+                self.per_tx =
+                    PerTx::Streaming(Box::new(Streaming { ids, run, next: 0, truncated }));
                 Ok(())
             }
             Ok(Err(err @ ExecutionError::StateRead(_))) => {
@@ -706,8 +705,9 @@ where
         }
     }
 
-    /// The buffered outcome for the call of the transaction `(tx_env, hash, signer)`, or the
-    /// reason to continue sequentially. Only in `Buffered` state.
+    /// Block-STM's outcome for the call of the transaction `(tx_env, hash, signer)` (waiting
+    /// for it to be final, serving the workers' reads meanwhile), or the reason to continue
+    /// sequentially. Only in `Streaming` state.
     fn next_outcome(
         &mut self,
         tx_env: &TxEnv,
@@ -715,24 +715,29 @@ where
         signer: Address,
     ) -> Result<SpeculativeTx, PerTxFallback> {
         let committed = self.inner.receipts().len();
-        let PerTx::Buffered(buffered) = &mut self.per_tx else {
+        let PerTx::Streaming(streaming) = &mut self.per_tx else {
             return Err(PerTxFallback::EngineFault);
         };
-        let index = buffered.next;
-        if committed != index {
+        let index = streaming.next;
+        if committed != index || streaming.run.position() != index {
             return Err(PerTxFallback::DirectCall);
         }
-        if index >= buffered.envs.len() {
-            return Err(if buffered.truncated {
+        if index >= streaming.run.len() {
+            return Err(if streaming.truncated {
                 PerTxFallback::PlanTruncated
             } else {
                 PerTxFallback::PlanMismatch
             });
         }
-        if buffered.ids[index] != (hash, signer) || buffered.envs[index] != *tx_env {
+        if streaming.ids[index] != (hash, signer) || streaming.run.tx_env(index) != Some(tx_env) {
             return Err(PerTxFallback::PlanMismatch);
         }
-        buffered.outcomes.next().ok_or(PerTxFallback::EngineFault)
+        let db = self.inner.evm_mut().db_mut();
+        let next = std::panic::catch_unwind(AssertUnwindSafe(|| streaming.run.next(db)));
+        match next {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) | Err(_) => Err(PerTxFallback::EngineFault),
+        }
     }
 
     /// `EthBlockExecutor`'s block-gas admission check, against the committed gas.
@@ -954,10 +959,18 @@ where
             return;
         }
         match std::mem::replace(&mut self.per_tx, PerTx::Sequential) {
-            PerTx::Buffered(buffered) => {
-                self.metrics.record_parallel(txs, &buffered.stats);
-                self.metrics.per_tx_parallel_blocks.fetch_add(1, Ordering::Relaxed);
-            }
+            PerTx::Streaming(streaming) => match streaming.run.finish() {
+                Ok(stats) => {
+                    self.metrics.record_parallel(txs, &stats);
+                    self.metrics.per_tx_parallel_blocks.fetch_add(1, Ordering::Relaxed);
+                    self.last_stats = Some(stats);
+                }
+                Err(_) => {
+                    // Every outcome was final when it was committed; the run broke afterwards.
+                    self.metrics.record_fallback(PerTxFallback::EngineFault);
+                    self.metrics.record_sequential(txs);
+                }
+            },
             PerTx::Off(reason) => {
                 self.metrics.record_fallback(reason);
                 self.metrics.record_sequential(txs);
@@ -1052,7 +1065,7 @@ where
         if matches!(self.per_tx, PerTx::Speculating(_)) {
             return self.execute_candidate(tx, f);
         }
-        if !matches!(self.per_tx, PerTx::Buffered(_)) {
+        if !matches!(self.per_tx, PerTx::Streaming(_)) {
             return self.inner.execute_transaction_with_commit_condition(tx, f);
         }
         let (tx_env, tx) = tx.into_parts();
@@ -1102,9 +1115,14 @@ where
             self.fall_back(PerTxFallback::NotCommitted);
             return Ok(None);
         }
+        if let PerTx::Streaming(streaming) = &self.per_tx {
+            // The workers' reads that came in while this call turned the outcome into its
+            // result are answered before the commit (which serves none).
+            streaming.run.serve(self.inner.evm_mut().db_mut());
+        }
         let gas = self.inner.commit_transaction(output);
-        if let PerTx::Buffered(buffered) = &mut self.per_tx {
-            buffered.next += 1;
+        if let PerTx::Streaming(streaming) = &mut self.per_tx {
+            streaming.next += 1;
         }
         Ok(Some(gas))
     }

@@ -576,6 +576,65 @@ fn a_conversion_failure_truncates_the_plan() {
 
 #[test]
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn an_executor_dropped_mid_block_stops_its_run() {
+    // A large block, so that Block-STM is still running when the executor is dropped.
+    let Some(block) = mainnet_block(1000) else { return };
+    let spec = velarium_replay::mainnet_spec();
+    let env = evm_env(&spec, &block.header);
+    // Leaked: the caller runs on a thread of its own, so that a hang fails the test instead of
+    // stalling it.
+    let block: &'static velarium_replay::MainnetBlock = Box::leak(Box::new(block));
+    let input = Block::mainnet(block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let factory: &'static ParFactory = Box::leak(Box::new(parallel(&spec, 2)));
+    const STOP: usize = 5;
+    // reth's engine gives up after a few calls (a later conversion failed, say) and drops the
+    // executor while Block-STM is still running the rest of the block: the drop stops the
+    // run (its workers wait for reads only the dropped caller could serve) and returns.
+    let (done, finished) = std::sync::mpsc::channel();
+    let caller_env = env.clone();
+    std::thread::spawn(move || {
+        let mut state =
+            State::builder().with_database_ref(&block.state).with_bundle_update().build();
+        let evm = EthEvmFactory::default().create_evm(&mut state, caller_env);
+        let mut receipts = Vec::new();
+        std::thread::scope(|scope| {
+            capture(scope, factory.plans(), payload_key(input), input.txs, Capture::default());
+            let mut executor = factory.create_executor(evm, input.ctx());
+            executor.apply_pre_execution_changes().unwrap();
+            for tx in &input.txs[..STOP] {
+                executor.execute_transaction(tx).unwrap();
+                receipts.push(executor.receipts().last().cloned());
+            }
+            drop(executor);
+        });
+        let _ = done.send(receipts);
+    });
+    let receipts = finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("dropping an executor in the middle of a block returned");
+    let want_receipts: Vec<_> = want.calls[..STOP].iter().map(|c| c.last.clone()).collect();
+    assert_eq!(receipts, want_receipts);
+    // The workers are free again: the next payload runs through Block-STM as usual.
+    let mut got = None;
+    let d = delta(factory, || {
+        got = Some(planned(
+            factory,
+            &block.state,
+            &env,
+            input,
+            input.txs,
+            Capture::default(),
+            &execute_all,
+        ));
+    });
+    compare(&got.unwrap(), &want).unwrap();
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 1), "{d:?}");
+    assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn an_incomplete_plan_times_out_and_runs_sequentially() {
     let Some((block, spec, env)) = fallback_block() else { return };
     let input = Block::mainnet(&block, &block.transactions);

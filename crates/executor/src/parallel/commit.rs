@@ -335,6 +335,16 @@ impl OutcomeSlot {
         unsafe { (*self.0.get()).as_ref() }
     }
 
+    /// The outcome of a committed transaction, moved out.
+    ///
+    /// # Safety
+    ///
+    /// As [`OutcomeSlot::committed`], and the caller is the slot's only reader (no fold runs).
+    pub(super) unsafe fn take_committed(&self) -> Option<TxOutcome> {
+        // SAFETY: no writer any more, and no other reader (see above).
+        unsafe { (*self.0.get()).take() }
+    }
+
     /// The slot, exclusively.
     pub(crate) fn get_mut(&mut self) -> &mut Option<TxOutcome> {
         self.0.get_mut()

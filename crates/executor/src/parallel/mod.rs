@@ -83,6 +83,7 @@ mod fees;
 mod handler;
 mod pool;
 mod remote;
+mod stream;
 mod transfer;
 mod worker;
 
@@ -90,6 +91,7 @@ pub use db::TxDbError;
 pub(crate) use fault::record as record_fault;
 pub use fault::{engine_faults, EngineFault};
 pub use pool::{panic_message, pin_workers};
+pub use stream::{start_streaming, StreamingRun};
 pub use transfer::set_checked as check_transfers;
 
 use crate::eip7610::StorageProbe;
@@ -864,145 +866,244 @@ where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
-    if txs.len() == 0 {
+    let Some(run) =
+        BlockStmRun::prepare(pool.threads(), db, overlay, cfg, block_env, txs, mechanisms, stats)?
+    else {
         return Ok(None);
-    }
-    let beneficiary = block_env.beneficiary;
-    let lazy_candidates: Vec<Option<Address>> = (0..txs.len())
-        .map(|i| txs.lazy_recipient(i, beneficiary).filter(|_| mechanisms.deltas))
-        .collect();
-    let chains = SenderChains::new(txs);
-    // EIP-7702 authorizations may give any account code: no lazy reads then.
-    let authorizations = (0..txs.len()).any(|i| txs.has_authorizations(i));
-    let lazy_senders = if mechanisms.deltas && !authorizations {
-        lazy_senders(db, overlay, cfg, txs, &lazy_candidates, &chains)?
-    } else {
-        vec![None; txs.len()]
     };
-    stats.lazy_sender_txs = lazy_senders.iter().filter(|l| l.is_some()).count() as u64;
-    let lazy_beneficiary = if mechanisms.deltas && !authorizations {
-        lazy_beneficiary(db, overlay, cfg, block_env.beneficiary)?
-    } else {
-        None
-    };
-    let beneficiary_observers: Vec<std::sync::atomic::AtomicBool> = if lazy_beneficiary.is_some() {
-        (0..txs.len()).map(|_| Default::default()).collect()
-    } else {
-        Vec::new()
-    };
-    // A lazy sender's plain transfer does not wait for the sender's earlier transactions.
-    let SenderChains { prev: mut prev_same_sender, first: first_of_sender, .. } = chains;
-    for (prev, lazy) in prev_same_sender.iter_mut().zip(&lazy_senders) {
-        if lazy.is_some() {
-            *prev = None;
-        }
-    }
-    let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
-    let mut workspace = pool::take_workspace(txs.len(), pool.threads(), state_clear);
-    let pool::Workspace { memory, scheduler, fees, outcomes, shared_blooms, .. } = &mut workspace;
-    // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
-    // speculation, so execute in order and let the other workers fold. Several senders'
-    // chains run side by side (each link waits for the one before, see `prev_same_sender`).
-    if longest_chain(&first_of_sender, &prev_same_sender) * 2 > txs.len() && mechanisms.isolation {
-        scheduler.set_in_order(true);
-    }
-    scheduler.set_adaptive(mechanisms.isolation);
-    if !scheduler.is_in_order() {
-        let early = early_transactions(txs, &prev_same_sender, pool.threads());
-        stats.early_txs = early.len() as u64;
-        scheduler.set_early(&early);
-    }
-    if !mechanisms.hints {
-        prev_same_sender.iter_mut().for_each(|p| *p = None);
-    }
-    let hot = db::HotLocations::new(pool.threads());
-    if mechanisms.hints {
-        stats.predicted_hot = predict_hot(db, txs, &hot);
-    }
-    let busy_nanos = AtomicU64::new(0);
-    let plain_transfers = AtomicU64::new(0);
-    let storage_credits = AtomicU64::new(0);
-    // One worker runs every transaction with the lower ones committed: nothing to credit, and
-    // its `SLOAD` and `SSTORE` stay revm's own.
-    let credits = mechanisms.deltas && pool.threads() > 1;
-    let credit_refused: Vec<std::sync::atomic::AtomicBool> =
-        if credits { (0..txs.len()).map(|_| Default::default()).collect() } else { Vec::new() };
-    let shared = Shared {
-        base: db,
-        overlay,
-        memory,
-        scheduler,
-        cfg,
-        block_env,
-        txs,
-        lazy_candidates: &lazy_candidates,
-        lazy_senders: &lazy_senders,
-        prev_same_sender: &prev_same_sender,
-        beneficiary,
-        lazy_beneficiary,
-        beneficiary_observers: &beneficiary_observers,
-        credits,
-        credit_refused: &credit_refused,
-        storage_credits: &storage_credits,
-        rules: DeltaRules { state_clear },
-        outcomes,
-        shared_blooms,
-        folds,
-        fees,
-        hot: &hot,
-        pauses: mechanisms.risk,
-        trace,
-        storage_only,
-        busy_nanos: &busy_nanos,
-        plain_transfers: &plain_transfers,
-    };
+    let shared = run.shared(db, overlay, cfg, block_env, txs, folds, trace, storage_only);
+    let scheduler = &run.workspace.scheduler;
     let broadcast = std::time::Instant::now();
     let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
     stats.worker_wall = broadcast.elapsed();
-    stats.worker_busy = std::time::Duration::from_nanos(busy_nanos.load(Ordering::Relaxed));
-    stats.plain_transfers = plain_transfers.load(Ordering::Relaxed);
-    stats.storage_credits = storage_credits.load(Ordering::Relaxed);
-    let became_hot = hot.became_hot();
-    stats.set_hot_spots(
-        hot.tally()
-            .into_iter()
-            .filter_map(|(location, tally)| {
-                let (address, slot) = match location {
-                    Location::Account(address) => (address, None),
-                    Location::Storage(address, slot) => (address, Some(slot)),
-                    Location::StorageEpoch(_) => return None,
-                };
-                Some(HotSpot {
-                    address,
-                    slot,
-                    failed_validations: tally.failed,
-                    waits: tally.waits,
+    run.finish(ran, true, stats).map(Some)
+}
+
+/// Block-STM's state for one block, owned: what the workers share besides the block's inputs
+/// (see [`BlockStmRun::shared`]), so that a run can outlive the caller's stack frame (see
+/// `stream.rs`).
+struct BlockStmRun {
+    lazy_candidates: Vec<Option<Address>>,
+    lazy_senders: Vec<Option<LazySender>>,
+    prev_same_sender: Vec<Option<u32>>,
+    lazy_beneficiary: Option<LazyBeneficiary>,
+    beneficiary_observers: Vec<std::sync::atomic::AtomicBool>,
+    credits: bool,
+    credit_refused: Vec<std::sync::atomic::AtomicBool>,
+    hot: db::HotLocations,
+    busy_nanos: AtomicU64,
+    plain_transfers: AtomicU64,
+    storage_credits: AtomicU64,
+    rules: DeltaRules,
+    mechanisms: Mechanisms,
+    workspace: pool::Workspace,
+}
+
+impl BlockStmRun {
+    /// Everything Block-STM needs before the workers start, for `workers` workers: lazy
+    /// senders and beneficiary, known dependencies, predicted hot locations, the reused
+    /// workspace. `None` for a block without transactions.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare<DB>(
+        workers: usize,
+        db: &DB,
+        overlay: &Overlay,
+        cfg: &CfgEnv,
+        block_env: &BlockEnv,
+        txs: TxSource<'_>,
+        mechanisms: Mechanisms,
+        stats: &mut ParallelStats,
+    ) -> Result<Option<Self>, ExecutionError>
+    where
+        DB: DatabaseRef + Sync,
+        DB::Error: std::fmt::Display,
+    {
+        if txs.len() == 0 {
+            return Ok(None);
+        }
+        let beneficiary = block_env.beneficiary;
+        let lazy_candidates: Vec<Option<Address>> = (0..txs.len())
+            .map(|i| txs.lazy_recipient(i, beneficiary).filter(|_| mechanisms.deltas))
+            .collect();
+        let chains = SenderChains::new(txs);
+        // EIP-7702 authorizations may give any account code: no lazy reads then.
+        let authorizations = (0..txs.len()).any(|i| txs.has_authorizations(i));
+        let lazy_senders = if mechanisms.deltas && !authorizations {
+            lazy_senders(db, overlay, cfg, txs, &lazy_candidates, &chains)?
+        } else {
+            vec![None; txs.len()]
+        };
+        stats.lazy_sender_txs = lazy_senders.iter().filter(|l| l.is_some()).count() as u64;
+        let lazy_beneficiary = if mechanisms.deltas && !authorizations {
+            lazy_beneficiary(db, overlay, cfg, block_env.beneficiary)?
+        } else {
+            None
+        };
+        let beneficiary_observers = if lazy_beneficiary.is_some() {
+            (0..txs.len()).map(|_| Default::default()).collect()
+        } else {
+            Vec::new()
+        };
+        // A lazy sender's plain transfer does not wait for the sender's earlier transactions.
+        let SenderChains { prev: mut prev_same_sender, first: first_of_sender, .. } = chains;
+        for (prev, lazy) in prev_same_sender.iter_mut().zip(&lazy_senders) {
+            if lazy.is_some() {
+                *prev = None;
+            }
+        }
+        let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
+        let mut workspace = pool::take_workspace(txs.len(), workers, state_clear);
+        let scheduler = &mut workspace.scheduler;
+        // Mostly one sender's chain (a pool paying out, an airdrop): nothing to gain from
+        // speculation, so execute in order and let the other workers fold. Several senders'
+        // chains run side by side (each link waits for the one before, see `prev_same_sender`).
+        if longest_chain(&first_of_sender, &prev_same_sender) * 2 > txs.len()
+            && mechanisms.isolation
+        {
+            scheduler.set_in_order(true);
+        }
+        scheduler.set_adaptive(mechanisms.isolation);
+        if !scheduler.is_in_order() {
+            let early = early_transactions(txs, &prev_same_sender, workers);
+            stats.early_txs = early.len() as u64;
+            scheduler.set_early(&early);
+        }
+        if !mechanisms.hints {
+            prev_same_sender.iter_mut().for_each(|p| *p = None);
+        }
+        let hot = db::HotLocations::new(workers);
+        if mechanisms.hints {
+            stats.predicted_hot = predict_hot(db, txs, &hot);
+        }
+        // One worker runs every transaction with the lower ones committed: nothing to credit,
+        // and its `SLOAD` and `SSTORE` stay revm's own.
+        let credits = mechanisms.deltas && workers > 1;
+        let credit_refused =
+            if credits { (0..txs.len()).map(|_| Default::default()).collect() } else { Vec::new() };
+        Ok(Some(Self {
+            lazy_candidates,
+            lazy_senders,
+            prev_same_sender,
+            lazy_beneficiary,
+            beneficiary_observers,
+            credits,
+            credit_refused,
+            hot,
+            busy_nanos: AtomicU64::new(0),
+            plain_transfers: AtomicU64::new(0),
+            storage_credits: AtomicU64::new(0),
+            rules: DeltaRules { state_clear },
+            mechanisms,
+            workspace,
+        }))
+    }
+
+    /// What every worker of the run shares: this state and the block's inputs.
+    #[allow(clippy::too_many_arguments)]
+    fn shared<'a, DB>(
+        &'a self,
+        base: &'a DB,
+        overlay: &'a Overlay,
+        cfg: &'a CfgEnv,
+        block_env: &'a BlockEnv,
+        txs: TxSource<'a>,
+        folds: Option<&'a dyn commit::FoldWork>,
+        trace: bool,
+        storage_only: &'a AddressSet,
+    ) -> Shared<'a, DB> {
+        let ws = &self.workspace;
+        Shared {
+            base,
+            overlay,
+            memory: &ws.memory,
+            scheduler: &ws.scheduler,
+            cfg,
+            block_env,
+            txs,
+            lazy_candidates: &self.lazy_candidates,
+            lazy_senders: &self.lazy_senders,
+            prev_same_sender: &self.prev_same_sender,
+            beneficiary: block_env.beneficiary,
+            lazy_beneficiary: self.lazy_beneficiary,
+            beneficiary_observers: &self.beneficiary_observers,
+            credits: self.credits,
+            credit_refused: &self.credit_refused,
+            storage_credits: &self.storage_credits,
+            rules: self.rules,
+            outcomes: &ws.outcomes,
+            shared_blooms: &ws.shared_blooms,
+            folds,
+            fees: &ws.fees,
+            hot: &self.hot,
+            pauses: self.mechanisms.risk,
+            trace,
+            storage_only,
+            busy_nanos: &self.busy_nanos,
+            plain_transfers: &self.plain_transfers,
+        }
+    }
+
+    /// After the workers stopped (`ran`: how they ended): the counters and hot spots into
+    /// `stats`, the hot locations remembered for the next blocks, and the workspace, or the
+    /// engine fault that ended the run. With `every_outcome`, a transaction without an
+    /// outcome is a fault (a caller that took outcomes while the run went on checks its own).
+    fn finish(
+        self,
+        ran: Result<(), EngineFault>,
+        every_outcome: bool,
+        stats: &mut ParallelStats,
+    ) -> Result<pool::Workspace, ExecutionError> {
+        let Self { hot, mechanisms, mut workspace, .. } = self;
+        stats.worker_busy =
+            std::time::Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed));
+        stats.plain_transfers = self.plain_transfers.load(Ordering::Relaxed);
+        stats.storage_credits = self.storage_credits.load(Ordering::Relaxed);
+        let became_hot = hot.became_hot();
+        stats.set_hot_spots(
+            hot.tally()
+                .into_iter()
+                .filter_map(|(location, tally)| {
+                    let (address, slot) = match location {
+                        Location::Account(address) => (address, None),
+                        Location::Storage(address, slot) => (address, Some(slot)),
+                        Location::StorageEpoch(_) => return None,
+                    };
+                    Some(HotSpot {
+                        address,
+                        slot,
+                        failed_validations: tally.failed,
+                        waits: tally.waits,
+                    })
                 })
-            })
-            .collect(),
-    );
-    if mechanisms.hints {
-        remember_hot(&became_hot);
+                .collect(),
+        );
+        if mechanisms.hints {
+            remember_hot(&became_hot);
+        }
+        let scheduler = &workspace.scheduler;
+        let counters = scheduler.counters();
+        stats.executions = counters.executions;
+        stats.validations = counters.validations;
+        stats.aborts = counters.aborts;
+        stats.suspensions = counters.suspensions;
+        stats.waits = counters.waits;
+        let fault = if let Err(fault) = ran {
+            Some(fault)
+        } else if let Some(err) = scheduler.invariant_error() {
+            Some(EngineFault::Scheduler(err))
+        } else if scheduler.is_halted() {
+            Some(EngineFault::Halted)
+        } else if every_outcome {
+            workspace.first_missing().map(EngineFault::MissingOutcome)
+        } else {
+            None
+        };
+        if let Some(fault) = fault {
+            pool::give_back(workspace);
+            return Err(fault.into());
+        }
+        Ok(workspace)
     }
-    let counters = scheduler.counters();
-    stats.executions = counters.executions;
-    stats.validations = counters.validations;
-    stats.aborts = counters.aborts;
-    stats.suspensions = counters.suspensions;
-    stats.waits = counters.waits;
-    ran?;
-    let fault = if let Some(err) = scheduler.invariant_error() {
-        Some(EngineFault::Scheduler(err))
-    } else if scheduler.is_halted() {
-        Some(EngineFault::Halted)
-    } else {
-        workspace.first_missing().map(EngineFault::MissingOutcome)
-    };
-    if let Some(fault) = fault {
-        pool::give_back(workspace);
-        return Err(fault.into());
-    }
-    Ok(Some(workspace))
 }
 
 /// The transactions to start before the execution sweep reaches them (see

@@ -19,11 +19,23 @@ impl WorkerPool {
     /// The process-wide pool of `threads` workers (pinned to cores after [`pin_workers`] or with
     /// `VELARIUM_PIN_WORKERS=1`).
     pub(crate) fn get(threads: usize) -> Result<Self, EngineFault> {
-        static POOLS: OnceLock<Mutex<Vec<(usize, WorkerPool)>>> = OnceLock::new();
+        Self::get_keyed(threads, false)
+    }
+
+    /// The process-wide pool of `threads` workers for streaming runs (see `stream.rs`): apart
+    /// from the others, so that a run left waiting for its caller never holds up a block of
+    /// another executor.
+    pub(crate) fn get_streaming(threads: usize) -> Result<Self, EngineFault> {
+        Self::get_keyed(threads, true)
+    }
+
+    fn get_keyed(threads: usize, streaming: bool) -> Result<Self, EngineFault> {
+        type Pools = Vec<((usize, bool), WorkerPool)>;
+        static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
         let threads = threads.max(1);
         let mut pools =
             POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        if let Some((_, pool)) = pools.iter().find(|(key, _)| *key == (threads, streaming)) {
             return Ok(pool.clone());
         }
         // Opt-in (see `pin_workers`).
@@ -33,13 +45,22 @@ impl WorkerPool {
         let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
         let pool = Self { pool: Arc::new(pool) };
-        pools.push((threads, pool.clone()));
+        pools.push(((threads, streaming), pool.clone()));
         Ok(pool)
     }
 
     /// Number of worker threads.
     pub(crate) fn threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// Starts `work(helper_index)` on each of the pool's helpers (not on the calling thread)
+    /// and returns at once (see `velarium_numa_runtime::WorkerPool::start_detached`).
+    pub(crate) fn start_detached(
+        &self,
+        work: Arc<dyn Fn(usize) + Send + Sync>,
+    ) -> velarium_numa_runtime::DetachedJob {
+        self.pool.start_detached(work)
     }
 
     /// Runs `work(worker_index)` once on each of the pool's workers (worker 0 is the calling

@@ -31,7 +31,7 @@ use std::{
     hash::{BuildHasher, Hash},
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, RwLock,
     },
 };
@@ -149,7 +149,8 @@ impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
 /// The owner thread's side of a [`RemoteDb`]: the database (behind a type-erased reader) and
 /// the queue of the other workers' reads.
 struct Owner<'a> {
-    read: &'a mut dyn FnMut(Query) -> Result<Answer, String>,
+    /// `None` while a detached run's owner is away (see [`RemoteDb::attach`]).
+    read: Option<&'a mut dyn FnMut(Query) -> Result<Answer, String>>,
     incoming: mpsc::Receiver<Request>,
     /// Set when a read panicked (its message): the database may be half-way through
     /// something, so every later read fails instead of touching it again, and the run ends as
@@ -164,7 +165,9 @@ impl Owner<'_> {
         if self.poisoned.is_some() {
             return Err("state owner panicked on an earlier read".to_string());
         }
-        let read = &mut *self.read;
+        let Some(read) = self.read.as_deref_mut() else {
+            return Err("the state owner is not serving reads".to_string());
+        };
         catch_unwind(AssertUnwindSafe(|| read(query))).unwrap_or_else(|panic| {
             let message = format!("state read panicked: {}", super::panic_message(&panic));
             self.poisoned = Some(message.clone());
@@ -183,6 +186,8 @@ pub(crate) struct RemoteDb {
     requests: mpsc::Sender<Request>,
     /// Requests sent and not yet taken by the owner: the owner checks this, not the channel.
     pending: AtomicUsize,
+    /// Set by [`RemoteDb::close`]: the owner serves no more reads, and waiting ones give up.
+    closed: AtomicBool,
     /// Only ever touched on the owner thread (checked through [`OWNED`]), never re-entered: a
     /// read on the database does not come back here.
     owner: UnsafeCell<Owner<'static>>,
@@ -195,6 +200,10 @@ pub(crate) struct RemoteDb {
 // SAFETY: `owner` (the only part that is not `Sync`) is touched only on the thread that owns it,
 // which `on_owner_thread` checks on every access; the rest is `Sync`.
 unsafe impl Sync for RemoteDb {}
+// SAFETY: the same: the owner's side (a read function borrowed for one call, see `attach`, and
+// the request queue's receiving end) is only used on the owner thread; dropping it elsewhere
+// (the last holder of a detached run) runs no read.
+unsafe impl Send for RemoteDb {}
 
 impl std::fmt::Debug for RemoteDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,7 +231,7 @@ impl RemoteDb {
 
     /// On the owner thread: answers every queued read. The answer to a location some worker
     /// cached already is the cached one, so every worker sees one value per location.
-    fn serve_pending(&self) {
+    pub(crate) fn serve_pending(&self) {
         if self.pending.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -285,6 +294,9 @@ impl RemoteDb {
         }
         let mut spins = 0u32;
         let answer = loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(RemoteError("state owner has stopped serving reads".to_string()));
+            }
             match answer.try_recv() {
                 Ok(answer) => break answer,
                 Err(mpsc::TryRecvError::Empty) => {
@@ -301,6 +313,105 @@ impl RemoteDb {
             }
         };
         answer.map_err(RemoteError)
+    }
+
+    /// A database view with nobody serving it yet (`read` `None`: see [`RemoteDb::attach`]).
+    fn new(read: Option<&'static mut dyn FnMut(Query) -> Result<Answer, String>>) -> Self {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        Self {
+            requests,
+            pending: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            owner: UnsafeCell::new(Owner { read, incoming, poisoned: None }),
+            accounts: Sharded::new(),
+            storage: Sharded::new(),
+            code: Sharded::new(),
+            block_hashes: Sharded::new(),
+        }
+    }
+
+    /// A view for a run that outlives the owner's calls (a streaming run, see `stream.rs`):
+    /// its owner serves only inside [`RemoteDb::attach`]; in between, the workers' cold
+    /// reads wait.
+    pub(crate) fn detached() -> Self {
+        Self::new(None)
+    }
+
+    /// Runs `f` on this thread as the view's owner, reading `db`: inside it,
+    /// [`RemoteDb::serve_pending`] and this thread's reads go to `db`. The thread's earlier
+    /// ownership, and the absent reader, are back when `f` returns or unwinds. `f` must not
+    /// attach the view again.
+    pub(crate) fn attach<DB, R>(&self, db: &mut DB, f: impl FnOnce() -> R) -> R
+    where
+        DB: Database,
+        DB::Error: std::fmt::Display,
+    {
+        struct Detach<'r>(&'r RemoteDb, *const RemoteDb);
+        impl Drop for Detach<'_> {
+            fn drop(&mut self) {
+                self.0.owner().read = None;
+                OWNED.with(|owned| owned.set(self.1));
+            }
+        }
+        let mut read = |query: Query| serve(db, query);
+        let read: &mut dyn FnMut(Query) -> Result<Answer, String> = &mut read;
+        // SAFETY: only the lifetime is erased; `Detach` removes the reference before this
+        // function returns or unwinds, and only this thread uses it meanwhile (`owner`).
+        let read = unsafe {
+            std::mem::transmute::<
+                &mut (dyn FnMut(Query) -> Result<Answer, String> + '_),
+                &mut (dyn FnMut(Query) -> Result<Answer, String> + 'static),
+            >(read)
+        };
+        let previous = OWNED.with(|owned| owned.replace(self));
+        let _detach = Detach(self, previous);
+        self.owner().read = Some(read);
+        f()
+    }
+
+    /// Stops serving: reads waiting for the owner, and later ones, fail (a streaming run that
+    /// is abandoned: its workers must not wait for an owner that is gone).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// On the owner thread: whether a read of the database panicked (its message, once).
+    pub(crate) fn take_poisoned(&self) -> Option<String> {
+        self.owner().poisoned.take()
+    }
+
+    /// On the owner thread: loads `addresses` into the cache.
+    pub(crate) fn preheat(
+        &self,
+        addresses: impl IntoIterator<Item = Address>,
+    ) -> Result<(), String> {
+        for address in addresses {
+            if self.accounts.get(&address).is_none() {
+                let info = match self.owner().read(Query::Basic(address)) {
+                    Ok(Answer::Basic(info)) => info,
+                    Ok(other) => return Err(format!("loading {address}: answered with {other:?}")),
+                    Err(e) => return Err(format!("loading {address}: {e}")),
+                };
+                self.accounts.insert(address, info);
+            }
+        }
+        Ok(())
+    }
+
+    /// On the owner thread: makes sure the cache holds `address`'s account and `slots` of its
+    /// storage as the database has them now. A streaming run's owner calls it before it
+    /// commits a transaction's writes to the database, so the workers keep reading the values
+    /// from before the block.
+    pub(crate) fn pin(
+        &self,
+        address: Address,
+        slots: impl IntoIterator<Item = U256>,
+    ) -> Result<(), String> {
+        self.read_through(Query::Basic(address))?;
+        for slot in slots {
+            self.read_through(Query::Storage(address, slot))?;
+        }
+        Ok(())
     }
 
     fn unexpected(query: Query, answer: Answer) -> RemoteError {
@@ -410,16 +521,7 @@ where
             &mut (dyn FnMut(Query) -> Result<Answer, String> + 'static),
         >(read)
     };
-    let (requests, incoming) = mpsc::channel::<Request>();
-    let remote = RemoteDb {
-        requests,
-        pending: AtomicUsize::new(0),
-        owner: UnsafeCell::new(Owner { read, incoming, poisoned: None }),
-        accounts: Sharded::new(),
-        storage: Sharded::new(),
-        code: Sharded::new(),
-        block_hashes: Sharded::new(),
-    };
+    let remote = RemoteDb::new(Some(read));
     struct Disown(*const RemoteDb);
     impl Drop for Disown {
         fn drop(&mut self) {
@@ -427,16 +529,7 @@ where
         }
     }
     let _disown = Disown(OWNED.with(|owned| owned.replace(&remote)));
-    for address in preheat {
-        if remote.accounts.get(&address).is_none() {
-            let info = match remote.owner().read(Query::Basic(address)) {
-                Ok(Answer::Basic(info)) => info,
-                Ok(other) => return Err(format!("loading {address}: answered with {other:?}")),
-                Err(e) => return Err(format!("loading {address}: {e}")),
-            };
-            remote.accounts.insert(address, info);
-        }
-    }
+    remote.preheat(preheat)?;
     let serve_others = || remote.serve_pending();
     let ran = velarium_numa_runtime::with_service_hook(&serve_others, || {
         catch_unwind(AssertUnwindSafe(|| run(&remote)))

@@ -171,6 +171,13 @@ where
     ///
     /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
     pub(super) fn work(&self) {
+        self.work_until(&|| false);
+    }
+
+    /// [`Shared::work`], leaving early once `stop()` holds between two tasks (never with a
+    /// follow-up task in hand, which only this worker may do): a streaming run's caller works
+    /// while it waits for the outcome it needs (see `stream.rs`).
+    pub(super) fn work_until(&self, stop: &dyn Fn() -> bool) {
         let parts = BlockParts {
             memory: self.memory,
             scheduler: self.scheduler,
@@ -231,9 +238,14 @@ where
         let mut idle = std::time::Duration::ZERO;
         let mut plain_transfers = 0u64;
         let mut storage_credits = 0u64;
+        let mut stopped = false;
         loop {
             // Between tasks too, a worker that owes the others something does it.
             velarium_numa_runtime::service();
+            if task.is_none() && stop() {
+                stopped = true;
+                break;
+            }
             let next = task.take().unwrap_or_else(|| self.scheduler.next_task());
             if !matches!(next, SchedulerTask::Retry) {
                 idle_rounds = 0;
@@ -303,7 +315,7 @@ where
         }
         self.hot.note_credited(&evm.ctx().journaled_state.database.credited);
         frames::keep(std::mem::take(&mut evm.frame_stack));
-        if let Some(folds) = self.folds {
+        if let Some(folds) = self.folds.filter(|_| !stopped) {
             if !self.scheduler.is_halted() {
                 idle += folds.finish(self.outcomes, self.txs.len());
             }
