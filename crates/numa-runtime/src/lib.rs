@@ -10,6 +10,9 @@
 //! the caller polls, briefly, for the helpers to finish the job it shares with them; a caller
 //! that owes the helpers something (a service hook, see [`with_service_hook`]: serving the
 //! reads of a database only it may touch) polls until they are done, running the hook.
+//! [`WorkerPool::start_detached`] instead runs a job on the helpers only and returns at once:
+//! the caller may return from its own function and come back while the job runs (a streaming
+//! Block-STM run across reth's per-transaction calls); broadcasts on the pool wait for it.
 //!
 //! [`PoolConfig::pin`] pins worker `i` to the `i`-th core the process may use: the helpers for
 //! good, the caller for the duration of each broadcast (its own affinity is restored after).

@@ -234,6 +234,26 @@ const fn execute_all(_: usize) -> Step {
     Step::Execute
 }
 
+/// [`planned`] with the block's own transactions as the plan, filled as reth does, and every
+/// transaction executed: what it showed, and the counters' change.
+fn planned_plainly<P>(
+    factory: &ParFactory,
+    parent: P,
+    env: &EvmEnv,
+    block: Block<'_>,
+) -> (Observed, MetricsSnapshot)
+where
+    P: DatabaseRef + std::fmt::Debug,
+    P::Error: Send + Sync + 'static,
+{
+    let mut got = None;
+    let d = delta(factory, || {
+        got =
+            Some(planned(factory, parent, env, block, block.txs, Capture::default(), &execute_all));
+    });
+    (got.expect("ran"), d)
+}
+
 /// The counters' change over `run`.
 fn delta(factory: &ParFactory, run: impl FnOnce()) -> MetricsSnapshot {
     let before = factory.metrics().snapshot();
@@ -616,19 +636,8 @@ fn an_executor_dropped_mid_block_stops_its_run() {
     let want_receipts: Vec<_> = want.calls[..STOP].iter().map(|c| c.last.clone()).collect();
     assert_eq!(receipts, want_receipts);
     // The workers are free again: the next payload runs through Block-STM as usual.
-    let mut got = None;
-    let d = delta(factory, || {
-        got = Some(planned(
-            factory,
-            &block.state,
-            &env,
-            input,
-            input.txs,
-            Capture::default(),
-            &execute_all,
-        ));
-    });
-    compare(&got.unwrap(), &want).unwrap();
+    let (got, d) = planned_plainly(factory, &block.state, &env, input);
+    compare(&got, &want).unwrap();
     assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 1), "{d:?}");
     assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
 }
@@ -665,20 +674,9 @@ fn an_invalid_transaction_fails_like_sequential() {
     assert_eq!(want.calls.len(), 12, "fails at its index");
     for threads in [1, 2] {
         let factory = parallel(&spec, threads);
-        let mut got = None;
-        let d = delta(&factory, || {
-            got = Some(planned(
-                &factory,
-                &block.state,
-                &env,
-                input,
-                input.txs,
-                Capture::default(),
-                &execute_all,
-            ));
-        });
+        let (got, d) = planned_plainly(&factory, &block.state, &env, input);
         // Same calls, same hook updates, same error.
-        compare(&got.unwrap(), &want).unwrap();
+        compare(&got, &want).unwrap();
         assert_eq!(d.per_tx_block_stm_runs, 1, "{d:?}");
         assert_eq!(d.fallbacks.after_plan(), 0, "{d:?}");
     }

@@ -505,13 +505,7 @@ where
     DB::Error: std::fmt::Display,
 {
     let mut stats = ParallelStats { threads, ..Default::default() };
-    // Pre-heat: senders, recipients and the beneficiary are read by (nearly) every transaction.
-    let mut preheat: Vec<Address> = std::iter::once(block_env.beneficiary)
-        .chain(txs.iter().map(|tx| tx.caller))
-        .chain(txs.iter().filter_map(|tx| tx.kind.to().copied()))
-        .collect();
-    preheat.sort_unstable();
-    preheat.dedup();
+    let preheat = preheat_accounts(block_env, txs);
     let overlay = Overlay::default();
     let pool = WorkerPool::get(threads)?;
     let outcomes = remote::with_remote_db(db, preheat, |remote| {
@@ -543,6 +537,18 @@ where
         }
     };
     Ok((outcomes.into_iter().map(SpeculativeTx).collect(), stats))
+}
+
+/// The accounts to read before a run over a database only the caller may touch: senders,
+/// recipients and the beneficiary are read by (nearly) every transaction.
+fn preheat_accounts(block_env: &BlockEnv, txs: &[TxEnv]) -> Vec<Address> {
+    let mut preheat: Vec<Address> = std::iter::once(block_env.beneficiary)
+        .chain(txs.iter().map(|tx| tx.caller))
+        .chain(txs.iter().filter_map(|tx| tx.kind.to().copied()))
+        .collect();
+    preheat.sort_unstable();
+    preheat.dedup();
+    preheat
 }
 
 /// What each transaction of `block` read, wrote and credited, and its gas, as Block-STM sees it

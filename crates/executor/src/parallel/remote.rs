@@ -315,26 +315,21 @@ impl RemoteDb {
         answer.map_err(RemoteError)
     }
 
-    /// A database view with nobody serving it yet (`read` `None`: see [`RemoteDb::attach`]).
-    fn new(read: Option<&'static mut dyn FnMut(Query) -> Result<Answer, String>>) -> Self {
+    /// A database view with nobody serving it yet: its owner serves only inside
+    /// [`RemoteDb::attach`]; in between (a run that outlives the owner's calls, see
+    /// `stream.rs`), the workers' cold reads wait.
+    pub(crate) fn detached() -> Self {
         let (requests, incoming) = mpsc::channel::<Request>();
         Self {
             requests,
             pending: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            owner: UnsafeCell::new(Owner { read, incoming, poisoned: None }),
+            owner: UnsafeCell::new(Owner { read: None, incoming, poisoned: None }),
             accounts: Sharded::new(),
             storage: Sharded::new(),
             code: Sharded::new(),
             block_hashes: Sharded::new(),
         }
-    }
-
-    /// A view for a run that outlives the owner's calls (a streaming run, see `stream.rs`):
-    /// its owner serves only inside [`RemoteDb::attach`]; in between, the workers' cold
-    /// reads wait.
-    pub(crate) fn detached() -> Self {
-        Self::new(None)
     }
 
     /// Runs `f` on this thread as the view's owner, reading `db`: inside it,
@@ -510,36 +505,20 @@ where
     DB::Error: std::fmt::Display,
     T: FromRunnerPanic,
 {
-    let mut read = |query: Query| serve(db, query);
-    let read: &mut dyn FnMut(Query) -> Result<Answer, String> = &mut read;
-    // SAFETY: only the lifetime is erased. `remote` (the only holder) is dropped before this
-    // function returns, and the workers that share it are done when `run` has returned (the
-    // pool waits for them).
-    let read = unsafe {
-        std::mem::transmute::<
-            &mut (dyn FnMut(Query) -> Result<Answer, String> + '_),
-            &mut (dyn FnMut(Query) -> Result<Answer, String> + 'static),
-        >(read)
-    };
-    let remote = RemoteDb::new(Some(read));
-    struct Disown(*const RemoteDb);
-    impl Drop for Disown {
-        fn drop(&mut self) {
-            OWNED.with(|owned| owned.set(self.0));
+    let remote = RemoteDb::detached();
+    remote.attach(db, || {
+        remote.preheat(preheat)?;
+        let serve_others = || remote.serve_pending();
+        let ran = velarium_numa_runtime::with_service_hook(&serve_others, || {
+            catch_unwind(AssertUnwindSafe(|| run(&remote)))
+        });
+        // A read that panicked ends the run as an engine fault, whatever the workers made of
+        // the error they got: the state owner failed, not the block.
+        if let Some(message) = remote.take_poisoned() {
+            return Ok(T::from_runner_panic(message));
         }
-    }
-    let _disown = Disown(OWNED.with(|owned| owned.replace(&remote)));
-    remote.preheat(preheat)?;
-    let serve_others = || remote.serve_pending();
-    let ran = velarium_numa_runtime::with_service_hook(&serve_others, || {
-        catch_unwind(AssertUnwindSafe(|| run(&remote)))
-    });
-    // A read that panicked ends the run as an engine fault, whatever the workers made of the
-    // error they got: the state owner failed, not the block.
-    if let Some(message) = remote.owner().poisoned.take() {
-        return Ok(T::from_runner_panic(message));
-    }
-    Ok(ran.unwrap_or_else(|panic| T::from_runner_panic(super::panic_message(&panic))))
+        Ok(ran.unwrap_or_else(|panic| T::from_runner_panic(super::panic_message(&panic))))
+    })
 }
 
 #[cfg(test)]

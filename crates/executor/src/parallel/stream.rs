@@ -40,7 +40,7 @@ use super::{
     ParallelStats, SpeculativeTx, TxSource, WorkerPool,
 };
 use crate::ExecutionError;
-use alloy_primitives::{map::AddressSet, Address};
+use alloy_primitives::map::AddressSet;
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use std::{
     panic::{catch_unwind, resume_unwind, AssertUnwindSafe},
@@ -121,12 +121,7 @@ where
 {
     let threads = threads.max(1);
     let mut stats = ParallelStats { threads, ..Default::default() };
-    let mut preheat: Vec<Address> = std::iter::once(block_env.beneficiary)
-        .chain(txs.iter().map(|tx| tx.caller))
-        .chain(txs.iter().filter_map(|tx| tx.kind.to().copied()))
-        .collect();
-    preheat.sort_unstable();
-    preheat.dedup();
+    let preheat = super::preheat_accounts(block_env, &txs);
     let remote = RemoteDb::detached();
     let overlay = Overlay::default();
     let pool = WorkerPool::get_streaming(threads)?;
@@ -331,7 +326,7 @@ impl Drop for StreamingRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_primitives::{TxKind, U256};
+    use alloy_primitives::{Address, TxKind, U256};
     use revm::{
         database::{CacheDB, EmptyDB, State},
         primitives::hardfork::SpecId,
