@@ -158,8 +158,9 @@ impl ConfigureEngineEvm<ExecutionData> for VelariumEvmConfig {
     /// reth's own iterator (the payload's raw transactions and the converter reth runs on its
     /// thread pool to decode them and recover their signers), with each converted transaction
     /// also recorded, at its index, into a [`velarium_reth_glue::PayloadPlan`] the factory's `create_executor`
-    /// takes for this payload: the executor then runs the whole list through Block-STM at the
-    /// first transaction call (see `velarium_reth_glue::plan`). A failed conversion truncates
+    /// takes for this payload: the executor then starts Block-STM on the whole list at the
+    /// first transaction call and streams each result from it (see `velarium_reth_glue::plan`
+    /// and the glue's crate docs). A failed conversion truncates
     /// the plan (reth stops the block at that index too).
     fn tx_iterator_for_payload(
         &self,
