@@ -566,10 +566,8 @@ struct Streaming {
     /// The plan's trie hashes and signers.
     ids: Vec<(B256, Address)>,
     /// The run (it holds the plan's transaction environments, what Block-STM executes);
-    /// outcome `next` onwards are still to come.
+    /// outcome `run.position()` (the next call's transaction) onwards are still to come.
     run: StreamingRun,
-    /// The index of the next call (the number of transactions committed).
-    next: usize,
     /// A failed conversion cut the plan short of the payload.
     truncated: bool,
 }
@@ -690,8 +688,7 @@ where
         }));
         match run {
             Ok(Ok(run)) if run.len() == tx_count => {
-                self.per_tx =
-                    PerTx::Streaming(Box::new(Streaming { ids, run, next: 0, truncated }));
+                self.per_tx = PerTx::Streaming(Box::new(Streaming { ids, run, truncated }));
                 Ok(())
             }
             Ok(Err(err @ ExecutionError::StateRead(_))) => {
@@ -718,8 +715,10 @@ where
         let PerTx::Streaming(streaming) = &mut self.per_tx else {
             return Err(PerTxFallback::EngineFault);
         };
-        let index = streaming.next;
-        if committed != index || streaming.run.position() != index {
+        // Each call takes one outcome and commits it: anything else committed in between
+        // (direct calls) puts the two apart.
+        let index = streaming.run.position();
+        if committed != index {
             return Err(PerTxFallback::DirectCall);
         }
         if index >= streaming.run.len() {
@@ -1120,11 +1119,7 @@ where
             // result are answered before the commit (which serves none).
             streaming.run.serve(self.inner.evm_mut().db_mut());
         }
-        let gas = self.inner.commit_transaction(output);
-        if let PerTx::Streaming(streaming) = &mut self.per_tx {
-            streaming.next += 1;
-        }
-        Ok(Some(gas))
+        Ok(Some(self.inner.commit_transaction(output)))
     }
 
     fn execute_transaction_without_commit(

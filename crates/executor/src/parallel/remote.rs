@@ -140,10 +140,6 @@ impl<K: Hash + Eq, V: Clone> Sharded<K, V> {
             .or_insert(value)
             .clone()
     }
-
-    fn insert(&self, key: K, value: V) {
-        self.shard(&key).write().unwrap_or_else(|e| e.into_inner()).insert(key, value);
-    }
 }
 
 /// The owner thread's side of a [`RemoteDb`]: the database (behind a type-erased reader) and
@@ -381,14 +377,8 @@ impl RemoteDb {
         addresses: impl IntoIterator<Item = Address>,
     ) -> Result<(), String> {
         for address in addresses {
-            if self.accounts.get(&address).is_none() {
-                let info = match self.owner().read(Query::Basic(address)) {
-                    Ok(Answer::Basic(info)) => info,
-                    Ok(other) => return Err(format!("loading {address}: answered with {other:?}")),
-                    Err(e) => return Err(format!("loading {address}: {e}")),
-                };
-                self.accounts.insert(address, info);
-            }
+            self.read_through(Query::Basic(address))
+                .map_err(|e| format!("loading {address}: {e}"))?;
         }
         Ok(())
     }

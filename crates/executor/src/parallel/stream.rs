@@ -236,9 +236,6 @@ impl StreamingRun {
                     EngineFault::MissingOutcome(i as u32)
                 });
             }
-            if let Some(message) = remote.take_poisoned() {
-                return Err(EngineFault::WorkerPanic(message));
-            }
             // SAFETY: transaction `i` is committed (the scheduler's commit index, read with
             // acquire ordering, passed it): no helper writes its slot any more, and this run
             // is its only reader (no fold).
@@ -252,6 +249,7 @@ impl StreamingRun {
                         .map_err(|e| EngineFault::WorkerPanic(format!("pinning {address}: {e}")))?;
                 }
             }
+            // A read that panicked (the run's, or a pin's) fails the outcome too.
             if let Some(message) = remote.take_poisoned() {
                 return Err(EngineFault::WorkerPanic(message));
             }
