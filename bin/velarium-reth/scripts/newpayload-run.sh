@@ -8,13 +8,15 @@
 #   scripts/newpayload-run.sh [BIN] [TXS] [RATE]
 #
 # Node A: `--dev` (builds a block every 3 s from its pool): the payload builder, with its
-#   candidates run ahead through Block-STM (`BUILDER_ARGS`, default `--velarium.min-parallel-txs 0
-#   --velarium.threads 2`; `--velarium.builder-lookahead 0` builds as stock reth does).
+#   candidates run ahead through Block-STM (`BUILDER_ARGS`, default `--velarium.block-stm on
+#   --velarium.min-parallel-txs 0 --velarium.threads 2`; `--velarium.builder-lookahead 0` builds
+#   as stock reth does).
 # Node B: `--chain dev --debug.rpc-consensus-url A`: reth's debug consensus client fetches each
 #   new block from A and hands it to B's engine as newPayload + forkchoiceUpdated; Block-STM on
-#   every block (`--velarium.min-parallel-txs 0`), `--velarium.verify` re-executes each
-#   committed block whole and compares.
-# Node C: as B with `--velarium.min-parallel-txs 1000000000`: every payload on the sequential
+#   every block (`--velarium.block-stm on --velarium.min-parallel-txs 0`: on fewer than three
+#   cores Block-STM is off by default), `--velarium.verify` re-executes each committed block
+#   whole and compares.
+# Node C: as B with `--velarium.block-stm off`: every payload on the sequential
 #   per-transaction path (alloy-evm's EthBlockExecutor, what stock reth runs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +31,7 @@ trap cleanup EXIT
 common=(--disable-discovery --ipcdisable --log.file.max-files 0 --color never)
 "$BIN" node --dev --dev.block-time 3s --datadir "$W/a" --http --http.port 18545 \
     --http.api eth,net,web3 --authrpc.port 18551 --port 30413 "${common[@]}" \
-    --metrics 127.0.0.1:19001 ${BUILDER_ARGS:---velarium.min-parallel-txs 0 --velarium.threads 2} \
+    --metrics 127.0.0.1:19001 ${BUILDER_ARGS:---velarium.block-stm on --velarium.min-parallel-txs 0 --velarium.threads 2} \
     >"$W/a.log" 2>&1 &
 pids+=($!)
 sleep 5
@@ -40,8 +42,9 @@ follower() { # name http-port authrpc-port p2p-port metrics-port extra...
         --metrics "127.0.0.1:$metrics" "$@" >"$W/$name.log" 2>&1 &
     pids+=($!)
 }
-follower b 18645 18651 30414 19002 --velarium.min-parallel-txs 0 --velarium.threads 2 --velarium.verify
-follower c 18745 18751 30415 19003 --velarium.min-parallel-txs 1000000000 --velarium.threads 2
+follower b 18645 18651 30414 19002 --velarium.block-stm on --velarium.min-parallel-txs 0 \
+    --velarium.threads 2 --velarium.verify
+follower c 18745 18751 30415 19003 --velarium.block-stm off --velarium.threads 2
 sleep 10
 python3 "$here/tx-load.py" --rpc http://127.0.0.1:18545 --txs "$TXS" --rate "$RATE"
 

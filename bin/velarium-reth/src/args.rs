@@ -5,8 +5,21 @@
 //! by every other subcommand that executes blocks (`import`, `re-execute`, `stage run`), whose
 //! argument sets reth does not let a binary extend.
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, ValueEnum};
 use velarium_reth_glue::ParallelConfig;
+
+/// Where the executors run Block-STM (`--velarium.block-stm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum BlockStmMode {
+    /// On machines with at least `velarium_reth_glue::MIN_CORES_FOR_BLOCK_STM` (3) cores:
+    /// behind reth's `State` Block-STM measured slower than reth's executor on two.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never: every block runs through reth's (alloy-evm's) executor.
+    Off,
+}
 
 /// Settings of Velarium's parallel block executor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
@@ -27,6 +40,13 @@ pub struct VelariumArgs {
         value_name = "N"
     )]
     pub min_txs: Option<usize>,
+
+    /// Where blocks run through Block-STM: `auto` on machines with at least 3 cores, `on`
+    /// always, `off` never [default: auto]. (Behind reth's `State`, where only reth's thread
+    /// may read the state and commits every transaction, Block-STM measured slower than reth's
+    /// executor on two cores.)
+    #[arg(long = "velarium.block-stm", env = "VELARIUM_BLOCK_STM", value_name = "MODE")]
+    pub block_stm: Option<BlockStmMode>,
 
     /// Install the `velarium-verify` ExEx: re-execute every committed block with the parallel
     /// executor and compare receipts, gas and state changes with what the node committed.
@@ -63,8 +83,11 @@ impl VelariumArgs {
         Ok(EnvOnly::try_parse_from(["velarium-reth"])?.args)
     }
 
-    /// The payload builder's lookahead these arguments select.
+    /// The payload builder's lookahead these arguments select (0 where Block-STM is off).
     pub fn builder_lookahead(&self) -> usize {
+        if !self.parallel_config().block_stm {
+            return 0;
+        }
         self.builder_lookahead.unwrap_or(velarium_reth_glue::DEFAULT_LOOKAHEAD)
     }
 
@@ -76,6 +99,11 @@ impl VelariumArgs {
         }
         if let Some(min_txs) = self.min_txs {
             config.min_txs = min_txs;
+        }
+        match self.block_stm.unwrap_or_default() {
+            BlockStmMode::Auto => {}
+            BlockStmMode::On => config.block_stm = true,
+            BlockStmMode::Off => config.block_stm = false,
         }
         config
     }
@@ -103,6 +131,8 @@ mod tests {
             "--velarium.pin-workers",
             "--velarium.builder-lookahead",
             "0",
+            "--velarium.block-stm",
+            "on",
         ])
         .unwrap()
         .args;
@@ -114,10 +144,11 @@ mod tests {
                 verify: true,
                 pin_workers: true,
                 builder_lookahead: Some(0),
+                block_stm: Some(BlockStmMode::On),
             }
         );
         let config = args.parallel_config();
-        assert_eq!((config.threads, config.min_txs), (8, 0));
+        assert_eq!((config.threads, config.min_txs, config.block_stm), (8, 0, true));
         assert_eq!(args.builder_lookahead(), 0, "0 turns the builder's lookahead off");
     }
 
@@ -131,8 +162,27 @@ mod tests {
     #[test]
     fn defaults_follow_parallel_config() {
         let args = Wrapper::try_parse_from(["velarium-reth"]).unwrap().args;
-        assert_eq!(args.builder_lookahead(), velarium_reth_glue::DEFAULT_LOOKAHEAD);
         let (ours, default) = (args.parallel_config(), ParallelConfig::default());
-        assert_eq!((ours.threads, ours.min_txs), (default.threads, default.min_txs));
+        assert_eq!(ours, default);
+        let lookahead = if default.block_stm { velarium_reth_glue::DEFAULT_LOOKAHEAD } else { 0 };
+        assert_eq!(args.builder_lookahead(), lookahead);
+        let auto = Wrapper::try_parse_from(["velarium-reth", "--velarium.block-stm", "auto"]);
+        assert_eq!(auto.unwrap().args.parallel_config(), default);
+    }
+
+    #[test]
+    fn block_stm_off_turns_every_path_off() {
+        let args = Wrapper::try_parse_from([
+            "velarium-reth",
+            "--velarium.block-stm",
+            "off",
+            "--velarium.builder-lookahead",
+            "64",
+        ])
+        .unwrap()
+        .args;
+        assert!(!args.parallel_config().block_stm);
+        assert_eq!(args.builder_lookahead(), 0, "no lookahead feeds a builder that cannot use it");
+        assert!(Wrapper::try_parse_from(["velarium-reth", "--velarium.block-stm", "2"]).is_err());
     }
 }

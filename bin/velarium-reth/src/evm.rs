@@ -80,6 +80,16 @@ impl VelariumEvmConfig {
         self.executor_factory.candidates()
     }
 
+    /// This configuration with Block-STM on whatever the machine (`ParallelConfig::block_stm`),
+    /// sharing its counters and registries: for the verifier, which must exercise Block-STM.
+    pub fn with_block_stm(&self) -> Self {
+        let config = ParallelConfig { block_stm: true, ..*self.parallel_config() };
+        Self {
+            inner: self.inner.clone(),
+            executor_factory: self.executor_factory.clone().with_config(config),
+        }
+    }
+
     /// Counters of the parallel executor, shared by every clone of this configuration.
     pub fn execution_metrics(&self) -> &Arc<ExecutionMetrics> {
         self.executor_factory.metrics()
@@ -161,7 +171,8 @@ impl ConfigureEngineEvm<ExecutionData> for VelariumEvmConfig {
     /// takes for this payload: the executor then starts Block-STM on the whole list at the
     /// first transaction call and streams each result from it (see `velarium_reth_glue::plan`
     /// and the glue's crate docs). A failed conversion truncates
-    /// the plan (reth stops the block at that index too).
+    /// the plan (reth stops the block at that index too). With Block-STM off nothing is
+    /// recorded.
     fn tx_iterator_for_payload(
         &self,
         payload: &ExecutionData,
@@ -169,18 +180,21 @@ impl ConfigureEngineEvm<ExecutionData> for VelariumEvmConfig {
         let (raw, convert) = self.inner.tx_iterator_for_payload(payload)?.into_parts();
         let raw: Vec<_> = raw.into_iter().enumerate().collect();
         let v1 = payload.payload.as_v1();
-        let plan = self.executor_factory.plans().begin(PayloadKey {
-            parent_hash: v1.parent_hash,
-            number: v1.block_number,
-            timestamp: v1.timestamp,
-            beneficiary: v1.fee_recipient,
-            tx_count: raw.len(),
+        let plan = self.parallel_config().block_stm.then(|| {
+            self.executor_factory.plans().begin(PayloadKey {
+                parent_hash: v1.parent_hash,
+                number: v1.block_number,
+                timestamp: v1.timestamp,
+                beneficiary: v1.fee_recipient,
+                tx_count: raw.len(),
+            })
         });
         let convert = move |(index, raw)| {
             let converted = convert.convert(raw);
-            match &converted {
-                Ok(tx) => plan.record(index, tx.clone()),
-                Err(_) => plan.fail(index),
+            match (&plan, &converted) {
+                (Some(plan), Ok(tx)) => plan.record(index, tx.clone()),
+                (Some(plan), Err(_)) => plan.fail(index),
+                (None, _) => {}
             }
             converted
         };

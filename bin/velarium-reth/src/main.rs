@@ -81,9 +81,10 @@ fn run() -> eyre::Result<()> {
     if let Some(metrics) = offline_metrics.get() {
         // Tracing may already be torn down here: print directly.
         eprintln!(
-            "velarium: threads={} min_txs={} {:?}",
+            "velarium: threads={} min_txs={} block_stm={} {:?}",
             parallel_config.threads,
             parallel_config.min_txs,
+            parallel_config.block_stm,
             metrics.snapshot()
         );
     }

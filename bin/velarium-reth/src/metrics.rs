@@ -92,6 +92,7 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
     }
     ::metrics::counter!("velarium_builder_stale_total").absolute(builder.stale);
     for (reason, count) in [
+        ("disabled", fallbacks.disabled),
         ("no_plan", fallbacks.no_plan),
         ("inspector", fallbacks.inspector),
         ("amsterdam", fallbacks.amsterdam),

@@ -149,8 +149,18 @@ where
             target: "velarium",
             threads = config.threads,
             min_txs = config.min_txs,
+            block_stm = config.block_stm,
             "Velarium parallel block executor configured"
         );
+        if !config.block_stm {
+            reth_tracing::tracing::warn!(
+                target: "velarium",
+                cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+                "Block-STM is off: every block runs through reth's executor (on fewer than {} \
+                 cores it measured slower; `--velarium.block-stm on` runs it anyway)",
+                velarium_reth_glue::MIN_CORES_FOR_BLOCK_STM
+            );
+        }
 
         let execution_metrics = evm_config.execution_metrics().clone();
         ctx.task_executor().spawn_with_graceful_shutdown_signal(|shutdown| {

@@ -37,7 +37,9 @@ pub async fn velarium_verify<Node>(mut ctx: ExExContext<Node>) -> eyre::Result<(
 where
     Node: FullNodeComponents<Types: NodeTypes<Primitives = EthPrimitives>, Evm = VelariumEvmConfig>,
 {
-    let evm_config = ctx.evm_config().clone();
+    // Block-STM on even where the node's own executors run without it (`--velarium.block-stm
+    // auto` on two cores, or `off`): a check of sequential against sequential checks nothing.
+    let evm_config = ctx.evm_config().with_block_stm();
     info!(
         target: "velarium::verify",
         threads = evm_config.parallel_config().threads,

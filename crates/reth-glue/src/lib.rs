@@ -76,6 +76,13 @@
 //! inspector (tracing; told apart by the inspector's type), and Amsterdam blocks (EIP-7928
 //! access lists index every transaction's reads) run through the sequential path as well.
 //! [`ExecutionMetrics`] counts which path each block took and Block-STM's work.
+//!
+//! **Cores.** Behind reth's `State` only the calling thread may read the state, and it commits
+//! every transaction as sequential execution does; on two cores every path above measured
+//! slower than alloy-evm's executor. [`ParallelConfig::default`] therefore runs Block-STM only
+//! on machines with at least [`MIN_CORES_FOR_BLOCK_STM`] cores, and every block runs
+//! sequentially elsewhere ([`ParallelConfig::block_stm`]; [`ParallelConfig::new`] runs it on
+//! any machine).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod plan;
@@ -136,22 +143,60 @@ pub struct ParallelConfig {
     pub threads: usize,
     /// Blocks with fewer transactions run sequentially (0: every block through Block-STM).
     pub min_txs: usize,
+    /// Whether the executors run Block-STM at all. Off, every block (whole, one transaction
+    /// at a time, being built) runs through alloy-evm's executor, counted as sequential
+    /// ([`PerTxFallback::Disabled`] for the per-transaction ones).
+    pub block_stm: bool,
+}
+
+impl ParallelConfig {
+    /// Block-STM on `threads` workers for blocks of at least `min_txs` transactions (0: every
+    /// block), whatever the machine.
+    pub const fn new(threads: usize, min_txs: usize) -> Self {
+        Self { threads, min_txs, block_stm: true }
+    }
 }
 
 impl Default for ParallelConfig {
     /// One worker per core, at most [`velarium_executor::DEFAULT_MAX_WORKERS`] (measured);
-    /// [`DEFAULT_PARALLEL_MIN_TXS`] (measured) as the small-block threshold.
+    /// [`DEFAULT_PARALLEL_MIN_TXS`] (measured) as the small-block threshold; Block-STM only
+    /// where [`block_stm_pays_on`] the machine's cores.
     fn default() -> Self {
-        Self { threads: velarium_executor::default_workers(), min_txs: DEFAULT_PARALLEL_MIN_TXS }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            block_stm: block_stm_pays_on(cores),
+            ..Self::new(velarium_executor::default_workers(), DEFAULT_PARALLEL_MIN_TXS)
+        }
     }
 }
 
+/// The fewest cores on which [`ParallelConfig::default`] runs Block-STM behind reth's `State`.
+///
+/// Measured, not guessed, on two (2 vCPUs, 2026-12-05/06; "Inside reth" in the README): behind
+/// the `State` every path was slower than alloy-evm's executor on the 47 mainnet blocks, since
+/// only reth's thread may read the `State` and it also commits every transaction: newPayload's
+/// per-transaction path 0.81x-0.95x (streaming) and 0.82x-0.93x (buffered), whole blocks
+/// 0.84x-0.98x, the payload builder 0.77x-0.89x, and 0.46x-0.60x with one of the cores busy.
+/// With a third core the commit's thread and two workers each have one; no machine with more
+/// than two cores was lent to measure the glue, so this is the bound the two-core figures
+/// give, not a measured crossover.
+pub const MIN_CORES_FOR_BLOCK_STM: usize = 3;
+
+/// Whether Block-STM behind reth's `State` is worth running by default on a machine with
+/// `cores` cores (see [`MIN_CORES_FOR_BLOCK_STM`]); [`ParallelConfig::new`] runs it anyway.
+pub const fn block_stm_pays_on(cores: usize) -> bool {
+    cores >= MIN_CORES_FOR_BLOCK_STM
+}
+
 /// Why a block executed one transaction at a time did not run (or stopped running) through
-/// Block-STM. The first four are decided when the executor is created (Block-STM never starts);
+/// Block-STM. The first five are decided when the executor is created (Block-STM never starts);
 /// the others happen after a plan was attached, and the block continues sequentially from the
 /// exact committed prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PerTxFallback {
+    /// Block-STM is switched off ([`ParallelConfig::block_stm`]; by default on machines with
+    /// fewer than [`MIN_CORES_FOR_BLOCK_STM`] cores).
+    Disabled,
     /// No plan matched the block (every per-transaction caller but newPayload: the pipeline,
     /// the payload builder, RPC replays, downloaded blocks).
     NoPlan,
@@ -180,7 +225,8 @@ pub enum PerTxFallback {
 
 impl PerTxFallback {
     /// Every reason, in the order of [`PerTxFallbacks`]' fields.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
+        Self::Disabled,
         Self::NoPlan,
         Self::Inspector,
         Self::Amsterdam,
@@ -196,6 +242,7 @@ impl PerTxFallback {
     /// A short name, for metric labels.
     pub const fn label(self) -> &'static str {
         match self {
+            Self::Disabled => "disabled",
             Self::NoPlan => "no_plan",
             Self::Inspector => "inspector",
             Self::Amsterdam => "amsterdam",
@@ -211,13 +258,18 @@ impl PerTxFallback {
 
     /// Whether Block-STM had been attached to the block (a plan) when it fell back.
     pub const fn after_plan(self) -> bool {
-        !matches!(self, Self::NoPlan | Self::Inspector | Self::Amsterdam | Self::SmallBlock)
+        !matches!(
+            self,
+            Self::Disabled | Self::NoPlan | Self::Inspector | Self::Amsterdam | Self::SmallBlock
+        )
     }
 }
 
 /// Per-transaction blocks by [`PerTxFallback`] reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PerTxFallbacks {
+    /// [`PerTxFallback::Disabled`].
+    pub disabled: u64,
     /// [`PerTxFallback::NoPlan`].
     pub no_plan: u64,
     /// [`PerTxFallback::Inspector`].
@@ -244,6 +296,7 @@ impl PerTxFallbacks {
     /// The count of one reason.
     pub const fn get(&self, reason: PerTxFallback) -> u64 {
         match reason {
+            PerTxFallback::Disabled => self.disabled,
             PerTxFallback::NoPlan => self.no_plan,
             PerTxFallback::Inspector => self.inspector,
             PerTxFallback::Amsterdam => self.amsterdam,
@@ -278,7 +331,7 @@ pub struct ExecutionMetrics {
     per_tx_block_stm_runs: AtomicU64,
     state_read_errors: AtomicU64,
     /// Indexed like [`PerTxFallback::ALL`].
-    fallbacks: [AtomicU64; 10],
+    fallbacks: [AtomicU64; PerTxFallback::ALL.len()],
     builder_blocks: AtomicU64,
     builder_windows: AtomicU64,
     builder_speculated: AtomicU64,
@@ -384,6 +437,7 @@ impl ExecutionMetrics {
             per_tx_block_stm_runs: get(&self.per_tx_block_stm_runs),
             state_read_errors: get(&self.state_read_errors),
             fallbacks: PerTxFallbacks {
+                disabled: fallback(PerTxFallback::Disabled),
                 no_plan: fallback(PerTxFallback::NoPlan),
                 inspector: fallback(PerTxFallback::Inspector),
                 amsterdam: fallback(PerTxFallback::Amsterdam),
@@ -436,6 +490,13 @@ impl<R, Spec, EvmF> ParallelBlockExecutorFactory<R, Spec, EvmF> {
             plans: Arc::default(),
             candidates: Arc::default(),
         }
+    }
+
+    /// This factory with the engine settings `config`, sharing its counters and registries
+    /// (e.g. a verifier that runs Block-STM where the node's own executors do not).
+    pub fn with_config(mut self, config: ParallelConfig) -> Self {
+        self.config = config;
+        self
     }
 
     /// This factory with `plans` as its plan registry (shared with whoever fills it).
@@ -594,6 +655,9 @@ where
 {
     /// Why a block of `txs` transactions cannot run through Block-STM, if it cannot.
     fn blocker(&self, txs: usize) -> Option<PerTxFallback> {
+        if !self.config.block_stm {
+            return Some(PerTxFallback::Disabled);
+        }
         let cfg = self.inner.evm().cfg_env();
         // An inspector must observe the one sequential execution of every transaction. The
         // type itself is compared (`typeid` also covers inspector types with lifetimes), not

@@ -257,10 +257,8 @@ where
     assert!(want.output.is_ok(), "{what}: the reference failed: {:?}", want.output);
     let mut total = MetricsSnapshot::default();
     for (threads, depth) in [(1, 64), (2, 64), (2, 8), (4, 64)] {
-        let factory = ParFactory::from_eth(
-            support::eth_factory(spec),
-            ParallelConfig { threads, min_txs: 0 },
-        );
+        let factory =
+            ParFactory::from_eth(support::eth_factory(spec), ParallelConfig::new(threads, 0));
         let got = run(spec, Some(&factory), depth, parent, env, block, candidates, refused);
         compare(&got, &want)
             .unwrap_or_else(|e| panic!("{what}, {threads} workers, {depth} ahead: {e}"));
@@ -460,8 +458,7 @@ fn builder_timing() {
     let threads = setting("VELARIUM_TIMING_THREADS", 2);
     let depth = setting("VELARIUM_TIMING_LOOKAHEAD", DEFAULT_LOOKAHEAD);
     let eth = support::eth_factory(&spec);
-    let ours =
-        ParFactory::from_eth(support::eth_factory(&spec), ParallelConfig { threads, min_txs: 0 });
+    let ours = ParFactory::from_eth(support::eth_factory(&spec), ParallelConfig::new(threads, 0));
     let median = support::median;
     let (mut sums, mut ratios) = ([0f64; 2], Vec::new());
     for block in blocks.iter().filter(|b| !b.transactions.is_empty()) {
@@ -517,10 +514,8 @@ fn a_feed_for_another_block_is_not_taken() {
     let workload = velarium_workloads::erc20_transfers(17, 60);
     let env = evm_env(&workload.spec, &workload.header);
     let block = workload_block(&workload);
-    let factory = ParFactory::from_eth(
-        support::eth_factory(&workload.spec),
-        ParallelConfig { threads: 2, min_txs: 0 },
-    );
+    let factory =
+        ParFactory::from_eth(support::eth_factory(&workload.spec), ParallelConfig::new(2, 0));
     // A feed for the next slot's build (another timestamp) waits in the registry.
     let mut other = BuildKey::of_block(workload.header.parent_hash, &env.block_env).unwrap();
     other.timestamp += 12;
@@ -543,6 +538,31 @@ fn a_feed_for_another_block_is_not_taken() {
 }
 
 #[test]
+fn with_block_stm_off_the_builder_runs_no_window() {
+    let workload = velarium_workloads::erc20_transfers(29, 60);
+    let env = evm_env(&workload.spec, &workload.header);
+    let block = workload_block(&workload);
+    let want =
+        run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
+    let off = ParallelConfig { block_stm: false, ..ParallelConfig::new(2, 0) };
+    let factory = ParFactory::from_eth(support::eth_factory(&workload.spec), off);
+    let got = run(
+        &workload.spec,
+        Some(&factory),
+        64,
+        &workload.state,
+        &env,
+        block,
+        &workload.transactions,
+        &[],
+    );
+    compare(&got, &want).unwrap();
+    let metrics = factory.metrics().snapshot();
+    assert_eq!(metrics.builder, Default::default(), "{metrics:?}");
+    assert_eq!((metrics.fallbacks.disabled, metrics.sequential_blocks), (1, 1), "{metrics:?}");
+}
+
+#[test]
 fn an_engine_fault_in_a_window_continues_sequentially() {
     let workload = velarium_workloads::erc20_transfers(19, 80);
     let env = evm_env(&workload.spec, &workload.header);
@@ -558,10 +578,8 @@ fn an_engine_fault_in_a_window_continues_sequentially() {
         account: Address::from(token),
         armed: std::sync::atomic::AtomicBool::new(true),
     };
-    let factory = ParFactory::from_eth(
-        support::eth_factory(&workload.spec),
-        ParallelConfig { threads: 2, min_txs: 0 },
-    );
+    let factory =
+        ParFactory::from_eth(support::eth_factory(&workload.spec), ParallelConfig::new(2, 0));
     let got =
         run(&workload.spec, Some(&factory), 64, &parent, &env, block, &workload.transactions, &[]);
     compare(&got, &want).unwrap();
@@ -584,10 +602,8 @@ fn a_transaction_the_feed_never_saw_makes_its_readers_stale() {
     let block = workload_block(&workload);
     let want =
         run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
-    let factory = ParFactory::from_eth(
-        support::eth_factory(&workload.spec),
-        ParallelConfig { threads: 2, min_txs: 0 },
-    );
+    let factory =
+        ParFactory::from_eth(support::eth_factory(&workload.spec), ParallelConfig::new(2, 0));
     let ctx = alloy_evm::eth::EthBlockExecutionCtx { tx_count_hint: None, ..block.ctx() };
     let got = support::observe(&workload.state, &env, |evm, fates| {
         let key = BuildKey::of_block(workload.header.parent_hash, &env.block_env).unwrap();

@@ -77,13 +77,14 @@ impl Factories {
         let par = |config| ParFactory::from_eth(eth.clone(), config);
         let mut parallel = vec![(
             "per-transaction".to_string(),
-            par(ParallelConfig::default()),
+            // The default settings, with Block-STM on whatever this machine's cores.
+            par(ParallelConfig { block_stm: true, ..ParallelConfig::default() }),
             Pattern::PerTransaction,
         )];
         for &threads in threads {
             parallel.push((
                 format!("whole block, Block-STM, {threads} threads"),
-                par(ParallelConfig { threads, min_txs: 0 }),
+                par(ParallelConfig::new(threads, 0)),
                 Pattern::WholeBlock,
             ));
         }
@@ -158,7 +159,7 @@ fn mainnet_blocks_match_eth_factory() {
     let factories = Factories::new(&spec, &[1, 2, 4]);
     let default_threshold = ParFactory::from_eth(
         factories.eth.clone(),
-        ParallelConfig { threads: 2, ..ParallelConfig::default() },
+        ParallelConfig { threads: 2, block_stm: true, ..ParallelConfig::default() },
     );
     let dirs = velarium_replay::list_block_dirs(&dir);
     assert!(!dirs.is_empty(), "no mainnet blocks under {}", dir.display());
@@ -218,7 +219,7 @@ fn inspected_blocks_run_sequentially_and_match() {
     let factories = Factories::new(&spec, &[]);
     let input = Block::mainnet(&block, &block.transactions);
     let reference = factories.check(&block.state, &spec, input).unwrap().unwrap();
-    let parallel = ParFactory::from_eth(factories.eth, ParallelConfig { threads: 2, min_txs: 0 });
+    let parallel = ParFactory::from_eth(factories.eth, ParallelConfig::new(2, 0));
     let env = evm_env(&spec, &block.header);
     let mut state = State::builder().with_database_ref(&block.state).with_bundle_update().build();
     let mut steps = StepCounter::default();
@@ -252,10 +253,7 @@ fn invalid_transaction_fails_like_eth_factory() {
 fn state_read_failure_is_an_error_not_a_panic() {
     let Some(block) = mainnet_block(30) else { return };
     let spec = velarium_replay::mainnet_spec();
-    let parallel = ParFactory::from_eth(
-        Factories::new(&spec, &[]).eth,
-        ParallelConfig { threads: 2, min_txs: 0 },
-    );
+    let parallel = ParFactory::from_eth(Factories::new(&spec, &[]).eth, ParallelConfig::new(2, 0));
     let input = Block::mainnet(&block, &block.transactions);
     // The recipient of a transaction in the middle of the block cannot be read.
     let broken = alloy_consensus::Transaction::to(block.transactions[15].inner()).unwrap();

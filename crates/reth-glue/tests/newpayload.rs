@@ -188,7 +188,7 @@ const fn gcd(a: usize, b: usize) -> usize {
 
 /// A factory running Block-STM on every planned block (threshold 0).
 fn parallel(spec: &ChainSpec, threads: usize) -> ParFactory {
-    ParFactory::from_eth(support::eth_factory(spec), ParallelConfig { threads, min_txs: 0 })
+    ParFactory::from_eth(support::eth_factory(spec), ParallelConfig::new(threads, 0))
 }
 
 /// The reference: alloy-evm's factory driven the same way.
@@ -271,6 +271,7 @@ fn delta(factory: &ParFactory, run: impl FnOnce()) -> MetricsSnapshot {
     };
     let f = &mut d.fallbacks;
     let fields = [
+        &mut f.disabled,
         &mut f.no_plan,
         &mut f.inspector,
         &mut f.amsterdam,
@@ -509,6 +510,48 @@ fn an_inspected_executor_leaves_the_plan_and_runs_sequentially() {
     });
     assert_eq!(d.per_tx_parallel_blocks, 1, "{d:?}");
     assert_eq!(factory.plans().current_key(), None);
+}
+
+#[test]
+fn block_stm_needs_a_third_core_by_default() {
+    assert!(!velarium_reth_glue::block_stm_pays_on(1));
+    assert!(!velarium_reth_glue::block_stm_pays_on(2));
+    assert!(velarium_reth_glue::block_stm_pays_on(3));
+    assert!(velarium_reth_glue::block_stm_pays_on(16));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = ParallelConfig::default();
+    assert_eq!(default.block_stm, velarium_reth_glue::block_stm_pays_on(cores), "{default:?}");
+    assert!(ParallelConfig::new(2, 0).block_stm);
+}
+
+#[test]
+#[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
+fn with_block_stm_off_every_path_runs_sequentially() {
+    let Some((block, spec, env)) = fallback_block() else { return };
+    let input = Block::mainnet(&block, &block.transactions);
+    let want = reference(&support::eth_factory(&spec), &block.state, &env, input, &execute_all);
+    let off = ParallelConfig { block_stm: false, ..ParallelConfig::new(2, 0) };
+    let factory = ParFactory::from_eth(support::eth_factory(&spec), off);
+    // newPayload: the plan is captured, never run.
+    let (got, d) = planned_plainly(&factory, &block.state, &env, input);
+    compare(&got, &want).unwrap();
+    assert!(fell_back_once(&d, PerTxFallback::Disabled), "{d:?}");
+    assert_eq!((d.per_tx_block_stm_runs, d.parallel_blocks, d.sequential_blocks), (0, 0, 1));
+    // A whole block (reth's `execute_one_with_state_hook`).
+    let d = delta(&factory, || {
+        let whole = support::execute(&block.state, &env, |evm| {
+            factory.create_executor(evm, input.ctx()).execute_block(input.txs)
+        })
+        .unwrap();
+        velarium_replay::compare_outputs_exactly(&whole, want.output.as_ref().unwrap()).unwrap();
+    });
+    assert_eq!((d.parallel_blocks, d.sequential_blocks), (0, 1), "{d:?}");
+    // The same factory switched on, sharing its counters, takes the next plan.
+    let on = factory.clone().with_config(ParallelConfig::new(2, 0));
+    let (got, d) = planned_plainly(&on, &block.state, &env, input);
+    compare(&got, &want).unwrap();
+    assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 1), "{d:?}");
+    assert_eq!(on.metrics().snapshot(), factory.metrics().snapshot());
 }
 
 #[test]
@@ -805,17 +848,19 @@ fn per_transaction_block_stm_timing() {
     let eth = support::eth_factory(&spec);
     let per_tx = parallel(&spec, threads);
     let whole = parallel(&spec, threads);
+    // What a node gets without flags on this machine (Block-STM only with a third core).
+    let default = ParFactory::from_eth(eth.clone(), ParallelConfig::default());
     let median = support::median;
-    let (mut sums, mut ratios_per_tx, mut ratios_whole) = ([0f64; 3], Vec::new(), Vec::new());
+    let (mut sums, mut ratios_per_tx, mut ratios_whole) = ([0f64; 4], Vec::new(), Vec::new());
     // The same over the blocks the default threshold sends to Block-STM.
-    let (mut large, mut large_blocks) = ([0f64; 3], 0);
+    let (mut large, mut large_blocks) = ([0f64; 4], 0);
     for block in &blocks {
         let input = Block::mainnet(block, &block.transactions);
         let env = evm_env(&spec, &block.header);
-        let mut times: [Vec<f64>; 3] = Default::default();
+        let mut times: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
             // Interleaved: sequential per-transaction, Block-STM per-transaction (plan capture
-            // included, on this thread), Block-STM whole block.
+            // included, on this thread), Block-STM whole block, per-transaction with the default settings.
             let t = std::time::Instant::now();
             support::execute(&block.state, &env, |evm| {
                 let mut executor = eth.create_executor(evm, input.ctx());
@@ -848,9 +893,27 @@ fn per_transaction_block_stm_timing() {
             })
             .unwrap();
             times[2].push(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            // As the node's `tx_iterator_for_payload`: no plan where Block-STM is off.
+            if default.config().block_stm {
+                let plan = default.plans().begin(payload_key(input));
+                for (i, tx) in input.txs.iter().enumerate() {
+                    plan.record::<TxEnvelope, _>(i, tx);
+                }
+            }
+            support::execute(&block.state, &env, |evm| {
+                let mut executor = default.create_executor(evm, input.ctx());
+                executor.apply_pre_execution_changes()?;
+                for tx in input.txs {
+                    executor.execute_transaction(tx)?;
+                }
+                executor.apply_post_execution_changes()
+            })
+            .unwrap();
+            times[3].push(t.elapsed().as_secs_f64());
         }
         let m = times.map(median);
-        for k in 0..3 {
+        for k in 0..4 {
             sums[k] += m[k];
             if input.txs.len() >= velarium_executor::DEFAULT_PARALLEL_MIN_TXS {
                 large[k] += m[k];
@@ -869,7 +932,9 @@ fn per_transaction_block_stm_timing() {
          median of per-block speed-ups: per-transaction Block-STM {:.2}x, whole-block {:.2}x\n\
          per-transaction Block-STM / whole-block time: {:.2}\n\
          the {large_blocks} blocks of at least {} transactions (sum of medians): \
-         per-transaction Block-STM {:.2}x, whole-block {:.2}x",
+         per-transaction Block-STM {:.2}x, whole-block {:.2}x\n\
+         per-transaction with the default settings here ({} cores, Block-STM {}): {:.2}x \
+         (sum of medians), {:.2}x on the large blocks",
         blocks.len(),
         sums[0] / sums[1],
         sums[0] / sums[2],
@@ -879,5 +944,9 @@ fn per_transaction_block_stm_timing() {
         velarium_executor::DEFAULT_PARALLEL_MIN_TXS,
         large[0] / large[1],
         large[0] / large[2],
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if default.config().block_stm { "on" } else { "off" },
+        sums[0] / sums[3],
+        large[0] / large[3],
     );
 }
