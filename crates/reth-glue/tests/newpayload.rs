@@ -858,9 +858,28 @@ fn per_transaction_block_stm_timing() {
         let input = Block::mainnet(block, &block.transactions);
         let env = evm_env(&spec, &block.header);
         let mut times: [Vec<f64>; 4] = Default::default();
+        // newPayload through `factory`: its plan captured on this thread (as the node's
+        // `tx_iterator_for_payload` does, not where Block-STM is off), then the calls.
+        let newpayload = |factory: &ParFactory| {
+            if factory.config().block_stm {
+                let plan = factory.plans().begin(payload_key(input));
+                for (i, tx) in input.txs.iter().enumerate() {
+                    plan.record::<TxEnvelope, _>(i, tx);
+                }
+            }
+            support::execute(&block.state, &env, |evm| {
+                let mut executor = factory.create_executor(evm, input.ctx());
+                executor.apply_pre_execution_changes()?;
+                for tx in input.txs {
+                    executor.execute_transaction(tx)?;
+                }
+                executor.apply_post_execution_changes()
+            })
+            .unwrap();
+        };
         for _ in 0..rounds {
-            // Interleaved: sequential per-transaction, Block-STM per-transaction (plan capture
-            // included, on this thread), Block-STM whole block, per-transaction with the default settings.
+            // Interleaved: sequential per-transaction, Block-STM per-transaction, Block-STM
+            // whole block, per-transaction with the default settings.
             let t = std::time::Instant::now();
             support::execute(&block.state, &env, |evm| {
                 let mut executor = eth.create_executor(evm, input.ctx());
@@ -873,19 +892,7 @@ fn per_transaction_block_stm_timing() {
             .unwrap();
             times[0].push(t.elapsed().as_secs_f64());
             let t = std::time::Instant::now();
-            let plan = per_tx.plans().begin(payload_key(input));
-            for (i, tx) in input.txs.iter().enumerate() {
-                plan.record::<TxEnvelope, _>(i, tx);
-            }
-            support::execute(&block.state, &env, |evm| {
-                let mut executor = per_tx.create_executor(evm, input.ctx());
-                executor.apply_pre_execution_changes()?;
-                for tx in input.txs {
-                    executor.execute_transaction(tx)?;
-                }
-                executor.apply_post_execution_changes()
-            })
-            .unwrap();
+            newpayload(&per_tx);
             times[1].push(t.elapsed().as_secs_f64());
             let t = std::time::Instant::now();
             support::execute(&block.state, &env, |evm| {
@@ -894,22 +901,7 @@ fn per_transaction_block_stm_timing() {
             .unwrap();
             times[2].push(t.elapsed().as_secs_f64());
             let t = std::time::Instant::now();
-            // As the node's `tx_iterator_for_payload`: no plan where Block-STM is off.
-            if default.config().block_stm {
-                let plan = default.plans().begin(payload_key(input));
-                for (i, tx) in input.txs.iter().enumerate() {
-                    plan.record::<TxEnvelope, _>(i, tx);
-                }
-            }
-            support::execute(&block.state, &env, |evm| {
-                let mut executor = default.create_executor(evm, input.ctx());
-                executor.apply_pre_execution_changes()?;
-                for tx in input.txs {
-                    executor.execute_transaction(tx)?;
-                }
-                executor.apply_post_execution_changes()
-            })
-            .unwrap();
+            newpayload(&default);
             times[3].push(t.elapsed().as_secs_f64());
         }
         let m = times.map(median);
