@@ -41,9 +41,10 @@ impl Default for VelariumNode {
 
 impl VelariumNode {
     /// A node whose executor uses the given settings (the builder's lookahead at
-    /// [`DEFAULT_LOOKAHEAD`]).
+    /// [`DEFAULT_LOOKAHEAD`], or 0 where the settings switch Block-STM off).
     pub const fn new(config: ParallelConfig) -> Self {
-        Self { config, builder_lookahead: DEFAULT_LOOKAHEAD }
+        let builder_lookahead = if config.block_stm { DEFAULT_LOOKAHEAD } else { 0 };
+        Self { config, builder_lookahead }
     }
 
     /// This node with the payload builder's executor seeing `lookahead` candidates ahead.
