@@ -15,9 +15,11 @@ pub enum BlockStmMode {
     /// behind reth's `State` Block-STM measured slower than reth's executor on two.
     #[default]
     Auto,
-    /// Always.
+    /// Always (also `true`, `1`).
+    #[value(alias = "true", alias = "1")]
     On,
-    /// Never: every block runs through reth's (alloy-evm's) executor.
+    /// Never: every block runs through reth's (alloy-evm's) executor (also `false`, `0`).
+    #[value(alias = "false", alias = "0")]
     Off,
 }
 
@@ -184,5 +186,14 @@ mod tests {
         assert!(!args.parallel_config().block_stm);
         assert_eq!(args.builder_lookahead(), 0, "no lookahead feeds a builder that cannot use it");
         assert!(Wrapper::try_parse_from(["velarium-reth", "--velarium.block-stm", "2"]).is_err());
+        for (word, mode) in [
+            ("true", BlockStmMode::On),
+            ("1", BlockStmMode::On),
+            ("false", BlockStmMode::Off),
+            ("0", BlockStmMode::Off),
+        ] {
+            let args = Wrapper::try_parse_from(["velarium-reth", "--velarium.block-stm", word]);
+            assert_eq!(args.unwrap().args.block_stm, Some(mode), "{word}");
+        }
     }
 }
