@@ -176,8 +176,9 @@ where
 
     /// [`Shared::work`], leaving early once `stop()` holds between two tasks (never with a
     /// follow-up task in hand, which only this worker may do): a streaming run's caller works
-    /// while it waits for the outcome it needs (see `stream.rs`).
-    pub(super) fn work_until(&self, stop: &dyn Fn() -> bool) {
+    /// while it waits for the outcome it needs (see `stream.rs`). Generic, so that
+    /// [`Shared::work`]'s never-true `stop` costs nothing per task.
+    pub(super) fn work_until(&self, stop: &impl Fn() -> bool) {
         let parts = BlockParts {
             memory: self.memory,
             scheduler: self.scheduler,
