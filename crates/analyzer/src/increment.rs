@@ -10,7 +10,9 @@
 //! [`unobserved_increment`] proves that of the code right after one `SLOAD`, by running it on an
 //! abstract stack: the loaded value may be moved (`DUPn`, `SWAPn`), dropped (`POP`), added to
 //! (`ADD` with an operand that does not depend on it) and stored (`SSTORE`, as the value, once,
-//! at a key that is a copy of the loaded key); any other use, and any jump, jump target, call
+//! at a key that is a copy of the loaded key, or a constant the code pushes, as a counter's
+//! `PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE`: the caller checks either against the loaded
+//! key); any other use, and any jump, jump target, call
 //! or halt while the value (or a sum of it) is still on the stack, and the proof fails. The run
 //! ends when the value and its sums are all gone. Gas is no concern here: the engine accepts the increment
 //! only where `SSTORE`'s charge and refund cannot depend on the value (see the executor).
@@ -34,9 +36,18 @@ const MAX_STEPS: usize = 64;
 pub struct Increment {
     /// Where the `SSTORE` that writes the increased value back is.
     pub sstore_pc: usize,
-    /// Which stack item, counted from the top when the `SLOAD` starts (0: the loaded key
-    /// itself), the `SSTORE` uses as its key: the caller must check that it equals the key.
-    pub key_depth: usize,
+    /// The `SSTORE`'s key: the caller must check that it equals the loaded key.
+    pub key: StoreKey,
+}
+
+/// The key the increment's `SSTORE` stores at, as [`unobserved_increment`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKey {
+    /// The stack item this deep, counted from the top when the `SLOAD` starts (0: the loaded
+    /// key itself).
+    Depth(usize),
+    /// A constant the code pushes (big-endian, as `PUSHn` left-pads it).
+    Constant([u8; 32]),
 }
 
 /// A stack item of the abstract run.
@@ -48,6 +59,8 @@ enum Item {
     Loaded,
     /// The loaded value plus something that does not depend on it.
     Increased,
+    /// A constant pushed by the code (big-endian).
+    Pushed([u8; 32]),
     /// Anything else (a value that does not depend on the loaded one).
     Other,
 }
@@ -146,7 +159,13 @@ pub fn unobserved_increment(code: &[u8], sload_pc: usize) -> Option<Increment> {
                 match (key, value) {
                     (_, Item::Loaded) => return None,
                     (Item::Before(depth), Item::Increased) if stored.is_none() => {
-                        stored = Some(Increment { sstore_pc: pc - 1, key_depth: depth });
+                        stored = Some(Increment { sstore_pc: pc - 1, key: StoreKey::Depth(depth) });
+                    }
+                    (Item::Pushed(constant), Item::Increased) if stored.is_none() => {
+                        stored = Some(Increment {
+                            sstore_pc: pc - 1,
+                            key: StoreKey::Constant(constant),
+                        });
                     }
                     (key, value) if !key.depends() && !value.depends() => {}
                     _ => return None,
@@ -156,8 +175,18 @@ pub fn unobserved_increment(code: &[u8], sload_pc: usize) -> Option<Increment> {
                 stack.pop();
             }
             PUSH0..=PUSH32 => {
-                pc += usize::from(op - PUSH0);
-                stack.items.push(Item::Other);
+                let len = usize::from(op - PUSH0);
+                // Push data cut off by the code's end reads as zeros; it is taken as unknown.
+                let item = match code.get(pc..pc + len) {
+                    Some(data) => {
+                        let mut word = [0u8; 32];
+                        word[32 - len..].copy_from_slice(data);
+                        Item::Pushed(word)
+                    }
+                    None => Item::Other,
+                };
+                pc += len;
+                stack.items.push(item);
             }
             DUP1..=DUP16 => {
                 let n = usize::from(op - DUP1) + 1;
@@ -205,22 +234,39 @@ mod tests {
         // copy three down.
         assert_eq!(
             unobserved_increment(WETH9_CREDIT, 4),
-            Some(Increment { sstore_pc: 11, key_depth: 3 })
+            Some(Increment { sstore_pc: 11, key: StoreKey::Depth(3) })
         );
     }
 
     #[test]
-    fn a_counter_stored_back_through_a_pushed_key_is_not_shown() {
-        // PUSH0 SLOAD PUSH1 1 ADD PUSH0 SSTORE: the key is pushed again, not a copy of the
-        // loaded one (the caller could not check it is the same slot).
+    fn a_counter_stored_back_through_a_pushed_key_names_the_constant() {
+        // PUSH0 SLOAD PUSH1 1 ADD PUSH0 SSTORE: the key is pushed again; the caller compares
+        // the constant with the loaded key.
         assert_eq!(
             unobserved_increment(&[0x5f, 0x54, 0x60, 0x01, 0x01, 0x5f, 0x55, 0x00], 1),
-            None
+            Some(Increment { sstore_pc: 6, key: StoreKey::Constant([0; 32]) })
+        );
+        // PUSH1 0 SLOAD PUSH1 1 ADD PUSH2 0x0102 SSTORE: another constant (the caller's check
+        // fails for a load of slot 0).
+        let mut slot = [0u8; 32];
+        slot[30..].copy_from_slice(&[0x01, 0x02]);
+        assert_eq!(
+            unobserved_increment(&[0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x61, 0x01, 0x02, 0x55], 2),
+            Some(Increment { sstore_pc: 9, key: StoreKey::Constant(slot) })
         );
         // PUSH0 DUP1 SLOAD PUSH1 1 ADD SWAP1 SSTORE STOP: stored at the kept key.
         assert_eq!(
             unobserved_increment(&[0x5f, 0x80, 0x54, 0x60, 0x01, 0x01, 0x90, 0x55, 0x00], 2),
-            Some(Increment { sstore_pc: 7, key_depth: 1 })
+            Some(Increment { sstore_pc: 7, key: StoreKey::Depth(1) })
+        );
+        // An NFT's next id (PUSH1 0 SLOAD PUSH1 1 ADD DUP1 PUSH1 0 SSTORE CALLER SWAP1 SSTORE):
+        // the increased value is also stored as the owner's slot key's value: observed.
+        let mint = [0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x80, 0x60, 0x00, 0x55, 0x33, 0x90, 0x55];
+        assert_eq!(unobserved_increment(&mint, 2), None);
+        // PUSH1 0 SLOAD PUSH1 1 ADD PUSH2 <cut off>: push data past the code's end.
+        assert_eq!(
+            unobserved_increment(&[0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x61, 0x01], 2),
+            None
         );
     }
 

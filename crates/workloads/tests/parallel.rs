@@ -569,6 +569,26 @@ fn plain_transfers_skip_the_evm_and_match_the_oracle() {
     assert_eq!(stats.plain_transfers, 0, "{stats:?}");
 }
 
+/// A counter every transaction bumps (`PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE`: the key
+/// pushed again, not kept): its slot is credited without being read once it holds a non-zero
+/// value, at 2 and 4 threads, with the oracle's result (the first bump, from zero, reads for
+/// real: its `SSTORE` costs 20,000 gas, the others' 2,900). An NFT's next id is the same
+/// increment, but the new value is also used (as the token's key): never credited.
+#[test]
+fn counters_bumped_through_a_pushed_key_are_credited() {
+    let counter = velarium_workloads::dependent_chain(5, 200);
+    let mint = velarium_workloads::nft_mint_counter(5, 200);
+    let (counter_oracle, mint_oracle) = (oracle_of(&counter), oracle_of(&mint));
+    for threads in [2, 4] {
+        let (parallel, stats) = parallel_with(&counter, threads, Mechanisms::ALL);
+        assert_eq!(counter_oracle, parallel, "{threads} threads: {stats:?}");
+        assert!(stats.storage_credits >= 100, "{threads} threads: {stats:?}");
+        let (parallel, stats) = parallel_with(&mint, threads, Mechanisms::ALL);
+        assert_eq!(mint_oracle, parallel, "{threads} threads: {stats:?}");
+        assert_eq!(stats.storage_credits, 0, "{threads} threads: {stats:?}");
+    }
+}
+
 /// Deposits to an exchange (WETH9 transfers to one receiver, with sweeps from it, `balanceOf`
 /// queries, zero deposits and whales' deposits too large to credit): at 2 and 4 threads the
 /// receiver's balance slot is credited without being read (an unobserved increment), and the

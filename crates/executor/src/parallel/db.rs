@@ -1097,7 +1097,12 @@ where
                 if let Some(found) =
                     velarium_analyzer::increment::unobserved_increment(code, sload_pc)
                 {
-                    if interpreter.stack.peek(found.key_depth) == Ok(key) {
+                    use velarium_analyzer::increment::StoreKey;
+                    let stores_at_key = match found.key {
+                        StoreKey::Depth(depth) => interpreter.stack.peek(depth) == Ok(key),
+                        StoreKey::Constant(constant) => U256::from_be_bytes(constant) == key,
+                    };
+                    if stores_at_key {
                         db.credit_candidate = Some((address, key, found.sstore_pc));
                     }
                 }
