@@ -41,6 +41,19 @@ pub(crate) const COUNTER: &[u8] = &hex!("600054600101600055 00");
 /// CALLDATASIZE PUSH1 14 JUMPI STOP JUMPDEST PUSH1 14 JUMP`.
 pub(crate) const COUNT_THEN_LOOP: &[u8] = &hex!("600054600101600055 36600e57 00 5b600e56");
 
+/// A counter (slot 0) with four ways in, chosen by `mode = calldata[0..32]`: 0 bumps it
+/// through a pushed key (`PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE`, an unobserved increment),
+/// 1 bumps it and stores the new value at the caller's slot (observed), 2 resets it to zero,
+/// and anything else adds `calldata[32..64]` to it (an unobserved increment by any amount,
+/// wrapping). `PUSH1 0 CALLDATALOAD DUP1 ISZERO PUSH1 33 JUMPI DUP1 PUSH1 1 EQ PUSH1 44 JUMPI
+/// DUP1 PUSH1 2 EQ PUSH1 58 JUMPI PUSH1 0 SLOAD PUSH1 32 CALLDATALOAD ADD PUSH1 0 SSTORE STOP;
+/// 33: JUMPDEST PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE STOP; 44: JUMPDEST PUSH1 0 SLOAD PUSH1 1
+/// ADD DUP1 PUSH1 0 SSTORE CALLER SSTORE STOP; 58: JUMPDEST PUSH1 0 PUSH1 0 SSTORE STOP`.
+pub(crate) const COUNTER_MODES: &[u8] = &hex!(
+    "600035 801560215780600114602c5780600214603a57 60005460203501600055 00
+     5b600054600101600055 00 5b60005460010180600055335500 5b600060005500"
+);
+
 /// An NFT-style mint: `id = slot0 + 1; slot0 = id; slot[id] = CALLER`.
 /// `PUSH1 0 SLOAD PUSH1 1 ADD DUP1 PUSH1 0 SSTORE CALLER SWAP1 SSTORE STOP`.
 pub(crate) const MINT_COUNTER: &[u8] = &hex!("600054600101 80600055 339055 00");

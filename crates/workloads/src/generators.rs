@@ -49,6 +49,7 @@ mod stream {
     pub(super) const BUILDER_TIPS: u64 = 14;
     pub(super) const LATE_HEAVY: u64 = 15;
     pub(super) const DEPOSITS: u64 = 16;
+    pub(super) const COUNTER_MODES: u64 = 17;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -280,6 +281,60 @@ pub fn dependent_chain(seed: u64, n_txs: usize) -> Workload {
         b.send(&sender, TxKind::Call(counter), U256::ZERO, Bytes::new(), COUNTER_GAS, Success);
     }
     b.finish("dependent_chain")
+}
+
+/// Hostile, for storage credits: one counter that most transactions (own senders) bump through
+/// a pushed key, an increment nobody observes, which the engine credits without reading once
+/// the slot is hot and non-zero. Between them, some bump it and store the new value (observed),
+/// some reset it to zero, and some add large amounts: 2^100, 2^191 and 2^192 (the largest the
+/// engine credits is below 2^192), 2^255, and the amount that wraps it to exactly zero. By
+/// seed it starts at zero, at one, or just below 2^224 (the largest value the engine serves as
+/// a credit's base), so every `SSTORE` gas case (zero to non-zero, non-zero to zero, non-zero
+/// to non-zero) meets the credits.
+pub fn counter_modes(seed: u64, n_txs: usize) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::COUNTER_MODES, Fork::Cancun);
+    let counter = b.deploy_new(Bytes::from_static(c::COUNTER_MODES));
+    let mut value = match seed % 3 {
+        0 => U256::ZERO,
+        1 => U256::from(1),
+        _ => (U256::from(1) << 224) - U256::from(3),
+    };
+    if !value.is_zero() {
+        b.set_storage(counter, U256::ZERO, value);
+    }
+    let call = |mode: u64, amount: U256| {
+        let mut input = c::word(U256::from(mode)).to_vec();
+        input.extend_from_slice(&c::word(amount));
+        Bytes::from(input)
+    };
+    for sender in b.wallets(n_txs) {
+        let roll = b.rng.range(0, 100);
+        let (mode, amount) = match roll {
+            0..=79 => (0, U256::ZERO),
+            80..=87 => (1, U256::ZERO),
+            88..=90 => (2, U256::ZERO),
+            91 => (3, U256::from(1) << 100),
+            92 => (3, U256::from(1) << 191),
+            93 => (3, U256::from(1) << 192),
+            94 => (3, U256::from(1) << 255),
+            95 => (3, U256::ZERO.wrapping_sub(value)),
+            _ => (3, U256::from(b.rng.range(1, 1_000))),
+        };
+        value = match mode {
+            0 | 1 => value.wrapping_add(U256::from(1)),
+            2 => U256::ZERO,
+            _ => value.wrapping_add(amount),
+        };
+        b.send(
+            &sender,
+            TxKind::Call(counter),
+            U256::ZERO,
+            call(mode, amount),
+            SMALL_CALL_GAS,
+            Success,
+        );
+    }
+    b.finish("counter_modes")
 }
 
 /// A long transaction at the end of the block, as mainnet blocks often have (a rollup's proof

@@ -42,10 +42,10 @@ mod signer;
 
 pub use error::WorkloadError;
 pub use generators::{
-    airdrop, builder_tips, dependent_chain, erc20_deposits, erc20_hot_receiver, erc20_transfers,
-    eth_transfers, hot_account_30pct, late_heavy, liquidation_cascade, mixed, nft_mint_counter,
-    payouts, reads_beneficiary, single_pool_swaps, uniswap_swaps, uniswap_swaps_many_pairs,
-    with_invalid_tx,
+    airdrop, builder_tips, counter_modes, dependent_chain, erc20_deposits, erc20_hot_receiver,
+    erc20_transfers, eth_transfers, hot_account_30pct, late_heavy, liquidation_cascade, mixed,
+    nft_mint_counter, payouts, reads_beneficiary, single_pool_swaps, uniswap_swaps,
+    uniswap_swaps_many_pairs, with_invalid_tx,
 };
 pub use signer::Wallet;
 
@@ -158,6 +158,7 @@ pub const GENERATORS: &[(&str, Generator)] = &[
     ("single_pool_swaps", single_pool_swaps),
     ("liquidation_cascade", liquidation_cascade),
     ("dependent_chain", dependent_chain),
+    ("counter_modes", counter_modes),
     ("hot_account_30pct", hot_account_30pct),
     ("reads_beneficiary", reads_beneficiary),
     ("payouts", payouts),

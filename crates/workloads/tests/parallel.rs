@@ -103,6 +103,13 @@ proptest! {
         assert_same(&mixed(seed, n_txs), threads);
     }
 
+    /// Random counter blocks: credited bumps beside observed ones, resets to zero and large or
+    /// wrapping additions, from zero, one or just below 2^224, on random thread counts.
+    #[test]
+    fn counter_blocks_match_the_oracle(seed in any::<u64>(), n_txs in 1usize..160, threads in 1usize..9) {
+        assert_same(&velarium_workloads::counter_modes(seed, n_txs), threads);
+    }
+
     /// Random payout blocks: hot wallets (one the beneficiary) read lazily, beside payments to
     /// them, calls from them to a contract and reads of the beneficiary's balance.
     #[test]
@@ -573,7 +580,8 @@ fn plain_transfers_skip_the_evm_and_match_the_oracle() {
 /// pushed again, not kept): its slot is credited without being read once it holds a non-zero
 /// value, at 2 and 4 threads, with the oracle's result (the first bump, from zero, reads for
 /// real: its `SSTORE` costs 20,000 gas, the others' 2,900). An NFT's next id is the same
-/// increment, but the new value is also used (as the token's key): never credited.
+/// increment, but the new value is also used (as the token's key): never credited. And
+/// `counter_modes`, where bumps meet observers, resets and additions past what is credited.
 #[test]
 fn counters_bumped_through_a_pushed_key_are_credited() {
     let counter = velarium_workloads::dependent_chain(5, 200);
@@ -586,6 +594,13 @@ fn counters_bumped_through_a_pushed_key_are_credited() {
         let (parallel, stats) = parallel_with(&mint, threads, Mechanisms::ALL);
         assert_eq!(mint_oracle, parallel, "{threads} threads: {stats:?}");
         assert_eq!(stats.storage_credits, 0, "{threads} threads: {stats:?}");
+        // The hostile mix, from each starting value (seed % 3): zero, one, 2^224 - 3.
+        for seed in 0..3 {
+            let modes = velarium_workloads::counter_modes(seed, 200);
+            let (parallel, stats) = parallel_with(&modes, threads, Mechanisms::ALL);
+            assert_eq!(oracle_of(&modes), parallel, "seed {seed}, {threads} threads: {stats:?}");
+            assert!(stats.storage_credits > 0, "seed {seed}, {threads} threads: {stats:?}");
+        }
     }
 }
 
