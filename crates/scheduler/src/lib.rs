@@ -62,6 +62,12 @@
 //!   waits for the lower running transactions gets final values, and the block pipelines
 //!   instead of re-executing.
 //!
+//! Re-executions are bounded: a transaction's first [`MAX_SPECULATIVE_INCARNATIONS`]
+//! incarnations may run above the commit point; a later one runs only at the commit point, where
+//! it reads final values and cannot be aborted (the sweep passes it by, and the worker that moves
+//! the commit point to it executes it). No transaction executes more than
+//! `MAX_SPECULATIVE_INCARNATIONS + 1` times.
+//!
 //! The block is done when the commit point passes the last transaction.
 //!
 //! # Transaction status
@@ -124,7 +130,10 @@ mod error;
 mod scheduler;
 
 pub use error::SchedulerError;
-pub use scheduler::{ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask, BOUNDED_ABORTS};
+pub use scheduler::{
+    ExecutionStatus, Scheduler, SchedulerCounters, SchedulerTask, BOUNDED_ABORTS,
+    MAX_SPECULATIVE_INCARNATIONS,
+};
 pub use velarium_primitives::{Incarnation, TxnIndex, Version};
 
 #[cfg(test)]

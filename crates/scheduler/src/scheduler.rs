@@ -253,6 +253,12 @@ pub const BOUNDED_ABORTS: u32 = 16;
 /// An unbounded speculation window.
 const UNBOUNDED: usize = usize::MAX;
 
+/// Incarnations of a transaction that may run speculatively, above the commit point. Later
+/// ones run only at the commit point, where every lower transaction is committed, so they read
+/// final values and are never aborted: no transaction executes more than
+/// `MAX_SPECULATIVE_INCARNATIONS + 1` times, however hostile the block.
+pub const MAX_SPECULATIVE_INCARNATIONS: Incarnation = 3;
+
 /// How long a paused read spins before it starts yielding the core.
 const SPINS_BEFORE_YIELD: u32 = 256;
 
@@ -428,8 +434,14 @@ impl Scheduler {
         }
         let mut state = lock(&slot.state);
         let ExecutionStatus::ReadyToExecute(incarnation) = state.status else { return None };
+        let commit_idx = self.commit_idx.load(Ordering::SeqCst);
+        // Out of speculative incarnations: only at the commit point (which hands it out as it
+        // arrives, see `try_commit_from`; read under the lock, so one of the two sees the other).
+        if incarnation >= MAX_SPECULATIVE_INCARNATIONS && commit_idx < txn_idx {
+            return None;
+        }
         // Handed out with every lower transaction committed: it reads only final values.
-        state.settled = self.commit_idx.load(Ordering::SeqCst) >= txn_idx;
+        state.settled = commit_idx >= txn_idx;
         state.commit_check_claimed = false;
         slot.set(&mut state, ExecutionStatus::Executing(incarnation));
         Some(incarnation)
@@ -649,9 +661,17 @@ impl Scheduler {
         if let Some(task) = self.claim_commit_check() {
             return Some(task);
         }
-        if self.window.load(Ordering::Relaxed) == 1 {
-            // In order, the worker that just committed goes on with the next transaction: it
-            // has the block's hot data in its cache, and no idle worker has to notice first.
+        // The worker that just committed goes on with the new commit point: in order, the next
+        // transaction (it has the block's hot data in its cache, and no idle worker has to
+        // notice first); otherwise a transaction out of speculative incarnations, which the
+        // sweep passed by (see [`MAX_SPECULATIVE_INCARNATIONS`]). One that becomes so only
+        // after this load is handed out by whoever makes it ready (an abort, a resume), which
+        // then sees the commit point at it.
+        let in_order = self.window.load(Ordering::Relaxed) == 1;
+        let word = self.txs[commit_idx].status_word.load(Ordering::SeqCst);
+        let deferred = word >> 56 == 0 && word as u32 >= MAX_SPECULATIVE_INCARNATIONS;
+        if in_order || deferred {
+            // Everything below it is committed: the sweep need not come back to it.
             self.execution_idx.fetch_max(commit_idx + 1, Ordering::SeqCst);
             if let Some(incarnation) = self.try_incarnate(commit_idx) {
                 return Some(SchedulerTask::Execute(Version::new(

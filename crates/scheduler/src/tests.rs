@@ -72,6 +72,67 @@ fn scripted_dependency_graph() {
     );
 }
 
+/// A transaction aborted `MAX_SPECULATIVE_INCARNATIONS` times is not handed out again above
+/// the commit point: the sweep passes it by, and the worker that moves the commit point to it
+/// executes it there (settled: it cannot abort again).
+#[test]
+fn a_transaction_out_of_speculative_incarnations_runs_at_the_commit_point() {
+    // One worker's eager window (validations right after execution), speculating.
+    let s = Scheduler::with_workers(4, 1);
+    s.set_in_order(false);
+    assert_eq!(s.next_task(), Execute(Version::new(0, 0)));
+    assert_eq!(s.next_task(), Execute(Version::new(1, 0)));
+    for incarnation in 0..MAX_SPECULATIVE_INCARNATIONS {
+        // Txn 1 runs above the commit point and fails its validation, MAX times.
+        let task = s.finish_execution(1, incarnation, false).unwrap_or_else(|| s.next_task());
+        assert_eq!(task, validate(1, incarnation, false));
+        assert!(s.try_validation_abort(1, incarnation));
+        let next = s.finish_validation(Version::new(1, incarnation), false, true);
+        if incarnation + 1 < MAX_SPECULATIVE_INCARNATIONS {
+            assert_eq!(
+                next.unwrap_or_else(|| s.next_task()),
+                Execute(Version::new(1, incarnation + 1))
+            );
+        } else {
+            assert_eq!(next, None, "out of speculative incarnations");
+        }
+    }
+    let last = MAX_SPECULATIVE_INCARNATIONS;
+    assert_eq!(s.status(1), ExecutionStatus::ReadyToExecute(last));
+    // The sweep moves on to txns 2 and 3 (their validations pass), then has nothing left.
+    let mut handed = Vec::new();
+    loop {
+        match s.next_task() {
+            Execute(version) => {
+                handed.push(version.txn_idx);
+                let mut task = s.finish_execution(version.txn_idx, 0, false);
+                while let Some(Validate { version, at_commit }) = task {
+                    task = s.finish_validation(version, at_commit, false);
+                }
+            }
+            Validate { version, at_commit } => {
+                assert_eq!(s.finish_validation(version, at_commit, false), None);
+            }
+            Retry => break,
+            Done => panic!("done with txn 1 unexecuted"),
+        }
+    }
+    assert_eq!(handed, [2, 3]);
+    assert_eq!(s.status(1), ExecutionStatus::ReadyToExecute(last));
+    // Txn 0 commits: its worker goes on with txn 1 at the commit point, settled.
+    assert_eq!(s.finish_execution(0, 0, false), Some(Execute(Version::new(1, last))));
+    assert!(s.executing_settled(1));
+    let mut task = s.finish_execution(1, last, false);
+    while let Some(Validate { version, at_commit }) = task {
+        assert!(at_commit);
+        task = s.finish_validation(version, at_commit, false);
+    }
+    assert_eq!(task, None);
+    assert_eq!(s.next_task(), Done);
+    assert_eq!(s.status(1), ExecutionStatus::Executed(last));
+    assert_eq!(s.invariant_error(), None);
+}
+
 #[test]
 fn validation_at_the_commit_point_commits() {
     let s = Scheduler::with_workers(2, 2);
@@ -350,7 +411,11 @@ fn run_parallel_early(
     assert_eq!(scheduler.invariant_error(), None);
     assert!(!scheduler.is_halted());
     for txn_idx in 0..n as TxnIndex {
-        assert!(matches!(scheduler.status(txn_idx), ExecutionStatus::Executed(_)));
+        // Executed, and never more than the bounded number of times.
+        assert!(matches!(
+            scheduler.status(txn_idx),
+            ExecutionStatus::Executed(incarnation) if incarnation <= MAX_SPECULATIVE_INCARNATIONS
+        ));
     }
     let cells =
         (0..CELLS).map(|c| resolve(mem.read(&c, n as TxnIndex, ReadMode::WithDeltas), c)).collect();
