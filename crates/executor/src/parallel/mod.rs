@@ -54,6 +54,10 @@
 //! validated like any other and runs again if a lower transaction wrote what it read (the
 //! risk: one wasted long execution, where the dependency is hidden deeper).
 //!
+//! **Bounded re-executions.** The scheduler hands a transaction out above the commit point for
+//! its first `velarium_scheduler::MAX_SPECULATIVE_INCARNATIONS` incarnations only; a later one
+//! runs at the commit point, on final values, and cannot abort.
+//!
 //! **Lazy beneficiary.** The beneficiary is credited inside the EVM too: a searcher's tip from
 //! a contract, a transfer to it. Such a transaction would read the beneficiary's balance, which
 //! is the sum of every lower transaction's fee, and so wait for all of them. Where the
@@ -67,7 +71,8 @@
 //! **Storage credits.** A token's hot receiver (an exchange's deposit address) has its balance
 //! slot read and written by every transfer to it: as plain writes the block is one chain. The
 //! workers' `SLOAD` watches the hot slots: where the code right after the load only adds to
-//! the value and stores the sum back (`balanceOf[dst] += wad`, proved by
+//! the value and stores the sum back at the loaded key, kept on the stack or pushed again as a
+//! constant (`balanceOf[dst] += wad`, a counter's `slot0 += 1`; proved by
 //! `velarium_analyzer::increment`), the transaction is served the slot's last full value,
 //! ignoring other transactions' credits, and writes what it added as a delta. Its `SSTORE` costs
 //! the same whatever the value, as long as the value is non-zero and the sum does not wrap
