@@ -33,6 +33,12 @@ pub(crate) struct Args {
     /// block) or `mainnet/NUMBER` (one of them), or `all`.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     workloads: Vec<String>,
+    /// Blocks with fewer transactions run on the oracle under the parallel engine, as do the
+    /// other blocks the engine gives it (one sender's chain of calls, a contract learned to run
+    /// as a chain: see `velarium_executor::Engine`); the `oracle` column counts them. 0 forces
+    /// Block-STM on every block.
+    #[arg(long, default_value_t = velarium_executor::DEFAULT_PARALLEL_MIN_TXS)]
+    min_parallel_txs: usize,
     /// Thread counts of the parallel engine, comma-separated.
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
@@ -205,10 +211,16 @@ fn load_workloads(args: &Args) -> eyre::Result<Vec<Block>> {
                 args.seed, args.txs,
             ),
         };
+        // A generator leaves the header's `gas_used` at zero; a real header carries what the
+        // transactions used, which the parallel engine goes by (`workers_for`).
+        let gas_used = Engine::Sequential
+            .execute(&w.spec, &w.state, w.block_input())
+            .map_err(|e| eyre!("{name}: oracle failed: {e}"))?
+            .gas_used;
         blocks.push(Block {
             name: w.name.clone(),
             spec: w.spec,
-            header: w.header,
+            header: alloy_consensus::Header { gas_used, ..w.header },
             transactions: w.transactions,
             ommers: Vec::new(),
             withdrawals: Some(Vec::new()),
@@ -234,7 +246,9 @@ fn default_mainnet_blocks() -> PathBuf {
 fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<ExitCode> {
     let engine = match engine {
         EngineKind::Sequential => Engine::Sequential,
-        EngineKind::Parallel => Engine::Parallel { threads: args.threads[0], min_txs: 0 },
+        EngineKind::Parallel => {
+            Engine::Parallel { threads: args.threads[0], min_txs: args.min_parallel_txs }
+        }
     };
     for block in blocks {
         let mut samples = Samples::default();
@@ -243,8 +257,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
             let t = Instant::now();
             let (output, stats) =
                 engine.execute_with_stats(&block.spec, &block.state, block.input())?;
-            samples.times.push(t.elapsed());
-            samples.stats = stats;
+            samples.record(t.elapsed(), stats);
             let p = stats.phases;
             for (all, one) in phases.iter_mut().zip([p.pre, p.execute, p.commit, p.post]) {
                 all.push(one);
@@ -296,10 +309,22 @@ fn time_weighted_bound(
 #[derive(Default)]
 struct Samples {
     times: Vec<Duration>,
+    /// The counters of the last repetition that ran through Block-STM.
     stats: ParallelStats,
+    /// Repetitions the parallel engine gave to the oracle (see `Engine::Parallel`'s rules).
+    oracle_runs: usize,
 }
 
 impl Samples {
+    fn record(&mut self, time: Duration, stats: ParallelStats) {
+        self.times.push(time);
+        if stats.threads == 0 {
+            self.oracle_runs += 1;
+        } else {
+            self.stats = stats;
+        }
+    }
+
     fn median(&self) -> Duration {
         let mut t = self.times.clone();
         t.sort();
@@ -325,7 +350,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     let round_trip_before = velarium_numa_runtime::core_round_trip_ns();
     if !args.json {
         out!(
-            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6}",
+            "{:<28} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6}",
             "workload",
             "engine",
             "median ms",
@@ -337,6 +362,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             "valid",
             "abort",
             "susp",
+            "oracle",
             "bound",
             "eff",
             "tbound",
@@ -375,7 +401,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 let (threads, mechanisms) = (*threads, *mechanisms);
                 let t = Instant::now();
                 let (output, stats) = if mechanisms == Mechanisms::ALL {
-                    let engine = Engine::Parallel { threads, min_txs: 0 };
+                    let engine = Engine::Parallel { threads, min_txs: args.min_parallel_txs };
                     engine.execute_with_stats(&block.spec, &block.state, block.input())?
                 } else {
                     execute_parallel_with(
@@ -386,8 +412,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                         mechanisms,
                     )?
                 };
-                par[i].times.push(t.elapsed());
-                par[i].stats = stats;
+                par[i].record(t.elapsed(), stats);
                 if let Err(what) = velarium_replay::compare_outputs_exactly(&output, &oracle) {
                     bail!("{}: {label} output differs from the oracle: {what}", block.name);
                 }
@@ -418,6 +443,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "re_executions": s.stats.re_executions(txs), "validations": s.stats.validations,
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
                     "storage_credits": s.stats.storage_credits,
+                    "oracle_runs": s.oracle_runs,
                     "critical_path_bound": bound, "efficiency": eff,
                     "time_bound": time_bound,
                     "time_efficiency": efficiency(speedup, threads, time_bound),
@@ -426,7 +452,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                 out!("{record}");
             } else {
                 out!(
-                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}% {:>6.1} {:>6}",
+                    "{:<28} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>8.1} {:>6.2}x {:>6} {:>6} {:>6} {:>6} {:>6} {:>6.1} {:>4.0}% {:>6.1} {:>6}",
                     block.name,
                     engine,
                     median.as_secs_f64() * 1e3,
@@ -438,6 +464,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     s.stats.validations,
                     s.stats.aborts,
                     s.stats.suspensions,
+                    format!("{}/{}", s.oracle_runs, s.times.len()),
                     bound,
                     eff * 100.0,
                     time_bound,

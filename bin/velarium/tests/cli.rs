@@ -160,6 +160,45 @@ fn bench_reports_bounds_from_real_access_sets() {
     assert!(time_bound("eth_transfers") > 2.0 && time_bound("eth_transfers") <= 40.0, "{text}");
 }
 
+/// `bench` measures the parallel engine as it runs by default, blocks it gives the oracle
+/// included and counted (`oracle_runs`); `--min-parallel-txs 0` forces Block-STM on each.
+#[test]
+fn bench_counts_the_blocks_the_engine_gives_the_oracle() {
+    let oracle_runs = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--workloads",
+            "airdrop,eth_transfers",
+            "--txs",
+            "40",
+            "--reps",
+            "3",
+            "--threads",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, text) = velarium(&args);
+        assert_eq!(code, 0, "{text}");
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+            .collect();
+        let of = |name: &str| {
+            records
+                .iter()
+                .find(|r| r["workload"] == name && r["engine"] == "parallel/2")
+                .and_then(|r| r["oracle_runs"].as_u64())
+                .unwrap_or_else(|| panic!("no parallel/2 record of {name}: {text}"))
+        };
+        (of("airdrop"), of("eth_transfers"))
+    };
+    // One sender's chain of calls goes to the oracle; 40 independent transfers do not.
+    assert_eq!(oracle_runs(&[]), (3, 0));
+    assert_eq!(oracle_runs(&["--min-parallel-txs", "0"]), (0, 0));
+}
+
 /// With pinned workers the engine still gives the oracle's output (`bench` checks every parallel
 /// output against the oracle's and fails otherwise).
 #[test]

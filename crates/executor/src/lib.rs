@@ -7,10 +7,12 @@
 //! [`BlockOutput`] is the reference every other engine must reproduce bit for bit.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod chains;
 mod eip7610;
 mod parallel;
 mod sequential;
 
+pub use chains::{chained, dominant_callee, REPROBE_EVERY};
 pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
@@ -177,7 +179,8 @@ impl core::fmt::Display for Engine {
             Self::Parallel { threads, min_txs } => write!(
                 f,
                 "parallel ({threads} threads; on the oracle: blocks under {min_txs} transactions \
-                 (under {} with {} Mgas or more), and chains of one sender's calls; on one \
+                 (under {} with {} Mgas or more), chains of one sender's calls, and blocks \
+                 dominated by a contract whose last Block-STM block ran as a chain; on one \
                  worker: blocks under {} gas a transaction while the cores are far apart)",
                 min_txs / 3,
                 DEFAULT_PARALLEL_MIN_GAS / 1_000_000,
@@ -369,6 +372,20 @@ impl Engine {
                 Ok((execute_sequential(spec, db, block)?, ParallelStats::default()))
             }
             Self::Parallel { threads, min_txs } if worth_block_stm(block, min_txs) => {
+                // Forced (`min_txs == 0`): Block-STM on every block, as asked.
+                let route = if min_txs == 0 {
+                    chains::Route::BlockStm(None)
+                } else {
+                    chains::route(db, block)
+                };
+                let callee = match route {
+                    chains::Route::Oracle => {
+                        let mut stats = ParallelStats::default();
+                        stats.learned_chain = true;
+                        return Ok((execute_sequential(spec, db, block)?, stats));
+                    }
+                    chains::Route::BlockStm(callee) => callee,
+                };
                 let threads = if min_txs == 0 { threads } else { workers_for(block, threads) };
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {
@@ -376,6 +393,12 @@ impl Engine {
                         let mut stats = ParallelStats::default();
                         stats.fell_back = true;
                         Ok((execute_sequential(spec, db, block)?, stats))
+                    }
+                    Ok((output, stats)) => {
+                        if let Some(callee) = callee {
+                            chains::learn(callee, &stats, block.transactions.len());
+                        }
+                        Ok((output, stats))
                     }
                     other => other,
                 }

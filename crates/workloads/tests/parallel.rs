@@ -360,6 +360,87 @@ fn small_light_blocks_and_call_chains_go_to_the_oracle() {
 
 /// A block of cheap transactions gets one worker while the cores are far apart; heavier blocks
 /// keep theirs, and so does every block where the cores are near or not measured lately.
+/// The contract half of a block calls or more: a token's transfers and a probe's calls are
+/// dominated, ether transfers to distinct accounts and a mixed block are not.
+#[test]
+fn a_block_is_dominated_by_the_contract_half_its_transactions_call() {
+    use velarium_executor::dominant_callee;
+    let token = velarium_workloads::erc20_transfers(1, 200);
+    let callee = dominant_callee(&token.transactions).expect("every transfer calls the token");
+    assert!(token.state.basic_ref(callee).expect("state").is_some_and(|a| a.code.is_some()));
+    assert!(dominant_callee(&velarium_workloads::reads_beneficiary(1, 200).transactions).is_some());
+    assert_eq!(dominant_callee(&velarium_workloads::eth_transfers(1, 200).transactions), None);
+    assert_eq!(dominant_callee(&velarium_workloads::builder_tips(1, 200).transactions), None);
+    // Exactly half still dominates; one call fewer does not.
+    let transfers = velarium_workloads::eth_transfers(1, 100).transactions;
+    let mixed = |calls: usize| {
+        let mut txs = token.transactions[..calls].to_vec();
+        txs.extend_from_slice(&transfers[..100 - calls]);
+        txs
+    };
+    assert_eq!(dominant_callee(&mixed(50)), Some(callee));
+    assert_eq!(dominant_callee(&mixed(49)), None);
+    assert_eq!(dominant_callee(&[]), None);
+}
+
+/// A contract whose block Block-STM ran as a chain sends the next blocks it dominates to the
+/// oracle (with the oracle's exact output), every `REPROBE_EVERY`th of them back through
+/// Block-STM; a forced engine (`min_txs == 0`) and a dominated block that did not chain always
+/// run Block-STM.
+#[test]
+fn a_contract_learned_to_chain_sends_its_blocks_to_the_oracle() {
+    use velarium_executor::{chained, Engine, REPROBE_EVERY};
+    // A seed of its own: no other test of this process teaches the engine about this block.
+    // Headers as real blocks carry them, with the gas used (the engine gives a block of cheap
+    // transactions one worker while the cores are far apart).
+    let with_gas_used = |mut workload: Workload| {
+        workload.header.gas_used = oracle_of(&workload).gas_used;
+        workload
+    };
+    let probe = with_gas_used(velarium_workloads::reads_beneficiary(0x5eed_c4a1, 1000));
+    let oracle = oracle_of(&probe);
+    let engine = Engine::Parallel { threads: 2, min_txs: 24 };
+    let run = |engine: Engine, workload: &Workload| {
+        let (output, stats) = engine
+            .execute_with_stats(&workload.spec, &workload.state, workload.block_input())
+            .expect("the engine executes the block");
+        (output, stats)
+    };
+    // Forced: Block-STM every time, whatever it learned.
+    let forced = Engine::Parallel { threads: 2, min_txs: 0 };
+    // Every call reads the beneficiary's balance, which every lower fee changes: a chain. Its
+    // conflicts need both workers running at once, which a machine busy with other tests may
+    // not give a run, so it gets ten tries.
+    let mut learned = false;
+    for _ in 0..10 {
+        let (output, stats) = run(engine, &probe);
+        assert!(output == oracle, "the output differs from the oracle's");
+        assert_eq!((stats.threads, stats.learned_chain), (2, false));
+        if chained(&stats, probe.transactions.len()) {
+            learned = true;
+            break;
+        }
+    }
+    assert!(learned, "reads_beneficiary never ran as a chain");
+    for _ in 1..REPROBE_EVERY {
+        let (output, stats) = run(engine, &probe);
+        assert!(output == oracle, "the output differs from the oracle's");
+        assert!(stats.learned_chain && stats.threads == 0, "{stats:?}");
+        let (_, stats) = run(forced, &probe);
+        assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
+    }
+    // The probe: through Block-STM again.
+    let (output, stats) = run(engine, &probe);
+    assert!(output == oracle, "the output differs from the oracle's");
+    assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
+    // A token's transfers to distinct holders do not chain: never sent to the oracle.
+    let token = with_gas_used(velarium_workloads::erc20_transfers(0x5eed_c4a1, 200));
+    for _ in 0..4 {
+        let (_, stats) = run(engine, &token);
+        assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
+    }
+}
+
 #[test]
 fn cheap_blocks_get_one_worker_where_the_cores_are_far_apart() {
     use velarium_executor::{workers_at_round_trip as workers, FAR_ROUND_TRIP_NS as FAR};

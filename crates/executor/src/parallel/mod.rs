@@ -166,6 +166,9 @@ pub struct ParallelStats {
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
     pub fell_back: bool,
+    /// The oracle executed this block because Block-STM ran the last block dominated by the
+    /// same contract as a chain (see [`crate::chained`]).
+    pub learned_chain: bool,
     /// Wall time of each phase.
     pub phases: PhaseTimes,
     /// The workers' working time during Block-STM, added up over the workers (see
