@@ -74,6 +74,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
             aborts: stats.aborts,
             suspensions: stats.suspensions,
             storage_credits: stats.storage_credits,
+            learned_chain: stats.learned_chain,
             hot_slots: stats
                 .hot_spots()
                 .iter()

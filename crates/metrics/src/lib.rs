@@ -22,6 +22,9 @@
 //!   transaction is the contention signal);
 //! - `velarium_storage_credits_total`: transactions that credited a hot storage slot (a token's
 //!   hot receiver) without reading it, contention the engine took out of the way;
+//! - `velarium_learned_chain_blocks_total`: blocks the parallel engine gave the sequential
+//!   executor because Block-STM ran the last block dominated by the same contract as a chain
+//!   (counted under `engine="sequential"` too);
 //! - `velarium_import_errors_total{kind}`: blocks that failed to import, by a short error kind
 //!   ([`Metrics::record_import_error`]).
 //!
@@ -139,6 +142,7 @@ const VALIDATIONS: &str = "velarium_validations_total";
 const ABORTS: &str = "velarium_aborts_total";
 const SUSPENSIONS: &str = "velarium_suspensions_total";
 const STORAGE_CREDITS: &str = "velarium_storage_credits_total";
+const LEARNED_CHAINS: &str = "velarium_learned_chain_blocks_total";
 const BOUND: &str = "velarium_critical_path_bound";
 const SPEEDUP: &str = "velarium_speedup";
 const EFFICIENCY: &str = "velarium_bound_efficiency";
@@ -185,6 +189,9 @@ pub struct BlockReport {
     pub suspensions: u64,
     /// Transactions that credited a hot storage slot without reading it.
     pub storage_credits: u64,
+    /// The parallel engine gave the block to the sequential executor because Block-STM ran the
+    /// last block dominated by the same contract as a chain (`engine` is then `"sequential"`).
+    pub learned_chain: bool,
     /// The block's achievable speedup: total work over the critical path, when known.
     pub critical_path_bound: Option<f64>,
     /// The measured speedup over sequential execution, when known.
@@ -286,6 +293,7 @@ impl Metrics {
             counter!(ABORTS).increment(report.aborts);
             counter!(SUSPENSIONS).increment(report.suspensions);
             counter!(STORAGE_CREDITS).increment(report.storage_credits);
+            counter!(LEARNED_CHAINS).increment(u64::from(report.learned_chain));
 
             gauge!(HEAD).set(report.number as f64);
             if window_seconds > 0.0 {
@@ -431,6 +439,12 @@ fn describe_all() {
         STORAGE_CREDITS,
         Unit::Count,
         "Transactions that credited a hot storage slot without reading it."
+    );
+    describe_counter!(
+        LEARNED_CHAINS,
+        Unit::Count,
+        "Blocks the parallel engine gave the sequential executor because Block-STM ran the last \
+         block dominated by the same contract as a chain."
     );
     describe_gauge!(
         BOUND,

@@ -400,6 +400,7 @@ fn block_one() -> BlockReport {
         aborts: 2,
         suspensions: 1,
         storage_credits: 3,
+        learned_chain: false,
         critical_path_bound: Some(4.0),
         speedup: Some(2.0),
         worker_utilisation: Some(0.5),
@@ -420,6 +421,7 @@ fn block_two() -> BlockReport {
         commit_seconds: 0.004,
         executions: 20,
         validations: 0,
+        learned_chain: true,
         ..BlockReport::default()
     }
 }
@@ -442,6 +444,7 @@ fn block_three() -> BlockReport {
         aborts: 3,
         suspensions: 4,
         storage_credits: 1,
+        learned_chain: false,
         critical_path_bound: Some(2.0),
         speedup: Some(1.5),
         worker_utilisation: Some(0.75),
@@ -484,6 +487,7 @@ fn scrape_reports_exact_values() {
         ("velarium_aborts_total", 5.0),
         ("velarium_suspensions_total", 5.0),
         ("velarium_storage_credits_total", 4.0),
+        ("velarium_learned_chain_blocks_total", 1.0),
     ] {
         assert_eq!(e.kind(name), Some("counter"), "{name}");
         assert_eq!(e.get(name, &[]), value, "{name}");
@@ -577,7 +581,7 @@ fn scrape_reports_exact_values() {
         assert!(family.help.as_deref().is_some_and(|h| !h.is_empty()), "{name} has no HELP");
         assert!(family.kind.is_some(), "{name} has no TYPE");
     }
-    assert_eq!(e.families.len(), 22, "{:?}", e.families.keys().collect::<Vec<_>>());
+    assert_eq!(e.families.len(), 23, "{:?}", e.families.keys().collect::<Vec<_>>());
 
     // render() serves the same text.
     let rendered = parse_exposition(&metrics.render()).unwrap();
