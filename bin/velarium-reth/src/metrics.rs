@@ -9,7 +9,9 @@
 //! `velarium_executor_parallel_blocks_total`, `velarium_executor_sequential_blocks_total`,
 //! `velarium_executor_transactions_total`, `velarium_executor_executions_total`,
 //! `velarium_executor_re_executions_total`, `velarium_executor_validations_total`,
-//! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`; for newPayload's
+//! `velarium_executor_aborts_total`, `velarium_executor_suspensions_total`,
+//! `velarium_executor_learned_chain_blocks_total` (blocks run sequentially because Block-STM
+//! ran the last block dominated by the same contract as a chain); for newPayload's
 //! per-transaction calls `velarium_executor_per_tx_parallel_blocks_total` (blocks every
 //! transaction of which came from Block-STM), `velarium_executor_per_tx_block_stm_runs_total`,
 //! `velarium_executor_state_read_errors_total` and
@@ -68,6 +70,7 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
         per_tx_parallel_blocks,
         per_tx_block_stm_runs,
         state_read_errors,
+        learned_chain_blocks,
         fallbacks,
         builder,
     } = *snapshot;
@@ -84,6 +87,8 @@ pub fn record_execution_snapshot(snapshot: &MetricsSnapshot) {
     ::metrics::counter!("velarium_executor_per_tx_block_stm_runs_total")
         .absolute(per_tx_block_stm_runs);
     ::metrics::counter!("velarium_executor_state_read_errors_total").absolute(state_read_errors);
+    ::metrics::counter!("velarium_executor_learned_chain_blocks_total")
+        .absolute(learned_chain_blocks);
     ::metrics::counter!("velarium_builder_blocks_total").absolute(builder.blocks);
     ::metrics::counter!("velarium_builder_windows_total").absolute(builder.windows);
     for (source, count) in [("speculated", builder.speculated), ("fresh", builder.fresh)] {

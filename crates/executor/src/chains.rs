@@ -24,6 +24,7 @@
 
 use crate::{BlockInput, ParallelStats, RecoveredTx};
 use alloy_primitives::{Address, B256};
+use revm::primitives::KECCAK_EMPTY;
 use std::sync::{Mutex, PoisonError};
 
 /// Of how many blocks dominated by a contract learned to chain, one runs through Block-STM again.
@@ -46,25 +47,26 @@ const DOMINANT_SHARE: usize = 2;
 const CHAINED_SHARE: u64 = 4;
 
 /// The contract a block is dominated by: its address and code hash (a contract redeployed at
-/// the same address is another contract).
+/// the same address is another contract). See [`route`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Callee {
+pub struct ChainKey {
     address: Address,
     code_hash: B256,
 }
 
 /// What [`route`] decided for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum LearnedRoute {
     /// Its contract chained in its last Block-STM block: run it on the oracle.
     Oracle,
-    /// Run it through Block-STM and [`learn`] from the run (`None`: no dominant contract).
-    BlockStm(Option<Callee>),
+    /// Run it through Block-STM, then [`learn`] from the run's counters under this key
+    /// (`None`: no dominant contract, nothing to learn).
+    BlockStm(Option<ChainKey>),
 }
 
 #[derive(Debug)]
 struct Learned {
-    callee: Callee,
+    key: ChainKey,
     /// Blocks given to the oracle since its last Block-STM block.
     skipped: u32,
 }
@@ -80,59 +82,72 @@ fn rule_on() -> bool {
 }
 
 /// The address that at least half of `txs` call, if any.
+pub fn dominant_callee(txs: &[RecoveredTx]) -> Option<Address> {
+    use alloy_consensus::Transaction as _;
+    dominant_callee_by(txs.len(), |i| txs[i].kind().to().copied())
+}
+
+/// The address that at least half of a block's `len` transactions call, where `to(i)` is the
+/// callee of transaction `i` (`None`: a creation).
 ///
 /// An even sample of 64 transactions nominates the candidates (one that half the block calls is
 /// expected 32 times there, so 24 nominates it); only those are counted exactly, so a block of
 /// transfers to distinct accounts costs no hash map.
-pub fn dominant_callee(txs: &[RecoveredTx]) -> Option<Address> {
-    use alloy_consensus::Transaction as _;
+pub fn dominant_callee_by(len: usize, to: impl Fn(usize) -> Option<Address>) -> Option<Address> {
     const SAMPLE: usize = 64;
-    let to = |tx: &RecoveredTx| tx.kind().to().copied();
-    let step = (txs.len() / SAMPLE).max(1);
+    let step = (len / SAMPLE).max(1);
     let mut seen: Vec<(Address, usize)> = Vec::new();
-    for tx in txs.iter().step_by(step).take(SAMPLE) {
-        let Some(address) = to(tx) else { continue };
+    for i in (0..len).step_by(step).take(SAMPLE) {
+        let Some(address) = to(i) else { continue };
         match seen.iter_mut().find(|(a, _)| *a == address) {
             Some((_, n)) => *n += 1,
             None => seen.push((address, 1)),
         }
     }
-    let sampled = txs.len().div_ceil(step).min(SAMPLE);
+    let sampled = len.div_ceil(step).min(SAMPLE);
     seen.into_iter().filter(|(_, n)| n * 8 >= sampled * 3).map(|(address, _)| address).find(
         |address| {
-            let calls = txs.iter().filter(|tx| to(tx) == Some(*address)).count();
-            calls * DOMINANT_SHARE >= txs.len()
+            let calls = (0..len).filter(|&i| to(i) == Some(*address)).count();
+            calls * DOMINANT_SHARE >= len
         },
     )
 }
 
-/// Where `block` runs: on the oracle if its dominant contract chained in its last Block-STM
-/// block (but for every [`REPROBE_EVERY`]th such block), else through Block-STM.
-pub(crate) fn route<DB: revm::DatabaseRef>(db: &DB, block: BlockInput<'_>) -> Route {
+/// Where a block dominated by `callee` (see [`dominant_callee`]) runs: on the oracle if that
+/// contract chained in its last Block-STM block (but for every [`REPROBE_EVERY`]th such
+/// block), else through Block-STM. `code_hash` gives the contract's code hash (`None`: no code,
+/// or it could not be read; nothing is learned about such an address).
+pub fn route(
+    callee: Option<Address>,
+    code_hash: impl FnOnce(Address) -> Option<B256>,
+) -> LearnedRoute {
     if !rule_on() {
-        return Route::BlockStm(None);
+        return LearnedRoute::BlockStm(None);
     }
-    let Some(address) = dominant_callee(block.transactions) else {
-        return Route::BlockStm(None);
+    let Some(address) = callee else { return LearnedRoute::BlockStm(None) };
+    let Some(code_hash) = code_hash(address).filter(|h| *h != KECCAK_EMPTY && !h.is_zero()) else {
+        return LearnedRoute::BlockStm(None);
     };
-    // A contract's code hash (a failed read, or no code: nothing to learn about).
-    let code_hash = match db.basic_ref(address) {
-        Ok(Some(info)) if info.code_hash != revm::primitives::KECCAK_EMPTY => info.code_hash,
-        _ => return Route::BlockStm(None),
-    };
-    let callee = Callee { address, code_hash };
+    let key = ChainKey { address, code_hash };
     let mut learned = LEARNED.lock().unwrap_or_else(PoisonError::into_inner);
-    match learned.iter_mut().find(|l| l.callee == callee) {
+    match learned.iter_mut().find(|l| l.key == key) {
         Some(entry) if entry.skipped + 1 < REPROBE_EVERY => {
             entry.skipped += 1;
-            Route::Oracle
+            LearnedRoute::Oracle
         }
         Some(entry) => {
             entry.skipped = 0;
-            Route::BlockStm(Some(callee))
+            LearnedRoute::BlockStm(Some(key))
         }
-        None => Route::BlockStm(Some(callee)),
+        None => LearnedRoute::BlockStm(Some(key)),
     }
+}
+
+/// [`route`] for `block` on `db`.
+pub(crate) fn route_block<DB: revm::DatabaseRef>(db: &DB, block: BlockInput<'_>) -> LearnedRoute {
+    route(dominant_callee(block.transactions), |address| {
+        db.basic_ref(address).ok().flatten().map(|info| info.code_hash)
+    })
 }
 
 /// Whether a Block-STM run of `txs` transactions chained (see [`CHAINED_SHARE`]).
@@ -141,22 +156,22 @@ pub fn chained(stats: &ParallelStats, txs: usize) -> bool {
     txs > 0 && conflicts * CHAINED_SHARE >= txs as u64
 }
 
-/// Learns from a Block-STM run of a block dominated by `callee`: remembers that it chained, or
-/// forgets that it did. Runs on one worker (nothing can pause or conflict) and runs that fell
-/// back to the oracle teach nothing.
-pub(crate) fn learn(callee: Callee, stats: &ParallelStats, txs: usize) {
+/// Learns from a Block-STM run of `txs` transactions of a block dominated by the contract of
+/// `key` (from [`route`]): remembers that it chained, or forgets that it did. Runs on one worker
+/// (nothing can pause or conflict) and runs that fell back to the oracle teach nothing.
+pub fn learn(key: ChainKey, stats: &ParallelStats, txs: usize) {
     if stats.threads < 2 || stats.fell_back {
         return;
     }
     let mut learned = LEARNED.lock().unwrap_or_else(PoisonError::into_inner);
-    let at = learned.iter().position(|l| l.callee == callee);
+    let at = learned.iter().position(|l| l.key == key);
     match (chained(stats, txs), at) {
         (true, Some(at)) => learned[at].skipped = 0,
         (true, None) => {
             if learned.len() >= CAPACITY {
                 learned.remove(0);
             }
-            learned.push(Learned { callee, skipped: 0 });
+            learned.push(Learned { key, skipped: 0 });
         }
         (false, Some(at)) => {
             learned.remove(at);
@@ -185,20 +200,40 @@ mod tests {
 
     #[test]
     fn a_chained_contract_goes_to_the_oracle_and_is_probed_again() {
-        let callee =
-            Callee { address: Address::repeat_byte(0xc4), code_hash: B256::repeat_byte(7) };
-        let find =
-            || LEARNED.lock().unwrap().iter().find(|l| l.callee == callee).map(|l| l.skipped);
+        let address = Address::repeat_byte(0xc4);
+        let code = B256::repeat_byte(7);
+        let key = ChainKey { address, code_hash: code };
+        let find = || LEARNED.lock().unwrap().iter().find(|l| l.key == key).map(|l| l.skipped);
+        let route_it = || route(Some(address), |_| Some(code));
+        // Nothing learned yet: Block-STM, to learn from.
+        assert_eq!(route_it(), LearnedRoute::BlockStm(Some(key)));
         // One worker, or a fall-back, teaches nothing.
-        learn(callee, &stats(1, 900, 0), 1000);
+        learn(key, &stats(1, 900, 0), 1000);
         let mut fell_back = stats(2, 900, 0);
         fell_back.fell_back = true;
-        learn(callee, &fell_back, 1000);
+        learn(key, &fell_back, 1000);
         assert_eq!(find(), None);
-        learn(callee, &stats(2, 900, 0), 1000);
+        learn(key, &stats(2, 900, 0), 1000);
         assert_eq!(find(), Some(0));
+        // The oracle for the next REPROBE_EVERY - 1 blocks, then Block-STM again.
+        for _ in 1..REPROBE_EVERY {
+            assert_eq!(route_it(), LearnedRoute::Oracle);
+        }
+        assert_eq!(route_it(), LearnedRoute::BlockStm(Some(key)));
+        assert_eq!(route_it(), LearnedRoute::Oracle);
+        // Another contract at the same address (other code), an account without code, a
+        // block without a dominant contract: Block-STM, nothing to learn about.
+        let other = B256::repeat_byte(8);
+        assert_eq!(
+            route(Some(address), |_| Some(other)),
+            LearnedRoute::BlockStm(Some(ChainKey { address, code_hash: other }))
+        );
+        assert_eq!(route(Some(address), |_| Some(KECCAK_EMPTY)), LearnedRoute::BlockStm(None));
+        assert_eq!(route(Some(address), |_| None), LearnedRoute::BlockStm(None));
+        assert_eq!(route(None, |_| Some(code)), LearnedRoute::BlockStm(None));
         // A run that did not chain forgets it.
-        learn(callee, &stats(4, 3, 1), 1000);
+        learn(key, &stats(4, 3, 1), 1000);
         assert_eq!(find(), None);
+        assert_eq!(route_it(), LearnedRoute::BlockStm(Some(key)));
     }
 }

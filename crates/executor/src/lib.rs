@@ -12,7 +12,10 @@ mod eip7610;
 mod parallel;
 mod sequential;
 
-pub use chains::{chained, dominant_callee, REPROBE_EVERY};
+pub use chains::{
+    chained, dominant_callee, dominant_callee_by, learn as learn_chain,
+    route as route_learned_chain, ChainKey, LearnedRoute, REPROBE_EVERY,
+};
 pub use eip7610::{CollisionGuard, StorageProbe};
 
 pub use parallel::{
@@ -374,17 +377,17 @@ impl Engine {
             Self::Parallel { threads, min_txs } if worth_block_stm(block, min_txs) => {
                 // Forced (`min_txs == 0`): Block-STM on every block, as asked.
                 let route = if min_txs == 0 {
-                    chains::Route::BlockStm(None)
+                    LearnedRoute::BlockStm(None)
                 } else {
-                    chains::route(db, block)
+                    chains::route_block(db, block)
                 };
                 let callee = match route {
-                    chains::Route::Oracle => {
+                    LearnedRoute::Oracle => {
                         let mut stats = ParallelStats::default();
                         stats.learned_chain = true;
                         return Ok((execute_sequential(spec, db, block)?, stats));
                     }
-                    chains::Route::BlockStm(callee) => callee,
+                    LearnedRoute::BlockStm(callee) => callee,
                 };
                 let threads = if min_txs == 0 { threads } else { workers_for(block, threads) };
                 match execute_parallel(spec, db, block, threads) {

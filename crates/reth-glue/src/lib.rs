@@ -130,7 +130,8 @@ use std::{
     time::Duration,
 };
 use velarium_executor::{
-    ExecutionError, ParallelStats, SpeculativeTx, StreamingRun, TxDbError, DEFAULT_PARALLEL_MIN_TXS,
+    ExecutionError, LearnedRoute, ParallelStats, SpeculativeTx, StreamingRun, TxDbError,
+    DEFAULT_PARALLEL_MIN_TXS,
 };
 
 /// The transaction envelope's type tag, as alloy-evm's result carries it.
@@ -330,6 +331,7 @@ pub struct ExecutionMetrics {
     per_tx_parallel_blocks: AtomicU64,
     per_tx_block_stm_runs: AtomicU64,
     state_read_errors: AtomicU64,
+    learned_chain_blocks: AtomicU64,
     /// Indexed like [`PerTxFallback::ALL`].
     fallbacks: [AtomicU64; PerTxFallback::ALL.len()],
     builder_blocks: AtomicU64,
@@ -387,6 +389,10 @@ pub struct MetricsSnapshot {
     /// State-read failures returned by per-transaction calls running on Block-STM (errors,
     /// as they are sequentially; not fallbacks).
     pub state_read_errors: u64,
+    /// Blocks (whole, or planned payloads) executed sequentially because Block-STM ran the last
+    /// block dominated by the same contract as a chain (see
+    /// `velarium_executor::route_learned_chain`; included in `sequential_blocks`).
+    pub learned_chain_blocks: u64,
     /// Per-transaction blocks that did not run, or stopped running, through Block-STM, by
     /// reason.
     pub fallbacks: PerTxFallbacks,
@@ -436,6 +442,7 @@ impl ExecutionMetrics {
             per_tx_parallel_blocks: get(&self.per_tx_parallel_blocks),
             per_tx_block_stm_runs: get(&self.per_tx_block_stm_runs),
             state_read_errors: get(&self.state_read_errors),
+            learned_chain_blocks: get(&self.learned_chain_blocks),
             fallbacks: PerTxFallbacks {
                 disabled: fallback(PerTxFallback::Disabled),
                 no_plan: fallback(PerTxFallback::NoPlan),
@@ -583,6 +590,7 @@ where
             per_tx: PerTx::Sequential,
             pre_executed: false,
             whole_block: false,
+            chain_key: None,
         };
         executor.per_tx = executor.attach_plan(&self.plans, &self.candidates);
         executor
@@ -604,6 +612,9 @@ pub struct ParallelBlockExecutor<'a, E, Spec, R: ReceiptBuilder> {
     pre_executed: bool,
     /// `execute_block` ran (it records its own path).
     whole_block: bool,
+    /// The block's dominant contract, to learn whether Block-STM ran it as a chain (see
+    /// [`ParallelBlockExecutor::learned_chain`]).
+    chain_key: Option<velarium_executor::ChainKey>,
 }
 
 /// Where an executor's per-transaction calls stand with Block-STM.
@@ -678,6 +689,41 @@ where
         self.blocker(txs).is_none()
     }
 
+    /// Whether a block of these `len` transactions (`to(i)`: the callee of the `i`th) goes to
+    /// the sequential executor because Block-STM ran the last block dominated by the same
+    /// contract as a chain, as `velarium_executor::Engine` decides (counted; never with
+    /// [`ParallelConfig::min_txs`] 0, which forces Block-STM); otherwise the contract is kept to
+    /// [`Self::learn_chain`] from the run.
+    fn learned_chain(&mut self, len: usize, to: impl Fn(usize) -> Option<Address>) -> bool {
+        if self.config.min_txs == 0 {
+            // Block-STM forced on every block, as `Engine` with a threshold of 0.
+            return false;
+        }
+        let callee = velarium_executor::dominant_callee_by(len, to);
+        let db = self.inner.evm_mut().db_mut();
+        let route = velarium_executor::route_learned_chain(callee, |address| {
+            revm::Database::basic(db, address).ok().flatten().map(|info| info.code_hash)
+        });
+        match route {
+            LearnedRoute::Oracle => {
+                self.metrics.learned_chain_blocks.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            LearnedRoute::BlockStm(key) => {
+                self.chain_key = key;
+                false
+            }
+        }
+    }
+
+    /// Learns from Block-STM's run of this block's `txs` transactions (see
+    /// [`Self::learned_chain`]).
+    fn learn_chain(&mut self, stats: &ParallelStats, txs: usize) {
+        if let Some(key) = self.chain_key.take() {
+            velarium_executor::learn_chain(key, stats, txs);
+        }
+    }
+
     /// Takes this block's plan from `plans` (or, for a block being built, its feed from
     /// `candidates`) if Block-STM could run it.
     fn attach_plan(&self, plans: &PlanRegistry, candidates: &CandidateRegistry) -> PerTx {
@@ -738,6 +784,10 @@ where
         }
         let (envs, ids): (Vec<TxEnv>, Vec<_>) =
             txs.into_iter().map(|tx| (tx.tx_env, (tx.hash, tx.signer))).unzip();
+        if self.learned_chain(envs.len(), |i| envs[i].kind.to().copied()) {
+            // Sequentially, as a block of a contract that chains (counted; not a fallback).
+            return Ok(());
+        }
         let cfg = self.inner.evm().cfg_env().clone();
         let block_env = self.inner.evm().block().clone();
         let threads = self.config.threads;
@@ -1024,6 +1074,7 @@ where
         match std::mem::replace(&mut self.per_tx, PerTx::Sequential) {
             PerTx::Streaming(streaming) => match streaming.run.finish() {
                 Ok(stats) => {
+                    self.learn_chain(&stats, txs);
                     self.metrics.record_parallel(txs, &stats);
                     self.metrics.per_tx_parallel_blocks.fetch_add(1, Ordering::Relaxed);
                     self.last_stats = Some(stats);
@@ -1081,6 +1132,7 @@ where
                 tx_type: tx.tx().tx_type(),
             });
         }
+        self.learn_chain(&stats, envs.len());
         self.metrics.record_parallel(envs.len(), &stats);
         self.last_stats = Some(stats);
         Ok(())
@@ -1226,7 +1278,9 @@ where
         self.per_tx = PerTx::Sequential;
         self.apply_pre_execution_changes()?;
         let txs: Vec<_> = transactions.into_iter().map(ExecutableTxParts::into_parts).collect();
-        if self.runs_parallel(txs.len()) {
+        if self.runs_parallel(txs.len())
+            && !self.learned_chain(txs.len(), |i| txs[i].0.kind.to().copied())
+        {
             self.execute_parallel(txs)?;
         } else {
             for tx in txs {

@@ -151,6 +151,59 @@ fn legacy_fixtures_match_eth_factory_second_half() {
     }
 }
 
+/// A whole block dominated by a contract that Block-STM ran as a chain goes to the sequential
+/// executor next time (counted), with the reference's output, as `velarium_executor::Engine`
+/// does; with the threshold 0 Block-STM runs it anyway.
+#[test]
+fn a_contract_learned_to_chain_runs_its_next_blocks_sequentially() {
+    // A seed of its own: no other test of this process teaches the engine about this block.
+    let workload = velarium_workloads::reads_beneficiary(0x5eed_9e7, 1000);
+    let block = Block {
+        header: &workload.header,
+        txs: &workload.transactions,
+        ommers: &[],
+        withdrawals: Some(&[]),
+    };
+    let env = evm_env(&workload.spec, block.header);
+    let eth = support::eth_factory(&workload.spec);
+    let reference = execute(&workload.state, &env, |evm| {
+        drive(eth.create_executor(evm, block.ctx()), Pattern::WholeBlock, block.txs)
+    })
+    .expect("the reference executes the block");
+    let factory = ParFactory::from_eth(eth.clone(), ParallelConfig::new(2, 24));
+    let forced = ParFactory::from_eth(eth, ParallelConfig::new(2, 0));
+    let run = |factory: &ParFactory| {
+        let got = execute(&workload.state, &env, |evm| {
+            drive(factory.create_executor(evm, block.ctx()), Pattern::WholeBlock, block.txs)
+        })
+        .expect("the block executes");
+        velarium_replay::compare_outputs_exactly(&got, &reference).expect("the reference's output");
+        factory.metrics().snapshot()
+    };
+    // Every call reads the beneficiary's balance: a chain, given both workers at once (a busy
+    // machine may not give a run that, so it gets ten tries); the block after the first run
+    // that chained goes to the sequential executor.
+    let mut block_stm_runs = 0;
+    loop {
+        let before = factory.metrics().snapshot();
+        let after = run(&factory);
+        if after.learned_chain_blocks == before.learned_chain_blocks + 1 {
+            assert_eq!(after.sequential_blocks, before.sequential_blocks + 1, "{after:?}");
+            assert_eq!(after.parallel_blocks, before.parallel_blocks, "{after:?}");
+            break;
+        }
+        assert_eq!(after.parallel_blocks, before.parallel_blocks + 1, "{after:?}");
+        block_stm_runs += 1;
+        assert!(block_stm_runs <= 10, "reads_beneficiary never ran as a chain");
+    }
+    assert!(block_stm_runs >= 1, "a block went to the sequential executor before any ran");
+    // Forced: Block-STM, whatever was learned.
+    let before = forced.metrics().snapshot();
+    let after = run(&forced);
+    assert_eq!(after.parallel_blocks, before.parallel_blocks + 1, "{after:?}");
+    assert_eq!(after.learned_chain_blocks, before.learned_chain_blocks, "{after:?}");
+}
+
 #[test]
 #[ignore = "needs the ../shared fixtures (tests/run-all.sh runs them)"]
 fn mainnet_blocks_match_eth_factory() {
