@@ -157,7 +157,7 @@ fn legacy_fixtures_match_eth_factory_second_half() {
 #[test]
 fn a_contract_learned_to_chain_runs_its_next_blocks_sequentially() {
     // A seed of its own: no other test of this process teaches the engine about this block.
-    let workload = velarium_workloads::reads_beneficiary(0x5eed_9e7, 1000);
+    let workload = velarium_workloads::reads_beneficiary(0x5eed_09e7, 1000);
     let block = Block {
         header: &workload.header,
         txs: &workload.transactions,
