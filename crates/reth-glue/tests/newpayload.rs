@@ -267,6 +267,7 @@ fn delta(factory: &ParFactory, run: impl FnOnce()) -> MetricsSnapshot {
         per_tx_parallel_blocks: after.per_tx_parallel_blocks - before.per_tx_parallel_blocks,
         per_tx_block_stm_runs: after.per_tx_block_stm_runs - before.per_tx_block_stm_runs,
         state_read_errors: after.state_read_errors - before.state_read_errors,
+        learned_chain_blocks: after.learned_chain_blocks - before.learned_chain_blocks,
         ..Default::default()
     };
     let f = &mut d.fallbacks;
@@ -425,6 +426,41 @@ fn planned_and_reference(
         got = Some(planned(&factory, &block.state, env, input, plan_txs, Capture::default(), step));
     });
     (got.expect("ran"), want, d)
+}
+
+/// A planned payload dominated by a contract whose last Block-STM block ran as a chain runs
+/// sequentially (counted apart, not a fallback) with the reference's calls and results.
+#[test]
+fn a_planned_payload_of_a_learned_chain_runs_sequentially() {
+    // A seed of its own: no other test of this process teaches the engine about this block.
+    let workload = velarium_workloads::reads_beneficiary(0x5eed_0a11, 1000);
+    let block = Block {
+        header: &workload.header,
+        txs: &workload.transactions,
+        ommers: &[],
+        withdrawals: Some(&[]),
+    };
+    let env = evm_env(&workload.spec, block.header);
+    let eth = support::eth_factory(&workload.spec);
+    let want = reference(&eth, &workload.state, &env, block, &execute_all);
+    let factory = ParFactory::from_eth(eth, ParallelConfig::new(2, 24));
+    // Every call reads the beneficiary's balance: a chain, given both workers at once (ten
+    // tries on a busy machine); the payload after the first run that chained runs sequentially.
+    let mut block_stm_runs = 0;
+    loop {
+        let (got, d) = planned_plainly(&factory, &workload.state, &env, block);
+        compare(&got, &want).unwrap();
+        if d.learned_chain_blocks == 1 {
+            assert_eq!((d.per_tx_block_stm_runs, d.parallel_blocks), (0, 0), "{d:?}");
+            assert_eq!(d.sequential_blocks, 1, "{d:?}");
+            assert!(PerTxFallback::ALL.iter().all(|&r| d.fallbacks.get(r) == 0), "{d:?}");
+            break;
+        }
+        assert_eq!((d.per_tx_block_stm_runs, d.per_tx_parallel_blocks), (1, 1), "{d:?}");
+        block_stm_runs += 1;
+        assert!(block_stm_runs <= 10, "reads_beneficiary never ran as a chain");
+    }
+    assert!(block_stm_runs >= 1, "a payload went sequential before any ran through Block-STM");
 }
 
 #[test]
