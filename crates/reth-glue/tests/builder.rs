@@ -300,20 +300,10 @@ fn workload_build(
         &workload.spec,
         &workload.state,
         &env,
-        workload_block(workload),
+        Block::workload(workload),
         candidates,
         refused,
     )
-}
-
-/// A generated block as the builder's context sees it.
-fn workload_block(workload: &velarium_workloads::Workload) -> Block<'_> {
-    Block {
-        header: &workload.header,
-        txs: &workload.transactions,
-        ommers: &[],
-        withdrawals: Some(&[]),
-    }
 }
 
 /// The gas the reference used building from every transaction of `workload`.
@@ -325,7 +315,7 @@ fn gas_used(workload: &velarium_workloads::Workload) -> u64 {
         0,
         &workload.state,
         &env,
-        workload_block(workload),
+        Block::workload(workload),
         &workload.transactions,
         &[],
     );
@@ -513,7 +503,7 @@ fn builder_timing() {
 fn a_feed_for_another_block_is_not_taken() {
     let workload = velarium_workloads::erc20_transfers(17, 60);
     let env = evm_env(&workload.spec, &workload.header);
-    let block = workload_block(&workload);
+    let block = Block::workload(&workload);
     let factory =
         ParFactory::from_eth(support::eth_factory(&workload.spec), ParallelConfig::new(2, 0));
     // A feed for the next slot's build (another timestamp) waits in the registry.
@@ -541,7 +531,7 @@ fn a_feed_for_another_block_is_not_taken() {
 fn with_block_stm_off_the_builder_runs_no_window() {
     let workload = velarium_workloads::erc20_transfers(29, 60);
     let env = evm_env(&workload.spec, &workload.header);
-    let block = workload_block(&workload);
+    let block = Block::workload(&workload);
     let want =
         run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
     let off = ParallelConfig { block_stm: false, ..ParallelConfig::new(2, 0) };
@@ -566,7 +556,7 @@ fn with_block_stm_off_the_builder_runs_no_window() {
 fn an_engine_fault_in_a_window_continues_sequentially() {
     let workload = velarium_workloads::erc20_transfers(19, 80);
     let env = evm_env(&workload.spec, &workload.header);
-    let block = workload_block(&workload);
+    let block = Block::workload(&workload);
     let want =
         run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
     // The first read of the token's storage panics (a transient fault while this thread serves
@@ -599,7 +589,7 @@ fn a_transaction_the_feed_never_saw_makes_its_readers_stale() {
     // window's next outcomes stale.
     let workload = velarium_workloads::dependent_chain(23, 100);
     let env = evm_env(&workload.spec, &workload.header);
-    let block = workload_block(&workload);
+    let block = Block::workload(&workload);
     let want =
         run(&workload.spec, None, 0, &workload.state, &env, block, &workload.transactions, &[]);
     let factory =

@@ -158,12 +158,7 @@ fn legacy_fixtures_match_eth_factory_second_half() {
 fn a_contract_learned_to_chain_runs_its_next_blocks_sequentially() {
     // A seed of its own: no other test of this process teaches the engine about this block.
     let workload = velarium_workloads::reads_beneficiary(0x5eed_09e7, 1000);
-    let block = Block {
-        header: &workload.header,
-        txs: &workload.transactions,
-        ommers: &[],
-        withdrawals: Some(&[]),
-    };
+    let block = Block::workload(&workload);
     let env = evm_env(&workload.spec, block.header);
     let eth = support::eth_factory(&workload.spec);
     let reference = execute(&workload.state, &env, |evm| {
@@ -251,12 +246,7 @@ fn hot_receiver_credits_match_eth_factory() {
         [velarium_workloads::erc20_deposits(3, 300), velarium_workloads::erc20_hot_receiver(1, 200)]
     {
         let factories = Factories::new(&workload.spec, &[2, 4]);
-        let block = Block {
-            header: &workload.header,
-            txs: &workload.transactions,
-            ommers: &[],
-            withdrawals: Some(&[]),
-        };
+        let block = Block::workload(&workload);
         factories
             .check(&workload.state, &workload.spec, block)
             .unwrap_or_else(|e| panic!("{}: {e}", workload.name))

@@ -434,12 +434,7 @@ fn planned_and_reference(
 fn a_planned_payload_of_a_learned_chain_runs_sequentially() {
     // A seed of its own: no other test of this process teaches the engine about this block.
     let workload = velarium_workloads::reads_beneficiary(0x5eed_0a11, 1000);
-    let block = Block {
-        header: &workload.header,
-        txs: &workload.transactions,
-        ommers: &[],
-        withdrawals: Some(&[]),
-    };
+    let block = Block::workload(&workload);
     let env = evm_env(&workload.spec, block.header);
     let eth = support::eth_factory(&workload.spec);
     let want = reference(&eth, &workload.state, &env, block, &execute_all);

@@ -68,6 +68,16 @@ impl<'a> Block<'a> {
         }
     }
 
+    /// A generated block (no ommers, no withdrawals).
+    pub fn workload(workload: &'a velarium_workloads::Workload) -> Self {
+        Self {
+            header: &workload.header,
+            txs: &workload.transactions,
+            ommers: &[],
+            withdrawals: Some(&[]),
+        }
+    }
+
     /// The execution context reth builds for it (`context_for_block`/`context_for_payload`).
     pub fn ctx(&self) -> EthBlockExecutionCtx<'a> {
         EthBlockExecutionCtx {
