@@ -270,7 +270,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
         };
         let [pre, execute, commit, post] = &mut phases;
         out!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}{}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
@@ -285,6 +285,15 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
                 .stats
                 .worker_utilisation()
                 .map_or_else(|| "-".to_string(), |u| format!("{:.0}%", u * 100.0)),
+            // Repetitions the parallel engine gave the oracle by its rules (the phases and
+            // counters above are then the oracle's or zero): `--min-parallel-txs 0` forces
+            // Block-STM on every one.
+            match engine {
+                Engine::Parallel { .. } if samples.oracle_runs > 0 => {
+                    format!(", on the oracle {} of {}", samples.oracle_runs, samples.times.len())
+                }
+                _ => String::new(),
+            },
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -197,6 +197,28 @@ fn bench_counts_the_blocks_the_engine_gives_the_oracle() {
     // One sender's chain of calls goes to the oracle; 40 independent transfers do not.
     assert_eq!(oracle_runs(&[]), (3, 0));
     assert_eq!(oracle_runs(&["--min-parallel-txs", "0"]), (0, 0));
+    // `--profile parallel` says so on the block's line, and not where Block-STM ran.
+    let profile = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--workloads",
+            "airdrop",
+            "--txs",
+            "40",
+            "--reps",
+            "2",
+            "--threads",
+            "2",
+            "--profile",
+            "parallel",
+        ];
+        args.extend_from_slice(extra);
+        let (code, text) = velarium(&args);
+        assert_eq!(code, 0, "{text}");
+        text
+    };
+    assert!(profile(&[]).contains("on the oracle 2 of 2"));
+    assert!(!profile(&["--min-parallel-txs", "0"]).contains("on the oracle"));
 }
 
 /// With pinned workers the engine still gives the oracle's output (`bench` checks every parallel
