@@ -164,22 +164,17 @@ fn bench_reports_bounds_from_real_access_sets() {
 /// included and counted (`oracle_runs`); `--min-parallel-txs 0` forces Block-STM on each.
 #[test]
 fn bench_counts_the_blocks_the_engine_gives_the_oracle() {
-    let oracle_runs = |extra: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "--workloads",
-            "airdrop,eth_transfers",
-            "--txs",
-            "40",
-            "--reps",
-            "3",
-            "--threads",
-            "2",
-            "--json",
-        ];
+    // `bench` on 40-transaction blocks at 2 threads, 3 repetitions, with `extra` arguments.
+    let bench = |workloads: &str, extra: &[&str]| {
+        let mut args =
+            vec!["bench", "--workloads", workloads, "--txs", "40", "--reps", "3", "--threads", "2"];
         args.extend_from_slice(extra);
         let (code, text) = velarium(&args);
         assert_eq!(code, 0, "{text}");
+        text
+    };
+    let oracle_runs = |extra: &[&str]| {
+        let text = bench("airdrop,eth_transfers", &[&["--json"], extra].concat());
         let records: Vec<serde_json::Value> = text
             .lines()
             .filter(|l| l.starts_with('{'))
@@ -198,26 +193,8 @@ fn bench_counts_the_blocks_the_engine_gives_the_oracle() {
     assert_eq!(oracle_runs(&[]), (3, 0));
     assert_eq!(oracle_runs(&["--min-parallel-txs", "0"]), (0, 0));
     // `--profile parallel` says so on the block's line, and not where Block-STM ran.
-    let profile = |extra: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "--workloads",
-            "airdrop",
-            "--txs",
-            "40",
-            "--reps",
-            "2",
-            "--threads",
-            "2",
-            "--profile",
-            "parallel",
-        ];
-        args.extend_from_slice(extra);
-        let (code, text) = velarium(&args);
-        assert_eq!(code, 0, "{text}");
-        text
-    };
-    assert!(profile(&[]).contains("on the oracle 2 of 2"));
+    let profile = |extra: &[&str]| bench("airdrop", &[&["--profile", "parallel"], extra].concat());
+    assert!(profile(&[]).contains("on the oracle 3 of 3"));
     assert!(!profile(&["--min-parallel-txs", "0"]).contains("on the oracle"));
 }
 
