@@ -516,6 +516,10 @@ pub(crate) struct TxDb<'a, DB> {
     /// This worker's copies of the code it met in the block, and the parent-state accounts
     /// with code it read (holding those copies); see [`LocalCode`].
     local: LocalCode,
+    /// What [`velarium_analyzer::increment::unobserved_increment`] proved of the `SLOAD`s of
+    /// hot slots this worker met in the block, per code hash and position: a hot slot's every
+    /// load runs the same few instructions, and the proof walks them.
+    increments: HashMap<(B256, usize), Option<velarium_analyzer::increment::Increment>>,
 }
 
 /// A worker's own copies of the contracts' code.
@@ -653,6 +657,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             credit_broken: false,
             credited: Vec::new(),
             local: LocalCode::default(),
+            increments: HashMap::default(),
         }
     }
 
@@ -1094,9 +1099,13 @@ where
             {
                 let sload_pc = interpreter.bytecode.pc() - 1;
                 let code = interpreter.bytecode.bytes_slice();
-                if let Some(found) =
-                    velarium_analyzer::increment::unobserved_increment(code, sload_pc)
-                {
+                let prove = || velarium_analyzer::increment::unobserved_increment(code, sload_pc);
+                // Init code has no hash here (and is not kept): proved each time.
+                let proved = match interpreter.bytecode.hash() {
+                    Some(hash) => *db.increments.entry((hash, sload_pc)).or_insert_with(prove),
+                    None => prove(),
+                };
+                if let Some(found) = proved {
                     use velarium_analyzer::increment::StoreKey;
                     let stores_at_key = match found.key {
                         StoreKey::Depth(depth) => interpreter.stack.peek(depth) == Ok(key),
