@@ -712,6 +712,11 @@ trait PlainFold {
     fn loaded(original: Option<AccountInfo>, status: AccountStatus) -> Self;
     /// Applies one more plain change.
     fn change(&mut self, account: &Account);
+    /// [`PlainFold::change`] of a change that credited one of the account's slots (see
+    /// [`StorageCredit`]): the slot gets what the transaction added on top of its folded value
+    /// (or of the placeholder, its value before the block, if it was not folded yet), as
+    /// [`ShardFolder::credit_slot`] would rebuild it, without copying the account.
+    fn change_crediting(&mut self, account: &Account, credit: StorageCredit);
     /// [`rebased_account`] followed by [`PlainFold::change`], without building the account,
     /// where the rebuilt account is a plain change (it is not empty); `false`: not applied.
     fn rebase_in_place(&mut self, account: &Account, rebase: Rebase) -> Result<bool, EngineFault>;
@@ -754,6 +759,28 @@ impl PlainFold for BundleAccount {
                 .entry(*slot)
                 .or_insert_with(|| StorageSlot::new(value.original_value))
                 .present_value = value.present_value;
+        }
+    }
+
+    fn change_crediting(&mut self, account: &Account, credit: StorageCredit) {
+        let info = &account.info;
+        let current = self.info.get_or_insert(UNSET_INFO);
+        current.balance = info.balance;
+        current.nonce = info.nonce;
+        current.account_id = info.account_id;
+        if current.code_hash != info.code_hash || current.code.is_none() {
+            current.code_hash = info.code_hash;
+            current.code.clone_from(&info.code);
+        }
+        for (slot, value) in account.changed_storage_slots() {
+            let folded =
+                self.storage.entry(*slot).or_insert_with(|| StorageSlot::new(value.original_value));
+            folded.present_value = if *slot == credit.slot {
+                // A new entry holds the placeholder: the value the credit was served.
+                folded.present_value.wrapping_add(credit.amount(value.present_value))
+            } else {
+                value.present_value
+            };
         }
     }
 
@@ -850,6 +877,14 @@ struct ShardFolder<'a, DB> {
 /// one worker that folds that account.
 const LARGE_STORAGE: usize = 1024;
 
+/// Gives a plainly folded account's storage `room` slots at once once it holds
+/// [`LARGE_STORAGE`] (see there).
+fn reserve_large(storage: &mut revm::database::states::StorageWithOriginalValues, room: usize) {
+    if storage.len() >= LARGE_STORAGE && storage.capacity() < room {
+        storage.reserve(room - storage.len());
+    }
+}
+
 impl<DB> ShardFolder<'_, DB>
 where
     DB: DatabaseRef,
@@ -880,7 +915,16 @@ where
             }
             let rebase = Rebase::of(address, &diff);
             let base = diff.lazy_recipient_base.filter(|_| rebase == Some(Rebase::Recipient));
-            let account = match diff.storage_credit.filter(|c| c.address == *address) {
+            let credit = diff.storage_credit.filter(|c| c.address == *address);
+            if let Some(credit) = credit.filter(|_| rebase.is_none() && is_plain_change(account)) {
+                // The common case of a hot token's credits: folded plainly, in place.
+                if let Some(plain) = self.plain.get_mut(address) {
+                    reserve_large(&mut plain.storage, self.storage_room);
+                    plain.change_crediting(account, credit);
+                    continue;
+                }
+            }
+            let account = match credit {
                 Some(credit) => Cow::Owned(self.credit_slot(account, credit)),
                 None => Cow::Borrowed(account),
             };
@@ -957,10 +1001,7 @@ where
                 None => account,
             };
             if is_plain_change(&account) {
-                let storage = &mut plain.storage;
-                if storage.len() >= LARGE_STORAGE && storage.capacity() < self.storage_room {
-                    storage.reserve(self.storage_room - storage.len());
-                }
+                reserve_large(&mut plain.storage, self.storage_room);
                 plain.change(&account);
                 return Ok(());
             }
