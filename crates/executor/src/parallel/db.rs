@@ -661,6 +661,24 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         }
     }
 
+    /// What [`velarium_analyzer::increment::unobserved_increment`] proves of the `SLOAD` at
+    /// `sload_pc` of `code` (whose hash is `hash`), proved once per code and position in the
+    /// block. Out of line: the engine's `SLOAD` runs it only for hot slots.
+    #[inline(never)]
+    fn increment_at(
+        &mut self,
+        hash: Option<B256>,
+        code: &[u8],
+        sload_pc: usize,
+    ) -> Option<velarium_analyzer::increment::Increment> {
+        let prove = || velarium_analyzer::increment::unobserved_increment(code, sload_pc);
+        match hash {
+            Some(hash) => *self.increments.entry((hash, sload_pc)).or_insert_with(prove),
+            // Init code has no hash here (and is not kept): proved each time.
+            None => prove(),
+        }
+    }
+
     /// Prepares for a new incarnation of `txn_idx`; `settled`: it started with every lower
     /// transaction committed (and no trace is wanted), so it records no reads; `credits`: it
     /// may credit a hot slot by an unobserved increment (see [`StorageCredit`]), settled or not.
@@ -1099,13 +1117,7 @@ where
             {
                 let sload_pc = interpreter.bytecode.pc() - 1;
                 let code = interpreter.bytecode.bytes_slice();
-                let prove = || velarium_analyzer::increment::unobserved_increment(code, sload_pc);
-                // Init code has no hash here (and is not kept): proved each time.
-                let proved = match interpreter.bytecode.hash() {
-                    Some(hash) => *db.increments.entry((hash, sload_pc)).or_insert_with(prove),
-                    None => prove(),
-                };
-                if let Some(found) = proved {
+                if let Some(found) = db.increment_at(interpreter.bytecode.hash(), code, sload_pc) {
                     use velarium_analyzer::increment::StoreKey;
                     let stores_at_key = match found.key {
                         StoreKey::Depth(depth) => interpreter.stack.peek(depth) == Ok(key),
