@@ -711,12 +711,14 @@ trait PlainFold {
     /// change.
     fn loaded(original: Option<AccountInfo>, status: AccountStatus) -> Self;
     /// Applies one more plain change.
-    fn change(&mut self, account: &Account);
-    /// [`PlainFold::change`] of a change that credited one of the account's slots (see
-    /// [`StorageCredit`]): the slot gets what the transaction added on top of its folded value
-    /// (or of the placeholder, its value before the block, if it was not folded yet), as
+    fn change(&mut self, account: &Account) {
+        self.change_crediting(account, None);
+    }
+    /// [`PlainFold::change`] of a change that may have credited one of the account's slots
+    /// (see [`StorageCredit`]): that slot gets what the transaction added on top of its folded
+    /// value (or of the placeholder, its value before the block, if it was not folded yet), as
     /// [`ShardFolder::credit_slot`] would rebuild it, without copying the account.
-    fn change_crediting(&mut self, account: &Account, credit: StorageCredit);
+    fn change_crediting(&mut self, account: &Account, credit: Option<StorageCredit>);
     /// [`rebased_account`] followed by [`PlainFold::change`], without building the account,
     /// where the rebuilt account is a plain change (it is not empty); `false`: not applied.
     fn rebase_in_place(&mut self, account: &Account, rebase: Rebase) -> Result<bool, EngineFault>;
@@ -742,7 +744,7 @@ impl PlainFold for BundleAccount {
         }
     }
 
-    fn change(&mut self, account: &Account) {
+    fn change_crediting(&mut self, account: &Account, credit: Option<StorageCredit>) {
         let info = &account.info;
         let current = self.info.get_or_insert(UNSET_INFO);
         current.balance = info.balance;
@@ -755,31 +757,14 @@ impl PlainFold for BundleAccount {
             current.code.clone_from(&info.code);
         }
         for (slot, value) in account.changed_storage_slots() {
-            self.storage
-                .entry(*slot)
-                .or_insert_with(|| StorageSlot::new(value.original_value))
-                .present_value = value.present_value;
-        }
-    }
-
-    fn change_crediting(&mut self, account: &Account, credit: StorageCredit) {
-        let info = &account.info;
-        let current = self.info.get_or_insert(UNSET_INFO);
-        current.balance = info.balance;
-        current.nonce = info.nonce;
-        current.account_id = info.account_id;
-        if current.code_hash != info.code_hash || current.code.is_none() {
-            current.code_hash = info.code_hash;
-            current.code.clone_from(&info.code);
-        }
-        for (slot, value) in account.changed_storage_slots() {
             let folded =
                 self.storage.entry(*slot).or_insert_with(|| StorageSlot::new(value.original_value));
-            folded.present_value = if *slot == credit.slot {
+            folded.present_value = match credit {
                 // A new entry holds the placeholder: the value the credit was served.
-                folded.present_value.wrapping_add(credit.amount(value.present_value))
-            } else {
-                value.present_value
+                Some(credit) if credit.slot == *slot => {
+                    folded.present_value.wrapping_add(credit.amount(value.present_value))
+                }
+                _ => value.present_value,
             };
         }
     }
@@ -920,7 +905,7 @@ where
                 // The common case of a hot token's credits: folded plainly, in place.
                 if let Some(plain) = self.plain.get_mut(address) {
                     reserve_large(&mut plain.storage, self.storage_room);
-                    plain.change_crediting(account, credit);
+                    plain.change_crediting(account, Some(credit));
                     continue;
                 }
             }
