@@ -1073,10 +1073,15 @@ where
     /// revm's `reward_beneficiary` would have inside the transaction (touch rules included).
     fn credit(&mut self, fee: U256) -> Result<(), ExecutionError> {
         let beneficiary = self.beneficiary;
-        // The common case, an existing beneficiary folded plainly and a positive fee: the
-        // journal would load it, add the fee and commit it through `change`; do just that.
+        // The common case, an existing beneficiary folded plainly: the journal would load it,
+        // add the fee and commit it through `change`; do just that. A zero fee (a mining pool's
+        // own payouts at gas price zero) only touches it, which changes nothing of an account
+        // that is not empty.
         if let Some(info) = self.plain.get_mut(&beneficiary).and_then(|p| p.info.as_mut()) {
-            if !fee.is_zero() && !info.is_empty() {
+            if !info.is_empty() {
+                if fee.is_zero() {
+                    return Ok(());
+                }
                 if let Some(balance) = info.balance.checked_add(fee) {
                     info.balance = balance;
                     return Ok(());
