@@ -34,8 +34,10 @@
 //!   deltas:          x        y                -> Base { deltas: x + y (2 deltas) }
 //! ```
 //!
-//! In [`ReadMode::IgnoreDeltas`] the deltas are skipped (a binary search, however many there
-//! are) unless one of them is an estimate. No read allocates: deltas are summed, not listed.
+//! In [`ReadMode::IgnoreDeltas`] the deltas are skipped (not even searched, however many there
+//! are) unless one of them is an estimate, which the read must still meet. A write above every
+//! entry of its list is appended without a search. No read allocates: deltas are summed, not
+//! listed.
 //!
 //! After an incarnation finishes, the engine calls [`MvMemory::record`] with its read set
 //! ([`ReadOrigin`] of every read: the full value's version or base storage, the deltas' sum
