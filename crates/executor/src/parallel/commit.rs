@@ -382,6 +382,9 @@ pub(super) trait FoldWork: Sync {
     /// Folds a few committed transactions into a shard nobody is folding; whether there was
     /// anything to do.
     fn help(&self, outcomes: &[OutcomeSlot], committed: usize) -> bool;
+    /// Folds every shard no other worker is folding up to `committed`, once it lags
+    /// [`HELP_CHUNK`] transactions behind (one chunk's diffs are still in the cache).
+    fn keep_up(&self, outcomes: &[OutcomeSlot], committed: usize);
     /// Folds every shard to the end of the block (`txs` transactions); the time spent waiting
     /// for shards another worker was folding.
     fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration;
@@ -400,6 +403,15 @@ where
 
     fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration {
         Folds::finish(self, outcomes, txs)
+    }
+
+    fn keep_up(&self, outcomes: &[OutcomeSlot], committed: usize) {
+        for shard in self.shards.iter() {
+            let Ok(mut state) = shard.try_lock() else { continue };
+            if state.cursor + HELP_CHUNK <= committed && state.error.is_none() {
+                state.advance(outcomes, &self.touched, committed);
+            }
+        }
     }
 
     fn note(&self, txn_idx: usize, changes: Option<&EvmState>) {

@@ -1046,6 +1046,7 @@ impl BlockStmRun {
             rules: self.rules,
             outcomes: &ws.outcomes,
             shared_blooms: &ws.shared_blooms,
+            workers: ws.workers,
             folds,
             fees: &ws.fees,
             hot: &self.hot,

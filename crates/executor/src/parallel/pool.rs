@@ -112,7 +112,7 @@ pub(crate) struct Workspace {
     /// Some outcome's bloom is left to every worker (see `bloom.rs`).
     pub(crate) shared_blooms: AtomicBool,
     /// Workers of the block it was taken for.
-    workers: usize,
+    pub(crate) workers: usize,
 }
 
 /// Finished workspaces: cleared ones, and those the janitor has not cleared yet.

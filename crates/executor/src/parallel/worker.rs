@@ -140,6 +140,8 @@ pub(super) struct Shared<'a, DB> {
     pub(super) outcomes: &'a [OutcomeSlot],
     /// Set when an outcome's bloom is left to every worker ([`LogsBloom::Shared`]).
     pub(super) shared_blooms: &'a AtomicBool,
+    /// How many workers run the block.
+    pub(super) workers: usize,
     /// The block's fold, fed by idle workers with committed transactions (none when the
     /// caller commits the outcomes itself).
     pub(super) folds: Option<&'a dyn FoldWork>,
@@ -167,6 +169,21 @@ where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
+    /// With one worker, folds the committed transactions as they pile up, a chunk at a time,
+    /// while their state diffs are still in this core's cache: left to the end of the block,
+    /// the fold reads every diff back from memory (a cache miss at each account of each diff;
+    /// `Rebase::of` and `first_seen_of` spent most of their time there). With several workers
+    /// the fold stays with the idle ones and the end of the block, where the shards are split
+    /// between the workers (folding as they commit measured no better there).
+    fn keep_up_fold(&self) {
+        if self.workers > 1 {
+            return;
+        }
+        if let Some(folds) = self.folds {
+            folds.keep_up(self.outcomes, self.scheduler.commit_idx());
+        }
+    }
+
     /// The worker loop of Block-STM (see velarium-scheduler's crate docs for the protocol).
     ///
     /// Each worker builds one revm EVM and reuses it for every incarnation it executes.
@@ -260,6 +277,7 @@ where
                         version,
                         (&mut plain_transfers, &mut storage_credits),
                     );
+                    self.keep_up_fold();
                 }
                 SchedulerTask::Validate { version, at_commit } => {
                     let txn_idx = version.txn_idx;
