@@ -21,7 +21,10 @@
 //! - a commutative delta written without reading the old value (e.g. a balance credit that the
 //!   recipient of a plain transfer never observes);
 //! - an estimate, left by an incarnation that was aborted: "this transaction will probably
-//!   write here again". A reader that meets it must wait for that transaction.
+//!   write here again", or put there before the transaction writes
+//!   ([`MvMemory::predict_write`], for a link of a chain of read-modify-writes of a hot
+//!   location, removed by its next `record` unless written). A reader that meets it must wait
+//!   for that transaction.
 //!
 //! [`MvMemory::read`] for transaction `j` finds the highest full value below `j` and, in
 //! [`ReadMode::WithDeltas`], sums the deltas between that value and `j`:

@@ -172,6 +172,18 @@ impl<K, V, D: Delta> Cell<K, V, D> {
         self.remove_delta(txn_idx);
     }
 
+    /// Makes `txn_idx`'s entry an estimate, inserting one among the full values if it has none.
+    fn predict(&mut self, txn_idx: TxnIndex) {
+        if self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx).is_ok() {
+            self.estimate(txn_idx);
+            return;
+        }
+        match self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+            Ok(i) => self.full[i].1 = Entry::Estimate,
+            Err(i) => self.full.insert(i, (txn_idx, Entry::Estimate)),
+        }
+    }
+
     /// Turns `txn_idx`'s entry, if any, into an estimate.
     fn estimate(&mut self, txn_idx: TxnIndex) {
         if let Ok(i) = self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
@@ -221,11 +233,14 @@ struct TxSlot<K, D> {
     scratch: Vec<K>,
     /// Its reads, for validation.
     reads: ReadSet<K, D>,
+    /// Locations it is expected to write, each holding an estimate of it until it records
+    /// (see [`MvMemory::predict_write`]).
+    predicted: Vec<K>,
 }
 
 impl<K, D> Default for TxSlot<K, D> {
     fn default() -> Self {
-        Self { written: Vec::new(), scratch: Vec::new(), reads: Vec::new() }
+        Self { written: Vec::new(), scratch: Vec::new(), reads: Vec::new(), predicted: Vec::new() }
     }
 }
 
@@ -338,6 +353,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slot.written.clear();
             slot.scratch.clear();
             slot.reads.clear();
+            slot.predicted.clear();
         }
         // The filter is left as it is: `reset` moves to the next epoch.
         self.cleared = true;
@@ -368,6 +384,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
                 slot.written.clear();
                 slot.scratch.clear();
                 slot.reads.clear();
+                slot.predicted.clear();
             }
         }
         let buckets = Self::buckets(block_size);
@@ -567,7 +584,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slot.reads.extend_from_slice(reads);
         }
         reads.clear();
-        if is_final && slot.written.is_empty() {
+        if is_final && slot.written.is_empty() && slot.predicted.is_empty() {
             // Nothing to remove, nothing to remember: just write. Every lower transaction is
             // final, so no reader will look below this one's predecessors: prune as we go.
             let wrote = !writes.is_empty();
@@ -596,7 +613,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
                 slot.scratch.push(key);
             }
         }
-        for key in &slot.written {
+        for key in slot.written.iter().chain(&slot.predicted) {
             if !slot.scratch.contains(key) {
                 let hash = key.mv_hash();
                 let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
@@ -605,6 +622,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
                 }
             }
         }
+        slot.predicted.clear();
         std::mem::swap(&mut slot.written, &mut slot.scratch);
         if is_final {
             slot.written.clear();
@@ -635,6 +653,36 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             }
         }
         cell.insert(txn_idx, incarnation, write);
+    }
+
+    /// Leaves an estimate of `txn_idx` at `key` until its next [`record`](Self::record): readers
+    /// above it then wait for it (or depend on it) instead of reading what lies below. For a
+    /// transaction about to be suspended at a hot location it is expected to write (a chain of
+    /// read-modify-writes): the next transaction of the chain then waits for this one rather
+    /// than for the lower one this one waits for. The write this incarnation or the next one
+    /// records still counts as a new location (see [`record`](Self::record)); an estimate it
+    /// does not replace with a write is removed then.
+    ///
+    /// # Panics
+    ///
+    /// If `txn_idx >= block_size`.
+    pub fn predict_write(&self, txn_idx: TxnIndex, key: K) {
+        let mut slot = lock(&self.slots[txn_idx as usize]);
+        if slot.predicted.contains(&key) {
+            return;
+        }
+        let hash = key.mv_hash();
+        self.mark_written(hash, txn_idx);
+        let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+        let cell = match shard.find_mut(hash, |c| c.key == key) {
+            Some(cell) => cell,
+            None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
+        };
+        cell.predict(txn_idx);
+        drop(shard);
+        if !slot.written.contains(&key) {
+            slot.predicted.push(key);
+        }
     }
 
     /// Replaces every entry written by the last recorded incarnation of `txn_idx` with an

@@ -92,6 +92,44 @@ fn estimates_block_reads() {
 }
 
 #[test]
+fn predicted_writes_block_until_recorded() {
+    let mem = Mem::new(10);
+    record(&mem, 1, 0, &[(1, val(10))]);
+    // Transaction 3 expects to write key 1 (a chain's next link): readers above it are blocked
+    // by it, readers below it are not; a second prediction of the same key changes nothing.
+    mem.predict_write(3, 1);
+    mem.predict_write(3, 1);
+    assert_eq!(mem.read(&1, 4, WITH), ReadResult::Blocked(3));
+    assert_eq!(mem.read(&1, 4, IGNORE), ReadResult::Blocked(3));
+    assert_eq!(mem.read(&1, 3, WITH), value(1, 0, 10, None));
+    assert_eq!(mem.read(&1, 2, WITH), value(1, 0, 10, None));
+    // Its write replaces the estimate and still counts as a new location (the transactions
+    // above it that read key 1 before the estimate must be validated again).
+    assert!(record(&mem, 3, 1, &[(1, val(30))]));
+    assert_eq!(mem.read(&1, 4, WITH), value(3, 1, 30, None));
+    // A prediction it does not fulfil is removed when it records, final or not.
+    mem.predict_write(5, 2);
+    assert_eq!(mem.read(&2, 6, WITH), ReadResult::Blocked(5));
+    assert!(!record(&mem, 5, 1, &[]));
+    assert_eq!(mem.read(&2, 6, WITH), BASE);
+    mem.predict_write(6, 2);
+    let mut writes: WriteSet<u32, u64, u64> = vec![(3, val(1))];
+    assert!(mem.record_final(Version::new(6, 1), &mut writes));
+    assert_eq!(mem.read(&2, 7, WITH), BASE);
+    // A delta recorded where the estimate was replaces it too.
+    mem.predict_write(7, 1);
+    assert!(record(&mem, 7, 1, &[(1, delta(2))]));
+    assert_eq!(mem.read(&1, 8, WITH), value(3, 1, 30, sum(2, 1)));
+    // Predicting a location the last incarnation wrote turns its write into an estimate.
+    mem.predict_write(3, 1);
+    assert_eq!(mem.read(&1, 4, WITH), ReadResult::Blocked(3));
+    assert!(!record(&mem, 3, 2, &[(1, val(31))]));
+    assert_eq!(mem.read(&1, 4, WITH), value(3, 2, 31, None));
+    let finals = mem.into_final_writes().expect("no estimate left");
+    assert!(finals.iter().all(|(_, writes)| !writes.is_empty()));
+}
+
+#[test]
 fn deltas_accumulate_on_storage_and_on_values() {
     let mem = Mem::new(10);
     record(&mem, 1, 0, &[(7, delta(1))]);

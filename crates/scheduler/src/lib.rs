@@ -45,7 +45,9 @@
 //! with incarnation + 1 when the blocking transaction finishes executing. For a location that
 //! (almost) every transaction writes, the engine can also pause a read until no lower
 //! uncommitted transaction is running ([`Scheduler::wait_for_lower_executions`]), instead of
-//! reading a value that is about to change.
+//! reading a value that is about to change; or suspend the reader on the closest lower
+//! transaction being executed ([`Scheduler::highest_lower_executing`]), so that a chain of
+//! read-modify-writes of a hot location runs link by link while the worker does other work.
 //!
 //! **Speculation window.** Executions are handed out only below the commit point plus a
 //! window, unbounded by default.

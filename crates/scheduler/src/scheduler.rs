@@ -762,6 +762,18 @@ impl Scheduler {
         }
     }
 
+    /// The highest transaction below `txn_idx` (and at or above the commit point) that is being
+    /// executed, if any.
+    pub fn highest_lower_executing(&self, txn_idx: TxnIndex) -> Option<TxnIndex> {
+        let commit_idx = self.commit_idx.load(Ordering::Acquire);
+        (commit_idx..(txn_idx as usize).min(self.block_size))
+            .rev()
+            .find(|&i| {
+                ExecutionStatus::is_executing_word(self.txs[i].status_word.load(Ordering::Acquire))
+            })
+            .map(|i| i as TxnIndex)
+    }
+
     /// Pauses the worker executing `txn_idx` while a lower transaction that is not committed
     /// yet is being executed by another worker: for a read of a location that (almost) every
     /// transaction writes, such as the beneficiary's balance or a hot counter, reading before

@@ -319,13 +319,31 @@ fn execute(ops: &[Op], txn_idx: TxnIndex, mem: &Mem, scheduler: &Scheduler) -> O
                     Some(WriteValue::Delta(d)) => *d,
                     None => 0,
                 };
+                // Cell 0 is hot: some transactions pause rather than read it early, others
+                // link up as a chain (their estimate left there, suspended on the lower
+                // transaction they would wait for), as the engine's hot locations do.
+                let chain = c == 0 && txn_idx % 3 == 1;
                 let value = loop {
                     if c == 0 && txn_idx.is_multiple_of(3) {
-                        // Cell 0 is hot in some blocks: pause rather than read it early.
                         scheduler.wait_for_lower_executions(txn_idx);
+                    }
+                    if chain {
+                        if let Some(running) = scheduler.highest_lower_executing(txn_idx) {
+                            mem.predict_write(txn_idx, c);
+                            if scheduler.add_dependency(txn_idx, running) {
+                                return None;
+                            }
+                        }
                     }
                     let result = mem.read(&c, txn_idx, mode);
                     if let ReadResult::Blocked(blocking_txn_idx) = result {
+                        if chain {
+                            mem.predict_write(txn_idx, c);
+                            if scheduler.add_dependency(txn_idx, blocking_txn_idx) {
+                                return None;
+                            }
+                            continue;
+                        }
                         if !scheduler.wait_for(txn_idx, blocking_txn_idx) {
                             return None;
                         }
@@ -440,6 +458,30 @@ fn with_timeout(f: impl FnOnce() + Send + 'static) {
         }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("scheduler simulation hung for 60 s"),
     }
+}
+
+#[test]
+fn highest_lower_executing_is_the_closest_running_one() {
+    let scheduler = Scheduler::with_workers(6, 3);
+    assert_eq!(scheduler.highest_lower_executing(4), None);
+    let first = scheduler.next_task();
+    let second = scheduler.next_task();
+    let third = scheduler.next_task();
+    assert_eq!(
+        [first, second, third],
+        [0, 1, 2].map(|i| Execute(Version::new(i, 0))),
+        "executions handed out in order"
+    );
+    assert_eq!(scheduler.highest_lower_executing(5), Some(2));
+    assert_eq!(scheduler.highest_lower_executing(2), Some(1));
+    assert_eq!(scheduler.highest_lower_executing(0), None);
+    // Transaction 2 finishes: 1 is the closest running one below 5.
+    scheduler.finish_execution(2, 0, true);
+    assert_eq!(scheduler.highest_lower_executing(5), Some(1));
+    // Below the commit point nothing counts: 0 commits once it finishes.
+    scheduler.finish_execution(0, 0, true);
+    assert_eq!(scheduler.commit_idx(), 1);
+    assert_eq!(scheduler.highest_lower_executing(1), None);
 }
 
 fn simulate(seeds: std::ops::Range<u64>) {

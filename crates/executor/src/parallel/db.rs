@@ -323,7 +323,7 @@ pub(crate) struct HotLocations {
 pub(crate) struct Tally {
     /// Validations that failed on a read of it.
     pub(crate) failed: u32,
-    /// Reads of it that paused.
+    /// Reads of it that paused, or were suspended as a chain's link (see [`TxDb::read`]).
     pub(crate) waits: u32,
 }
 
@@ -455,6 +455,8 @@ pub(crate) struct TxDb<'a, DB> {
     pub(crate) hot: &'a HotLocations,
     /// See [`BlockParts::pauses`].
     pub(crate) pauses: bool,
+    /// See [`BlockParts::chains`].
+    pub(crate) chains: bool,
     /// Every lower transaction was committed when this incarnation started: its reads are
     /// final, it keeps no read set and never waits for hot locations.
     pub(crate) settled: bool,
@@ -612,6 +614,12 @@ pub(crate) struct BlockParts<'a> {
     /// Whether transactions may credit hot storage slots (see [`StorageCredit`]): storage
     /// reads then add up the credits.
     pub(crate) credits: bool,
+    /// Whether a read of a hot location that would wait for a lower transaction leaves an
+    /// estimate of the reader there, and a read blocked there by such an estimate suspends
+    /// the reader on the transaction that left it (see [`TxDb::read`]): a chain of
+    /// read-modify-writes of a hot location then runs link by link, each on the worker that
+    /// finished the one before, while the other workers execute the rest of the block.
+    pub(crate) chains: bool,
 }
 
 impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
@@ -623,7 +631,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         base: &'a DB,
         rules: DeltaRules,
     ) -> Self {
-        let BlockParts { memory, scheduler, hot, fees, pauses, credits } = parts;
+        let BlockParts { memory, scheduler, hot, fees, pauses, credits, chains } = parts;
         Self {
             txn_idx: 0,
             memory,
@@ -634,6 +642,7 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             scheduler,
             hot,
             pauses,
+            chains,
             settled: false,
             fees,
             beneficiary,
@@ -850,16 +859,23 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     ///
     /// A read that meets an ESTIMATE pauses while the blocking transaction is being executed,
     /// then reads again; if nobody is executing it, the transaction is suspended on it and the
-    /// read fails (the incarnation is then abandoned).
+    /// read fails (the incarnation is then abandoned). At a hot location with chains on (see
+    /// [`BlockParts::chains`]) the reader is suspended on the transaction it would wait for,
+    /// leaving its own estimate there.
     fn read(
         &mut self,
         location: Location,
         mode: ReadMode,
     ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
         let mut hot = !self.settled && self.pauses && self.hot.contains(&location);
+        let chain = hot && self.chains;
         loop {
             let result = self.memory.read(&location, self.txn_idx, mode);
             if let ReadResult::Blocked(blocking) = result {
+                if chain {
+                    self.link_chain(location, blocking)?;
+                    continue;
+                }
                 if self.wait_for(blocking) {
                     self.hot.note_wait(&location);
                     continue;
@@ -868,10 +884,19 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
                 return Err(TxDbError::Blocked(blocking));
             }
             if hot && self.hot.should_wait(self.txn_idx, &result) {
-                hot = false;
-                if self.scheduler.wait_for_lower_executions(self.txn_idx) {
-                    self.hot.note_wait(&location);
-                    continue;
+                if chain {
+                    // The lower transaction being executed closest to this one is the likely
+                    // last writer (a dense chain): depend on it, not on every lower one.
+                    if let Some(running) = self.scheduler.highest_lower_executing(self.txn_idx) {
+                        self.link_chain(location, running)?;
+                        continue;
+                    }
+                } else {
+                    hot = false;
+                    if self.scheduler.wait_for_lower_executions(self.txn_idx) {
+                        self.hot.note_wait(&location);
+                        continue;
+                    }
                 }
             }
             if !self.settled {
@@ -881,6 +906,25 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
             }
             return Ok(result);
         }
+    }
+
+    /// This transaction as the next link of a chain of read-modify-writes of the hot `location`
+    /// after `blocking`: its estimate goes there (the link after it then depends on it rather
+    /// than on `blocking`), and it is suspended on `blocking`, leaving the worker to other
+    /// transactions instead of waiting; it runs again once `blocking` finishes, most likely on
+    /// the worker that finished `blocking`, which takes the lowest ready transaction next.
+    /// `Ok` if `blocking` finished meanwhile: read again. Out of line: rare, off the read's
+    /// own path.
+    #[cold]
+    #[inline(never)]
+    fn link_chain(&mut self, location: Location, blocking: TxnIndex) -> Result<(), TxDbError> {
+        self.memory.predict_write(self.txn_idx, location);
+        if self.scheduler.add_dependency(self.txn_idx, blocking) {
+            self.hot.note_wait(&location);
+            self.suspended = true;
+            return Err(TxDbError::Blocked(blocking));
+        }
+        Ok(())
     }
 
     fn base_account(&mut self, address: Address) -> Result<Option<AccountInfo>, TxDbError>

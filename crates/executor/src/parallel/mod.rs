@@ -18,8 +18,15 @@
 //! contracts, same-sender chains) has its window narrowed to the worker count, so speculation
 //! stays near the commit point where it is likely to be right; a block that is mostly one
 //! sender's chain runs with a window of one (in order). A location whose reads keep failing
-//! validation (four times) is hot: a later read of it that finds it written just below the
-//! reader waits for the lower executions to finish and reads again (see `db::HotLocations`).
+//! validation (four times), or that effect analysis predicts, is hot: a later read of it that
+//! finds it written just below the reader, with a lower transaction still running, is a link of
+//! a chain of read-modify-writes (a game's or a pool's state that half the block updates).
+//! The reader leaves an estimate of its own there and is suspended on the closest lower
+//! transaction being executed; the next link, blocked by that estimate, is suspended on it in
+//! turn. Each link runs again when the one before finishes, on the worker that finished it (the
+//! lowest ready transaction goes first), while the other workers execute the rest of the block
+//! instead of waiting their turn in the chain (see `db::TxDb::read`; with isolation off, the
+//! reader waits for the lower executions instead).
 //!
 //! **Why the output is identical to the oracle.** Block-STM guarantees that the final incarnation
 //! of every transaction read exactly the values sequential execution would have given it, so its
@@ -320,8 +327,10 @@ pub struct Mechanisms {
     /// and hot storage slots' unobserved increments (storage credits, see the module docs).
     /// (The beneficiary's fees are always kept apart.)
     pub deltas: bool,
-    /// Hot-spot isolation: a block that is mostly one sender's chain runs in order, and
-    /// repeated commit-point aborts bound speculation to one transaction per worker.
+    /// Hot-spot isolation: a block that is mostly one sender's chain runs in order, repeated
+    /// commit-point aborts bound speculation to one transaction per worker, and (with `risk`)
+    /// a chain of read-modify-writes of a hot location runs link by link, each link suspended
+    /// on the one before while the workers do the rest of the block (see the module docs).
     pub isolation: bool,
     /// Risk-aware speculation: a read of a value being written by a running transaction
     /// pauses until it is written, and reads of locations that failed validation (and of the
@@ -1051,6 +1060,7 @@ impl BlockStmRun {
             fees: &ws.fees,
             hot: &self.hot,
             pauses: self.mechanisms.risk,
+            chains: self.mechanisms.risk && self.mechanisms.isolation,
             trace,
             storage_only,
             busy_nanos: &self.busy_nanos,

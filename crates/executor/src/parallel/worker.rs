@@ -151,6 +151,9 @@ pub(super) struct Shared<'a, DB> {
     pub(super) hot: &'a HotLocations,
     /// Reads pause on running writers and wait at hot locations (`Mechanisms::risk`).
     pub(super) pauses: bool,
+    /// Chains of read-modify-writes at hot locations run link by link (see
+    /// `BlockParts::chains`; `Mechanisms::isolation` with `Mechanisms::risk`).
+    pub(super) chains: bool,
     /// Record each incarnation's accessed locations (for contention analysis).
     pub(super) trace: bool,
     /// EIP-7610: the accounts with storage but neither code nor nonce (see `eip7610.rs`).
@@ -203,6 +206,7 @@ where
             fees: self.fees,
             pauses: self.pauses,
             credits: self.credits,
+            chains: self.chains,
         };
         let db = TxDb::new(parts, self.beneficiary, self.overlay, self.base, self.rules);
         let ctx = Context::mainnet()
