@@ -868,7 +868,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         mode: ReadMode,
     ) -> Result<ReadResult<MvValue, Credit>, TxDbError> {
         let mut hot = !self.settled && self.pauses && self.hot.contains(&location);
-        let chain = hot && self.chains;
+        // Not for a read that ignores credits (a storage credit's or a lazy recipient's): its
+        // transactions commute, they form no chain.
+        let chain = hot && self.chains && mode == ReadMode::WithDeltas;
         loop {
             let result = self.memory.read(&location, self.txn_idx, mode);
             if let ReadResult::Blocked(blocking) = result {
