@@ -674,11 +674,13 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         let hash = key.mv_hash();
         self.mark_written(hash, txn_idx);
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-        let cell = match shard.find_mut(hash, |c| c.key == key) {
-            Some(cell) => cell,
-            None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
-        };
-        cell.predict(txn_idx);
+        if let Some(cell) = shard.find_mut(hash, |c| c.key == key) {
+            cell.predict(txn_idx);
+        } else {
+            let mut cell = Cell::new(key, hash);
+            cell.predict(txn_idx);
+            shard.insert_unique(hash, cell, |c| c.hash);
+        }
         drop(shard);
         if !slot.written.contains(&key) {
             slot.predicted.push(key);
