@@ -356,6 +356,11 @@ enum Op {
     Estimate {
         txn: u32,
     },
+    /// `MvMemory::predict_write`: an estimate of txn at key until it records.
+    Predict {
+        txn: u32,
+        key: u32,
+    },
     Validate {
         txn: u32,
     },
@@ -378,6 +383,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             ignore
         }),
         (0..P_BLOCK).prop_map(|txn| Op::Estimate { txn }),
+        (0..P_BLOCK, 0..P_KEYS).prop_map(|(txn, key)| Op::Predict { txn, key }),
         (0..P_BLOCK).prop_map(|txn| Op::Validate { txn }),
     ]
 }
@@ -387,6 +393,8 @@ struct ModelTxn {
     incarnation: u32,
     writes: BTreeMap<u32, WriteValue<u64, u64>>,
     estimate: bool,
+    /// Keys predicted since its last record: estimates whatever it wrote there.
+    predicted: std::collections::BTreeSet<u32>,
     reads: Vec<(u32, ReadOrigin<u64>)>,
 }
 
@@ -401,6 +409,9 @@ impl Model {
     fn read(&self, key: u32, txn_idx: u32, mode: ReadMode) -> ReadResult<u64, u64> {
         let (mut total, mut count) = (0u64, 0u32);
         for (&idx, t) in self.txns.range(..txn_idx).rev() {
+            if t.predicted.contains(&key) {
+                return ReadResult::Blocked(idx);
+            }
             let Some(w) = t.writes.get(&key) else { continue };
             if t.estimate {
                 return ReadResult::Blocked(idx);
@@ -465,7 +476,13 @@ proptest! {
                     let items: Vec<_> = model_writes.iter().map(|(k, w)| (*k, w.clone())).collect();
                     let got = record_reads(&mem, txn, incarnation, reads.clone(), &items);
                     prop_assert_eq!(got, expected_new);
-                    model.txns.insert(txn, ModelTxn { incarnation, writes: model_writes, estimate: false, reads });
+                    model.txns.insert(txn, ModelTxn {
+                        incarnation,
+                        writes: model_writes,
+                        estimate: false,
+                        predicted: Default::default(),
+                        reads,
+                    });
                 }
                 Op::Read { txn, key, ignore } => {
                     let mode = mode_of(ignore);
@@ -476,6 +493,10 @@ proptest! {
                     if let Some(t) = model.txns.get_mut(&txn) {
                         t.estimate = true;
                     }
+                }
+                Op::Predict { txn, key } => {
+                    mem.predict_write(txn, key);
+                    model.txns.entry(txn).or_default().predicted.insert(key);
                 }
                 Op::Validate { txn } => {
                     let expected = model.txns.get(&txn).is_none_or(|t| {
@@ -489,7 +510,10 @@ proptest! {
         }
         // Final writes agree with the model's entries.
         let mut finals = mem.into_final_writes();
-        let any_estimate = model.txns.values().any(|t| t.estimate && !t.writes.is_empty());
+        let any_estimate = model
+            .txns
+            .values()
+            .any(|t| (t.estimate && !t.writes.is_empty()) || !t.predicted.is_empty());
         if any_estimate {
             prop_assert!(finals.is_err());
         } else {
