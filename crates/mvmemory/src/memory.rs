@@ -174,13 +174,11 @@ impl<K, V, D: Delta> Cell<K, V, D> {
 
     /// Makes `txn_idx`'s entry an estimate, inserting one among the full values if it has none.
     fn predict(&mut self, txn_idx: TxnIndex) {
-        if self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx).is_ok() {
-            self.estimate(txn_idx);
-            return;
-        }
         match self.full.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
-            Ok(i) => self.full[i].1 = Entry::Estimate,
-            Err(i) => self.full.insert(i, (txn_idx, Entry::Estimate)),
+            Err(i) if self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx).is_err() => {
+                self.full.insert(i, (txn_idx, Entry::Estimate));
+            }
+            _ => self.estimate(txn_idx),
         }
     }
 
