@@ -9,8 +9,16 @@
 //! gas prices kinds of work differently from what they cost (a loop burns gas several times
 //! slower than a transfer), so a block whose long transaction is a loop has less parallelism
 //! than its gas says.
+//!
+//! A configuration's speedup is the median over the repetitions of the oracle's time over the
+//! configuration's in the same repetition (`replay::paired_speedup`: the machine's drift
+//! cancels within a repetition); the `median ms` columns are each engine's own median, and
+//! `--json` also gives `speedup_of_medians`, their ratio.
 
-use crate::{replay::find_block_dirs, EngineKind};
+use crate::{
+    replay::{find_block_dirs, paired_speedup},
+    EngineKind,
+};
 use eyre::{bail, eyre, WrapErr};
 use serde_json::json;
 use std::{
@@ -449,6 +457,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "txs": txs, "gas": oracle.gas_used,
                     "median_ms": median.as_secs_f64() * 1e3, "min_ms": min.as_secs_f64() * 1e3,
                     "max_ms": max.as_secs_f64() * 1e3, "mgas_per_s": mgas, "speedup": speedup,
+                    "speedup_of_medians":
+                        seq_median.as_secs_f64() / median.as_secs_f64().max(1e-12),
                     "re_executions": s.stats.re_executions(txs), "validations": s.stats.validations,
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
                     "storage_credits": s.stats.storage_credits,
@@ -485,7 +495,8 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         report("sequential", 1, &seq, 1.0)?;
         let mut with_all = 1.0;
         for (i, (label, threads, _)) in configs.iter().enumerate() {
-            let speedup = seq_median.as_secs_f64() / par[i].median().as_secs_f64().max(1e-12);
+            // Each repetition's oracle run beside this configuration's (see `paired_speedup`).
+            let speedup = paired_speedup(&seq.times, &par[i].times).unwrap_or(0.0);
             report(label, *threads, &par[i], speedup)?;
             if label.starts_with("parallel/") {
                 with_all = speedup;
