@@ -75,9 +75,13 @@
 //! # Concurrency
 //!
 //! There is no global lock. Locations are spread by their precomputed hash ([`MvKey`]) over
-//! [`NUM_SHARDS`] shards, each a `RwLock` over a hash table whose cells hold their entries
-//! inline: a read takes one shard read lock, a write one shard write lock, each only for the
-//! in-memory lookup. A filter over the hashes keeps, per bucket, the lowest transaction that
+//! [`NUM_SHARDS`] shards, each a `RwLock` over a hash table of pointers to the locations'
+//! cells: a read takes one shard read lock, a write one shard write lock, each only for the
+//! in-memory lookup; the shard's lock guards its cells too. The cells live in one append-only
+//! arena per worker ([`bind_worker`]): a worker's new cells follow each other in memory instead
+//! of landing at random places in the tables (measured on generated blocks beside the former
+//! cells inline in the tables: ETH transfers 1.16x -> 1.30x at one worker, 1.56x -> 1.75x at
+//! two; see `arena.rs`). A filter over the hashes keeps, per bucket, the lowest transaction that
 //! wrote there (lowered before the entry is written): a read of a location no lower transaction
 //! wrote (most reads, and most validations: a transaction's own write of what it read does not
 //! count) skips the lock altogether.
@@ -86,10 +90,12 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod arena;
 mod error;
 mod memory;
 mod types;
 
+pub use arena::bind_worker;
 pub use error::MvMemoryError;
 pub use memory::{MvMemory, NUM_SHARDS};
 pub use types::{

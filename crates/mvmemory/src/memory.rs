@@ -1,6 +1,7 @@
 //! The sharded multi-version memory.
 
 use crate::{
+    arena::{bound_worker, Arena},
     error::MvMemoryError,
     types::{
         Delta, DeltaSum, Entry, FinalWrites, MvKey, ReadMode, ReadOrigin, ReadResult, ReadSet,
@@ -12,6 +13,7 @@ use hashbrown::HashTable;
 use smallvec::SmallVec;
 use std::{
     fmt,
+    ptr::NonNull,
     sync::{
         atomic::{AtomicU32, Ordering},
         Mutex, MutexGuard, PoisonError, RwLock,
@@ -44,7 +46,6 @@ type Entries<T> = SmallVec<[(TxnIndex, Entry<T>); 1]>;
 #[derive(Debug)]
 struct Cell<K, V, D> {
     key: K,
-    hash: u64,
     full: Entries<V>,
     deltas: Entries<D>,
     /// How many entries of `deltas` are estimates.
@@ -55,8 +56,8 @@ struct Cell<K, V, D> {
 type Found<'a, V> = Option<(Version, &'a V)>;
 
 impl<K, V, D: Delta> Cell<K, V, D> {
-    fn new(key: K, hash: u64) -> Self {
-        Self { key, hash, full: SmallVec::new(), deltas: SmallVec::new(), delta_estimates: 0 }
+    fn new(key: K) -> Self {
+        Self { key, full: SmallVec::new(), deltas: SmallVec::new(), delta_estimates: 0 }
     }
 
     /// What `txn_idx` reads here: the highest full value below it and, with
@@ -219,8 +220,43 @@ impl<K, V, D: Delta> Cell<K, V, D> {
     }
 }
 
+/// A shard table's entry: a cell (in one of the memory's arenas) and its location's hash.
+///
+/// Every cell is created for exactly one table, is referred to by that table only, and stays
+/// in place until the memory is cleared (which takes `&mut MvMemory`, so no table is in use).
+/// So the shard's lock, held for the table, guards the cell too: [`CellRef::get`] under the
+/// read lock, [`CellRef::get_mut`] under the write lock.
+struct CellRef<K, V, D> {
+    hash: u64,
+    cell: NonNull<Cell<K, V, D>>,
+}
+
+// SAFETY: a `CellRef` is a reference to its cell, used only under its shard's lock (see above),
+// so it may go and be shared wherever a `&Cell`/`&mut Cell` could.
+unsafe impl<K: Send + Sync, V: Send + Sync, D: Send + Sync> Send for CellRef<K, V, D> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync, V: Send + Sync, D: Send + Sync> Sync for CellRef<K, V, D> {}
+
+impl<K, V, D> CellRef<K, V, D> {
+    /// The cell, for a holder of its shard's read (or write) lock.
+    fn get(&self) -> &Cell<K, V, D> {
+        // SAFETY: the cell is alive while its table holds this entry, and the shard lock the
+        // caller holds excludes every writer of it (see the type's docs).
+        unsafe { self.cell.as_ref() }
+    }
+
+    /// The cell, for the holder of its shard's write lock.
+    fn get_mut(&mut self) -> &mut Cell<K, V, D> {
+        // SAFETY: as in `get`; the write lock excludes every other access.
+        unsafe { self.cell.as_mut() }
+    }
+}
+
 /// One shard: the cells of the locations whose hash falls into it.
-type Shard<K, V, D> = RwLock<HashTable<Cell<K, V, D>>>;
+type Shard<K, V, D> = RwLock<HashTable<CellRef<K, V, D>>>;
+
+/// One worker's arena of cells, padded to its own cache line.
+type CellArena<K, V, D> = CachePadded<Mutex<Arena<Cell<K, V, D>>>>;
 
 /// What the memory keeps per transaction, about its last recorded incarnation.
 #[derive(Debug)]
@@ -261,6 +297,9 @@ pub struct MvMemory<K, V, D> {
     /// and every cell in it; it is held only for the in-memory lookup or update, never while
     /// another shard lock is taken.
     shards: Box<[CachePadded<Shard<K, V, D>>]>,
+    /// Where the cells live: one arena per worker (see `arena.rs`), each locked only to append
+    /// (by the thread bound to it, so uncontended), after the shard lock.
+    arenas: Box<[CellArena<K, V, D>]>,
     /// `shards.len() - 1`.
     shard_mask: usize,
     /// Per transaction: what its last recorded incarnation wrote and read. Locked by `record`
@@ -315,8 +354,10 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         let slots = (0..block_size).map(|_| Slot::default()).collect();
         let buckets = Self::buckets(block_size);
         let first_writer = (0..buckets).map(|_| AtomicU32::new(UNWRITTEN)).collect();
+        let arenas = (0..workers.max(1)).map(|_| CellArena::default()).collect();
         Self {
             shards,
+            arenas,
             shard_mask: shard_count - 1,
             slots,
             first_writer,
@@ -336,16 +377,14 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// than building new ones: a pool of memories used at several thread counts should hand
     /// each the one shaped for it).
     pub fn shaped_for(&self, workers: usize) -> bool {
-        self.shards.len() == Self::shard_count(workers)
+        self.shards.len() == Self::shard_count(workers) && self.arenas.len() == workers.max(1)
     }
 
     /// Drops everything the last block left (values, read and write sets) but keeps the
     /// memory, so that a later [`MvMemory::reset`] has little left to do. Meant to run off the
     /// critical path, between blocks.
     pub fn clear(&mut self) {
-        for shard in self.shards.iter_mut() {
-            shard.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
-        }
+        self.clear_cells();
         for slot in self.slots.iter_mut() {
             let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
             slot.written.clear();
@@ -369,11 +408,11 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         // Emptied already off the critical path (by `clear`), or emptied here.
         let cleared = std::mem::replace(&mut self.cleared, false);
         let per_shard = block_size.saturating_mul(3) / shard_count;
+        if !cleared {
+            self.clear_cells();
+        }
         for shard in self.shards.iter_mut() {
             let table = shard.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if !cleared {
-                table.clear();
-            }
             table.reserve(per_shard, |c| c.hash);
         }
         if !cleared {
@@ -399,6 +438,52 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             slots.resize_with(block_size, Slot::default);
             self.slots = slots.into_boxed_slice();
         }
+    }
+
+    /// Empties the tables, then drops the cells (no table refers to them any more).
+    fn clear_cells(&mut self) {
+        for shard in self.shards.iter_mut() {
+            shard.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+        for arena in self.arenas.iter_mut() {
+            arena.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
+    /// `key`'s cell in `shard` (locked for writing), created in the calling thread's arena if
+    /// the location has none yet.
+    fn cell_in<'a>(
+        &self,
+        shard: &'a mut HashTable<CellRef<K, V, D>>,
+        key: K,
+        hash: u64,
+    ) -> &'a mut Cell<K, V, D> {
+        match shard.entry(hash, |c| c.hash == hash && c.get().key == key, |c| c.hash) {
+            hashbrown::hash_table::Entry::Occupied(found) => found.into_mut().get_mut(),
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                let arena = &self.arenas[bound_worker() % self.arenas.len()];
+                let cell = lock(arena).push(Cell::new(key));
+                vacant.insert(CellRef { hash, cell }).into_mut().get_mut()
+            }
+        }
+    }
+
+    /// `key`'s cell in `shard` (locked for reading), if the location has one.
+    fn find<'a>(
+        shard: &'a HashTable<CellRef<K, V, D>>,
+        key: &K,
+        hash: u64,
+    ) -> Option<&'a Cell<K, V, D>> {
+        shard.find(hash, |c| c.hash == hash && c.get().key == *key).map(CellRef::get)
+    }
+
+    /// `key`'s cell in `shard` (locked for writing), if the location has one.
+    fn find_mut<'a>(
+        shard: &'a mut HashTable<CellRef<K, V, D>>,
+        key: &K,
+        hash: u64,
+    ) -> Option<&'a mut Cell<K, V, D>> {
+        shard.find_mut(hash, |c| c.hash == hash && c.get().key == *key).map(CellRef::get_mut)
     }
 
     /// The epoch tag of a block of `block_size` transactions in a freshly written filter: the
@@ -486,7 +571,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             return ReadResult::Base { deltas: None };
         }
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
-        let Some(cell) = shard.find(hash, |c| c.key == *key) else {
+        let Some(cell) = Self::find(&shard, key, hash) else {
             return ReadResult::Base { deltas: None };
         };
         match cell.locate(txn_idx, mode) {
@@ -509,7 +594,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     ) -> Result<D, TxnIndex> {
         let hash = key.mv_hash();
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
-        let Some(cell) = shard.find(hash, |c| c.key == *key) else { return Ok(D::ZERO) };
+        let Some(cell) = Self::find(&shard, key, hash) else { return Ok(D::ZERO) };
         let mut sum = D::ZERO;
         for (idx, entry) in cell.deltas.iter().filter(|(idx, _)| *idx > floor && *idx < txn_idx) {
             match entry {
@@ -527,7 +612,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             return Some(ReadOrigin { base: None, deltas: None, mode });
         }
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
-        let Some(cell) = shard.find(hash, |c| c.key == *key) else {
+        let Some(cell) = Self::find(&shard, key, hash) else {
             return Some(ReadOrigin { base: None, deltas: None, mode });
         };
         let (found, deltas) = cell.locate(txn_idx, mode).ok()?;
@@ -599,11 +684,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             let hash = key.mv_hash();
             self.mark_written(hash, txn_idx);
             let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-            let cell = match shard.find_mut(hash, |c| c.key == key) {
-                Some(cell) => cell,
-                None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
-            };
-            cell.insert(txn_idx, version.incarnation, write);
+            self.cell_in(&mut shard, key, hash).insert(txn_idx, version.incarnation, write);
             drop(shard);
             // Write sets are small: linear scans beat hashing them into sets.
             wrote_new_location |= !slot.written.contains(&key);
@@ -615,7 +696,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
             if !slot.scratch.contains(key) {
                 let hash = key.mv_hash();
                 let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-                if let Some(cell) = shard.find_mut(hash, |c| c.key == *key) {
+                if let Some(cell) = Self::find_mut(&mut shard, key, hash) {
                     cell.remove(txn_idx);
                 }
             }
@@ -641,10 +722,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         let hash = key.mv_hash();
         self.mark_written(hash, txn_idx);
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-        let cell = match shard.find_mut(hash, |c| c.key == key) {
-            Some(cell) => cell,
-            None => shard.insert_unique(hash, Cell::new(key, hash), |c| c.hash).into_mut(),
-        };
+        let cell = self.cell_in(&mut shard, key, hash);
         if let Some(floor) = prune {
             if cell.full.len() > 2 {
                 cell.prune_below(floor);
@@ -672,13 +750,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         let hash = key.mv_hash();
         self.mark_written(hash, txn_idx);
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cell) = shard.find_mut(hash, |c| c.key == key) {
-            cell.predict(txn_idx);
-        } else {
-            let mut cell = Cell::new(key, hash);
-            cell.predict(txn_idx);
-            shard.insert_unique(hash, cell, |c| c.hash);
-        }
+        self.cell_in(&mut shard, key, hash).predict(txn_idx);
         drop(shard);
         if !slot.written.contains(&key) {
             slot.predicted.push(key);
@@ -696,7 +768,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         for key in &slot.written {
             let hash = key.mv_hash();
             let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(cell) = shard.find_mut(hash, |c| c.key == *key) {
+            if let Some(cell) = Self::find_mut(&mut shard, key, hash) {
                 cell.estimate(txn_idx);
             }
         }
@@ -743,12 +815,15 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
     /// # Errors
     ///
     /// [`MvMemoryError::UnresolvedEstimate`] if an estimate is left (the block did not finish).
-    pub fn into_final_writes(self) -> Result<FinalWrites<K, V, D>, MvMemoryError> {
+    pub fn into_final_writes(mut self) -> Result<FinalWrites<K, V, D>, MvMemoryError> {
         let mut out = Vec::new();
-        for shard in self.shards.into_vec() {
-            let table =
-                CachePadded::into_inner(shard).into_inner().unwrap_or_else(PoisonError::into_inner);
-            for cell in table {
+        // Every cell is in exactly one table: the arenas list each location once.
+        for shard in self.shards.iter_mut() {
+            shard.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+        for arena in self.arenas.iter_mut() {
+            let cells = arena.get_mut().unwrap_or_else(PoisonError::into_inner).take_all();
+            for cell in cells {
                 if cell.is_empty() {
                     continue;
                 }

@@ -897,7 +897,14 @@ where
     let shared = run.shared(db, overlay, cfg, block_env, txs, folds, trace, storage_only);
     let scheduler = &run.workspace.scheduler;
     let broadcast = std::time::Instant::now();
-    let ran = pool.broadcast(|_| shared.work(), || scheduler.halt());
+    let ran = pool.broadcast(
+        |worker| {
+            // Its new multi-version cells go to its own arena.
+            velarium_mvmemory::bind_worker(worker);
+            shared.work();
+        },
+        || scheduler.halt(),
+    );
     stats.worker_wall = broadcast.elapsed();
     run.finish(ran, true, stats).map(Some)
 }

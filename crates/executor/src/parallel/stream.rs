@@ -156,7 +156,8 @@ where
         storage_only: AddressSet::default(),
     });
     let shared_data = Arc::clone(&data);
-    let job = pool.start_detached(Arc::new(move |_helper: usize| {
+    let job = pool.start_detached(Arc::new(move |helper: usize| {
+        velarium_mvmemory::bind_worker(helper);
         let d = &*shared_data;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| d.shared().work())) {
             d.run.workspace.scheduler.halt();
@@ -221,6 +222,8 @@ impl StreamingRun {
                 let shared = data.shared();
                 let serve = || remote.serve_pending();
                 let stop = || scheduler.commit_idx() > i || scheduler.is_halted();
+                // Worker 0 of the run (the helpers are 1 and up).
+                velarium_mvmemory::bind_worker(0);
                 let worked = velarium_numa_runtime::with_service_hook(&serve, || {
                     catch_unwind(AssertUnwindSafe(|| shared.work_until(&stop)))
                 });
