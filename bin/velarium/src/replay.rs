@@ -8,9 +8,11 @@ use std::{
     process::ExitCode,
     time::Duration,
 };
+use velarium_chainspec::ChainSpec;
 use velarium_executor::{Engine, ParallelStats};
 use velarium_replay::{
-    check_against_oracle, list_block_dirs, load_block, mainnet_spec, replay_block, ReplayError,
+    check_against_oracle, list_block_dirs, load_block, mainnet_spec, replay_block, MainnetBlock,
+    ReplayError,
 };
 
 /// Arguments of `velarium replay`.
@@ -27,6 +29,12 @@ pub(crate) struct Args {
     /// faster than 200 ms / R runs more times (at most 40R, both engines alike).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
+    /// Take the blocks by turns: each of the `--repeat` rounds runs every block once (the
+    /// oracle beside the engine, as above), after an untimed round, so that a block meets the
+    /// caches the other blocks left, as consecutive blocks on a node do, rather than its own
+    /// previous run. Short blocks get no extra runs.
+    #[arg(long)]
+    rotate: bool,
     /// Where `.tar.xz` archives are extracted.
     #[arg(long, env = "VELARIUM_FIXTURE_CACHE", default_value = "target/fixtures-cache")]
     cache_dir: PathBuf,
@@ -86,8 +94,8 @@ pub(crate) fn paired_speedup(oracle: &[Duration], engine: &[Duration]) -> Option
     ratios.get(ratios.len() / 2).copied()
 }
 
-/// Loads, replays (`repeat` times) and, for a non-sequential engine, cross-checks one block.
-fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
+/// A block's report before its runs: `Err` if it could not be loaded.
+fn loaded(dir: &std::path::Path, repeat: u32) -> (Report, Option<MainnetBlock>) {
     let mut report = Report {
         number: dir
             .file_name()
@@ -107,62 +115,137 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
         Ok(block) => block,
         Err(err) => {
             report.result = Err(err.to_string());
-            return report;
+            return (report, None);
         }
     };
     report.number = block.number.to_string();
     report.txs = Some(block.transactions.len());
     report.gas = Some(block.header.gas_used);
     report.unrewarded_ommers = block.ommer_hashes.len();
+    (report, Some(block))
+}
+
+/// The timed runs of one block so far.
+#[derive(Default)]
+struct Runs {
+    times: Vec<Duration>,
+    oracle_times: Vec<Duration>,
+    stats: Option<ParallelStats>,
+    workers: Option<(usize, usize)>,
+}
+
+impl Runs {
+    /// Untimed: one-time costs (the KZG setup, first-touch allocations, the worker threads)
+    /// are charged to neither engine. Returns the run's time, and checks it against the
+    /// oracle.
+    fn warm_up(
+        block: &MainnetBlock,
+        spec: &ChainSpec,
+        engine: Engine,
+    ) -> Result<Duration, ReplayError> {
+        let warm = replay_block(block, spec, engine)?;
+        if engine != Engine::Sequential {
+            check_against_oracle(block, spec, &warm.output)?;
+        }
+        Ok(warm.execution_time)
+    }
+
+    /// Times one run of `engine` and, for a parallel engine, one of the oracle beside it
+    /// (first on odd rounds, so neither always finds the other's data in the caches), checking
+    /// that both gave the same output.
+    fn time(
+        &mut self,
+        block: &MainnetBlock,
+        spec: &ChainSpec,
+        engine: Engine,
+        round: u32,
+    ) -> Result<(), ReplayError> {
+        let oracle_first = round % 2 == 1;
+        let mut oracle = None;
+        if engine != Engine::Sequential && oracle_first {
+            oracle = Some(replay_block(block, spec, Engine::Sequential)?);
+        }
+        let outcome = replay_block(block, spec, engine)?;
+        self.times.push(outcome.execution_time);
+        if engine != Engine::Sequential {
+            let oracle = match oracle {
+                Some(oracle) => oracle,
+                None => replay_block(block, spec, Engine::Sequential)?,
+            };
+            velarium_replay::compare_outputs_exactly(&outcome.output, &oracle.output)
+                .map_err(ReplayError::OracleMismatch)?;
+            self.oracle_times.push(oracle.execution_time);
+            self.stats = Some(outcome.stats);
+            let used = outcome.stats.threads;
+            self.workers =
+                Some(self.workers.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
+        }
+        Ok(())
+    }
+
+    /// Completes `report` with these runs.
+    fn report(mut self, report: &mut Report) {
+        report.speedup = paired_speedup(&self.oracle_times, &self.times);
+        report.runs = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
+        report.time = median(&mut self.times);
+        report.oracle_time = median(&mut self.oracle_times);
+        report.stats = self.stats;
+        report.workers = self.workers;
+    }
+}
+
+/// Loads, replays (`repeat` times) and, for a non-sequential engine, cross-checks one block.
+fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
+    let (mut report, block) = loaded(dir, repeat);
+    let Some(block) = block else { return report };
     let spec = mainnet_spec();
-    let (mut times, mut oracle_times) = (Vec::new(), Vec::new());
-    let mut stats = None;
-    let mut workers: Option<(usize, usize)> = None;
-    let mut runs = repeat;
+    let mut runs = Runs::default();
     let mut run = || -> Result<(), ReplayError> {
         let mut rounds = repeat;
         if engine != Engine::Sequential {
-            // Warm-up, not timed: one-time costs (the KZG setup, first-touch allocations, the
-            // worker threads) are charged to neither engine.
-            let warm = replay_block(&block, &spec, engine)?;
-            check_against_oracle(&block, &spec, &warm.output)?;
-            rounds = rounds_for(repeat, warm.execution_time);
+            rounds = rounds_for(repeat, Runs::warm_up(&block, &spec, engine)?);
         }
-        runs = rounds;
         for round in 0..rounds {
-            // Alternate which engine runs first, so neither always finds the other's data in
-            // the caches.
-            let oracle_first = round % 2 == 1;
-            let mut oracle = None;
-            if engine != Engine::Sequential && oracle_first {
-                oracle = Some(replay_block(&block, &spec, Engine::Sequential)?);
-            }
-            let outcome = replay_block(&block, &spec, engine)?;
-            times.push(outcome.execution_time);
-            if engine != Engine::Sequential {
-                let oracle = match oracle {
-                    Some(oracle) => oracle,
-                    None => replay_block(&block, &spec, Engine::Sequential)?,
-                };
-                velarium_replay::compare_outputs_exactly(&outcome.output, &oracle.output)
-                    .map_err(ReplayError::OracleMismatch)?;
-                oracle_times.push(oracle.execution_time);
-                stats = Some(outcome.stats);
-                let used = outcome.stats.threads;
-                workers =
-                    Some(workers.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
-            }
+            runs.time(&block, &spec, engine, round)?;
         }
         Ok(())
     };
     report.result = run().map_err(|err| err.to_string());
-    report.speedup = paired_speedup(&oracle_times, &times);
-    report.time = median(&mut times);
-    report.oracle_time = median(&mut oracle_times);
-    report.stats = stats;
-    report.workers = workers;
-    report.runs = runs;
+    runs.report(&mut report);
     report
+}
+
+/// `--rotate`: the blocks of `dirs` by turns, `repeat` timed rounds after an untimed one.
+fn replay_rotating(dirs: &[PathBuf], engine: Engine, repeat: u32) -> Vec<Report> {
+    let spec = mainnet_spec();
+    let mut blocks: Vec<(Report, Option<MainnetBlock>, Runs)> = dirs
+        .iter()
+        .map(|dir| {
+            let (report, block) = loaded(dir, repeat);
+            (report, block, Runs::default())
+        })
+        .collect();
+    for round in 0..=repeat {
+        for (report, block, runs) in &mut blocks {
+            let Some(block) = block.as_ref().filter(|_| report.result.is_ok()) else { continue };
+            let ran = if round == 0 {
+                Runs::warm_up(block, &spec, engine).map(drop)
+            } else {
+                // Rounds from 0, as `replay_dir` counts them (the engine first on even ones).
+                runs.time(block, &spec, engine, round - 1)
+            };
+            if let Err(err) = ran {
+                report.result = Err(err.to_string());
+            }
+        }
+    }
+    blocks
+        .into_iter()
+        .map(|(mut report, _, runs)| {
+            runs.report(&mut report);
+            report
+        })
+        .collect()
 }
 
 /// Each engine's runs of a block together take at least this long in a benchmarking run (see
@@ -246,8 +329,12 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     // read below 0.97x.
     let mut round_trips: Vec<(f64, bool)> = Vec::new();
     let mut max_runs = args.repeat;
-    for dir in &dirs {
-        let report = replay_dir(dir, engine, args.repeat);
+    let reports: Box<dyn Iterator<Item = Report>> = if args.rotate {
+        Box::new(replay_rotating(&dirs, engine, args.repeat).into_iter())
+    } else {
+        Box::new(dirs.iter().map(|dir| replay_dir(dir, engine, args.repeat)))
+    };
+    for report in reports {
         max_runs = max_runs.max(report.runs);
         match report.result {
             Ok(()) => passed += 1,

@@ -252,6 +252,13 @@ fn replay_reports_the_core_to_core_round_trip() {
     }
     // The summary is there exactly when some block's round trip was measured.
     assert_eq!(text.contains("core-to-core round trip after each block: "), measured, "{text}");
+    // By turns (`--rotate`): each block once a round, still two timed pairs each.
+    let mut rotating = args("2");
+    rotating.push("--rotate");
+    let (code, text) = velarium(&rotating);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.lines().filter(|l| l.trim_end().ends_with(" ok")).count(), 2, "{text}");
+    assert!(text.contains("median over each block's 2 interleaved pairs of runs)"), "{text}");
     let (code, text) = velarium(&args("1"));
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("core-to-core round trip"), "{text}");
