@@ -12,7 +12,7 @@ use velarium_chainspec::ChainSpec;
 use velarium_executor::{Engine, ParallelStats};
 use velarium_replay::{
     check_against_oracle, list_block_dirs, load_block, mainnet_spec, replay_block, MainnetBlock,
-    ReplayError,
+    ReplayError, ReplayOutcome,
 };
 
 /// Arguments of `velarium replay`.
@@ -29,10 +29,11 @@ pub(crate) struct Args {
     /// faster than 200 ms / R runs more times (at most 40R, both engines alike).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
-    /// Take the blocks by turns: each of the `--repeat` rounds runs every block once (the
-    /// oracle beside the engine, as above), after an untimed round, so that a block meets the
-    /// caches the other blocks left, as consecutive blocks on a node do, rather than its own
-    /// previous run. Short blocks get no extra runs.
+    /// Take the blocks by turns: each of the `--repeat` rounds runs every block once with the
+    /// engine and once with the oracle, in two passes over the blocks (the engine's first on
+    /// even rounds), after an untimed round, so that each run meets the caches the other
+    /// blocks left, as consecutive blocks on a node do, rather than a run of the same block.
+    /// Short blocks get no extra runs.
     #[arg(long)]
     rotate: bool,
     /// Where `.tar.xz` archives are extracted.
@@ -166,20 +167,32 @@ impl Runs {
             oracle = Some(replay_block(block, spec, Engine::Sequential)?);
         }
         let outcome = replay_block(block, spec, engine)?;
-        self.times.push(outcome.execution_time);
-        if engine != Engine::Sequential {
-            let oracle = match oracle {
-                Some(oracle) => oracle,
-                None => replay_block(block, spec, Engine::Sequential)?,
-            };
-            velarium_replay::compare_outputs_exactly(&outcome.output, &oracle.output)
-                .map_err(ReplayError::OracleMismatch)?;
-            self.oracle_times.push(oracle.execution_time);
-            self.stats = Some(outcome.stats);
-            let used = outcome.stats.threads;
-            self.workers =
-                Some(self.workers.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
+        if engine == Engine::Sequential {
+            self.times.push(outcome.execution_time);
+            return Ok(());
         }
+        let oracle = match oracle {
+            Some(oracle) => oracle,
+            None => replay_block(block, spec, Engine::Sequential)?,
+        };
+        self.record_pair(&outcome, &oracle)
+    }
+
+    /// Records a run of a parallel engine and the oracle's run it is compared with, checking
+    /// that both gave the same output.
+    fn record_pair(
+        &mut self,
+        outcome: &ReplayOutcome,
+        oracle: &ReplayOutcome,
+    ) -> Result<(), ReplayError> {
+        velarium_replay::compare_outputs_exactly(&outcome.output, &oracle.output)
+            .map_err(ReplayError::OracleMismatch)?;
+        self.times.push(outcome.execution_time);
+        self.oracle_times.push(oracle.execution_time);
+        self.stats = Some(outcome.stats);
+        let used = outcome.stats.threads;
+        self.workers =
+            Some(self.workers.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
         Ok(())
     }
 
@@ -215,8 +228,13 @@ fn replay_dir(dir: &std::path::Path, engine: Engine, repeat: u32) -> Report {
     report
 }
 
-/// `--rotate`: the blocks of `dirs` by turns, `repeat` timed rounds after an untimed one.
+/// `--rotate`: the blocks of `dirs` by turns, `repeat` timed rounds after an untimed one. A
+/// round is two passes over the blocks, one of each engine (the engine's first on even
+/// rounds), so that each engine's run of a block follows the other blocks' runs, never the
+/// other engine's run of the same block (which would leave it that block's data warm).
 fn replay_rotating(dirs: &[PathBuf], engine: Engine, repeat: u32) -> Vec<Report> {
+    // The oracle alone has nothing to compare: one pass a round.
+    let paired = engine != Engine::Sequential;
     let spec = mainnet_spec();
     let mut blocks: Vec<(Report, Option<MainnetBlock>, Runs)> = dirs
         .iter()
@@ -225,17 +243,47 @@ fn replay_rotating(dirs: &[PathBuf], engine: Engine, repeat: u32) -> Vec<Report>
             (report, block, Runs::default())
         })
         .collect();
-    for round in 0..=repeat {
-        for (report, block, runs) in &mut blocks {
-            let Some(block) = block.as_ref().filter(|_| report.result.is_ok()) else { continue };
-            let ran = if round == 0 {
-                Runs::warm_up(block, &spec, engine).map(drop)
-            } else {
-                // Rounds from 0, as `replay_dir` counts them (the engine first on even ones).
-                runs.time(block, &spec, engine, round - 1)
-            };
-            if let Err(err) = ran {
+    for (report, block, _) in &mut blocks {
+        if let Some(block) = block.as_ref() {
+            if let Err(err) = Runs::warm_up(block, &spec, engine) {
                 report.result = Err(err.to_string());
+            }
+        }
+    }
+    // The engine's outcomes of the current round, until the oracle's pass.
+    let mut pending: Vec<Option<ReplayOutcome>> = blocks.iter().map(|_| None).collect();
+    for round in 0..repeat {
+        let oracle_first = round % 2 == 1;
+        let passes: &[Engine] = match (paired, oracle_first) {
+            (false, _) => &[engine],
+            (true, false) => &[engine, Engine::Sequential],
+            (true, true) => &[Engine::Sequential, engine],
+        };
+        for &pass in passes {
+            for ((report, block, runs), pending) in blocks.iter_mut().zip(&mut pending) {
+                let Some(block) = block.as_ref().filter(|_| report.result.is_ok()) else {
+                    continue;
+                };
+                let ran = replay_block(block, &spec, pass).and_then(|outcome| {
+                    if !paired {
+                        runs.times.push(outcome.execution_time);
+                        return Ok(());
+                    }
+                    match pending.take() {
+                        // The second pass of the round: the pair is complete.
+                        Some(first) if pass == Engine::Sequential => {
+                            runs.record_pair(&first, &outcome)
+                        }
+                        Some(first) => runs.record_pair(&outcome, &first),
+                        None => {
+                            *pending = Some(outcome);
+                            Ok(())
+                        }
+                    }
+                });
+                if let Err(err) = ran {
+                    report.result = Err(err.to_string());
+                }
             }
         }
     }
