@@ -80,7 +80,7 @@ fn median(times: &mut [Duration]) -> Option<Duration> {
 /// are shared), and two runs side by side meet the same drift, which their ratio cancels; the
 /// ratio of the two engines' medians compares runs from different moments. Measured with the
 /// oracle on both sides (`replay --threads 2 --min-parallel-txs 100000 --repeat 9`, identical
-/// code, 2026-12-07 00:50-01:05 UTC, each run giving both figures): with the former budget of
+/// code, 2026-12-07 00:10-00:20 UTC, each run giving both figures): with the former budget of
 /// 50 ms (at most 5R), 5, 4, 2, 2, 1 and 3 of the 47 blocks read below 0.97x as ratios of
 /// medians (as low as 0.78x), 3, 1, 1, 2, 1 and 2 as medians of pairs; with this budget
 /// ([`SHORT_BLOCK_BUDGET`]) 4, 1, 1 and 2 against 0, 0, 0 and 1 (worst 0.98x, 0.98x, 0.98x,

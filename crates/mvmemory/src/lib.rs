@@ -79,9 +79,9 @@
 //! cells: a read takes one shard read lock, a write one shard write lock, each only for the
 //! in-memory lookup; the shard's lock guards its cells too. The cells live in one append-only
 //! arena per worker ([`bind_worker`]): a worker's new cells follow each other in memory instead
-//! of landing at random places in the tables (measured on generated blocks beside the former
-//! cells inline in the tables: ETH transfers 1.16x -> 1.30x at one worker, 1.56x -> 1.75x at
-//! two; see `arena.rs`). A filter over the hashes keeps, per bucket, the lowest transaction that
+//! of landing at random places in the tables (beside the former cells inline in the tables,
+//! binaries by turns: ETH transfers x1.07-x1.12 at one worker and x1.01-x1.12 at two, the
+//! mainnet blocks' `replay --threads 2` about 2% lower; see `arena.rs` and the README). A filter over the hashes keeps, per bucket, the lowest transaction that
 //! wrote there (lowered before the entry is written): a read of a location no lower transaction
 //! wrote (most reads, and most validations: a transaction's own write of what it read does not
 //! count) skips the lock altogether.
