@@ -250,6 +250,15 @@ impl<K, V, D> CellRef<K, V, D> {
         // SAFETY: as in `get`; the write lock excludes every other access.
         unsafe { self.cell.as_mut() }
     }
+
+    /// Whether this is `key`'s cell (`hash` being `key`'s), for a holder of the shard's lock:
+    /// the cell is read only when the hashes agree.
+    fn holds(&self, hash: u64, key: &K) -> bool
+    where
+        K: PartialEq,
+    {
+        self.hash == hash && self.get().key == *key
+    }
 }
 
 /// One shard: the cells of the locations whose hash falls into it.
@@ -458,7 +467,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         key: K,
         hash: u64,
     ) -> &'a mut Cell<K, V, D> {
-        match shard.entry(hash, |c| c.hash == hash && c.get().key == key, |c| c.hash) {
+        match shard.entry(hash, |c| c.holds(hash, &key), |c| c.hash) {
             hashbrown::hash_table::Entry::Occupied(found) => found.into_mut().get_mut(),
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 let arena = &self.arenas[bound_worker() % self.arenas.len()];
@@ -474,7 +483,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         key: &K,
         hash: u64,
     ) -> Option<&'a Cell<K, V, D>> {
-        shard.find(hash, |c| c.hash == hash && c.get().key == *key).map(CellRef::get)
+        shard.find(hash, |c| c.holds(hash, key)).map(CellRef::get)
     }
 
     /// `key`'s cell in `shard` (locked for writing), if the location has one.
@@ -483,7 +492,7 @@ impl<K: MvKey, V: Clone, D: Delta> MvMemory<K, V, D> {
         key: &K,
         hash: u64,
     ) -> Option<&'a mut Cell<K, V, D>> {
-        shard.find_mut(hash, |c| c.hash == hash && c.get().key == *key).map(CellRef::get_mut)
+        shard.find_mut(hash, |c| c.holds(hash, key)).map(CellRef::get_mut)
     }
 
     /// The epoch tag of a block of `block_size` transactions in a freshly written filter: the
