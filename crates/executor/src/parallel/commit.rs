@@ -51,7 +51,7 @@ use revm::{
 use std::{
     borrow::Cow,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Mutex,
     },
 };
@@ -461,15 +461,17 @@ where
         let shards = shards.clamp(1, MAX_SHARDS);
         let beneficiary_shard = shard_of(&beneficiary, shards);
         let first = hot.map_or(0, |hot| shard_of(&hot, shards));
-        // Sized up front (about two accounts per transaction): growing the map rehashes every
-        // account folded so far. The first shard's plain accounts become the block's bundle
-        // (see `ShardOutputs::into_united`): sized for every shard's, so the union neither
-        // rehashes nor grows it.
-        let expected = txs * 2 / shards + 16;
+        // Sized up front (as many accounts per transaction as the last block's fold changed,
+        // two at least): growing the map rehashes every account folded so far. The first
+        // shard's plain accounts become the block's bundle (see `ShardOutputs::into_united`):
+        // sized for every shard's, so the union neither rehashes nor grows it.
+        let per_tx = ACCOUNTS_PER_TX.load(Ordering::Relaxed) as usize;
+        let expected = txs * per_tx / (16 * shards) + 16;
         let shards = (0..shards)
             .map(|shard| {
                 let mut plain = AddressMap::default();
-                plain.reserve(if shard == 0 { expected * shards } else { expected });
+                // A shard's share of the addresses varies: a quarter more room.
+                plain.reserve(if shard == 0 { expected * shards } else { expected * 5 / 4 });
                 Mutex::new(ShardState {
                     folder: Some(ShardFolder {
                         shard,
@@ -551,6 +553,11 @@ where
                 state.output.ok_or_else(|| EngineFault::ShardMissing.into())
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if txs >= MIN_TXS_TO_LEARN_SIZE {
+            let accounts: usize = shards.iter().map(|s| s.bundle.state.len()).sum();
+            let per_tx = (accounts * 16 / txs).clamp(MIN_ACCOUNTS_PER_TX, MAX_ACCOUNTS_PER_TX);
+            ACCOUNTS_PER_TX.store(per_tx as u32, Ordering::Relaxed);
+        }
         Ok(ShardOutputs { shards })
     }
 }
@@ -619,6 +626,19 @@ where
         }
     }
 }
+
+/// How many accounts per transaction the last block's fold changed, in sixteenths (what the
+/// next fold sizes its maps for, see [`Folds::new`]): two on blocks of transfers, four or more on
+/// swaps (a sender, a router, a pair and its two tokens), whose union of shards rehashed a map
+/// sized for two (1,000 swaps: 0.4-1.0 ms of a 30 ms block, before 2026-12-07).
+static ACCOUNTS_PER_TX: AtomicU32 = AtomicU32::new(MIN_ACCOUNTS_PER_TX as u32);
+/// Two accounts per transaction (a sender and a recipient), in sixteenths.
+const MIN_ACCOUNTS_PER_TX: usize = 2 * 16;
+/// Eight accounts per transaction, in sixteenths: room beyond that costs more than it saves.
+const MAX_ACCOUNTS_PER_TX: usize = 8 * 16;
+/// Smaller blocks do not teach [`ACCOUNTS_PER_TX`]: their system and beneficiary accounts
+/// weigh too much per transaction.
+const MIN_TXS_TO_LEARN_SIZE: usize = 64;
 
 /// The shards' results, to be united with the block `State`.
 #[derive(Debug)]

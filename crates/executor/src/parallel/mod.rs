@@ -667,7 +667,6 @@ where
         let mut shards = shards?;
         let state = executor.evm_mut().db_mut();
         shards.hand_back(&mut state.cache, state.transition_state.get_or_insert_default());
-        let united = pool::in_background(move || shards.into_united());
         let mut outcomes = outcomes;
         // Blooms of transactions with very many logs, on every worker.
         let mut shared_blooms = match outcomes.as_ref() {
@@ -680,6 +679,9 @@ where
         }
         .into_iter()
         .peekable();
+        // The shards' bundles are united on the block's helper beside the receipts (after the
+        // blooms' broadcast, which would wait for it).
+        let united = pool.in_background(move || shards.into_united());
         for (i, tx) in txs.iter().enumerate() {
             let outcome = match outcomes.as_mut() {
                 Some(workspace) => {

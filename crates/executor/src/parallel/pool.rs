@@ -13,6 +13,11 @@ use velarium_scheduler::Scheduler;
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerPool {
     pool: Arc<velarium_numa_runtime::WorkerPool>,
+    /// Helper jobs of [`WorkerPool::in_background`] whose work is done (or was taken by the
+    /// caller) but whose helper may not have returned yet: dropped, that is waited for, at the
+    /// pool's next use, by when they cost nothing, rather than by a caller that needs only the
+    /// result (the pool's next job would wait for them anyway).
+    finishing: Arc<Mutex<Vec<velarium_numa_runtime::DetachedJob>>>,
 }
 
 impl WorkerPool {
@@ -44,7 +49,7 @@ impl WorkerPool {
         let config = velarium_numa_runtime::PoolConfig { threads, pin };
         let pool = velarium_numa_runtime::WorkerPool::new(config)
             .map_err(|e| EngineFault::PoolStart { threads, reason: e.to_string() })?;
-        let pool = Self { pool: Arc::new(pool) };
+        let pool = Self { pool: Arc::new(pool), finishing: Arc::default() };
         pools.push(((threads, streaming), pool.clone()));
         Ok(pool)
     }
@@ -60,7 +65,38 @@ impl WorkerPool {
         &self,
         work: Arc<dyn Fn(usize) + Send + Sync>,
     ) -> velarium_numa_runtime::DetachedJob {
+        self.reap();
         self.pool.start_detached(work)
+    }
+
+    /// Drops the finished helper jobs of [`WorkerPool::in_background`].
+    fn reap(&self) {
+        let finished =
+            std::mem::take(&mut *self.finishing.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(finished);
+    }
+
+    /// Runs `work` on the pool's first helper while the caller goes on: a block's sequential
+    /// tail (uniting the fold's shards beside the receipts) on the core the block's own helper
+    /// has just left, instead of on the janitor, which has to be woken and rarely got to it
+    /// before the caller needed the result. Whoever gets to it first runs it, as with
+    /// [`in_background`] (which a one-thread pool uses).
+    pub(crate) fn in_background<T, F>(&self, work: F) -> Background<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        if self.threads() < 2 {
+            return in_background(work);
+        }
+        let (mut background, run) = Background::new(work);
+        let job = self.start_detached(Arc::new(move |helper| {
+            if helper == 1 {
+                run();
+            }
+        }));
+        background.helper = Some((job, Arc::clone(&self.finishing)));
+        background
     }
 
     /// Runs `work(worker_index)` once on each of the pool's workers (worker 0 is the calling
@@ -71,6 +107,7 @@ impl WorkerPool {
         F: Fn(usize) + Sync,
         P: Fn() + Sync,
     {
+        self.reap();
         self.pool.broadcast(work, on_panic).map_err(EngineFault::WorkerPanic)
     }
 }
@@ -352,29 +389,82 @@ pub(crate) fn discard<T: Send + 'static>(value: T) {
     send_chore(Chore::Drop(Box::new(value)));
 }
 
-/// Work handed to the janitor by [`in_background`]: whoever gets to it first runs it (the
-/// janitor, or the caller when it needs the result and the janitor has not started it).
+/// Work handed to the janitor by [`in_background`], or to a pool's helper by
+/// [`WorkerPool::in_background`]: whoever gets to it first runs it (the janitor or the helper,
+/// or the caller when it needs the result and the work has not been started).
 pub(crate) struct Background<T> {
     work: Arc<Mutex<Option<BackgroundWork<T>>>>,
     result: mpsc::Receiver<std::thread::Result<T>>,
+    /// The helper's job, for work handed to a pool's helper ([`WorkerPool::in_background`]),
+    /// and where it goes once the result is in (see [`WorkerPool::finishing`]).
+    helper: Option<(velarium_numa_runtime::DetachedJob, HelperJobs)>,
 }
 
 type BackgroundWork<T> = Box<dyn FnOnce() -> T + Send>;
 
-impl<T> Background<T> {
-    /// The work's result: run here if the janitor has not started it, else waited for (an
-    /// engine fault if it panicked).
+type HelperJobs = Arc<Mutex<Vec<velarium_numa_runtime::DetachedJob>>>;
+
+/// How long [`Background::wait`] polls for a result being computed before it sleeps: the work
+/// it waits for is a block's tail (a few hundred microseconds at most), and a sleep's wake-up
+/// would cost about as much.
+const RESULT_SPIN: std::time::Duration = std::time::Duration::from_millis(2);
+
+impl<T: Send + 'static> Background<T> {
+    /// The handle of `work`, and what runs it elsewhere: takes it unless the caller of
+    /// [`Background::wait`] took it first, and sends its result.
+    fn new<F>(work: F) -> (Self, impl Fn() + Send + Sync + 'static)
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let work: Arc<Mutex<Option<BackgroundWork<T>>>> =
+            Arc::new(Mutex::new(Some(Box::new(work))));
+        let (send, result) = mpsc::sync_channel(1);
+        let send = Mutex::new(send);
+        let queued = Arc::clone(&work);
+        let run = move || {
+            let unstarted = queued.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(work) = unstarted {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                let _ = send.lock().unwrap_or_else(|e| e.into_inner()).send(result);
+            }
+        };
+        (Self { work, result, helper: None }, run)
+    }
+
+    /// The work's result: run here if nobody has started it, else polled for (an engine fault
+    /// if it panicked).
     pub(crate) fn wait(self) -> Result<T, EngineFault> {
         let unstarted = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
         let result = match unstarted {
             Some(work) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)),
-            None => match self.result.recv() {
-                Ok(result) => result,
-                Err(_) => return Err(EngineFault::WorkerPanic("background work vanished".into())),
-            },
+            None => {
+                let since = std::time::Instant::now();
+                loop {
+                    match self.result.try_recv() {
+                        Ok(result) => break result,
+                        Err(mpsc::TryRecvError::Empty) if since.elapsed() < RESULT_SPIN => {
+                            for _ in 0..64 {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        Err(mpsc::TryRecvError::Empty) => match self.result.recv() {
+                            Ok(result) => break result,
+                            Err(_) => return Err(vanished()),
+                        },
+                        Err(mpsc::TryRecvError::Disconnected) => return Err(vanished()),
+                    }
+                }
+            }
         };
+        if let Some((job, finishing)) = self.helper {
+            finishing.lock().unwrap_or_else(|e| e.into_inner()).push(job);
+        }
         result.map_err(|panic| EngineFault::WorkerPanic(panic_message(&panic)))
     }
+}
+
+fn vanished() -> EngineFault {
+    EngineFault::WorkerPanic("background work vanished".into())
 }
 
 /// Runs `work` on the janitor thread while the caller goes on: the block's sequential tail
@@ -384,16 +474,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let work: Arc<Mutex<Option<BackgroundWork<T>>>> = Arc::new(Mutex::new(Some(Box::new(work))));
-    let (send, result) = mpsc::sync_channel(1);
-    let queued = Arc::clone(&work);
-    send_chore(Chore::Run(Box::new(move || {
-        let unstarted = queued.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(work) = unstarted {
-            let _ = send.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
-        }
-    })));
-    Background { work, result }
+    let (background, run) = Background::new(work);
+    send_chore(Chore::Run(Box::new(run)));
+    background
 }
 
 #[cfg(test)]
@@ -420,6 +503,62 @@ mod tests {
                 assert!(message.contains("boom"), "{message}")
             }
             other => panic!("expected a worker panic, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn helper_work_runs_once_returns_its_value_and_leaves_the_pool_usable() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for threads in [1, 2, 3] {
+            let pool = WorkerPool::get(threads).unwrap();
+            let runs = Arc::new(AtomicUsize::new(0));
+            let mut on_helper = 0;
+            for n in 0..40u64 {
+                let counted = Arc::clone(&runs);
+                let job = pool.in_background(move || {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let name = std::thread::current().name().map(str::to_owned);
+                    (n * 2, name)
+                });
+                if n % 2 == 1 {
+                    // Long enough for the helper (or the janitor) to take it.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                let (value, ran_on) = job.wait().unwrap();
+                assert_eq!(value, n * 2);
+                on_helper += usize::from(
+                    ran_on.as_deref().is_some_and(|name| name.starts_with("velarium-worker")),
+                );
+            }
+            // Every job ran exactly once, whoever ran it.
+            assert_eq!(runs.load(Ordering::Relaxed), 40, "{threads} threads");
+            if threads >= 2 {
+                assert!(on_helper > 0, "no job ran on a helper of a {threads}-thread pool");
+            } else {
+                assert_eq!(on_helper, 0, "a one-thread pool has no helper");
+            }
+            // The pool's next job runs on every worker.
+            let workers = AtomicUsize::new(0);
+            pool.broadcast(|_| _ = workers.fetch_add(1, Ordering::Relaxed), || {}).unwrap();
+            assert_eq!(workers.load(Ordering::Relaxed), threads);
+        }
+    }
+
+    #[test]
+    fn a_panic_in_helper_work_is_an_engine_fault_and_the_pool_goes_on() {
+        let pool = WorkerPool::get(2).unwrap();
+        for wait_first in [false, true] {
+            let job = pool.in_background(|| -> u32 { panic!("boom on the helper") });
+            if wait_first {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            match job.wait() {
+                Err(EngineFault::WorkerPanic(message)) => {
+                    assert!(message.contains("boom"), "{message}")
+                }
+                other => panic!("expected a worker panic, got {other:?}"),
+            }
+            assert_eq!(pool.in_background(|| 7u32).wait().unwrap(), 7);
         }
     }
 
