@@ -605,6 +605,8 @@ where
     let ctx = execution_ctx(block);
     let mut stats = ParallelStats { threads, ..Default::default() };
     let pool = WorkerPool::get(threads)?;
+    // The helpers wake while the block is prepared, rather than when Block-STM starts.
+    pool.prewake();
     let (result, united, main_bound, phase3) = {
         let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
         let mut executor =
