@@ -534,8 +534,9 @@ mod tests {
                     (n * 2, name)
                 });
                 if n % 2 == 1 {
-                    // Long enough for the helper (or the janitor) to take it.
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    // Long enough for the helper (or the janitor) to take it, on a busy
+                    // machine too.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 let (value, ran_on) = job.wait().unwrap();
                 assert_eq!(value, n * 2);
