@@ -85,15 +85,8 @@ struct Shared {
     /// `State::epoch`, readable without the lock: a helper woken ahead of a job (see
     /// [`WorkerPool::prewake`]) polls it.
     epoch_hint: AtomicU64,
-    /// Until when (nanoseconds since `born`) a helper woken ahead of a job polls for it.
+    /// Until when (on [`placement`]'s clock) a helper woken ahead of a job polls for it.
     spin_until: AtomicU64,
-    born: std::time::Instant,
-}
-
-impl Shared {
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
 }
 
 /// The probe's word, alone on its cache line (128 bytes: the adjacent-line prefetcher pairs
@@ -154,7 +147,6 @@ impl WorkerPool {
             probe_line: ProbeLine::default(),
             epoch_hint: AtomicU64::new(0),
             spin_until: AtomicU64::new(0),
-            born: std::time::Instant::now(),
         });
         // The cores this process may use, in order: worker `i` gets the `i`-th (modulo).
         let cores = if config.pin { allowed_cores() } else { Vec::new() };
@@ -281,9 +273,7 @@ impl WorkerPool {
         if self.config.threads == 1 {
             return;
         }
-        let until = self
-            .shared
-            .now_ns()
+        let until = placement::now_ns()
             .saturating_add(u64::try_from(within.as_nanos()).unwrap_or(u64::MAX));
         self.shared.spin_until.store(until, Ordering::Relaxed);
         lock(&self.shared.state).wake += 1;
@@ -455,7 +445,7 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
                     seen_wake = state.wake;
                     drop(state);
                     while shared.epoch_hint.load(Ordering::Acquire) == seen
-                        && shared.now_ns() < shared.spin_until.load(Ordering::Relaxed)
+                        && placement::now_ns() < shared.spin_until.load(Ordering::Relaxed)
                     {
                         for _ in 0..32 {
                             std::hint::spin_loop();
@@ -720,7 +710,8 @@ pub mod placement {
         *EPOCH.get_or_init(Instant::now)
     }
 
-    fn now_ns() -> u64 {
+    /// Nanoseconds on the process's monotonic clock (at least 1).
+    pub(super) fn now_ns() -> u64 {
         u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
     }
 
