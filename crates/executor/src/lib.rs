@@ -11,6 +11,7 @@ mod chains;
 mod eip7610;
 mod parallel;
 mod sequential;
+pub mod tx_cost;
 
 pub use chains::{
     chained, dominant_callee, dominant_callee_by, learn as learn_chain,
@@ -184,10 +185,12 @@ impl core::fmt::Display for Engine {
                 "parallel ({threads} threads; on the oracle: blocks under {min_txs} transactions \
                  (under {} with {} Mgas or more), chains of one sender's calls, and blocks \
                  dominated by a contract whose last Block-STM block ran as a chain; on one \
-                 worker: blocks under {} gas a transaction while the cores are far apart)",
+                 worker: blocks under {} gas or (as learned) {} µs a transaction while the \
+                 cores are far apart)",
                 min_txs / 3,
                 DEFAULT_PARALLEL_MIN_GAS / 1_000_000,
-                CHEAP_TX_GAS
+                CHEAP_TX_GAS,
+                CHEAP_TX_NANOS as f64 / 1000.0
             ),
         }
     }
@@ -248,13 +251,25 @@ pub fn worth_block_stm(block: BlockInput<'_>, min_txs: usize) -> bool {
 }
 
 /// Blocks whose transactions average less gas than this (the header's `gas_used` over the
-/// transaction count: mostly plain transfers, as a pool's payouts) are cheap: see
-/// [`workers_for`]. Gas is the proxy for time known before execution; what matters is the time
-/// per transaction against the cost of crossing cores. On the mainnet fixtures the blocks
-/// between 21,000 and 24,500 gas a transaction cost the oracle 1.7-4.8 µs a transaction and
-/// lost to sequential execution at 2 workers on far cores (0.63x-0.94x), while 13217637
-/// (27,300 gas, 7.3 µs) and the blocks above kept winning there (1.19x and more).
+/// transaction count: mostly plain transfers, as a pool's payouts) are cheap (see
+/// [`workers_for`]). On the mainnet fixtures the blocks between 21,000 and 24,500 gas a
+/// transaction cost the oracle 1.7-4.8 µs a transaction and lost to sequential execution at 2
+/// workers on far cores (0.63x-0.94x), while 13217637 (27,300 gas, 7.3 µs) and most blocks
+/// above kept winning there (1.19x and more).
 pub const CHEAP_TX_GAS: u64 = 26_000;
+
+/// Blocks whose transactions are predicted to take less than this (ns) each on one worker
+/// (their gas at the rate a sample of the last blocks' transactions of the fork took, see
+/// [`tx_cost`]) are cheap too, whatever their gas (see [`workers_for`]). Gas is only a proxy
+/// for time, and its rate moves with the forks and the machine: 116525 (2016, 31,600 gas and
+/// 3.1 µs a transaction in the oracle) and 4330482 (2017, 28,100 gas, 3.7 µs) lost at 2
+/// workers on far cores (0.72x, 0.87x) as the cheap modern blocks did, where one worker runs
+/// them at 1.0x-1.2x. Measured (2026-12-07, the 47 mainnet blocks, Block-STM on 1 and 2 workers
+/// on near cores): the sample prices those two at 1.8 and 2.5 µs a transaction on one worker
+/// (2.6 and 3.3 µs on two, before [`tx_cost::MULTI_WORKER_PERCENT`]), the cheap modern blocks
+/// at 1.1-3.0 µs, and the cheapest block that won on far cores, 13217637 (7.1 µs in the
+/// oracle), at 5.0 µs (5.6 µs on two).
+pub const CHEAP_TX_NANOS: u64 = 4_000;
 
 /// The core-to-core round trip (ns) from which the engine's cores count as far apart: they
 /// share no cache (see `velarium_numa_runtime::placement`). Near cores read 60-130 ns on the
@@ -264,9 +279,9 @@ pub const FAR_ROUND_TRIP_NS: u64 = 200;
 /// How old the worker pool's last placement probe may be for [`workers_for`] to go by it.
 const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The workers the parallel engine gives `block` when asked for `threads`: one for a block of
-/// cheap transactions (see [`CHEAP_TX_GAS`]) while the worker pool's last probe (at most
-/// [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else `threads`.
+/// The workers the parallel engine gives `block` (of fork `spec`) when asked for `threads`:
+/// one for a block of cheap transactions (see [`CHEAP_TX_GAS`], [`CHEAP_TX_NANOS`]) while the worker pool's last
+/// probe (at most [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else `threads`.
 ///
 /// Why: each transaction Block-STM runs crosses a few shared cache lines between the workers
 /// (the scheduler's indices and status words, multi-version memory, the fold), so two workers
@@ -279,22 +294,30 @@ const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(
 /// placement. With no recent probe (every worker-pool job of two workers or more ends with one
 /// at most every 20 ms) the block gets `threads`, and so a probe. `VELARIUM_PLACEMENT=off`
 /// turns the rule off.
-pub fn workers_for(block: BlockInput<'_>, threads: usize) -> usize {
+pub fn workers_for(
+    spec: revm::primitives::hardfork::SpecId,
+    block: BlockInput<'_>,
+    threads: usize,
+) -> usize {
     if !placement_rule_on() {
         return threads;
     }
     let round_trip = velarium_numa_runtime::placement::recent_round_trip_ns(PLACEMENT_MAX_AGE);
-    workers_at_round_trip(block, threads, round_trip)
+    workers_at_round_trip(block, threads, round_trip, tx_cost::LEARNED.ps_per_gas(spec))
 }
 
-/// [`workers_for`] with the cores' recent round trip given (`None`: not measured lately).
+/// [`workers_for`] with the cores' recent round trip given (`None`: not measured lately) and
+/// the fork's learned cost per gas (picoseconds; `None`: not learned, the gas alone decides).
 pub fn workers_at_round_trip(
     block: BlockInput<'_>,
     threads: usize,
     round_trip_ns: Option<u64>,
+    ps_per_gas: Option<u64>,
 ) -> usize {
     let txs = block.transactions.len().max(1) as u64;
-    let cheap = block.header.gas_used / txs < CHEAP_TX_GAS;
+    let gas_per_tx = block.header.gas_used / txs;
+    let cheap = gas_per_tx < CHEAP_TX_GAS
+        || ps_per_gas.is_some_and(|ps| gas_per_tx.saturating_mul(ps) / 1000 < CHEAP_TX_NANOS);
     match round_trip_ns {
         Some(ns) if threads > 1 && cheap && ns >= FAR_ROUND_TRIP_NS => 1,
         _ => threads,
@@ -389,7 +412,9 @@ impl Engine {
                     }
                     LearnedRoute::BlockStm(callee) => callee,
                 };
-                let threads = if min_txs == 0 { threads } else { workers_for(block, threads) };
+                let fork = spec.spec_id(block.header.number, block.header.timestamp);
+                let threads =
+                    if min_txs == 0 { threads } else { workers_for(fork, block, threads) };
                 match execute_parallel(spec, db, block, threads) {
                     Err(ExecutionError::Engine(fault)) => {
                         parallel::record_fault(&fault, block.header.number);
@@ -398,6 +423,7 @@ impl Engine {
                         Ok((execute_sequential(spec, db, block)?, stats))
                     }
                     Ok((output, stats)) => {
+                        tx_cost::LEARNED.learn(fork, &stats, block.transactions.len());
                         if let Some(callee) = callee {
                             chains::learn(callee, &stats, block.transactions.len());
                         }

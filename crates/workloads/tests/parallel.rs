@@ -388,79 +388,34 @@ fn a_block_is_dominated_by_the_contract_half_its_transactions_call() {
 /// Block-STM; a forced engine (`min_txs == 0`) and a dominated block that did not chain always
 /// run Block-STM.
 #[test]
-fn a_contract_learned_to_chain_sends_its_blocks_to_the_oracle() {
-    use velarium_executor::{chained, Engine, REPROBE_EVERY};
-    // A seed of its own: no other test of this process teaches the engine about this block.
-    // Headers as real blocks carry them, with the gas used (the engine gives a block of cheap
-    // transactions one worker while the cores are far apart).
-    let with_gas_used = |mut workload: Workload| {
-        workload.header.gas_used = oracle_of(&workload).gas_used;
-        workload
-    };
-    let probe = with_gas_used(velarium_workloads::reads_beneficiary(0x5eed_c4a1, 1000));
-    let oracle = oracle_of(&probe);
-    let engine = Engine::Parallel { threads: 2, min_txs: 24 };
-    let run = |engine: Engine, workload: &Workload| {
-        let (output, stats) = engine
-            .execute_with_stats(&workload.spec, &workload.state, workload.block_input())
-            .expect("the engine executes the block");
-        (output, stats)
-    };
-    // Forced: Block-STM every time, whatever it learned.
-    let forced = Engine::Parallel { threads: 2, min_txs: 0 };
-    // Every call reads the beneficiary's balance, which every lower fee changes: a chain. Its
-    // conflicts need both workers running at once, which a machine busy with other tests may
-    // not give a run, so it gets ten tries.
-    let mut learned = false;
-    for _ in 0..10 {
-        let (output, stats) = run(engine, &probe);
-        assert!(output == oracle, "the output differs from the oracle's");
-        assert_eq!((stats.threads, stats.learned_chain), (2, false));
-        if chained(&stats, probe.transactions.len()) {
-            learned = true;
-            break;
-        }
-    }
-    assert!(learned, "reads_beneficiary never ran as a chain");
-    for _ in 1..REPROBE_EVERY {
-        let (output, stats) = run(engine, &probe);
-        assert!(output == oracle, "the output differs from the oracle's");
-        assert!(stats.learned_chain && stats.threads == 0, "{stats:?}");
-        let (_, stats) = run(forced, &probe);
-        assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
-    }
-    // The probe: through Block-STM again.
-    let (output, stats) = run(engine, &probe);
-    assert!(output == oracle, "the output differs from the oracle's");
-    assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
-    // A token's transfers to distinct holders do not chain: never sent to the oracle.
-    let token = with_gas_used(velarium_workloads::erc20_transfers(0x5eed_c4a1, 200));
-    for _ in 0..4 {
-        let (_, stats) = run(engine, &token);
-        assert!(!stats.learned_chain && stats.threads == 2, "{stats:?}");
-    }
-}
-
-#[test]
 fn cheap_blocks_get_one_worker_where_the_cores_are_far_apart() {
-    use velarium_executor::{workers_at_round_trip as workers, FAR_ROUND_TRIP_NS as FAR};
+    use velarium_executor::{
+        workers_at_round_trip as workers, CHEAP_TX_GAS, CHEAP_TX_NANOS, FAR_ROUND_TRIP_NS as FAR,
+    };
     // What decides is the header's gas over the transaction count (a generated block's header
-    // says 0: set it as a real block's would).
+    // says 0: set it as a real block's would), and the rate its fork's blocks were timed at.
     let transfers = velarium_workloads::eth_transfers(1, 100);
     let cheap_header =
         alloy_consensus::Header { gas_used: 100 * 21_000, ..transfers.header.clone() };
-    let heavy_header = alloy_consensus::Header {
-        gas_used: 100 * velarium_executor::CHEAP_TX_GAS,
-        ..transfers.header.clone()
-    };
+    let heavy_header =
+        alloy_consensus::Header { gas_used: 100 * CHEAP_TX_GAS, ..transfers.header.clone() };
     let cheap = velarium_executor::BlockInput { header: &cheap_header, ..transfers.block_input() };
     let heavy = velarium_executor::BlockInput { header: &heavy_header, ..transfers.block_input() };
-    assert_eq!(workers(cheap, 2, Some(FAR + 100)), 1);
-    assert_eq!(workers(cheap, 4, Some(FAR)), 1);
-    assert_eq!(workers(cheap, 2, Some(FAR - 1)), 2);
-    assert_eq!(workers(cheap, 2, None), 2);
-    assert_eq!(workers(heavy, 2, Some(FAR + 100)), 2);
-    assert_eq!(workers(cheap, 1, Some(FAR + 100)), 1);
+    assert_eq!(workers(cheap, 2, Some(FAR + 100), None), 1);
+    assert_eq!(workers(cheap, 4, Some(FAR), None), 1);
+    assert_eq!(workers(cheap, 2, Some(FAR - 1), None), 2);
+    assert_eq!(workers(cheap, 2, None, None), 2);
+    assert_eq!(workers(heavy, 2, Some(FAR + 100), None), 2);
+    assert_eq!(workers(cheap, 1, Some(FAR + 100), None), 1);
+    // Heavy in gas but cheap in time at the learned rate (an old block's calldata): one worker
+    // on far cores, both on near ones; a rate that prices it at the bound keeps both.
+    let cheap_rate = CHEAP_TX_NANOS * 1000 / CHEAP_TX_GAS - 1;
+    let dear_rate = CHEAP_TX_NANOS * 1000 / CHEAP_TX_GAS + 1;
+    assert_eq!(workers(heavy, 2, Some(FAR + 100), Some(cheap_rate)), 1);
+    assert_eq!(workers(heavy, 2, Some(FAR - 1), Some(cheap_rate)), 2);
+    assert_eq!(workers(heavy, 2, Some(FAR + 100), Some(dear_rate)), 2);
+    // The gas alone still makes a block cheap, whatever the rate.
+    assert_eq!(workers(cheap, 2, Some(FAR + 100), Some(dear_rate * 10)), 1);
 }
 
 /// The default worker count follows the machine but stops at the measured cap.
@@ -717,4 +672,28 @@ fn deposits_credit_the_receivers_balance_without_reading_it() {
         assert_eq!(oracle, parallel, "{threads} threads, deltas off");
         assert_eq!(stats.storage_credits, 0);
     }
+}
+
+/// The engine times the first incarnation of every eighth transaction and learns the fork's
+/// cost per gas from it (what `workers_for` prices the next blocks' gas at).
+#[test]
+fn the_engine_times_a_sample_of_the_transactions_and_learns_their_rate() {
+    use velarium_executor::{tx_cost::LEARNED, Engine};
+    let mut transfers = velarium_workloads::eth_transfers(0x5eed_c057, 100);
+    transfers.header.gas_used = oracle_of(&transfers).gas_used;
+    let spec = transfers.spec.spec_id(transfers.header.number, transfers.header.timestamp);
+    for threads in [1, 2] {
+        let (_, stats) = parallel_with(&transfers, threads, Mechanisms::ALL);
+        // 13 transactions sampled (0, 8, ..., 96), each a 21,000-gas transfer; a transaction
+        // whose first incarnation was abandoned on a dependency is not.
+        assert!(stats.sampled_gas > 0 && stats.sampled_nanos > 0, "{stats:?}");
+        assert!(stats.sampled_gas <= 13 * 21_000 && stats.sampled_gas % 21_000 == 0, "{stats:?}");
+    }
+    let engine = Engine::Parallel { threads: 2, min_txs: 24 };
+    let (output, stats) = engine
+        .execute_with_stats(&transfers.spec, &transfers.state, transfers.block_input())
+        .expect("the engine executes the block");
+    assert!(output == oracle_of(&transfers), "the output differs from the oracle's");
+    assert!(stats.threads >= 1 && stats.sampled_gas > 0, "{stats:?}");
+    assert!(LEARNED.ps_per_gas(spec).is_some(), "the engine learned no rate for {spec:?}");
 }

@@ -169,6 +169,12 @@ pub struct ParallelStats {
     /// Long transactions handed out before the execution sweep reached them (see the module
     /// docs, "Long transactions first").
     pub early_txs: u64,
+    /// Nanoseconds the first incarnations of every eighth transaction took to execute, waits
+    /// for lower transactions included, and the gas they used (what the engine learns the
+    /// block's cost per gas from, see [`crate::workers_for`]).
+    pub sampled_nanos: u64,
+    /// The gas of the transactions [`ParallelStats::sampled_nanos`] timed.
+    pub sampled_gas: u64,
     /// Worker threads used (0 when the block ran sequentially).
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
@@ -928,6 +934,7 @@ struct BlockStmRun {
     busy_nanos: AtomicU64,
     plain_transfers: AtomicU64,
     storage_credits: AtomicU64,
+    sampled: [AtomicU64; 2],
     rules: DeltaRules,
     mechanisms: Mechanisms,
     workspace: pool::Workspace,
@@ -1026,6 +1033,7 @@ impl BlockStmRun {
             busy_nanos: AtomicU64::new(0),
             plain_transfers: AtomicU64::new(0),
             storage_credits: AtomicU64::new(0),
+            sampled: Default::default(),
             rules: DeltaRules { state_clear },
             mechanisms,
             workspace,
@@ -1076,6 +1084,7 @@ impl BlockStmRun {
             storage_only,
             busy_nanos: &self.busy_nanos,
             plain_transfers: &self.plain_transfers,
+            sampled: &self.sampled,
         }
     }
 
@@ -1094,6 +1103,8 @@ impl BlockStmRun {
             std::time::Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed));
         stats.plain_transfers = self.plain_transfers.load(Ordering::Relaxed);
         stats.storage_credits = self.storage_credits.load(Ordering::Relaxed);
+        stats.sampled_nanos = self.sampled[0].load(Ordering::Relaxed);
+        stats.sampled_gas = self.sampled[1].load(Ordering::Relaxed);
         let became_hot = hot.became_hot();
         stats.set_hot_spots(
             hot.tally()

@@ -165,6 +165,26 @@ pub(super) struct Shared<'a, DB> {
     /// Incarnations executed as plain transfers without the EVM, added up when each worker
     /// stops.
     pub(super) plain_transfers: &'a AtomicU64,
+    /// The sampled transactions' execution time and gas (see [`Tally`]), added up when each
+    /// worker stops.
+    pub(super) sampled: &'a [AtomicU64; 2],
+}
+
+/// Every this many transactions, the first incarnation is timed (see [`Tally`]).
+pub(super) const SAMPLE_EVERY: u32 = 8;
+
+/// What one worker counts while it runs, added to the block's counters when it stops.
+#[derive(Debug, Default)]
+struct Tally {
+    plain_transfers: u64,
+    storage_credits: u64,
+    /// Nanoseconds spent executing the first incarnation of every [`SAMPLE_EVERY`]-th
+    /// transaction (from taking the task to recording its writes, waits for lower
+    /// transactions included), and the gas those transactions used: what a transaction of
+    /// the block costs per gas, which the engine learns to place the next blocks (see
+    /// `crate::tx_cost`). Two clock reads per sampled transaction.
+    sampled_nanos: u64,
+    sampled_gas: u64,
 }
 
 impl<DB> Shared<'_, DB>
@@ -258,8 +278,7 @@ where
         let mut idle_rounds = 0u32;
         let started = std::time::Instant::now();
         let mut idle = std::time::Duration::ZERO;
-        let mut plain_transfers = 0u64;
-        let mut storage_credits = 0u64;
+        let mut tally = Tally::default();
         let mut stopped = false;
         loop {
             // Between tasks too, a worker that owes the others something does it.
@@ -274,13 +293,7 @@ where
             }
             match next {
                 SchedulerTask::Execute(version) => {
-                    task = self.execute(
-                        &mut evm,
-                        inspect,
-                        &mut writes,
-                        version,
-                        (&mut plain_transfers, &mut storage_credits),
-                    );
+                    task = self.execute(&mut evm, inspect, &mut writes, version, &mut tally);
                     self.keep_up_fold();
                 }
                 SchedulerTask::Validate { version, at_commit } => {
@@ -347,8 +360,12 @@ where
         let busy = started.elapsed().saturating_sub(idle);
         self.busy_nanos
             .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.plain_transfers.fetch_add(plain_transfers, Ordering::Relaxed);
-        self.storage_credits.fetch_add(storage_credits, Ordering::Relaxed);
+        self.plain_transfers.fetch_add(tally.plain_transfers, Ordering::Relaxed);
+        self.storage_credits.fetch_add(tally.storage_credits, Ordering::Relaxed);
+        if tally.sampled_gas > 0 {
+            self.sampled[0].fetch_add(tally.sampled_nanos, Ordering::Relaxed);
+            self.sampled[1].fetch_add(tally.sampled_gas, Ordering::Relaxed);
+        }
     }
 
     /// Executes one incarnation; returns the follow-up task, if any.
@@ -358,9 +375,11 @@ where
         inspect: bool,
         writes: &mut WriteSet<Location, MvValue, Credit>,
         version: Version,
-        (plain_transfers, storage_credits): (&mut u64, &mut u64),
+        tally: &mut Tally,
     ) -> Option<SchedulerTask> {
         let txn_idx = version.txn_idx;
+        let timed = (version.incarnation == 0 && txn_idx.is_multiple_of(SAMPLE_EVERY))
+            .then(std::time::Instant::now);
         if let Some(prev) = self.prev_same_sender[txn_idx as usize] {
             // The sender's previous transaction decides this one's nonce and balance. Nothing
             // is executed yet, so rather than wait for it, leave this one suspended on it and
@@ -417,7 +436,7 @@ where
                 }
                 let (result, state, fee) = match plain {
                     transfer::Plain::Done(Ok(done)) if checked => {
-                        *plain_transfers += 1;
+                        tally.plain_transfers += 1;
                         let (result, state, fee) = run_evm(evm, inspect);
                         // Unless a lower transaction's write (or fee) came in between (then
                         // this incarnation's reads fail validation anyway).
@@ -428,7 +447,7 @@ where
                         (result, state, fee)
                     }
                     transfer::Plain::Done(Ok(done)) => {
-                        *plain_transfers += 1;
+                        tally.plain_transfers += 1;
                         (Ok(done.result), done.state, done.fee)
                     }
                     transfer::Plain::Done(Err(e)) => (Err(e), EvmState::default(), U256::ZERO),
@@ -461,7 +480,7 @@ where
             let lazy_sender = db.lazy_sender;
             let lazy_beneficiary = db.lazy_beneficiary;
             let storage_credit = db.storage_credit.filter(|_| result.is_ok());
-            *storage_credits += u64::from(storage_credit.is_some());
+            tally.storage_credits += u64::from(storage_credit.is_some());
             writes.clear();
             if result.is_ok() {
                 let lazy = (lazy_recipient, lazy_sender, lazy_beneficiary, storage_credit);
@@ -496,6 +515,7 @@ where
             // Only the fold reads it (a node's per-transaction commit path has none).
             let diff_lines =
                 if self.folds.is_some() { DiffLines::of(&state) } else { DiffLines::default() };
+            let gas_used = result.as_ref().ok().map(|r| r.tx_gas_used());
             let outcome = TxOutcome {
                 bloom: match &result {
                     Ok(r) => {
@@ -519,6 +539,10 @@ where
             };
             // SAFETY: this worker executes the transaction's current incarnation and reports it
             // finished only below, so the transaction is not committed and nobody reads the slot.
+            if let (Some(started), Some(gas)) = (timed, gas_used) {
+                tally.sampled_nanos += started.elapsed().as_nanos() as u64;
+                tally.sampled_gas += gas;
+            }
             unsafe { self.outcomes[txn_idx as usize].put(outcome) };
             self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
         }
