@@ -48,6 +48,11 @@
 //! reading a value that is about to change; or suspend the reader on the closest lower
 //! transaction being executed ([`Scheduler::highest_lower_executing`]), so that a chain of
 //! read-modify-writes of a hot location runs link by link while the worker does other work.
+//! Both look only above the transaction whose value the read found (nothing below it can change
+//! what the read gets), so chains on two locations interleaved in one block stay apart. The
+//! worker that finishes a transaction runs the lowest one suspended on it next, unless it has a
+//! commit or validation to do first ([`Scheduler::set_affinity`]): a chain's links then follow
+//! each other on one core, with the location in its cache.
 //!
 //! **Speculation window.** Executions are handed out only below the commit point plus a
 //! window, unbounded by default.

@@ -225,6 +225,9 @@ pub struct Scheduler {
     recent_aborts: CachePadded<AtomicU64>,
     /// Whether repeated commit-point aborts bound the window ([`Scheduler::set_adaptive`]).
     adaptive: AtomicBool,
+    /// Whether the worker that finishes a transaction runs its lowest dependent next
+    /// ([`Scheduler::set_affinity`]).
+    affinity: AtomicBool,
     txs: Box<[CachePadded<TxSlot>]>,
     aborts: AtomicU64,
     suspensions: AtomicU64,
@@ -296,6 +299,7 @@ impl Scheduler {
             early_next: CachePadded::new(AtomicUsize::new(0)),
             recent_aborts: CachePadded::new(AtomicU64::new(0)),
             adaptive: AtomicBool::new(true),
+            affinity: AtomicBool::new(true),
             txs: (0..block_size).map(|_| CachePadded::new(TxSlot::default())).collect(),
             aborts: AtomicU64::new(0),
             suspensions: AtomicU64::new(0),
@@ -482,6 +486,20 @@ impl Scheduler {
     /// only to measure what the bounded window is worth (`velarium bench --no-isolation`).
     pub fn set_adaptive(&self, adaptive: bool) {
         self.adaptive.store(adaptive, Ordering::Relaxed);
+    }
+
+    /// Whether the worker that finishes executing a transaction goes on with the lowest
+    /// transaction suspended on it (the default), rather than leaving it to whichever worker
+    /// asks next; off only to measure what it is worth (`velarium bench --no-isolation`).
+    ///
+    /// A chain of transactions on one hot location (deposits into one contract that counts
+    /// them, one sender's transactions) then runs link after link on the worker that ran the
+    /// link before, with the location in its cache, while the other workers execute the rest of
+    /// the block; handed to whoever asked first, the links went back and forth between the
+    /// workers, and each crossing moved the location's cache lines and the link's outcome
+    /// between cores.
+    pub fn set_affinity(&self, affinity: bool) {
+        self.affinity.store(affinity, Ordering::Relaxed);
     }
 
     fn next_version_to_execute(&self) -> Option<Version> {
@@ -762,11 +780,11 @@ impl Scheduler {
         }
     }
 
-    /// The highest transaction below `txn_idx` (and at or above the commit point) that is being
-    /// executed, if any.
-    pub fn highest_lower_executing(&self, txn_idx: TxnIndex) -> Option<TxnIndex> {
-        let commit_idx = self.commit_idx.load(Ordering::Acquire);
-        (commit_idx..(txn_idx as usize).min(self.block_size))
+    /// The highest transaction below `txn_idx` (and at or above both the commit point and
+    /// `floor`) that is being executed, if any.
+    pub fn highest_lower_executing(&self, floor: TxnIndex, txn_idx: TxnIndex) -> Option<TxnIndex> {
+        let from = self.commit_idx.load(Ordering::Acquire).max(floor as usize);
+        (from..(txn_idx as usize).min(self.block_size))
             .rev()
             .find(|&i| {
                 ExecutionStatus::is_executing_word(self.txs[i].status_word.load(Ordering::Acquire))
@@ -775,27 +793,22 @@ impl Scheduler {
     }
 
     /// Pauses the worker executing `txn_idx` while a lower transaction that is not committed
-    /// yet is being executed by another worker: for a read of a location that (almost) every
-    /// transaction writes, such as the beneficiary's balance or a hot counter, reading before
-    /// those writes are in only leads to an abort. Lower transactions that nobody is executing
-    /// are not waited for (the read stays speculative).
+    /// yet, and at or above `floor`, is being executed by another worker: for a read of a
+    /// location that (almost) every transaction writes, such as the beneficiary's balance or a
+    /// hot counter, reading before those writes are in only leads to an abort. Lower
+    /// transactions that nobody is executing are not waited for (the read stays speculative),
+    /// nor those below `floor`: a read that found the value of transaction `v` waits only for
+    /// those above `v`, as nothing below it can change what the read gets.
     ///
     /// Returns whether there was any such transaction (the caller's reads may be stale).
-    pub fn wait_for_lower_executions(&self, txn_idx: TxnIndex) -> bool {
+    pub fn wait_for_lower_executions(&self, floor: TxnIndex, txn_idx: TxnIndex) -> bool {
         let mut spins = 0u32;
         let mut found = false;
         while !self.done() {
-            let commit_idx = self.commit_idx.load(Ordering::Acquire);
-            let executing =
-                (commit_idx..(txn_idx as usize).min(self.block_size)).rev().find(|&i| {
-                    ExecutionStatus::is_executing_word(
-                        self.txs[i].status_word.load(Ordering::Acquire),
-                    )
-                });
-            let Some(executing) = executing else { break };
+            let Some(executing) = self.highest_lower_executing(floor, txn_idx) else { break };
             found = true;
             // Wait for that one, then look again (a lower one may still be running).
-            let word = &self.txs[executing].status_word;
+            let word = &self.txs[executing as usize].status_word;
             while !self.done() && ExecutionStatus::is_executing_word(word.load(Ordering::Acquire)) {
                 pause(&mut spins);
             }
@@ -833,14 +846,44 @@ impl Scheduler {
             state.settled
         };
         // Status lock released before the dependency lock (lock order).
-        if slot.has_dependents.load(Ordering::SeqCst) {
+        let resumed = if slot.has_dependents.load(Ordering::SeqCst) {
             let dependents = std::mem::take(&mut *lock(&slot.dependents));
-            self.resume_dependencies(&dependents);
-        }
+            self.resume_dependencies(&dependents)
+        } else {
+            None
+        };
         if wrote_new_location && self.validation_idx.load(Ordering::SeqCst) > idx {
             // Higher transactions validated before this write existed: revalidate them.
             self.validation_idx.fetch_min(idx, Ordering::SeqCst);
         }
+        let task = self.follow_up_of_execution(idx, txn_idx, incarnation, settled);
+        match resumed {
+            // Nothing else to do: this worker runs the lowest dependent itself (see
+            // `set_affinity`), unless another worker took it in the meantime.
+            Some(dep) if task.is_none() && self.affinity.load(Ordering::Relaxed) => {
+                if let Some(incarnation) = self.try_incarnate(dep as usize) {
+                    return Some(SchedulerTask::Execute(Version::new(dep, incarnation)));
+                }
+                self.execution_idx.fetch_min(dep as usize, Ordering::SeqCst);
+                None
+            }
+            Some(dep) => {
+                self.execution_idx.fetch_min(dep as usize, Ordering::SeqCst);
+                task
+            }
+            None => task,
+        }
+    }
+
+    /// What the worker that just finished executing `txn_idx` does next, if anything: the
+    /// commit, or a validation (at the commit point, or eager).
+    fn follow_up_of_execution(
+        &self,
+        idx: usize,
+        txn_idx: TxnIndex,
+        incarnation: Incarnation,
+        settled: bool,
+    ) -> Option<SchedulerTask> {
         if settled {
             return self.try_commit_from(idx);
         }
@@ -852,7 +895,7 @@ impl Scheduler {
         // point (closer, the commit point's validation comes soon and suffices).
         let far = idx >= self.commit_idx.load(Ordering::SeqCst) + self.eager_window;
         if far && self.validation_idx.load(Ordering::SeqCst) > idx {
-            lock(&slot.state).validations += 1;
+            lock(&self.txs[idx].state).validations += 1;
             let version = Version::new(txn_idx, incarnation);
             return Some(SchedulerTask::Validate { version, at_commit: false });
         }
@@ -860,8 +903,9 @@ impl Scheduler {
     }
 
     /// `Suspended(i)` -> `ReadyToExecute(i + 1)` for each dependent, then lets execution
-    /// sweep back to the lowest of them.
-    fn resume_dependencies(&self, dependents: &[TxnIndex]) {
+    /// sweep back to the lowest of them but one: the lowest, returned, is left to the caller
+    /// (to run it, or to send the sweep back to it).
+    fn resume_dependencies(&self, dependents: &[TxnIndex]) -> Option<TxnIndex> {
         for &dep in dependents {
             let slot = &self.txs[dep as usize];
             let mut state = lock(&slot.state);
@@ -875,9 +919,11 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(&min) = dependents.iter().min() {
-            self.execution_idx.fetch_min(min as usize, Ordering::SeqCst);
+        let lowest = *dependents.iter().min()?;
+        if let Some(&next) = dependents.iter().filter(|&&d| d != lowest).min() {
+            self.execution_idx.fetch_min(next as usize, Ordering::SeqCst);
         }
+        Some(lowest)
     }
 
     /// Called by a validator whose validation of incarnation `incarnation` of `txn_idx` failed.

@@ -35,8 +35,10 @@ fn one_worker_never_validates() {
 #[test]
 fn scripted_dependency_graph() {
     let s = Scheduler::with_workers(3, 1);
-    // Speculate, although one worker would normally run in order.
+    // Speculate, although one worker would normally run in order; resumed transactions go back
+    // to the sweep (see `the_worker_that_finishes_a_transaction_runs_its_lowest_dependent`).
     s.set_in_order(false);
+    s.set_affinity(false);
     assert_eq!(s.next_task(), Execute(Version::new(0, 0)));
     assert_eq!(s.next_task(), Execute(Version::new(1, 0)));
     // Txn 1 reads an estimate of txn 0, which nobody is executing any more... here txn 0 is
@@ -70,6 +72,41 @@ fn scripted_dependency_graph() {
         s.counters(),
         SchedulerCounters { executions: 5, validations: 1, aborts: 1, suspensions: 1, waits: 0 }
     );
+}
+
+/// With affinity (the default) the worker that finishes a transaction runs the lowest one
+/// suspended on it, unless it has a commit or validation to do first; the other dependents go
+/// back to the sweep.
+#[test]
+fn the_worker_that_finishes_a_transaction_runs_its_lowest_dependent() {
+    let s = Scheduler::with_workers(5, 2);
+    for i in 0..5 {
+        assert_eq!(s.next_task(), Execute(Version::new(i, 0)));
+    }
+    // 2 and 3 read what 1 writes, 4 what 0 writes; none of the writers has finished.
+    assert!(s.add_dependency(2, 1));
+    assert!(s.add_dependency(3, 1));
+    assert!(s.add_dependency(4, 0));
+    // 1 finishes above the commit point with nothing to validate yet: it goes on with 2, at
+    // once; 3 goes back to the sweep.
+    assert_eq!(s.finish_execution(1, 0, false), Some(Execute(Version::new(2, 1))));
+    assert_eq!(s.status(3), ExecutionStatus::ReadyToExecute(1));
+    assert_eq!(s.next_task(), Execute(Version::new(3, 1)));
+    // 0 finishes at the commit point: it commits, and goes on with the new commit point's
+    // check (of 1), which comes first; its dependent 4 goes to the sweep.
+    assert_eq!(s.finish_execution(0, 0, false), Some(validate(1, 0, true)));
+    assert_eq!(s.commit_idx(), 1);
+    assert_eq!(s.status(4), ExecutionStatus::ReadyToExecute(1));
+    assert_eq!(s.finish_validation(Version::new(1, 0), true, false), None);
+    assert_eq!(s.next_task(), Execute(Version::new(4, 1)));
+    assert_eq!(s.finish_execution(2, 1, false), Some(validate(2, 1, true)));
+    assert_eq!(s.finish_validation(Version::new(2, 1), true, false), None);
+    assert_eq!(s.finish_execution(3, 1, false), Some(validate(3, 1, true)));
+    assert_eq!(s.finish_validation(Version::new(3, 1), true, false), None);
+    assert_eq!(s.finish_execution(4, 1, false), Some(validate(4, 1, true)));
+    assert_eq!(s.finish_validation(Version::new(4, 1), true, false), None);
+    assert!(s.done());
+    assert_eq!(s.invariant_error(), None);
 }
 
 /// A transaction aborted `MAX_SPECULATIVE_INCARNATIONS` times is not handed out again above
@@ -325,10 +362,10 @@ fn execute(ops: &[Op], txn_idx: TxnIndex, mem: &Mem, scheduler: &Scheduler) -> O
                 let chain = c == 0 && txn_idx % 3 == 1;
                 let value = loop {
                     if c == 0 && txn_idx.is_multiple_of(3) {
-                        scheduler.wait_for_lower_executions(txn_idx);
+                        scheduler.wait_for_lower_executions(0, txn_idx);
                     }
                     if chain {
-                        if let Some(running) = scheduler.highest_lower_executing(txn_idx) {
+                        if let Some(running) = scheduler.highest_lower_executing(0, txn_idx) {
                             mem.predict_write(txn_idx, c);
                             if scheduler.add_dependency(txn_idx, running) {
                                 return None;
@@ -463,7 +500,7 @@ fn with_timeout(f: impl FnOnce() + Send + 'static) {
 #[test]
 fn highest_lower_executing_is_the_closest_running_one() {
     let scheduler = Scheduler::with_workers(6, 3);
-    assert_eq!(scheduler.highest_lower_executing(4), None);
+    assert_eq!(scheduler.highest_lower_executing(0, 4), None);
     let first = scheduler.next_task();
     let second = scheduler.next_task();
     let third = scheduler.next_task();
@@ -472,16 +509,20 @@ fn highest_lower_executing_is_the_closest_running_one() {
         [0, 1, 2].map(|i| Execute(Version::new(i, 0))),
         "executions handed out in order"
     );
-    assert_eq!(scheduler.highest_lower_executing(5), Some(2));
-    assert_eq!(scheduler.highest_lower_executing(2), Some(1));
-    assert_eq!(scheduler.highest_lower_executing(0), None);
+    assert_eq!(scheduler.highest_lower_executing(0, 5), Some(2));
+    assert_eq!(scheduler.highest_lower_executing(0, 2), Some(1));
+    assert_eq!(scheduler.highest_lower_executing(0, 0), None);
+    // Not below the floor: a read that found 1's value waits for nothing below it.
+    assert_eq!(scheduler.highest_lower_executing(2, 5), Some(2));
+    assert_eq!(scheduler.highest_lower_executing(3, 5), None);
+    assert!(!scheduler.wait_for_lower_executions(3, 5), "nothing to wait for above 2");
     // Transaction 2 finishes: 1 is the closest running one below 5.
     scheduler.finish_execution(2, 0, true);
-    assert_eq!(scheduler.highest_lower_executing(5), Some(1));
+    assert_eq!(scheduler.highest_lower_executing(0, 5), Some(1));
     // Below the commit point nothing counts: 0 commits once it finishes.
     scheduler.finish_execution(0, 0, true);
     assert_eq!(scheduler.commit_idx(), 1);
-    assert_eq!(scheduler.highest_lower_executing(1), None);
+    assert_eq!(scheduler.highest_lower_executing(0, 1), None);
 }
 
 fn simulate(seeds: std::ops::Range<u64>) {

@@ -791,7 +791,8 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
         DB::Error: std::fmt::Display,
     {
         let address = self.beneficiary;
-        if !self.settled && self.pauses && self.scheduler.wait_for_lower_executions(self.txn_idx) {
+        if !self.settled && self.pauses && self.scheduler.wait_for_lower_executions(0, self.txn_idx)
+        {
             self.hot.note_wait(&Location::Account(address));
         }
         loop {
@@ -886,16 +887,25 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
                 return Err(TxDbError::Blocked(blocking));
             }
             if hot && self.hot.should_wait(self.txn_idx, &result) {
+                // Only a transaction above the one whose value was read can change what this
+                // read gets: two chains interleaved in the block (deposits into two contracts)
+                // stay two chains rather than one.
+                let floor = match &result {
+                    ReadResult::Value { version, .. } => version.txn_idx + 1,
+                    _ => 0,
+                };
                 if chain {
                     // The lower transaction being executed closest to this one is the likely
                     // last writer (a dense chain): depend on it, not on every lower one.
-                    if let Some(running) = self.scheduler.highest_lower_executing(self.txn_idx) {
+                    if let Some(running) =
+                        self.scheduler.highest_lower_executing(floor, self.txn_idx)
+                    {
                         self.link_chain(location, running)?;
                         continue;
                     }
                 } else {
                     hot = false;
-                    if self.scheduler.wait_for_lower_executions(self.txn_idx) {
+                    if self.scheduler.wait_for_lower_executions(floor, self.txn_idx) {
                         self.hot.note_wait(&location);
                         continue;
                     }
@@ -913,8 +923,9 @@ impl<'a, DB: DatabaseRef> TxDb<'a, DB> {
     /// This transaction as the next link of a chain of read-modify-writes of the hot `location`
     /// after `blocking`: its estimate goes there (the link after it then depends on it rather
     /// than on `blocking`), and it is suspended on `blocking`, leaving the worker to other
-    /// transactions instead of waiting; it runs again once `blocking` finishes, most likely on
-    /// the worker that finished `blocking`, which takes the lowest ready transaction next.
+    /// transactions instead of waiting; it runs again once `blocking` finishes, on the worker
+    /// that finished `blocking` unless that one has a commit or validation to do first (see
+    /// `Scheduler::set_affinity`).
     /// `Ok` if `blocking` finished meanwhile: read again. Out of line: rare, off the read's
     /// own path.
     #[cold]

@@ -1004,6 +1004,7 @@ impl BlockStmRun {
             scheduler.set_in_order(true);
         }
         scheduler.set_adaptive(mechanisms.isolation);
+        scheduler.set_affinity(mechanisms.isolation);
         if !scheduler.is_in_order() {
             let early = early_transactions(txs, &prev_same_sender, workers);
             stats.early_txs = early.len() as u64;
