@@ -191,8 +191,8 @@ fn user_output_names_engines_in_words() {
         velarium_executor::Engine::Parallel { threads: 2, min_txs: 24 }.to_string(),
         "parallel (2 threads; on the oracle: blocks under 24 transactions (under 8 with 5 Mgas \
          or more), chains of one sender's calls, and blocks dominated by a contract whose last \
-         Block-STM block ran as a chain; on one worker: blocks under 26000 gas a transaction \
-         while the cores are far apart)"
+         Block-STM block ran as a chain; on one worker: blocks under 26000 gas or (as learned) \
+         4 µs a transaction while the cores are far apart)"
     );
 }
 
