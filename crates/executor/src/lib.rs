@@ -280,8 +280,9 @@ pub const FAR_ROUND_TRIP_NS: u64 = 200;
 const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The workers the parallel engine gives `block` (of fork `spec`) when asked for `threads`:
-/// one for a block of cheap transactions (see [`CHEAP_TX_GAS`], [`CHEAP_TX_NANOS`]) while the worker pool's last
-/// probe (at most [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else `threads`.
+/// one for a block of cheap transactions (see [`CHEAP_TX_GAS`], [`CHEAP_TX_NANOS`]) while the
+/// worker pool's last probe (at most [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else
+/// `threads`.
 ///
 /// Why: each transaction Block-STM runs crosses a few shared cache lines between the workers
 /// (the scheduler's indices and status words, multi-version memory, the fold), so two workers
