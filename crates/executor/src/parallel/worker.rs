@@ -171,7 +171,7 @@ pub(super) struct Shared<'a, DB> {
 }
 
 /// Every this many transactions, the first incarnation is timed (see [`Tally`]).
-pub(super) const SAMPLE_EVERY: u32 = 8;
+const SAMPLE_EVERY: u32 = 8;
 
 /// What one worker counts while it runs, added to the block's counters when it stops.
 #[derive(Debug, Default)]
@@ -515,7 +515,8 @@ where
             // Only the fold reads it (a node's per-transaction commit path has none).
             let diff_lines =
                 if self.folds.is_some() { DiffLines::of(&state) } else { DiffLines::default() };
-            let gas_used = result.as_ref().ok().map(|r| r.tx_gas_used());
+            // Only a sampled transaction's gas is needed.
+            let gas_used = timed.and_then(|_| result.as_ref().ok()).map(|r| r.tx_gas_used());
             let outcome = TxOutcome {
                 bloom: match &result {
                     Ok(r) => {
@@ -537,12 +538,12 @@ where
                 trace,
                 diff_lines,
             };
-            // SAFETY: this worker executes the transaction's current incarnation and reports it
-            // finished only below, so the transaction is not committed and nobody reads the slot.
             if let (Some(started), Some(gas)) = (timed, gas_used) {
                 tally.sampled_nanos += started.elapsed().as_nanos() as u64;
                 tally.sampled_gas += gas;
             }
+            // SAFETY: this worker executes the transaction's current incarnation and reports it
+            // finished only below, so the transaction is not committed and nobody reads the slot.
             unsafe { self.outcomes[txn_idx as usize].put(outcome) };
             self.scheduler.finish_execution(txn_idx, version.incarnation, wrote_new)
         }
