@@ -35,6 +35,9 @@ const EPOCH_MAX_TXS: usize = 1 << EPOCH_SHIFT;
 /// A first-writer entry no block wrote.
 const UNWRITTEN: u32 = u32::MAX;
 
+/// From this many deltas on, a location keeps their running sums (see `Cell::sums`).
+const SUMMED_DELTAS: usize = 8;
+
 /// A location's entries of one kind: most locations are written by one transaction, so one
 /// entry is kept inline.
 type Entries<T> = SmallVec<[(TxnIndex, Entry<T>); 1]>;
@@ -48,6 +51,12 @@ struct Cell<K, V, D> {
     key: K,
     full: Entries<V>,
     deltas: Entries<D>,
+    /// Once the location has [`SUMMED_DELTAS`] deltas or more, `sums[i]` is the combination of
+    /// the deltas written in `deltas[..=i]` (estimates count as nothing), so that a read's sum of
+    /// a range of deltas is the difference of two of them instead of a walk (each read of a
+    /// location that hundreds of transactions credit, a beneficiary's balance, walked all of
+    /// them); empty below that (most locations have a delta or two, and no allocation for it).
+    sums: Vec<D>,
     /// How many entries of `deltas` are estimates.
     delta_estimates: u32,
 }
@@ -57,7 +66,48 @@ type Found<'a, V> = Option<(Version, &'a V)>;
 
 impl<K, V, D: Delta> Cell<K, V, D> {
     fn new(key: K) -> Self {
-        Self { key, full: SmallVec::new(), deltas: SmallVec::new(), delta_estimates: 0 }
+        Self {
+            key,
+            full: SmallVec::new(),
+            deltas: SmallVec::new(),
+            sums: Vec::new(),
+            delta_estimates: 0,
+        }
+    }
+
+    /// The running sum just before `deltas[i]` (with `sums` kept).
+    fn sum_before(&self, i: usize) -> D {
+        i.checked_sub(1).map_or(D::ZERO, |j| self.sums[j])
+    }
+
+    /// Brings the running sums up to date after a change at `deltas[from]`: recomputed from
+    /// there on where they are kept (or where the deltas just became many), dropped where the
+    /// deltas became few.
+    fn resum_from(&mut self, from: usize) {
+        if self.deltas.len() < SUMMED_DELTAS {
+            self.sums.clear();
+            return;
+        }
+        let from = from.min(self.sums.len());
+        self.sums.truncate(from);
+        let mut sum = self.sum_before(from);
+        for (_, entry) in &self.deltas[from..] {
+            if let Entry::Written(_, delta) = entry {
+                sum = sum.combine(*delta);
+            }
+            self.sums.push(sum);
+        }
+    }
+
+    /// The deltas `deltas[start..end]` combined (`start < end`).
+    fn range_sum(&self, start: usize, end: usize) -> D {
+        if self.sums.is_empty() {
+            return self.deltas[start..end].iter().fold(D::ZERO, |sum, (_, entry)| match entry {
+                Entry::Written(_, delta) => sum.combine(*delta),
+                Entry::Estimate => sum,
+            });
+        }
+        self.sums[end - 1].combine(self.sum_before(start).inverse())
     }
 
     /// What `txn_idx` reads here: the highest full value below it and, with
@@ -75,15 +125,16 @@ impl<K, V, D: Delta> Cell<K, V, D> {
         // there is no full value). A read that ignores them needs them only to find an
         // estimate: with none, it skips the two searches (a hot receiver's slot holds a credit
         // of almost every transaction, each read of it by a later one searched them all).
-        let range = if self.deltas.is_empty()
+        let (start, end) = if self.deltas.is_empty()
             || (mode == ReadMode::IgnoreDeltas && self.delta_estimates == 0)
         {
-            &self.deltas[..0]
+            (0, 0)
         } else {
             let start = floor_idx.map_or(0, |f| self.deltas.partition_point(|(idx, _)| *idx <= f));
             let end = self.deltas.partition_point(|(idx, _)| *idx < txn_idx);
-            &self.deltas[start..end.max(start)]
+            (start, end.max(start))
         };
+        let range = &self.deltas[start..end];
         // The highest estimate on the way down blocks: first the deltas above the floor.
         if self.delta_estimates > 0 {
             if let Some((idx, _)) = range.iter().rev().find(|(_, e)| matches!(e, Entry::Estimate)) {
@@ -100,12 +151,7 @@ impl<K, V, D: Delta> Cell<K, V, D> {
         if mode == ReadMode::IgnoreDeltas || range.is_empty() {
             return Ok((found, None));
         }
-        let mut sum = D::ZERO;
-        for (_, entry) in range {
-            if let Entry::Written(_, delta) = entry {
-                sum = sum.combine(*delta);
-            }
-        }
+        let sum = self.range_sum(start, end);
         Ok((found, Some(DeltaSum { sum, count: range.len() as u32 })))
     }
 
@@ -118,6 +164,7 @@ impl<K, V, D: Delta> Cell<K, V, D> {
             if matches!(self.deltas.remove(i).1, Entry::Estimate) {
                 self.delta_estimates -= 1;
             }
+            self.resum_from(i);
         }
     }
 
@@ -152,17 +199,30 @@ impl<K, V, D: Delta> Cell<K, V, D> {
                 let entry = Entry::Written(incarnation, delta);
                 if self.deltas.last().is_none_or(|(idx, _)| *idx < txn_idx) {
                     self.deltas.push((txn_idx, entry));
+                    if self.sums.is_empty() {
+                        if self.deltas.len() >= SUMMED_DELTAS {
+                            self.resum_from(0);
+                        }
+                    } else {
+                        let sum = self.sum_before(self.sums.len()).combine(delta);
+                        self.sums.push(sum);
+                    }
                     return;
                 }
-                match self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
+                let at = match self.deltas.binary_search_by_key(&txn_idx, |(idx, _)| *idx) {
                     Ok(i) => {
                         if matches!(self.deltas[i].1, Entry::Estimate) {
                             self.delta_estimates -= 1;
                         }
                         self.deltas[i].1 = entry;
+                        i
                     }
-                    Err(i) => self.deltas.insert(i, (txn_idx, entry)),
-                }
+                    Err(i) => {
+                        self.deltas.insert(i, (txn_idx, entry));
+                        i
+                    }
+                };
+                self.resum_from(at);
             }
         }
     }
@@ -191,6 +251,7 @@ impl<K, V, D: Delta> Cell<K, V, D> {
             if !matches!(self.deltas[i].1, Entry::Estimate) {
                 self.deltas[i].1 = Entry::Estimate;
                 self.delta_estimates += 1;
+                self.resum_from(i);
             }
         }
     }
@@ -217,6 +278,10 @@ impl<K, V, D: Delta> Cell<K, V, D> {
             self.deltas[..dead].iter().filter(|(_, e)| matches!(e, Entry::Estimate)).count();
         self.delta_estimates -= dead_estimates as u32;
         self.deltas.drain(..dead);
+        if dead > 0 {
+            // What is left is short: everything below the last full value under `floor` went.
+            self.resum_from(0);
+        }
     }
 }
 

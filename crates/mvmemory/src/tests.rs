@@ -369,22 +369,22 @@ enum Op {
 const P_BLOCK: u32 = 8;
 const P_KEYS: u32 = 4;
 
-fn op_strategy() -> impl Strategy<Value = Op> {
+fn op_strategy(block: u32, keys: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
         (
-            0..P_BLOCK,
-            prop::collection::vec((0..P_KEYS, any::<bool>()), 0..3),
-            prop::collection::vec((0..P_KEYS, any::<bool>(), 0..3u64), 0..3)
+            0..block,
+            prop::collection::vec((0..keys, any::<bool>()), 0..3),
+            prop::collection::vec((0..keys, any::<bool>(), 0..3u64), 0..3)
         )
             .prop_map(|(txn, reads, writes)| Op::Record { txn, reads, writes }),
-        (0..=P_BLOCK, 0..P_KEYS, any::<bool>()).prop_map(|(txn, key, ignore)| Op::Read {
+        (0..=block, 0..keys, any::<bool>()).prop_map(|(txn, key, ignore)| Op::Read {
             txn,
             key,
             ignore
         }),
-        (0..P_BLOCK).prop_map(|txn| Op::Estimate { txn }),
-        (0..P_BLOCK, 0..P_KEYS).prop_map(|(txn, key)| Op::Predict { txn, key }),
-        (0..P_BLOCK).prop_map(|txn| Op::Validate { txn }),
+        (0..block).prop_map(|txn| Op::Estimate { txn }),
+        (0..block, 0..keys).prop_map(|(txn, key)| Op::Predict { txn, key }),
+        (0..block).prop_map(|txn| Op::Validate { txn }),
     ]
 }
 
@@ -448,10 +448,26 @@ fn mode_of(ignore: bool) -> ReadMode {
 
 proptest! {
     #[test]
-    fn matches_sequential_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mem = Mem::new(P_BLOCK as usize);
+    fn matches_sequential_model(ops in prop::collection::vec(op_strategy(P_BLOCK, P_KEYS), 1..60)) {
+        check_against_model(P_BLOCK, ops)?;
+    }
+
+    /// Fewer locations and more transactions: a location gathers enough deltas for their
+    /// running sums (see `SUMMED_DELTAS`).
+    #[test]
+    fn matches_sequential_model_with_many_deltas(
+        ops in prop::collection::vec(op_strategy(3 * P_BLOCK, 2), 1..150)
+    ) {
+        check_against_model(3 * P_BLOCK, ops)?;
+    }
+}
+
+/// Runs `ops` on a memory for `block` transactions and on the sequential model side by side.
+fn check_against_model(block: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    {
+        let mem = Mem::new(block as usize);
         let mut model = Model::default();
-        let mut next_incarnation = [0u32; P_BLOCK as usize];
+        let mut next_incarnation = vec![0u32; block as usize];
         for op in ops {
             match op {
                 Op::Record { txn, reads, writes } => {
@@ -476,13 +492,16 @@ proptest! {
                     let items: Vec<_> = model_writes.iter().map(|(k, w)| (*k, w.clone())).collect();
                     let got = record_reads(&mem, txn, incarnation, reads.clone(), &items);
                     prop_assert_eq!(got, expected_new);
-                    model.txns.insert(txn, ModelTxn {
-                        incarnation,
-                        writes: model_writes,
-                        estimate: false,
-                        predicted: Default::default(),
-                        reads,
-                    });
+                    model.txns.insert(
+                        txn,
+                        ModelTxn {
+                            incarnation,
+                            writes: model_writes,
+                            estimate: false,
+                            predicted: Default::default(),
+                            reads,
+                        },
+                    );
                 }
                 Op::Read { txn, key, ignore } => {
                     let mode = mode_of(ignore);
@@ -522,13 +541,17 @@ proptest! {
             let mut expected: BTreeMap<u32, LocationWrites<u64, u64>> = BTreeMap::new();
             for (&idx, t) in &model.txns {
                 for (k, w) in &t.writes {
-                    expected.entry(*k).or_default().push((Version::new(idx, t.incarnation), w.clone()));
+                    expected
+                        .entry(*k)
+                        .or_default()
+                        .push((Version::new(idx, t.incarnation), w.clone()));
                 }
             }
             let expected: Vec<_> = expected.into_iter().collect();
             prop_assert_eq!(finals.clone(), expected);
         }
     }
+    Ok(())
 }
 
 #[test]
@@ -624,4 +647,73 @@ fn deltas_between_sums_only_the_range_and_stops_at_estimates() {
     mem.convert_writes_to_estimates(3);
     assert_eq!(mem.deltas_between(&7, 1, 9), Err(3));
     assert_eq!(mem.deltas_between(&7, 3, 9), Ok(100));
+}
+
+#[test]
+fn running_sums_of_deltas_survive_pruning_and_out_of_order_changes() {
+    // One location that both full values and deltas write, recorded final in order (the
+    // cell is pruned as it goes): every read's delta sum is that of the deltas above the last
+    // full value, as a walk over them finds.
+    let mem = Mem::new(200);
+    let mut last_full: Option<(u32, u64)> = None;
+    let mut since = (0u64, 0u32);
+    for txn in 0..120u32 {
+        let x = u64::from(txn) * 7 + 3;
+        if txn % 9 == 4 {
+            mem.record_final(Version::new(txn, 0), &mut vec![(5, val(x))]);
+            last_full = Some((txn, x));
+            since = (0, 0);
+        } else {
+            mem.record_final(Version::new(txn, 0), &mut vec![(5, delta(x))]);
+            since = (since.0.wrapping_add(x), since.1 + 1);
+        }
+        let deltas = (since.1 > 0).then_some(DeltaSum { sum: since.0, count: since.1 });
+        let expected = match last_full {
+            Some((at, v)) => value(at, 0, v, deltas),
+            None => ReadResult::Base { deltas },
+        };
+        assert_eq!(mem.read(&5, txn + 1, WITH), expected, "after {txn}");
+    }
+    // Out of order, speculative, few deltas (walked) and many (summed): deltas recorded above
+    // the reader first, then below it; one replaced, one turned into an estimate and back, one
+    // taken out. Each read is checked against a walk over a model of the deltas.
+    for extra in [0u32, 12] {
+        let mem = Mem::new(40);
+        let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+        let check = |model: &BTreeMap<u32, u64>, reader: u32| {
+            let below: Vec<u64> = model.range(..reader).map(|(_, d)| *d).collect();
+            let expected = (!below.is_empty()).then(|| DeltaSum {
+                sum: below.iter().fold(0u64, |a, d| a.wrapping_add(*d)),
+                count: below.len() as u32,
+            });
+            assert_eq!(mem.read(&9, reader, WITH), ReadResult::Base { deltas: expected });
+        };
+        let txns: Vec<u32> = [10u32, 3, 7, 1, 15].into_iter().chain(20..20 + extra).collect();
+        for &txn in &txns {
+            record(&mem, txn, 0, &[(9, delta(u64::from(txn) + 100))]);
+            model.insert(txn, u64::from(txn) + 100);
+        }
+        for reader in [0, 2, 8, 12, 16, 25, 39] {
+            check(&model, reader);
+        }
+        record(&mem, 3, 1, &[(9, delta(u64::MAX))]);
+        model.insert(3, u64::MAX);
+        check(&model, 12);
+        check(&model, 39);
+        mem.convert_writes_to_estimates(7);
+        assert_eq!(mem.read(&9, 12, WITH), ReadResult::Blocked(7));
+        check(&model, 5);
+        record(&mem, 7, 1, &[(9, delta(5))]);
+        model.insert(7, 5);
+        check(&model, 16);
+        check(&model, 39);
+        // A transaction that now writes elsewhere takes its delta out of the sums.
+        record(&mem, 10, 1, &[(8, val(0))]);
+        model.remove(&10);
+        check(&model, 16);
+        check(&model, 39);
+        record(&mem, 2, 0, &[(9, delta(77))]);
+        model.insert(2, 77);
+        check(&model, 39);
+    }
 }

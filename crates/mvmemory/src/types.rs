@@ -38,12 +38,19 @@ pub trait Delta: Copy + PartialEq + Send + Sync + std::fmt::Debug {
     const ZERO: Self;
     /// `self` followed by `other`.
     fn combine(self, other: Self) -> Self;
+    /// The update that undoes `self`: `d.combine(d.inverse()) == ZERO` (updates form a group,
+    /// as wrapping additions do), so that the sum of a range of a location's deltas is the
+    /// difference of two running sums.
+    fn inverse(self) -> Self;
 }
 
 impl Delta for u64 {
     const ZERO: Self = 0;
     fn combine(self, other: Self) -> Self {
         self.wrapping_add(other)
+    }
+    fn inverse(self) -> Self {
+        self.wrapping_neg()
     }
 }
 

@@ -104,6 +104,9 @@ impl Delta for Credit {
             nonce: self.nonce.wrapping_add(other.nonce),
         }
     }
+    fn inverse(self) -> Self {
+        Self { balance: self.balance.wrapping_neg(), nonce: self.nonce.wrapping_neg() }
+    }
 }
 
 /// A sender whose transactions in the block cannot fail for its nonce or balance, whatever
