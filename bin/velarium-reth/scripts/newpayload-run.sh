@@ -49,6 +49,8 @@ follower() { # name http-port authrpc-port p2p-port metrics-port extra...
     pids+=($!)
 }
 FOLLOWERS=${FOLLOWERS:-b c}
+http_of() { [ "$1" = b ] && echo 18645 || echo 18745; }    # a follower's HTTP port
+metrics_of() { [ "$1" = b ] && echo 19002 || echo 19003; } # and its metrics port
 case " $FOLLOWERS " in *" b "*)
     follower b 18645 18651 30414 19002 --velarium.block-stm on --velarium.min-parallel-txs 0 \
         --velarium.threads 2 --velarium.verify ;;
@@ -65,7 +67,7 @@ head_of() { rpc "$1" eth_blockNumber '[]' | python3 -c 'import json,sys; print(i
 sleep 12
 target=$(head_of 18545)
 ports=()
-for name in $FOLLOWERS; do ports+=($([ "$name" = b ] && echo 18645 || echo 18745)); done
+for name in $FOLLOWERS; do ports+=("$(http_of "$name")"); done
 for port in "${ports[@]}"; do
     for _ in $(seq 120); do
         [ "$(head_of $port 2>/dev/null || echo 0)" -ge "$target" ] && break
@@ -87,8 +89,8 @@ PY
 echo "== node a (the builder; head $target)"
 curl -s "127.0.0.1:19001/metrics" | grep -E '^reth_velarium_builder_|^reth_payloads_' || true
 for name in $FOLLOWERS; do
-    port=$([ "$name" = b ] && echo 19002 || echo 19003)
-    echo "== node $name (head $(head_of $([ $name = b ] && echo 18645 || echo 18745)))"
+    port=$(metrics_of "$name")
+    echo "== node $name (head $(head_of "$(http_of "$name")"))"
     curl -s "127.0.0.1:$port/metrics" | grep -E '^reth_(velarium_|sync_execution_execution_histogram_(sum|count)|sync_execution_execution_histogram\{quantile="0.5"\}|consensus_engine_beacon_new_payload_(messages|valid|invalid|error|latency_sum|latency_count)|sync_block_validation_state_root_histogram_(sum|count))' || true
 done
 echo "== state root task fallbacks (should be none):"
@@ -99,5 +101,5 @@ if [ -f "$W/b.log" ]; then
     grep -h "Verified committed chain" "$W/b.log" | grep -vc "mismatched=0 errors=0" || true
     echo "   blocks verified: $(grep -c "Verified committed chain" "$W/b.log")"
 fi
-for name in $FOLLOWERS; do port=$([ "$name" = b ] && echo 19002 || echo 19003); curl -s "127.0.0.1:$port/metrics" > "$W/$name.metrics"; done
+for name in $FOLLOWERS; do curl -s "127.0.0.1:$(metrics_of "$name")/metrics" > "$W/$name.metrics"; done
 echo "logs in $W"

@@ -367,19 +367,18 @@ enum Op {
 }
 
 impl Op {
-    /// The same operation on keys below `keys` (folded onto them).
+    /// The same operation on keys below `keys` (folded onto them; a record's writes to one
+    /// key are then folded by the model, as the engine folds them).
     fn within_keys(self, keys: u32) -> Self {
         match self {
-            Self::Record { txn, reads, writes } => {
-                let reads = reads.into_iter().map(|(k, ignore)| (k % keys, ignore)).collect();
-                // One write per location, as the engine folds them (the last one wins).
-                let mut folded: Vec<(u32, bool, u64)> = Vec::new();
-                for (k, is_delta, x) in writes {
-                    folded.retain(|(key, _, _)| *key != k % keys);
-                    folded.push((k % keys, is_delta, x));
-                }
-                Self::Record { txn, reads, writes: folded }
-            }
+            Self::Record { txn, reads, writes } => Self::Record {
+                txn,
+                reads: reads.into_iter().map(|(k, ignore)| (k % keys, ignore)).collect(),
+                writes: writes
+                    .into_iter()
+                    .map(|(k, is_delta, x)| (k % keys, is_delta, x))
+                    .collect(),
+            },
             Self::Read { txn, key, ignore } => Self::Read { txn, key: key % keys, ignore },
             Self::Predict { txn, key } => Self::Predict { txn, key: key % keys },
             other => other,
