@@ -95,8 +95,9 @@ pub(crate) struct Args {
     /// Switch off risk-aware speculation (pauses on running writers, waits at hot locations).
     #[arg(long)]
     no_risk: bool,
-    /// Ablation: at each thread count, run the engine with every mechanism and with each one
-    /// switched off in turn, interleaved, and print what each is worth per workload.
+    /// Ablation: at each thread count above one, run the engine with every mechanism and with
+    /// each one switched off in turn, interleaved, and print what each is worth per workload
+    /// (one worker runs with every mechanism off).
     #[arg(long)]
     ablation: bool,
 }
@@ -118,7 +119,9 @@ impl Args {
         let mut configs = Vec::new();
         for &threads in &self.threads {
             configs.push((format!("parallel/{threads}"), threads, base));
-            if self.ablation {
+            // One worker runs with every mechanism off (`Mechanisms::for_workers`): nothing
+            // to switch off there.
+            if self.ablation && threads > 1 {
                 for (name, off) in ABLATIONS {
                     let mut m = base;
                     off(&mut m);
@@ -591,6 +594,42 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn labels(argv: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))
+            .expect("valid arguments");
+        cli.args.configurations().into_iter().map(|(label, _, _)| label).collect()
+    }
+
+    #[test]
+    fn ablation_switches_mechanisms_off_above_one_worker_only() {
+        // One worker runs with every mechanism off: nothing to ablate there.
+        assert_eq!(
+            labels(&["--threads", "1,2", "--ablation"]),
+            [
+                "parallel/1",
+                "parallel/2",
+                "2/no-hints",
+                "2/no-deltas",
+                "2/no-isolation",
+                "2/no-risk"
+            ]
+        );
+        // A mechanism already off is not ablated again.
+        assert_eq!(
+            labels(&["--threads", "4", "--ablation", "--no-risk"]),
+            ["parallel/4", "4/no-hints", "4/no-deltas", "4/no-isolation"]
+        );
+        assert_eq!(labels(&["--threads", "1,2"]), ["parallel/1", "parallel/2"]);
+    }
+
     #[test]
     fn every_repetition_runs_every_configuration_once() {
         for n in 0..8 {

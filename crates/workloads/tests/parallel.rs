@@ -57,7 +57,7 @@ fn every_mechanism_can_be_switched_off() {
         Mechanisms { deltas: false, ..all },
         Mechanisms { isolation: false, ..all },
         Mechanisms { risk: false, ..all },
-        Mechanisms { hints: false, deltas: false, isolation: false, risk: false },
+        Mechanisms::NONE,
     ];
     for (name, generate) in GENERATORS {
         let workload = generate(3, 120);
@@ -219,7 +219,8 @@ fn a_panicking_worker_is_an_error_not_a_hang() {
 
 /// Runs `workload` at 1, 2 and 4 threads with every mechanism on and with the deltas off:
 /// the oracle's result each time; `lazy` (the count of lazily read transactions that `count`
-/// picks from the stats) satisfies `expected` with the deltas on and is zero with them off.
+/// picks from the stats) satisfies `expected` with the deltas on at 2 and 4 threads, and is
+/// zero with them off and on one worker (which runs with every mechanism off).
 fn lazy_reads_give_the_oracles_result(
     workload: &Workload,
     count: fn(&velarium_executor::ParallelStats) -> u64,
@@ -238,7 +239,7 @@ fn lazy_reads_give_the_oracles_result(
             )
             .expect("the parallel engine executes the block");
             assert_eq!(oracle, parallel, "{} at {threads} threads, {mechanisms:?}", workload.name);
-            if mechanisms.deltas {
+            if mechanisms.deltas && threads > 1 {
                 assert!(expected(count(&stats)), "{}: {stats:?}", workload.name);
             } else {
                 assert_eq!(count(&stats), 0, "{}: {stats:?}", workload.name);
@@ -248,8 +249,8 @@ fn lazy_reads_give_the_oracles_result(
 }
 
 /// The payout block's hot wallets (one of them the beneficiary) are read lazily by their plain
-/// transfers, at every thread count, and the result is still the oracle's; with the deltas
-/// mechanism off nothing is lazy.
+/// transfers on several workers, and the result is still the oracle's at every thread count;
+/// with the deltas mechanism off, or on one worker, nothing is lazy.
 #[test]
 fn payouts_read_their_hot_wallets_lazily() {
     let workload = velarium_workloads::payouts(5, 200);
