@@ -424,7 +424,10 @@ impl Engine {
                         Ok((execute_sequential(spec, db, block)?, stats))
                     }
                     Ok((output, stats)) => {
-                        tx_cost::LEARNED.learn(fork, &stats, block.transactions.len());
+                        let round_trip = velarium_numa_runtime::placement::recent_round_trip_ns(
+                            PLACEMENT_MAX_AGE,
+                        );
+                        tx_cost::LEARNED.learn(fork, &stats, block.transactions.len(), round_trip);
                         if let Some(callee) = callee {
                             chains::learn(callee, &stats, block.transactions.len());
                         }

@@ -45,9 +45,24 @@ impl CostTable {
     /// Learns from a block of `txs` transactions that ran through Block-STM under `spec`: the
     /// rate moves halfway to the block's sampled one (the first block sets it), as one worker
     /// would have sampled it (see [`MULTI_WORKER_PERCENT`]). Blocks under [`MIN_TXS_TO_LEARN`]
-    /// transactions, or whose sample used no gas, teach nothing.
-    pub fn learn(&self, spec: SpecId, stats: &ParallelStats, txs: usize) {
+    /// transactions, or whose sample used no gas, teach nothing; nor does a sample of several
+    /// workers while the cores' last round trip (`round_trip_ns`) said they were far apart
+    /// ([`crate::FAR_ROUND_TRIP_NS`]): there every transaction paid for cross-core misses that
+    /// one worker does not, by more than [`MULTI_WORKER_PERCENT`] and by a varying amount
+    /// (builder_tips sampled at 1.6x-2x of one worker's time), and a rate learned from it
+    /// would price the next cheap blocks as dear ones and keep them on several far-apart
+    /// workers, which is what [`crate::workers_for`] exists to avoid.
+    pub fn learn(
+        &self,
+        spec: SpecId,
+        stats: &ParallelStats,
+        txs: usize,
+        round_trip_ns: Option<u64>,
+    ) {
         if txs < MIN_TXS_TO_LEARN || stats.sampled_gas == 0 {
+            return;
+        }
+        if stats.threads > 1 && round_trip_ns.is_some_and(|ns| ns >= crate::FAR_ROUND_TRIP_NS) {
             return;
         }
         let Some(slot) = self.0.get(spec as usize) else { return };
@@ -86,29 +101,45 @@ mod tests {
         let table = CostTable::new();
         assert_eq!(table.ps_per_gas(SpecId::LONDON), None);
         // 4 transactions of 21,000 gas timed at 2 µs each: 95 ps a gas.
-        table.learn(SpecId::LONDON, &sampled(8_000, 84_000), MIN_TXS_TO_LEARN);
+        table.learn(SpecId::LONDON, &sampled(8_000, 84_000), MIN_TXS_TO_LEARN, None);
         assert_eq!(table.ps_per_gas(SpecId::LONDON), Some(95));
-        table.learn(SpecId::LONDON, &sampled(84_000 * 305 / 1000, 84_000), 100);
+        table.learn(SpecId::LONDON, &sampled(84_000 * 305 / 1000, 84_000), 100, None);
         assert_eq!(table.ps_per_gas(SpecId::LONDON), Some(200));
         // Per fork: another fork has learned nothing.
         assert_eq!(table.ps_per_gas(SpecId::BERLIN), None);
         // Two workers' sample is priced as one worker's.
         let mut two = sampled(84_000 * MULTI_WORKER_PERCENT / 1000, 84_000);
         two.threads = 2;
-        table.learn(SpecId::BERLIN, &two, 100);
+        table.learn(SpecId::BERLIN, &two, 100, Some(80));
         assert_eq!(table.ps_per_gas(SpecId::BERLIN), Some(100));
+    }
+
+    #[test]
+    fn several_far_apart_workers_teach_nothing_and_one_worker_always_teaches() {
+        let table = CostTable::new();
+        let far = Some(crate::FAR_ROUND_TRIP_NS);
+        let mut two = sampled(84_000 * 2, 84_000);
+        two.threads = 2;
+        table.learn(SpecId::SHANGHAI, &two, 100, far);
+        assert_eq!(table.ps_per_gas(SpecId::SHANGHAI), None);
+        // Just under the threshold the cores share a cache: the sample teaches.
+        table.learn(SpecId::SHANGHAI, &two, 100, Some(crate::FAR_ROUND_TRIP_NS - 1));
+        assert_eq!(table.ps_per_gas(SpecId::SHANGHAI), Some(2000 * 100 / MULTI_WORKER_PERCENT));
+        // One worker crosses no cores, wherever they sit.
+        table.learn(SpecId::ISTANBUL, &sampled(84_000, 84_000), 100, far);
+        assert_eq!(table.ps_per_gas(SpecId::ISTANBUL), Some(1000));
     }
 
     #[test]
     fn small_blocks_and_empty_samples_teach_nothing() {
         let table = CostTable::new();
-        table.learn(SpecId::CANCUN, &sampled(8_000, 84_000), MIN_TXS_TO_LEARN - 1);
-        table.learn(SpecId::CANCUN, &sampled(8_000, 0), 100);
+        table.learn(SpecId::CANCUN, &sampled(8_000, 84_000), MIN_TXS_TO_LEARN - 1, None);
+        table.learn(SpecId::CANCUN, &sampled(8_000, 0), 100, None);
         assert_eq!(table.ps_per_gas(SpecId::CANCUN), None);
         // An absurd sample is clamped, not wrapped: still "learned", and at least 1 ps.
-        table.learn(SpecId::CANCUN, &sampled(0, 1), 100);
+        table.learn(SpecId::CANCUN, &sampled(0, 1), 100, None);
         assert_eq!(table.ps_per_gas(SpecId::CANCUN), Some(1));
-        table.learn(SpecId::PRAGUE, &sampled(u64::MAX, 1), 100);
+        table.learn(SpecId::PRAGUE, &sampled(u64::MAX, 1), 100, None);
         assert_eq!(table.ps_per_gas(SpecId::PRAGUE), Some(u64::from(u32::MAX)));
     }
 }
