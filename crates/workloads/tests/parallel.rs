@@ -257,6 +257,29 @@ fn payouts_read_their_hot_wallets_lazily() {
     lazy_reads_give_the_oracles_result(&workload, |s| s.lazy_sender_txs, |n| n > 100);
 }
 
+/// The access traces behind `velarium bench`'s critical-path bound show what the engine
+/// credits (the hot wallets' lazy debits, the beneficiary's tips) as credits, not writes, though
+/// tracing runs on one worker, which otherwise runs with every mechanism off: as writes the two
+/// blocks would read as one long chain each.
+#[test]
+fn traces_keep_the_credits_of_one_worker() {
+    for (workload, credited) in [
+        (velarium_workloads::payouts(5, 200), 100),
+        (velarium_workloads::builder_tips(7, 300), 100),
+    ] {
+        let trace = velarium_executor::trace_accesses(
+            &workload.spec,
+            &workload.state,
+            workload.block_input(),
+        )
+        .expect("the block traces");
+        let crediting = trace.iter().filter(|tx| !tx.credits.is_empty()).count();
+        assert!(crediting > credited, "{}: {crediting} crediting transactions", workload.name);
+        let bound = velarium_analyzer::critical_path(&trace).bound;
+        assert!(bound > 2.0, "{}: bound {bound}", workload.name);
+    }
+}
+
 /// A builder's block: tips from contracts and transfers to the beneficiary are read lazily
 /// (not after every lower fee), `BALANCE(COINBASE)` readers and the builder's own payments read
 /// it for real, and the result is the oracle's at every thread count, with and without deltas.

@@ -918,6 +918,10 @@ where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
+    // One worker runs every transaction in order on committed values: nothing conflicts, and
+    // every mechanism would only cost (see `Mechanisms::for_workers`). A traced run keeps them:
+    // its traces show what the engine credits rather than writes (see `trace_accesses`).
+    let mechanisms = if trace { mechanisms } else { mechanisms.for_workers(pool.threads()) };
     let Some(run) =
         BlockStmRun::prepare(pool.threads(), db, overlay, cfg, block_env, txs, mechanisms, stats)?
     else {
@@ -981,9 +985,6 @@ impl BlockStmRun {
         if txs.len() == 0 {
             return Ok(None);
         }
-        // One worker runs every transaction in order on committed values: nothing conflicts,
-        // and every mechanism would only cost (see `Mechanisms::for_workers`).
-        let mechanisms = mechanisms.for_workers(workers);
         let beneficiary = block_env.beneficiary;
         let lazy_candidates: Vec<Option<Address>> = (0..txs.len())
             .map(|i| txs.lazy_recipient(i, beneficiary).filter(|_| mechanisms.deltas))

@@ -134,7 +134,7 @@ where
             cfg,
             block_env,
             TxSource::Envs(&txs),
-            Mechanisms::ALL,
+            Mechanisms::ALL.for_workers(threads),
             &mut stats,
         );
         match remote.take_poisoned() {
