@@ -65,6 +65,11 @@
 //! its first `velarium_scheduler::MAX_SPECULATIVE_INCARNATIONS` incarnations only; a later one
 //! runs at the commit point, on final values, and cannot abort.
 //!
+//! **One worker.** A run on one worker executes every transaction in block order with every
+//! lower one committed: no read can be stale, so the mechanisms below (and the sender chains,
+//! hot locations and early starts above) would only add bookkeeping, and are off there (see
+//! [`Mechanisms::for_workers`]), except in a traced run, whose traces show the credits.
+//!
 //! **Lazy beneficiary.** The beneficiary is credited inside the EVM too: a searcher's tip from
 //! a contract, a transfer to it. Such a transaction would read the beneficiary's balance, which
 //! is the sum of every lower transaction's fee, and so wait for all of them. Where the
