@@ -109,12 +109,29 @@ impl<K, V, D: Delta> Cell<K, V, D> {
         i.checked_sub(1).map_or(D::ZERO, |j| sums[j])
     }
 
+    /// What a delta entry adds to a sum (an estimate adds nothing).
+    fn delta_of(entry: &Entry<D>) -> D {
+        match entry {
+            Entry::Written(_, delta) => *delta,
+            Entry::Estimate => D::ZERO,
+        }
+    }
+
     /// Brings the running sums up to date after a change at `deltas[from]`: recomputed from
     /// there on where they are kept (or where the deltas just became many), dropped where the
-    /// deltas became few. Out of line: off the common paths (appends, reads).
+    /// deltas became few. A location with few deltas and no sums (most of them, written out of
+    /// order by two workers) has nothing to do and makes no call.
+    #[inline]
+    fn resum_from(&mut self, from: usize) {
+        if self.deltas.len() >= SUMMED_DELTAS || self.sums().is_some() {
+            self.resum_from_cold(from);
+        }
+    }
+
+    /// [`Cell::resum_from`]'s work, out of line: off the common paths (appends, reads).
     #[cold]
     #[inline(never)]
-    fn resum_from(&mut self, from: usize) {
+    fn resum_from_cold(&mut self, from: usize) {
         if self.deltas.len() < SUMMED_DELTAS {
             if let Some(book) = &mut self.book {
                 book.sums = Vec::new();
@@ -129,9 +146,7 @@ impl<K, V, D: Delta> Cell<K, V, D> {
         book.sums.truncate(from);
         let mut sum = Self::sum_before(&book.sums, from);
         for (_, entry) in &self.deltas[from..] {
-            if let Entry::Written(_, delta) = entry {
-                sum = sum.combine(*delta);
-            }
+            sum = sum.combine(Self::delta_of(entry));
             book.sums.push(sum);
         }
     }
@@ -140,10 +155,9 @@ impl<K, V, D: Delta> Cell<K, V, D> {
     fn range_sum(&self, start: usize, end: usize) -> D {
         match self.sums() {
             Some(sums) => sums[end - 1].combine(Self::sum_before(sums, start).inverse()),
-            None => self.deltas[start..end].iter().fold(D::ZERO, |sum, (_, entry)| match entry {
-                Entry::Written(_, delta) => sum.combine(*delta),
-                Entry::Estimate => sum,
-            }),
+            None => self.deltas[start..end]
+                .iter()
+                .fold(D::ZERO, |sum, (_, entry)| sum.combine(Self::delta_of(entry))),
         }
     }
 

@@ -486,92 +486,87 @@ proptest! {
 
 /// Runs `ops` on a memory for `block` transactions and on the sequential model side by side.
 fn check_against_model(block: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    {
-        let mem = Mem::new(block as usize);
-        let mut model = Model::default();
-        let mut next_incarnation = vec![0u32; block as usize];
-        for op in ops {
-            match op {
-                Op::Record { txn, reads, writes } => {
-                    let reads: Vec<(u32, ReadOrigin<u64>)> = reads
-                        .into_iter()
-                        .filter_map(|(k, ignore)| {
-                            let mode = mode_of(ignore);
-                            ReadOrigin::of(&model.read(k, txn, mode), mode).map(|o| (k, o))
-                        })
-                        .collect();
-                    let mut model_writes = BTreeMap::new();
-                    for (k, is_delta, x) in &writes {
-                        model_writes.insert(*k, if *is_delta { delta(*x) } else { val(*x) });
-                    }
-                    let incarnation = next_incarnation[txn as usize];
-                    next_incarnation[txn as usize] += 1;
-                    let expected_new = match model.txns.get(&txn) {
-                        Some(prev) => model_writes.keys().any(|k| !prev.writes.contains_key(k)),
-                        None => !model_writes.is_empty(),
-                    };
-                    // One write per location, as the engine folds them.
-                    let items: Vec<_> = model_writes.iter().map(|(k, w)| (*k, w.clone())).collect();
-                    let got = record_reads(&mem, txn, incarnation, reads.clone(), &items);
-                    prop_assert_eq!(got, expected_new);
-                    model.txns.insert(
-                        txn,
-                        ModelTxn {
-                            incarnation,
-                            writes: model_writes,
-                            estimate: false,
-                            predicted: Default::default(),
-                            reads,
-                        },
-                    );
+    let mem = Mem::new(block as usize);
+    let mut model = Model::default();
+    let mut next_incarnation = vec![0u32; block as usize];
+    for op in ops {
+        match op {
+            Op::Record { txn, reads, writes } => {
+                let reads: Vec<(u32, ReadOrigin<u64>)> = reads
+                    .into_iter()
+                    .filter_map(|(k, ignore)| {
+                        let mode = mode_of(ignore);
+                        ReadOrigin::of(&model.read(k, txn, mode), mode).map(|o| (k, o))
+                    })
+                    .collect();
+                let mut model_writes = BTreeMap::new();
+                for (k, is_delta, x) in &writes {
+                    model_writes.insert(*k, if *is_delta { delta(*x) } else { val(*x) });
                 }
-                Op::Read { txn, key, ignore } => {
-                    let mode = mode_of(ignore);
-                    prop_assert_eq!(mem.read(&key, txn, mode), model.read(key, txn, mode));
-                }
-                Op::Estimate { txn } => {
-                    mem.convert_writes_to_estimates(txn);
-                    if let Some(t) = model.txns.get_mut(&txn) {
-                        t.estimate = true;
-                    }
-                }
-                Op::Predict { txn, key } => {
-                    mem.predict_write(txn, key);
-                    model.txns.entry(txn).or_default().predicted.insert(key);
-                }
-                Op::Validate { txn } => {
-                    let expected = model.txns.get(&txn).is_none_or(|t| {
-                        t.reads.iter().all(|(k, o)| {
-                            ReadOrigin::of(&model.read(*k, txn, o.mode), o.mode).as_ref() == Some(o)
-                        })
-                    });
-                    prop_assert_eq!(mem.validate_read_set(txn), expected);
+                let incarnation = next_incarnation[txn as usize];
+                next_incarnation[txn as usize] += 1;
+                let expected_new = match model.txns.get(&txn) {
+                    Some(prev) => model_writes.keys().any(|k| !prev.writes.contains_key(k)),
+                    None => !model_writes.is_empty(),
+                };
+                // One write per location, as the engine folds them.
+                let items: Vec<_> = model_writes.iter().map(|(k, w)| (*k, w.clone())).collect();
+                let got = record_reads(&mem, txn, incarnation, reads.clone(), &items);
+                prop_assert_eq!(got, expected_new);
+                model.txns.insert(
+                    txn,
+                    ModelTxn {
+                        incarnation,
+                        writes: model_writes,
+                        estimate: false,
+                        predicted: Default::default(),
+                        reads,
+                    },
+                );
+            }
+            Op::Read { txn, key, ignore } => {
+                let mode = mode_of(ignore);
+                prop_assert_eq!(mem.read(&key, txn, mode), model.read(key, txn, mode));
+            }
+            Op::Estimate { txn } => {
+                mem.convert_writes_to_estimates(txn);
+                if let Some(t) = model.txns.get_mut(&txn) {
+                    t.estimate = true;
                 }
             }
-        }
-        // Final writes agree with the model's entries.
-        let mut finals = mem.into_final_writes();
-        let any_estimate = model
-            .txns
-            .values()
-            .any(|t| (t.estimate && !t.writes.is_empty()) || !t.predicted.is_empty());
-        if any_estimate {
-            prop_assert!(finals.is_err());
-        } else {
-            let finals = finals.as_mut().unwrap();
-            finals.sort_by_key(|(k, _)| *k);
-            let mut expected: BTreeMap<u32, LocationWrites<u64, u64>> = BTreeMap::new();
-            for (&idx, t) in &model.txns {
-                for (k, w) in &t.writes {
-                    expected
-                        .entry(*k)
-                        .or_default()
-                        .push((Version::new(idx, t.incarnation), w.clone()));
-                }
+            Op::Predict { txn, key } => {
+                mem.predict_write(txn, key);
+                model.txns.entry(txn).or_default().predicted.insert(key);
             }
-            let expected: Vec<_> = expected.into_iter().collect();
-            prop_assert_eq!(finals.clone(), expected);
+            Op::Validate { txn } => {
+                let expected = model.txns.get(&txn).is_none_or(|t| {
+                    t.reads.iter().all(|(k, o)| {
+                        ReadOrigin::of(&model.read(*k, txn, o.mode), o.mode).as_ref() == Some(o)
+                    })
+                });
+                prop_assert_eq!(mem.validate_read_set(txn), expected);
+            }
         }
+    }
+    // Final writes agree with the model's entries.
+    let mut finals = mem.into_final_writes();
+    let any_estimate = model
+        .txns
+        .values()
+        .any(|t| (t.estimate && !t.writes.is_empty()) || !t.predicted.is_empty());
+    if any_estimate {
+        prop_assert!(finals.is_err());
+    } else {
+        let finals = finals.as_mut().unwrap();
+        finals.sort_by_key(|(k, _)| *k);
+        let mut expected: BTreeMap<u32, LocationWrites<u64, u64>> = BTreeMap::new();
+        for (&idx, t) in &model.txns {
+            for (k, w) in &t.writes {
+                expected.entry(*k).or_default().push((Version::new(idx, t.incarnation), w.clone()));
+            }
+        }
+        let expected: Vec<_> = expected.into_iter().collect();
+        prop_assert_eq!(finals.clone(), expected);
     }
     Ok(())
 }
