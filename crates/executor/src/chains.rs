@@ -150,7 +150,8 @@ pub(crate) fn route_block<DB: revm::DatabaseRef>(db: &DB, block: BlockInput<'_>)
     })
 }
 
-/// Whether a Block-STM run of `txs` transactions chained (see [`CHAINED_SHARE`]).
+/// Whether a Block-STM run of `txs` transactions chained: its paused reads, aborts and
+/// suspensions add up to at least a quarter of its transactions (`CHAINED_SHARE`).
 pub fn chained(stats: &ParallelStats, txs: usize) -> bool {
     let conflicts = stats.waits + stats.aborts + stats.suspensions;
     txs > 0 && conflicts * CHAINED_SHARE >= txs as u64

@@ -281,7 +281,7 @@ const PLACEMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(
 
 /// The workers the parallel engine gives `block` (of fork `spec`) when asked for `threads`:
 /// one for a block of cheap transactions (see [`CHEAP_TX_GAS`], [`CHEAP_TX_NANOS`]) while the
-/// worker pool's last probe (at most [`PLACEMENT_MAX_AGE`] old) found the cores far apart, else
+/// worker pool's last probe (at most 100 ms old, `PLACEMENT_MAX_AGE`) found the cores far apart, else
 /// `threads`.
 ///
 /// Why: each transaction Block-STM runs crosses a few shared cache lines between the workers
