@@ -482,6 +482,26 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
             // all be waiting.
             shared.done.notify_all();
         }
+        linger(shared, seen);
+    }
+}
+
+/// How long a helper that finished a job polls for the next one before it sleeps (see
+/// [`linger`]).
+const HELPER_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Polls, for at most [`HELPER_LINGER`], for a job after the one of epoch `seen`. A caller
+/// often hands over a follow-up within tens of microseconds (the parallel engine's union of
+/// the fold's shards right after Block-STM, a bloom broadcast): a helper still polling takes it
+/// at once, where a sleeping one costs the caller a wake-up (tens of microseconds on a virtual
+/// machine, whose idle vCPU must be woken by an interrupt) and starts that much later.
+fn linger(shared: &Shared, seen: u64) {
+    let until = placement::now_ns()
+        .saturating_add(u64::try_from(HELPER_LINGER.as_nanos()).unwrap_or(u64::MAX));
+    while shared.epoch_hint.load(Ordering::Acquire) == seen && placement::now_ns() < until {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -987,6 +1007,44 @@ mod tests {
                 .unwrap();
             assert_eq!(ran.load(Ordering::Relaxed), threads - 1);
         }
+    }
+
+    #[test]
+    fn a_job_handed_over_after_another_runs_once_on_every_helper_lingering_or_asleep() {
+        for threads in [2, 3] {
+            let pool = WorkerPool::new(PoolConfig { threads, pin: false }).unwrap();
+            // The next job comes while the helpers still poll for it (at once, within the
+            // linger), or after they went to sleep.
+            for (round, wait_us) in [0u64, 0, 20, 50, 0, 300, 2_000, 0].into_iter().enumerate() {
+                pool.broadcast(|_| {}, || {}).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(wait_us));
+                let ran = Arc::new(AtomicUsize::new(0));
+                let counted = Arc::clone(&ran);
+                pool.start_detached(Arc::new(move |_| _ = counted.fetch_add(1, Ordering::Relaxed)))
+                    .join()
+                    .unwrap();
+                assert_eq!(ran.load(Ordering::Relaxed), threads - 1, "round {round}");
+                let seen: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+                pool.broadcast(|i| _ = seen[i].fetch_add(1, Ordering::Relaxed), || {}).unwrap();
+                assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lingering_helper_stops_polling_at_a_new_job_or_after_the_linger() {
+        let pool = WorkerPool::new(PoolConfig { threads: 2, pin: false }).unwrap();
+        let current = pool.shared.epoch_hint.load(Ordering::Acquire);
+        // A job newer than the one it finished: no wait.
+        let started = std::time::Instant::now();
+        linger(&pool.shared, current.wrapping_sub(1));
+        assert!(started.elapsed() < HELPER_LINGER * 1_000);
+        // No new job: it polls for the whole linger, then gives up.
+        let started = std::time::Instant::now();
+        linger(&pool.shared, current);
+        let waited = started.elapsed();
+        assert!(waited >= HELPER_LINGER, "gave up after {waited:?}");
+        assert!(waited < std::time::Duration::from_secs(5), "polled for {waited:?}");
     }
 
     #[test]
