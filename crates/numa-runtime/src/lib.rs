@@ -4,8 +4,9 @@
 //! calling thread is worker 0 and `threads - 1` persistent helper threads are the others. Helpers
 //! sleep on a condition variable between jobs and never spin (but for the [`placement`] probe:
 //! at most every 20 ms, helper 1 waits up to 100 µs after a job for the caller to pass a cache
-//! line back and forth a few dozen times; and after [`WorkerPool::prewake`], until the job the
-//! caller is preparing starts or a deadline passes): a block's workers must not steal
+//! line back and forth a few dozen times; after [`WorkerPool::prewake`], until the job the
+//! caller is preparing starts or a deadline passes; and for 100 µs after each job, for a
+//! follow-up the caller hands over at once, see `HELPER_LINGER`): a block's workers must not steal
 //! the core from whatever runs next (the sequential oracle in a benchmark, the node's other
 //! work), and the caller working itself means a one-thread pool is a plain function call. Only
 //! the caller polls, briefly, for the helpers to finish the job it shares with them; a caller
