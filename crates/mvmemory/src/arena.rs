@@ -113,8 +113,8 @@ pub fn bind_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
-/// The arena index of the calling thread (see [`bind_worker`]).
-pub(crate) fn bound_worker() -> usize {
+/// The worker index the calling thread was bound to (see [`bind_worker`]; 0 if never bound).
+pub fn bound_worker() -> usize {
     WORKER.with(std::cell::Cell::get)
 }
 

@@ -95,7 +95,7 @@ mod error;
 mod memory;
 mod types;
 
-pub use arena::bind_worker;
+pub use arena::{bind_worker, bound_worker};
 pub use error::MvMemoryError;
 pub use memory::{MvMemory, NUM_SHARDS};
 pub use types::{

@@ -304,9 +304,15 @@ struct ShardState<'a, DB> {
 ///
 /// Aligned to a cache line: neighbouring slots are written by different workers, and a line
 /// shared by two of them would move between the cores at every write.
+///
+/// The slot also says which worker made the outcome it holds (its heap memory came from that
+/// worker's allocator), so that the worker can free it (see `HandOff`).
 #[derive(Debug, Default)]
 #[repr(align(64))]
-pub(crate) struct OutcomeSlot(std::cell::UnsafeCell<Option<TxOutcome>>);
+pub(crate) struct OutcomeSlot {
+    outcome: std::cell::UnsafeCell<Option<TxOutcome>>,
+    maker: std::sync::atomic::AtomicU8,
+}
 
 // SAFETY: shared access follows the protocol above: one writer, and readers only after the
 // writer is done for good, ordered by the scheduler's commit index (release/acquire).
@@ -320,8 +326,16 @@ impl OutcomeSlot {
     /// The caller executed the transaction's current incarnation and has not yet reported it
     /// finished (so the transaction is not committed and nobody reads the slot).
     pub(super) unsafe fn put(&self, outcome: TxOutcome) {
+        // Worker indices past 255 share the last tag (worker 255 then frees their outcomes).
+        let maker = u8::try_from(velarium_mvmemory::bound_worker()).unwrap_or(u8::MAX);
+        self.maker.store(maker, Ordering::Relaxed);
         // SAFETY: the caller is the slot's only accessor now (see above).
-        unsafe { *self.0.get() = Some(outcome) };
+        unsafe { *self.outcome.get() = Some(outcome) };
+    }
+
+    /// The worker whose outcome the slot holds (see [`OutcomeSlot::put`]).
+    pub(crate) fn maker(&self) -> usize {
+        usize::from(self.maker.load(Ordering::Relaxed))
     }
 
     /// The outcome of a committed transaction.
@@ -332,7 +346,7 @@ impl OutcomeSlot {
     /// worker has stopped): nothing writes the slot any more.
     pub(super) unsafe fn committed(&self) -> Option<&TxOutcome> {
         // SAFETY: no writer any more (see above); readers only share.
-        unsafe { (*self.0.get()).as_ref() }
+        unsafe { (*self.outcome.get()).as_ref() }
     }
 
     /// The outcome of a committed transaction, moved out.
@@ -342,12 +356,12 @@ impl OutcomeSlot {
     /// As [`OutcomeSlot::committed`], and the caller is the slot's only reader (no fold runs).
     pub(super) unsafe fn take_committed(&self) -> Option<TxOutcome> {
         // SAFETY: no writer any more, and no other reader (see above).
-        unsafe { (*self.0.get()).take() }
+        unsafe { (*self.outcome.get()).take() }
     }
 
     /// The slot, exclusively.
     pub(crate) fn get_mut(&mut self) -> &mut Option<TxOutcome> {
-        self.0.get_mut()
+        self.outcome.get_mut()
     }
 }
 

@@ -637,7 +637,7 @@ where
     let pool = WorkerPool::get(threads)?;
     // The helpers wake while the block is prepared, rather than when Block-STM starts.
     pool.prewake();
-    let (result, united, main_bound, phase3) = {
+    let (result, united, main_bound, phase3, hand_off) = {
         let evm = EthEvmFactory::default().create_evm(&mut state, env.clone());
         let mut executor =
             EthBlockExecutor::new(evm, ctx, AlloySpec(spec), AlloyReceiptBuilder::default());
@@ -713,7 +713,11 @@ where
         .peekable();
         // The shards' bundles are united on the block's helper beside the receipts (after the
         // blooms' broadcast, which would wait for it).
-        let united = pool.in_background(move || shards.into_united());
+        let hand_off = Arc::new(pool::HandOff::default());
+        let united = {
+            let hand_off = Arc::clone(&hand_off);
+            pool.in_background(move || shards.into_united(), move || hand_off.collect(1))
+        };
         for (i, tx) in txs.iter().enumerate() {
             let outcome = match outcomes.as_mut() {
                 Some(workspace) => {
@@ -797,14 +801,22 @@ where
             });
         }
         if let Some(workspace) = outcomes {
-            pool::give_back(workspace);
+            if pool.threads() >= 2 && workspace.workers >= 2 {
+                // To the helper, once it has united the fold (see `HandOff`).
+                hand_off.deposit(workspace);
+            } else {
+                pool::give_back(workspace);
+            }
         }
         let phase3 = std::time::Instant::now();
         stats.phases.commit = phase3 - phase2;
         check_system_contracts(spec, header.timestamp, executor.evm_mut().db_mut())?;
-        (executor.finish()?.1, united, main_bound, phase3)
+        (executor.finish()?.1, united, main_bound, phase3, hand_off)
     };
-    let united = united.wait()?;
+    let (united, ran_here) = united.wait()?;
+    if ran_here {
+        hand_off.reclaim();
+    }
     commit::check_main(
         &united,
         &state.cache,
