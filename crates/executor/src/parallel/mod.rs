@@ -800,13 +800,16 @@ where
                 TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
             });
         }
-        if let Some(workspace) = outcomes {
-            if pool.threads() >= 2 && workspace.workers >= 2 {
-                // To the helper, once it has united the fold (see `HandOff`).
+        match outcomes {
+            // To the helper, once it has united the fold (see `HandOff`).
+            Some(workspace) if pool.threads() >= 2 && workspace.workers >= 2 => {
                 hand_off.deposit(workspace);
-            } else {
+            }
+            Some(workspace) => {
+                hand_off.close();
                 pool::give_back(workspace);
             }
+            None => hand_off.close(),
         }
         let phase3 = std::time::Instant::now();
         stats.phases.commit = phase3 - phase2;

@@ -337,6 +337,12 @@ impl HandOff {
         }
     }
 
+    /// The caller's side, where it gives no workspace (the block ran on one worker: nothing of
+    /// it is the helper's): the helper stops waiting at once.
+    pub(crate) fn close(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = HandOffState::Closed;
+    }
+
     /// The caller's side, where it ran the helper's work itself: nobody else will take the
     /// workspace.
     pub(crate) fn reclaim(&self) {
@@ -716,6 +722,13 @@ mod tests {
         let hand_off = HandOff::default();
         hand_off.deposit(take_workspace(8, 2, true));
         hand_off.reclaim();
+        assert!(closed(&hand_off));
+        // No workspace for the helper (a block on one worker): it does not wait.
+        let hand_off = HandOff::default();
+        hand_off.close();
+        let started = std::time::Instant::now();
+        hand_off.collect(1);
+        assert!(started.elapsed() < HAND_OFF_WAIT * 100);
         assert!(closed(&hand_off));
     }
 
