@@ -445,13 +445,7 @@ fn helper(shared: &Shared, index: usize, core: Option<usize>) {
                     // Woken ahead of a job (see `WorkerPool::prewake`): wait for it spinning.
                     seen_wake = state.wake;
                     drop(state);
-                    while shared.epoch_hint.load(Ordering::Acquire) == seen
-                        && placement::now_ns() < shared.spin_until.load(Ordering::Relaxed)
-                    {
-                        for _ in 0..32 {
-                            std::hint::spin_loop();
-                        }
-                    }
+                    poll_for_job(shared, seen, || shared.spin_until.load(Ordering::Relaxed));
                     state = lock(&shared.state);
                     continue;
                 }
@@ -499,7 +493,13 @@ const HELPER_LINGER: std::time::Duration = std::time::Duration::from_micros(100)
 fn linger(shared: &Shared, seen: u64) {
     let until = placement::now_ns()
         .saturating_add(u64::try_from(HELPER_LINGER.as_nanos()).unwrap_or(u64::MAX));
-    while shared.epoch_hint.load(Ordering::Acquire) == seen && placement::now_ns() < until {
+    poll_for_job(shared, seen, || until);
+}
+
+/// Spins until a job after the one of epoch `seen` is published or `until()` (on
+/// [`placement`]'s clock, read again each time) has passed.
+fn poll_for_job(shared: &Shared, seen: u64, until: impl Fn() -> u64) {
+    while shared.epoch_hint.load(Ordering::Acquire) == seen && placement::now_ns() < until() {
         for _ in 0..32 {
             std::hint::spin_loop();
         }

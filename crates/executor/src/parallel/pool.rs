@@ -99,7 +99,7 @@ impl WorkerPool {
         if self.threads() < 2 {
             return in_background(work);
         }
-        let (mut background, run) = Background::new_then(work, Some(Box::new(then)));
+        let (mut background, run) = Background::new(work, Some(Box::new(then)));
         let job = self.start_detached(Arc::new(move |helper| {
             if helper == 1 {
                 run();
@@ -305,11 +305,9 @@ pub(crate) struct HandOff(Mutex<HandOffState>);
 
 #[derive(Default)]
 enum HandOffState {
-    /// Nobody has it yet.
+    /// Nobody has it yet (the helper may be waiting for it).
     #[default]
     Open,
-    /// The helper waits for it.
-    Waiting,
     /// The caller left it for the helper.
     Deposited(Box<Workspace>),
     /// Taken, or the helper gave up waiting.
@@ -327,9 +325,7 @@ impl HandOff {
     pub(crate) fn deposit(&self, workspace: Workspace) {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match *state {
-            HandOffState::Open | HandOffState::Waiting => {
-                *state = HandOffState::Deposited(Box::new(workspace));
-            }
+            HandOffState::Open => *state = HandOffState::Deposited(Box::new(workspace)),
             HandOffState::Deposited(_) | HandOffState::Closed => {
                 drop(state);
                 give_back(workspace);
@@ -362,15 +358,12 @@ impl HandOff {
         let workspace = loop {
             {
                 let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
-                match std::mem::replace(&mut *state, HandOffState::Closed) {
-                    HandOffState::Deposited(workspace) => break Some(workspace),
-                    HandOffState::Closed => break None,
-                    HandOffState::Open | HandOffState::Waiting
-                        if std::time::Instant::now() >= deadline =>
-                    {
-                        break None
+                if !matches!(*state, HandOffState::Open) || std::time::Instant::now() >= deadline {
+                    // Taken, closed by the caller, or given up on: closed from now on.
+                    match std::mem::replace(&mut *state, HandOffState::Closed) {
+                        HandOffState::Deposited(workspace) => break Some(workspace),
+                        _ => break None,
                     }
-                    HandOffState::Open | HandOffState::Waiting => *state = HandOffState::Waiting,
                 }
             }
             for _ in 0..64 {
@@ -525,17 +518,9 @@ const RESULT_SPIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl<T: Send + 'static> Background<T> {
     /// The handle of `work`, and what runs it elsewhere: takes it unless the caller of
-    /// [`Background::wait`] took it first, and sends its result.
-    fn new<F>(work: F) -> (Self, impl Fn() + Send + Sync + 'static)
-    where
-        F: FnOnce() -> T + Send + 'static,
-    {
-        Self::new_then(work, None)
-    }
-
-    /// [`Background::new`], with `then` run after the result is sent, by whatever ran `work`
-    /// there (never by the caller of [`Background::wait`]).
-    fn new_then<F>(
+    /// [`Background::wait`] took it first, sends its result, then runs `then` (so never on the
+    /// caller of [`Background::wait`]).
+    fn new<F>(
         work: F,
         then: Option<Box<dyn FnOnce() + Send>>,
     ) -> (Self, impl Fn() + Send + Sync + 'static)
@@ -608,7 +593,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (background, run) = Background::new(work);
+    let (background, run) = Background::new(work, None);
     send_chore(Chore::Run(Box::new(run)));
     background
 }
@@ -705,9 +690,8 @@ mod tests {
             let hand_off = Arc::clone(&hand_off);
             std::thread::spawn(move || hand_off.collect(1))
         };
-        while matches!(*hand_off.0.lock().unwrap(), HandOffState::Open) {
-            std::thread::yield_now();
-        }
+        // Most likely after it started waiting (either order is a valid hand-off).
+        std::thread::sleep(std::time::Duration::from_micros(100));
         hand_off.deposit(take_workspace(8, 2, true));
         helper.join().unwrap();
         assert!(closed(&hand_off));
