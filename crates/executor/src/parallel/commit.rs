@@ -61,6 +61,9 @@ use std::{
 pub(super) struct TxDiff<'a> {
     /// The final state diff (without the beneficiary's fee).
     pub(super) changes: &'a EvmState,
+    /// The shard that folds each account of `changes`, in its iteration order, if noted (see
+    /// [`DiffLayout`]).
+    pub(super) owners: Option<&'a [u8]>,
     /// The fee owed to the beneficiary.
     pub(super) fee: U256,
     /// The lazily credited transfer recipient, if any (see `TxDb::lazy_basic`).
@@ -368,10 +371,102 @@ impl OutcomeSlot {
 /// How many transactions ahead of the one it folds a shard prefetches a diff.
 const PREFETCH_AHEAD: usize = 4;
 
-/// Asks the cache for the lines of a diff the fold will read shortly.
-fn prefetch(lines: &super::worker::DiffLines) {
-    for &line in lines.0.iter().filter(|&&line| line != 0) {
-        prefetch_lines(line & !7, line & 7);
+/// How many accounts of a diff [`DiffLayout`] gives an owner (larger diffs are checked account
+/// by account).
+const DIFF_ENTRIES: usize = 16;
+/// How many objects (accounts, changed slots) [`DiffLayout`] keeps for the prefetch.
+const DIFF_LINES: usize = 8;
+/// The owner of an untouched account in [`DiffLayout`]: no shard folds it.
+const NOT_FOLDED: u8 = u8::MAX;
+/// [`DiffLayout::entries`] of a diff it gives no owners for.
+const UNTAGGED: u8 = u8::MAX;
+
+/// Where a transaction's state diff lies in memory and which shard folds each of its accounts,
+/// worked out by the worker that executed the transaction, while the diff is in its cache (see
+/// [`FoldWork::note`]).
+///
+/// The fold reads diffs that another core wrote long before. Without owners, every shard that
+/// a diff touched walked all of the diff's accounts, read each one's address to learn whether
+/// it owned it (a hash and a division), and prefetched them all; with them, a shard reads and
+/// prefetches only its own accounts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiffLayout {
+    /// Per account of the diff, in the map's iteration order, the shard that folds it
+    /// ([`NOT_FOLDED`] if untouched); the first `entries` are set. The order holds because the
+    /// map is never changed after the note: it moves into the outcome as it is.
+    owner: [u8; DIFF_ENTRIES],
+    /// The diff's number of accounts, or [`UNTAGGED`] (more than [`DIFF_ENTRIES`], or no note).
+    entries: u8,
+    /// Objects to prefetch: an address with the number of lines to fetch from it in the low
+    /// bits (the objects are 8-byte aligned); zero for none. Plain numbers, only prefetched.
+    lines: [usize; DIFF_LINES],
+    /// The shard that reads each of `lines`.
+    line_owner: [u8; DIFF_LINES],
+}
+
+impl Default for DiffLayout {
+    fn default() -> Self {
+        Self {
+            owner: [NOT_FOLDED; DIFF_ENTRIES],
+            entries: UNTAGGED,
+            lines: [0; DIFF_LINES],
+            line_owner: [NOT_FOLDED; DIFF_LINES],
+        }
+    }
+}
+
+impl DiffLayout {
+    /// The layout of `state`, whose accounts `shard` places (`None`: the fold has one shard),
+    /// and the mask of the shards it touches (the beneficiary's always: it takes the fee).
+    fn of(
+        state: &EvmState,
+        shard: impl Fn(&Address) -> u8,
+        beneficiary_shard: usize,
+    ) -> (Self, u64) {
+        let mut layout = Self::default();
+        let mut mask = 1u64 << beneficiary_shard;
+        let mut n = 0;
+        let tagged = state.len() <= DIFF_ENTRIES;
+        for (k, (address, account)) in state.iter().enumerate() {
+            if !account.is_touched() {
+                continue;
+            }
+            let owner = shard(address);
+            mask |= 1 << owner;
+            if tagged {
+                layout.owner[k] = owner;
+            }
+            let mut push = |object: usize, count: usize| {
+                if n < DIFF_LINES {
+                    layout.lines[n] = object | count;
+                    layout.line_owner[n] = owner;
+                    n += 1;
+                }
+            };
+            // Info, storage map and status.
+            push(std::ptr::from_ref(account) as usize, 3);
+            for slot in account.storage.values().filter(|slot| slot.is_changed()) {
+                push(std::ptr::from_ref(slot) as usize, 2);
+            }
+        }
+        if tagged {
+            layout.entries = state.len() as u8;
+        }
+        (layout, mask)
+    }
+
+    /// The owner of each account of a diff of `len` accounts, if noted.
+    fn owners(&self, len: usize) -> Option<&[u8]> {
+        (usize::from(self.entries) == len).then(|| &self.owner[..len])
+    }
+
+    /// Asks the cache for the lines of `shard`'s part of the diff, which it will fold shortly.
+    fn prefetch(&self, shard: usize) {
+        for (&line, &owner) in self.lines.iter().zip(&self.line_owner) {
+            if line != 0 && usize::from(owner) == shard {
+                prefetch_lines(line & !7, line & 7);
+            }
+        }
     }
 }
 
@@ -402,8 +497,9 @@ pub(super) trait FoldWork: Sync {
     /// Folds every shard to the end of the block (`txs` transactions); the time spent waiting
     /// for shards another worker was folding.
     fn finish(&self, outcomes: &[OutcomeSlot], txs: usize) -> std::time::Duration;
-    /// Notes the shards transaction `txn_idx`'s new outcome touches (`None`: it failed).
-    fn note(&self, txn_idx: usize, changes: Option<&EvmState>);
+    /// Notes the shards transaction `txn_idx`'s new outcome touches (`None`: it failed); the
+    /// layout of its diff, for the outcome.
+    fn note(&self, txn_idx: usize, changes: Option<&EvmState>) -> DiffLayout;
 }
 
 impl<DB> FoldWork for Folds<'_, DB>
@@ -428,25 +524,26 @@ where
         }
     }
 
-    fn note(&self, txn_idx: usize, changes: Option<&EvmState>) {
+    fn note(&self, txn_idx: usize, changes: Option<&EvmState>) -> DiffLayout {
         let shards = self.shards.len();
+        let Some(changes) = changes else {
+            // A failed transaction fails the block: every shard stops at it.
+            self.touched[txn_idx].store(u64::MAX, Ordering::Relaxed);
+            return DiffLayout::default();
+        };
         if shards == 1 {
             // The one shard folds every transaction: its mask stays "every shard".
-            return;
+            return DiffLayout::of(changes, |_| 0, 0).0;
         }
-        let touched = match changes {
-            // A failed transaction fails the block: every shard stops at it.
-            None => u64::MAX,
-            Some(changes) => changes
-                .iter()
-                .filter(|(_, account)| account.is_touched())
-                .fold(1 << self.beneficiary_shard, |mask, (address, _)| {
-                    mask | 1 << shard_of(address, shards)
-                }),
-        };
+        let (layout, touched) = DiffLayout::of(
+            changes,
+            |address| shard_of(address, shards) as u8,
+            self.beneficiary_shard,
+        );
         // Published to the shards by the commit that follows (the scheduler's release and
         // acquire orderings).
         self.touched[txn_idx].store(touched, Ordering::Relaxed);
+        layout
     }
 }
 
@@ -609,7 +706,7 @@ where
             {
                 // SAFETY: below `until`, so committed (see below).
                 if let Some(outcome) = unsafe { outcomes[ahead].committed() } {
-                    prefetch(&outcome.diff_lines);
+                    outcome.layout.prefetch(folder.shard);
                 }
             }
             // SAFETY: `until` is at most the commit index this worker read (or the block's end
@@ -625,6 +722,7 @@ where
             };
             let diff = TxDiff {
                 changes,
+                owners: outcome.layout.owners(changes.len()),
                 fee: outcome.fee,
                 lazy_recipient: outcome.lazy_recipient,
                 lazy_recipient_base: outcome.lazy_recipient_base.as_deref(),
@@ -936,8 +1034,14 @@ where
         if owns_beneficiary && diff.fee.is_zero() {
             credits.flush(self)?;
         }
-        for (address, account) in diff.changes {
-            if !account.is_touched() || !self.owns(address) {
+        let shard = self.shard as u8;
+        for (k, (address, account)) in diff.changes.iter().enumerate() {
+            // With the owners noted, another shard's account is skipped unread.
+            let owned = match diff.owners {
+                Some(owners) => owners[k] == shard,
+                None => account.is_touched() && self.owns(address),
+            };
+            if !owned {
                 continue;
             }
             if *address == beneficiary {
@@ -1356,5 +1460,100 @@ impl Database for OneAccountDb {
 
     fn block_hash(&mut self, _number: u64) -> Result<B256, Self::Error> {
         Err(UnexpectedRead)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use revm::state::EvmStorageSlot;
+
+    /// A diff of `n` accounts, every third one untouched, the first touched one with two
+    /// changed slots.
+    fn diff(n: usize) -> EvmState {
+        let mut state = EvmState::default();
+        for i in 0..n {
+            let mut account = Account::default();
+            if i % 3 != 2 {
+                account.mark_touch();
+            }
+            if i == 0 {
+                for slot in 1..=2u64 {
+                    let id = revm::state::TransactionId::new(0).expect("zero is an id");
+                    let value = EvmStorageSlot::new_changed(U256::ZERO, U256::from(slot), id);
+                    account.storage.insert(U256::from(slot), value);
+                }
+            }
+            state.insert(Address::with_last_byte(i as u8).create(i as u64), account);
+        }
+        state
+    }
+
+    /// The shards `state`'s touched accounts fall in, with the beneficiary's.
+    fn touched_mask(state: &EvmState, shards: usize, beneficiary_shard: usize) -> u64 {
+        state
+            .iter()
+            .filter(|(_, account)| account.is_touched())
+            .fold(1 << beneficiary_shard, |mask, (address, _)| {
+                mask | 1 << shard_of(address, shards)
+            })
+    }
+
+    #[test]
+    fn a_diff_layout_names_the_shard_of_each_touched_account_in_map_order() {
+        let shards = 4;
+        let state = diff(9);
+        let (layout, mask) = DiffLayout::of(&state, |a| shard_of(a, shards) as u8, 3);
+        assert_eq!(mask, touched_mask(&state, shards, 3));
+        // What the fold reads: the map moved into an outcome, unchanged.
+        let outcome = Box::new(state);
+        let owners = layout.owners(outcome.len()).expect("nine accounts get owners");
+        assert_eq!(owners.len(), 9);
+        for ((address, account), &owner) in outcome.iter().zip(owners) {
+            if account.is_touched() {
+                assert_eq!(usize::from(owner), shard_of(address, shards), "{address}");
+            } else {
+                assert_eq!(owner, NOT_FOLDED, "{address}");
+            }
+        }
+        // Each shard prefetches its own accounts' lines (and their changed slots) only.
+        let lines: Vec<(usize, u8)> = layout
+            .lines
+            .iter()
+            .zip(&layout.line_owner)
+            .filter(|(&line, _)| line != 0)
+            .map(|(&line, &owner)| (line, owner))
+            .collect();
+        assert_eq!(lines.len(), DIFF_LINES, "six touched accounts and two slots");
+        for (address, account) in outcome.iter().filter(|(_, a)| a.is_touched()) {
+            let at = std::ptr::from_ref(account) as usize;
+            let &(line, owner) =
+                lines.iter().find(|(line, _)| line & !7 == at).expect("every account's lines");
+            assert_eq!(line & 7, 3);
+            assert_eq!(usize::from(owner), shard_of(address, shards));
+            for slot in account.storage.values() {
+                let at = std::ptr::from_ref(slot) as usize;
+                let &(line, slot_owner) =
+                    lines.iter().find(|(line, _)| line & !7 == at).expect("its slots' lines");
+                assert_eq!((line & 7, slot_owner), (2, owner));
+            }
+        }
+        // A diff the layout was not made for (another length) gets no owners.
+        assert_eq!(layout.owners(8), None);
+    }
+
+    #[test]
+    fn a_diff_too_large_for_owners_is_checked_account_by_account() {
+        let state = diff(DIFF_ENTRIES + 1);
+        let (layout, mask) = DiffLayout::of(&state, |a| shard_of(a, 8) as u8, 0);
+        assert_eq!(mask, touched_mask(&state, 8, 0));
+        assert_eq!(layout.owners(state.len()), None);
+        assert!(layout.owner.iter().all(|&owner| owner == NOT_FOLDED));
+        // Still prefetched.
+        assert!(layout.lines.iter().all(|&line| line != 0));
+        // No note at all: nothing to skip, nothing to prefetch.
+        let none = DiffLayout::default();
+        assert_eq!(none.owners(0), None);
+        assert!(none.lines.iter().all(|&line| line == 0));
     }
 }

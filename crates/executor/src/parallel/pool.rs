@@ -745,7 +745,7 @@ mod tests {
             storage_credit: None,
             trace: None,
             bloom: super::super::bloom::LogsBloom::Empty,
-            diff_lines: super::super::worker::DiffLines::default(),
+            layout: super::super::commit::DiffLayout::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::{
     bloom::LogsBloom,
-    commit::{FoldWork, OutcomeSlot},
+    commit::{DiffLayout, FoldWork, OutcomeSlot},
     db::{
         crediting_sload, crediting_sstore, observing_balance, serving_jumpdest, BlockMemory,
         BlockParts, Credit, DeltaRules, HotLocations, LazyBeneficiary, LazySender, Location,
@@ -58,44 +58,12 @@ pub(super) struct TxOutcome {
     pub(super) storage_credit: Option<Box<StorageCredit>>,
     /// With tracing on: the locations read, and those written (`true`: as a credit).
     pub(super) trace: Option<Box<TxTrace>>,
-    /// Where the diff's touched accounts and changed slots lie in memory, for the fold to
-    /// prefetch a few transactions ahead (see `commit::prefetch`): the diff was written by
-    /// another core, long before the fold reads it.
-    pub(super) diff_lines: DiffLines,
+    /// Which fold shard takes each account of the diff, and where the accounts and their
+    /// changed slots lie in memory (see [`DiffLayout`]).
+    pub(super) layout: DiffLayout,
     /// The logs bloom of the receipt, computed by the worker (off the sequential commit), or
     /// by every worker after Block-STM for a transaction with very many logs.
     pub(super) bloom: LogsBloom,
-}
-
-/// Where a state diff lies in memory: its touched accounts and their changed slots, each an
-/// address with the number of cache lines to fetch from it in the low bits (the objects are
-/// 8-byte aligned). Plain numbers, only ever prefetched (see `commit::prefetch`): the
-/// diff was written by another core, long before the fold reads it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct DiffLines(pub(super) [usize; DIFF_LINES]);
-
-/// How many objects [`DiffLines`] keeps.
-pub(super) const DIFF_LINES: usize = 8;
-
-impl DiffLines {
-    fn of(state: &EvmState) -> Self {
-        let mut lines = [0usize; DIFF_LINES];
-        let mut n = 0;
-        let mut push = |object: usize, count: usize| {
-            if let Some(line) = lines.get_mut(n) {
-                *line = object | count;
-                n += 1;
-            }
-        };
-        for account in state.values().filter(|account| account.is_touched()) {
-            // Info, storage map and status.
-            push(std::ptr::from_ref(account) as usize, 3);
-            for slot in account.storage.values().filter(|slot| slot.is_changed()) {
-                push(std::ptr::from_ref(slot) as usize, 2);
-            }
-        }
-        Self(lines)
-    }
 }
 
 /// One incarnation's accessed locations: those read, and those written (`true`: as a credit).
@@ -509,12 +477,11 @@ where
             } else {
                 self.memory.record(version, &mut db.read_set, writes)
             };
-            if let Some(folds) = self.folds {
-                folds.note(txn_idx as usize, result.is_ok().then_some(&state));
-            }
             // Only the fold reads it (a node's per-transaction commit path has none).
-            let diff_lines =
-                if self.folds.is_some() { DiffLines::of(&state) } else { DiffLines::default() };
+            let layout = match self.folds {
+                Some(folds) => folds.note(txn_idx as usize, result.is_ok().then_some(&state)),
+                None => DiffLayout::default(),
+            };
             // Only a sampled transaction's gas is needed.
             let gas_used = timed.and_then(|_| result.as_ref().ok()).map(|r| r.tx_gas_used());
             let outcome = TxOutcome {
@@ -536,7 +503,7 @@ where
                 lazy_beneficiary,
                 storage_credit: storage_credit.map(Box::new),
                 trace,
-                diff_lines,
+                layout,
             };
             if let (Some(started), Some(gas)) = (timed, gas_used) {
                 tally.sampled_nanos += started.elapsed().as_nanos() as u64;
