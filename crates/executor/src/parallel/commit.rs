@@ -457,7 +457,8 @@ impl DiffLayout {
 
     /// The owner of each account of a diff of `len` accounts, if noted.
     fn owners(&self, len: usize) -> Option<&[u8]> {
-        (usize::from(self.entries) == len).then(|| &self.owner[..len])
+        // (`UNTAGGED` is a length too: a diff of 255 accounts must not read it as one.)
+        (len <= DIFF_ENTRIES && usize::from(self.entries) == len).then(|| &self.owner[..len])
     }
 
     /// Asks the cache for the lines of `shard`'s part of the diff, which it will fold shortly.
@@ -1551,9 +1552,14 @@ mod tests {
         assert!(layout.owner.iter().all(|&owner| owner == NOT_FOLDED));
         // Still prefetched.
         assert!(layout.lines.iter().all(|&line| line != 0));
-        // No note at all: nothing to skip, nothing to prefetch.
+        // No note at all: nothing to skip, nothing to prefetch, whatever the diff's size
+        // (`UNTAGGED` is also the length of a diff of 255 accounts).
         let none = DiffLayout::default();
-        assert_eq!(none.owners(0), None);
+        for len in [0, 1, DIFF_ENTRIES, usize::from(UNTAGGED), 1000] {
+            assert_eq!(none.owners(len), None, "{len} accounts");
+        }
+        let large = diff(usize::from(UNTAGGED));
+        assert_eq!(DiffLayout::of(&large, |_| 0, 0).0.owners(large.len()), None);
         assert!(none.lines.iter().all(|&line| line == 0));
     }
 }
