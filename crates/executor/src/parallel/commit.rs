@@ -416,8 +416,9 @@ impl Default for DiffLayout {
 }
 
 impl DiffLayout {
-    /// The layout of `state`, whose accounts `shard` places (`None`: the fold has one shard),
-    /// and the mask of the shards it touches (the beneficiary's always: it takes the fee).
+    /// The layout of `state`, whose accounts `shard` places (below [`MAX_SHARDS`]; a fold of
+    /// one shard places them all in 0), and the mask of the shards it touches (the
+    /// beneficiary's always: it takes the fee).
     fn of(
         state: &EvmState,
         shard: impl Fn(&Address) -> u8,
