@@ -593,6 +593,7 @@ where
                         main,
                         spec_id,
                         beneficiary,
+                        owns_beneficiary: shard == beneficiary_shard,
                         plain,
                         replayed: AddressMap::default(),
                         storage_room: txs.saturating_mul(2),
@@ -993,6 +994,8 @@ struct ShardFolder<'a, DB> {
     main: &'a MainView<'a>,
     spec_id: SpecId,
     beneficiary: Address,
+    /// Whether the beneficiary's account is this shard's (it takes every transaction's fee).
+    owns_beneficiary: bool,
     /// The accounts changed only plainly so far (see [`PlainFold`]): the shard's bundle to be.
     plain: AddressMap<BundleAccount>,
     /// The accounts replayed through revm's own cache-account code, change by change.
@@ -1032,7 +1035,7 @@ where
         diff: TxDiff<'_>,
     ) -> Result<(), ExecutionError> {
         let beneficiary = self.beneficiary;
-        let owns_beneficiary = self.owns(&beneficiary);
+        let owns_beneficiary = self.owns_beneficiary;
         if owns_beneficiary && diff.fee.is_zero() {
             credits.flush(self)?;
         }
