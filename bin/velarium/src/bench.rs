@@ -292,14 +292,15 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
     };
     for block in blocks {
         let mut samples = Samples::default();
-        let mut phases: [Vec<Duration>; 4] = Default::default();
+        let mut phases: [Vec<Duration>; 5] = Default::default();
         for _ in 0..args.reps {
             let t = Instant::now();
             let (output, stats) =
                 engine.execute_with_stats(&block.spec, &block.state, block.input())?;
             samples.record(t.elapsed(), stats);
             let p = stats.phases;
-            for (all, one) in phases.iter_mut().zip([p.pre, p.execute, p.commit, p.post]) {
+            let workers = stats.worker_wall;
+            for (all, one) in phases.iter_mut().zip([p.pre, p.execute, p.commit, p.post, workers]) {
                 all.push(one);
             }
             drop(output);
@@ -308,13 +309,14 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
             times.sort();
             times[times.len() / 2].as_secs_f64() * 1e3
         };
-        let [pre, execute, commit, post] = &mut phases;
+        let [pre, execute, commit, post, workers] = &mut phases;
         out!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}{}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3} of which workers {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}{}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
             ms(execute),
+            ms(workers),
             ms(commit),
             ms(post),
             samples.stats.re_executions(block.transactions.len()),
