@@ -311,7 +311,7 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
         };
         let [pre, execute, commit, post, workers] = &mut phases;
         out!(
-            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3} of which workers {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}{}",
+            "{:<28} {:>9.3} ms  (phases: pre {:.3}, execute {:.3} of which workers {:.3}, commit {:.3}, post {:.3})  re-executions {}, suspensions {}, paused reads {}, storage credits {}, utilisation {}{}{}",
             block.name,
             samples.median().as_secs_f64() * 1e3,
             ms(pre),
@@ -327,6 +327,8 @@ fn profile(args: &Args, engine: EngineKind, blocks: &[Block]) -> eyre::Result<Ex
                 .stats
                 .worker_utilisation()
                 .map_or_else(|| "-".to_string(), |u| format!("{:.0}%", u * 100.0)),
+            // A block of independent plain transfers runs without Block-STM.
+            if samples.stats.independent { ", independent transfers" } else { "" },
             // Repetitions the parallel engine gave the oracle by its rules (the phases and
             // counters above are then the oracle's or zero): `--min-parallel-txs 0` forces
             // Block-STM on every one.

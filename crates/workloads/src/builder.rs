@@ -251,6 +251,30 @@ impl BlockBuilder {
         self.push(from.sign_tx(tx).into(), from.address(), expected);
     }
 
+    /// A plain EIP-1559 transfer from `from` paying the priority fee `tip` (at most the
+    /// block's usual max fee).
+    pub(crate) fn send_with_tip(
+        &mut self,
+        from: &Wallet,
+        to: TxKind,
+        value: U256,
+        tip: u128,
+        expected: ExpectedOutcome,
+    ) {
+        let tx = TxEip1559 {
+            chain_id: CHAIN_ID,
+            nonce: self.take_nonce(from.address()),
+            gas_limit: 21_000,
+            max_fee_per_gas: MAX_FEE_PER_GAS,
+            max_priority_fee_per_gas: tip.min(MAX_FEE_PER_GAS),
+            to,
+            value,
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        self.push(from.sign_tx(tx).into(), from.address(), expected);
+    }
+
     /// A legacy (EIP-155) transaction from `from`.
     pub(crate) fn send_legacy(
         &mut self,

@@ -50,6 +50,7 @@ mod stream {
     pub(super) const LATE_HEAVY: u64 = 15;
     pub(super) const DEPOSITS: u64 = 16;
     pub(super) const COUNTER_MODES: u64 = 17;
+    pub(super) const SHARED_RECIPIENTS: u64 = 18;
 }
 
 /// `n_txs` ether transfers, each from its own sender to its own receiver (half of them existing
@@ -632,4 +633,61 @@ pub fn with_invalid_tx(seed: u64) -> (Workload, usize) {
         b.send_with_nonce(&sender, nonce, to, U256::from(1), Bytes::new(), TRANSFER_GAS, expected);
     }
     (b.finish("with_invalid_tx"), k)
+}
+
+/// What [`shared_recipients`] adds to its block of independent plain transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twist {
+    /// Nothing: every transaction is a plain transfer from its own sender, and no sender is
+    /// paid.
+    None,
+    /// One transfer, late in the block, pays a contract (WETH9, whose fallback takes deposits).
+    ContractRecipient,
+    /// One sender is paid by an earlier transfer of the block.
+    PaidSender,
+    /// One transfer, late in the block, moves more than its sender holds: the block is invalid.
+    ShortSender,
+}
+
+/// `n_txs` plain ether transfers, each from its own sender, to recipients drawn from a pool of
+/// `n_txs / 4 + 1` (half of them fresh accounts, half funded), so that most recipients are paid
+/// several times, at random gas tips (some zero), with `twist` (see [`Twist`]). The blocks the
+/// engine runs without Block-STM, and the ones that look like them but are not.
+pub fn shared_recipients(seed: u64, n_txs: usize, twist: Twist) -> Workload {
+    let mut b = BlockBuilder::new(seed, stream::SHARED_RECIPIENTS, Fork::Cancun);
+    let pool: Vec<Address> = (0..n_txs / 4 + 1)
+        .map(|i| {
+            let to = b.address();
+            if i % 2 == 1 {
+                let dust = U256::from(b.rng.range(1, 1_000_000));
+                b.add_balance(to, dust);
+            }
+            to
+        })
+        .collect();
+    let senders = b.wallets(n_txs);
+    let weth = c::WETH9_ADDRESS;
+    if twist == Twist::ContractRecipient {
+        b.deploy_weth(weth);
+    }
+    let special = n_txs.saturating_sub(1 + n_txs / 8);
+    for (i, sender) in senders.iter().enumerate() {
+        let mut to = pool[b.rng.range(0, pool.len() as u64) as usize];
+        let mut value = U256::from(b.rng.range(1, ETHER as u64));
+        let mut expected = Success;
+        if i == special {
+            match twist {
+                Twist::None => {}
+                Twist::ContractRecipient => to = weth,
+                Twist::PaidSender => to = senders[n_txs - 1].address(),
+                Twist::ShortSender => {
+                    value = SENDER_BALANCE;
+                    expected = Halt;
+                }
+            }
+        }
+        let tip = u128::from(b.rng.range(0, 3)) * 1_000_000_000;
+        b.send_with_tip(sender, TxKind::Call(to), value, tip, expected);
+    }
+    b.finish("shared_recipients")
 }

@@ -44,8 +44,8 @@ pub use error::WorkloadError;
 pub use generators::{
     airdrop, builder_tips, counter_modes, dependent_chain, erc20_deposits, erc20_hot_receiver,
     erc20_transfers, eth_transfers, hot_account_30pct, late_heavy, liquidation_cascade, mixed,
-    nft_mint_counter, payouts, reads_beneficiary, single_pool_swaps, uniswap_swaps,
-    uniswap_swaps_many_pairs, with_invalid_tx,
+    nft_mint_counter, payouts, reads_beneficiary, shared_recipients, single_pool_swaps,
+    uniswap_swaps, uniswap_swaps_many_pairs, with_invalid_tx, Twist,
 };
 pub use signer::Wallet;
 

@@ -699,15 +699,19 @@ fn deposits_credit_the_receivers_balance_without_reading_it() {
 }
 
 /// The engine times the first incarnation of every eighth transaction and learns the fork's
-/// cost per gas from it (what `workers_for` prices the next blocks' gas at).
+/// cost per gas from it (what `workers_for` prices the next blocks' gas at). The block is one of
+/// transfers with a paid sender, so that Block-STM runs it (a block of independent transfers
+/// runs without it, and teaches nothing).
 #[test]
 fn the_engine_times_a_sample_of_the_transactions_and_learns_their_rate() {
     use velarium_executor::{tx_cost::LEARNED, Engine};
-    let mut transfers = velarium_workloads::eth_transfers(0x5eed_c057, 100);
+    use velarium_workloads::{shared_recipients, Twist};
+    let mut transfers = shared_recipients(0x5eed_c057, 100, Twist::PaidSender);
     transfers.header.gas_used = oracle_of(&transfers).gas_used;
     let spec = transfers.spec.spec_id(transfers.header.number, transfers.header.timestamp);
     for threads in [1, 2] {
         let (_, stats) = parallel_with(&transfers, threads, Mechanisms::ALL);
+        assert!(!stats.independent, "{stats:?}");
         // 13 transactions sampled (0, 8, ..., 96), each a 21,000-gas transfer; a transaction
         // whose first incarnation was abandoned on a dependency is not.
         assert!(stats.sampled_gas > 0 && stats.sampled_nanos > 0, "{stats:?}");
@@ -720,4 +724,55 @@ fn the_engine_times_a_sample_of_the_transactions_and_learns_their_rate() {
     assert!(output == oracle_of(&transfers), "the output differs from the oracle's");
     assert!(stats.threads >= 1 && stats.sampled_gas > 0, "{stats:?}");
     assert!(LEARNED.ps_per_gas(spec).is_some(), "the engine learned no rate for {spec:?}");
+}
+
+/// A block of independent plain transfers (every sender once, no sender paid, recipients paid
+/// several times, some tips zero) runs without Block-STM at every thread count, each transfer
+/// checked against revm, with the oracle's result. A late transfer to a contract declines the
+/// run and the block goes through Block-STM, with the oracle's result; a paid sender keeps the
+/// block Block-STM's from the start; a sender short of funds gives the oracle's error.
+#[test]
+fn independent_transfers_skip_block_stm_and_match_the_oracle() {
+    use velarium_workloads::{shared_recipients, Twist};
+    velarium_executor::check_transfers(true);
+    for seed in [1, 2, 3] {
+        for (twist, independent, declined) in [
+            (Twist::None, true, false),
+            (Twist::ContractRecipient, false, true),
+            (Twist::PaidSender, false, false),
+        ] {
+            let workload = shared_recipients(seed, 200, twist);
+            let oracle = oracle_of(&workload);
+            for threads in [1, 2, 3, 4] {
+                let (parallel, stats) = parallel_with(&workload, threads, Mechanisms::ALL);
+                assert_eq!(oracle, parallel, "{twist:?} seed {seed} at {threads} threads");
+                assert_eq!(stats.independent, independent, "{twist:?} at {threads}: {stats:?}");
+                assert_eq!(stats.independent_declined, declined, "{twist:?} at {threads}");
+                if independent {
+                    assert_eq!(stats.executions, 200);
+                    assert_eq!(stats.plain_transfers, 200);
+                    assert_eq!(stats.validations, 0);
+                }
+            }
+            // With the deltas off (no lazy recipients), Block-STM runs it.
+            let (parallel, stats) =
+                parallel_with(&workload, 2, Mechanisms { deltas: false, ..Mechanisms::ALL });
+            assert_eq!(oracle, parallel, "{twist:?} seed {seed} without deltas");
+            assert!(!stats.independent);
+        }
+        let short = shared_recipients(seed, 200, Twist::ShortSender);
+        let oracle = execute_sequential(&short.spec, &short.state, short.block_input())
+            .expect_err("the oracle rejects the block");
+        for threads in [1, 2, 4] {
+            let parallel =
+                execute_parallel(&short.spec, &short.state, short.block_input(), threads)
+                    .expect_err("the parallel engine rejects the block");
+            assert_eq!(oracle.to_string(), parallel.to_string(), "seed {seed} at {threads}");
+        }
+    }
+    // The generated block of transfers is one of them.
+    let workload = velarium_workloads::eth_transfers(4, 300);
+    let (parallel, stats) = parallel_with(&workload, 2, Mechanisms::ALL);
+    assert_eq!(oracle_of(&workload), parallel);
+    assert!(stats.independent, "{stats:?}");
 }

@@ -28,6 +28,15 @@
 //! instead of waiting their turn in the chain (see `db::TxDb::read`; with isolation off, the
 //! reader waits for the lower executions instead).
 //!
+//! **Independent transfers.** A block whose transactions are all plain value transfers, each
+//! sender sending once, no sender paid in the block and neither the beneficiary, has no
+//! dependency between its transactions that its shape does not rule out: phase 1 then skips
+//! Block-STM (no scheduler, multi-version memory, read sets or validation) and the workers take
+//! the transactions in chunks, each executed once as final (`independent.rs`). The state decides
+//! the rest: a transaction that the plain-transfer path declines (a recipient with code, a sender
+//! short of funds) sends the whole block to Block-STM. On two workers, Block-STM's bookkeeping
+//! crossed the cores at every such transaction, which made a second worker worth little there.
+//!
 //! **Why the output is identical to the oracle.** Block-STM guarantees that the final incarnation
 //! of every transaction read exactly the values sequential execution would have given it, so its
 //! revm result and state diff are the sequential ones. The fold then replays, per account and in
@@ -98,6 +107,7 @@ mod db;
 mod fault;
 mod fees;
 mod handler;
+mod independent;
 mod pool;
 mod remote;
 mod stream;
@@ -176,7 +186,8 @@ pub struct ParallelStats {
     pub early_txs: u64,
     /// Nanoseconds the first incarnations of every eighth transaction took to execute, waits
     /// for lower transactions included, and the gas they used (what the engine learns the
-    /// block's cost per gas from, see [`crate::workers_for`]).
+    /// block's cost per gas from, see [`crate::workers_for`]). None on a block of independent
+    /// transfers (see [`ParallelStats::independent`]): the rate is Block-STM's.
     pub sampled_nanos: u64,
     /// The gas of the transactions [`ParallelStats::sampled_nanos`] timed.
     pub sampled_gas: u64,
@@ -184,6 +195,12 @@ pub struct ParallelStats {
     pub threads: usize,
     /// The engine faulted on this block (see [`EngineFault`]) and the oracle executed it.
     pub fell_back: bool,
+    /// The block's transactions were independent plain transfers, run without Block-STM (see
+    /// the module docs, "Independent transfers").
+    pub independent: bool,
+    /// The block had the shape of independent plain transfers, but its state made a
+    /// transaction the EVM's: it ran through Block-STM after all.
+    pub independent_declined: bool,
     /// The oracle executed this block because Block-STM ran the last block dominated by the
     /// same contract as a chain (see [`crate::chained`]).
     pub learned_chain: bool,
@@ -938,6 +955,18 @@ where
     DB: DatabaseRef + Sync,
     DB::Error: std::fmt::Display,
 {
+    // A block of independent plain transfers needs none of Block-STM (see `independent.rs`).
+    // Its lazy recipients are a delta mechanism; a traced run wants Block-STM's read sets.
+    if !trace && mechanisms.deltas {
+        if let Some(recipients) = independent::plain_recipients(txs, block_env.beneficiary) {
+            let inputs = (overlay, cfg, block_env, txs, folds, storage_only);
+            if let Some(workspace) =
+                run_independent(pool, db, inputs, recipients, mechanisms, stats)?
+            {
+                return Ok(Some(workspace));
+            }
+        }
+    }
     // One worker runs every transaction in order on committed values: nothing conflicts, and
     // every mechanism would only cost (see `Mechanisms::for_workers`). A traced run keeps them:
     // its traces show what the engine credits rather than writes (see `trace_accesses`).
@@ -960,6 +989,77 @@ where
     );
     stats.worker_wall = broadcast.elapsed();
     run.finish(ran, true, stats).map(Some)
+}
+
+/// The block's inputs as [`run_independent`] takes them: the overlay of pre-execution changes,
+/// the environment, the transactions, the fold and the EIP-7610 accounts.
+type IndependentInputs<'a> = (
+    &'a Overlay,
+    &'a CfgEnv,
+    &'a BlockEnv,
+    TxSource<'a>,
+    Option<&'a dyn commit::FoldWork>,
+    &'a AddressSet,
+);
+
+/// Runs a block of independent plain transfers without Block-STM (see `independent.rs`), each
+/// transaction's lazily credited recipient given. `None` if a transaction was declined: the
+/// block is Block-STM's then, and nothing of this run is kept.
+fn run_independent<DB>(
+    pool: &WorkerPool,
+    db: &DB,
+    (overlay, cfg, block_env, txs, folds, storage_only): IndependentInputs<'_>,
+    recipients: Vec<Address>,
+    mechanisms: Mechanisms,
+    stats: &mut ParallelStats,
+) -> Result<Option<pool::Workspace>, ExecutionError>
+where
+    DB: DatabaseRef + Sync,
+    DB::Error: std::fmt::Display,
+{
+    let n = txs.len();
+    let workers = pool.threads();
+    let state_clear = cfg.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
+    let run = BlockStmRun {
+        lazy_candidates: recipients.into_iter().map(Some).collect(),
+        lazy_senders: vec![None; n],
+        prev_same_sender: vec![None; n],
+        lazy_beneficiary: None,
+        beneficiary_observers: Vec::new(),
+        credits: false,
+        credit_refused: Vec::new(),
+        hot: db::HotLocations::new(workers),
+        busy_nanos: AtomicU64::new(0),
+        plain_transfers: AtomicU64::new(0),
+        storage_credits: AtomicU64::new(0),
+        sampled: Default::default(),
+        rules: DeltaRules { state_clear },
+        mechanisms,
+        workspace: pool::take_workspace(n, workers, state_clear),
+    };
+    let claims = independent::Claims::default();
+    let broadcast = std::time::Instant::now();
+    let ran = {
+        let shared = run.shared(db, overlay, cfg, block_env, txs, folds, false, storage_only);
+        let scheduler = &run.workspace.scheduler;
+        pool.broadcast(
+            |worker| {
+                velarium_mvmemory::bind_worker(worker);
+                shared.work_independent(&claims);
+            },
+            || scheduler.halt(),
+        )
+    };
+    stats.worker_wall = broadcast.elapsed();
+    if ran.is_ok() && claims.declined() && !run.workspace.scheduler.is_halted() {
+        stats.independent_declined = true;
+        pool::give_back(run.workspace);
+        return Ok(None);
+    }
+    let workspace = run.finish(ran, true, stats)?;
+    stats.independent = true;
+    stats.executions = n as u64;
+    Ok(Some(workspace))
 }
 
 /// Block-STM's state for one block, owned: what the workers share besides the block's inputs
