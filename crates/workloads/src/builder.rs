@@ -237,12 +237,27 @@ impl BlockBuilder {
         gas_limit: u64,
         expected: ExpectedOutcome,
     ) {
+        let fees = (MAX_FEE_PER_GAS, MAX_PRIORITY_FEE_PER_GAS);
+        self.push_eip1559(from, nonce, (to, value, input), gas_limit, fees, expected);
+    }
+
+    /// Signs and adds an EIP-1559 transaction: its call (`to`, value, input), its gas limit
+    /// and its fees (max fee and max priority fee per gas).
+    fn push_eip1559(
+        &mut self,
+        from: &Wallet,
+        nonce: u64,
+        (to, value, input): (TxKind, U256, Bytes),
+        gas_limit: u64,
+        (max_fee_per_gas, max_priority_fee_per_gas): (u128, u128),
+        expected: ExpectedOutcome,
+    ) {
         let tx = TxEip1559 {
             chain_id: CHAIN_ID,
             nonce,
             gas_limit,
-            max_fee_per_gas: MAX_FEE_PER_GAS,
-            max_priority_fee_per_gas: MAX_PRIORITY_FEE_PER_GAS,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
             to,
             value,
             access_list: Default::default(),
@@ -261,18 +276,9 @@ impl BlockBuilder {
         tip: u128,
         expected: ExpectedOutcome,
     ) {
-        let tx = TxEip1559 {
-            chain_id: CHAIN_ID,
-            nonce: self.take_nonce(from.address()),
-            gas_limit: 21_000,
-            max_fee_per_gas: MAX_FEE_PER_GAS,
-            max_priority_fee_per_gas: tip.min(MAX_FEE_PER_GAS),
-            to,
-            value,
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
-        self.push(from.sign_tx(tx).into(), from.address(), expected);
+        let nonce = self.take_nonce(from.address());
+        let fees = (MAX_FEE_PER_GAS, tip.min(MAX_FEE_PER_GAS));
+        self.push_eip1559(from, nonce, (to, value, Bytes::new()), 21_000, fees, expected);
     }
 
     /// A legacy (EIP-155) transaction from `from`.

@@ -977,17 +977,7 @@ where
         return Ok(None);
     };
     let shared = run.shared(db, overlay, cfg, block_env, txs, folds, trace, storage_only);
-    let scheduler = &run.workspace.scheduler;
-    let broadcast = std::time::Instant::now();
-    let ran = pool.broadcast(
-        |worker| {
-            // Its new multi-version cells go to its own arena.
-            velarium_mvmemory::bind_worker(worker);
-            shared.work();
-        },
-        || scheduler.halt(),
-    );
-    stats.worker_wall = broadcast.elapsed();
+    let ran = run.run_workers(pool, &shared, Shared::work, stats);
     run.finish(ran, true, stats).map(Some)
 }
 
@@ -1038,19 +1028,10 @@ where
         workspace: pool::take_workspace(n, workers, state_clear),
     };
     let claims = independent::Claims::default();
-    let broadcast = std::time::Instant::now();
     let ran = {
         let shared = run.shared(db, overlay, cfg, block_env, txs, folds, false, storage_only);
-        let scheduler = &run.workspace.scheduler;
-        pool.broadcast(
-            |worker| {
-                velarium_mvmemory::bind_worker(worker);
-                shared.work_independent(&claims);
-            },
-            || scheduler.halt(),
-        )
+        run.run_workers(pool, &shared, |shared| shared.work_independent(&claims), stats)
     };
-    stats.worker_wall = broadcast.elapsed();
     if ran.is_ok() && claims.declined() && !run.workspace.scheduler.is_halted() {
         stats.independent_declined = true;
         pool::give_back(run.workspace);
@@ -1230,6 +1211,33 @@ impl BlockStmRun {
             plain_transfers: &self.plain_transfers,
             sampled: &self.sampled,
         }
+    }
+
+    /// Runs `work` on each of `pool`'s workers over `shared` (this run's state), each worker's
+    /// new multi-version cells in its own arena; a worker's panic halts the scheduler, so the
+    /// others stop. The workers' wall time goes into `stats`.
+    fn run_workers<'a, DB>(
+        &'a self,
+        pool: &WorkerPool,
+        shared: &Shared<'a, DB>,
+        work: impl Fn(&Shared<'a, DB>) + Sync,
+        stats: &mut ParallelStats,
+    ) -> Result<(), EngineFault>
+    where
+        DB: DatabaseRef + Sync,
+        DB::Error: std::fmt::Display,
+    {
+        let scheduler = &self.workspace.scheduler;
+        let broadcast = std::time::Instant::now();
+        let ran = pool.broadcast(
+            |worker| {
+                velarium_mvmemory::bind_worker(worker);
+                work(shared);
+            },
+            || scheduler.halt(),
+        );
+        stats.worker_wall = broadcast.elapsed();
+        ran
     }
 
     /// After the workers stopped (`ran`: how they ended): the counters and hot spots into
