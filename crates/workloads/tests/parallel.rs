@@ -158,18 +158,24 @@ fn the_same_block_twenty_times_is_bit_identical() {
     }
 }
 
+/// The oracle rejects `workload`, and the parallel engine rejects it with the same error at 1, 2
+/// and 4 threads (`what` names the case in a failure).
+fn assert_oracles_error(workload: &Workload, what: &str) {
+    let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
+        .expect_err("the oracle rejects the block");
+    for threads in [1, 2, 4] {
+        let parallel =
+            execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
+                .expect_err("the parallel engine rejects the block");
+        assert_eq!(oracle.to_string(), parallel.to_string(), "{what} at {threads} threads");
+    }
+}
+
 #[test]
 fn an_invalid_transaction_gives_the_oracles_error() {
     for seed in 0..4 {
         let (workload, k) = with_invalid_tx(seed);
-        let oracle = execute_sequential(&workload.spec, &workload.state, workload.block_input())
-            .expect_err("the oracle rejects the block");
-        for threads in [1, 2, 4] {
-            let parallel =
-                execute_parallel(&workload.spec, &workload.state, workload.block_input(), threads)
-                    .expect_err("the parallel engine rejects the block");
-            assert_eq!(oracle.to_string(), parallel.to_string(), "seed {seed}, bad tx {k}");
-        }
+        assert_oracles_error(&workload, &format!("seed {seed}, bad tx {k}"));
     }
 }
 
@@ -761,14 +767,7 @@ fn independent_transfers_skip_block_stm_and_match_the_oracle() {
             assert!(!stats.independent);
         }
         let short = shared_recipients(seed, 200, Twist::ShortSender);
-        let oracle = execute_sequential(&short.spec, &short.state, short.block_input())
-            .expect_err("the oracle rejects the block");
-        for threads in [1, 2, 4] {
-            let parallel =
-                execute_parallel(&short.spec, &short.state, short.block_input(), threads)
-                    .expect_err("the parallel engine rejects the block");
-            assert_eq!(oracle.to_string(), parallel.to_string(), "seed {seed} at {threads}");
-        }
+        assert_oracles_error(&short, &format!("a short sender, seed {seed}"));
     }
     // The generated block of transfers is one of them.
     let workload = velarium_workloads::eth_transfers(4, 300);
