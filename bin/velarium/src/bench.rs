@@ -16,7 +16,7 @@
 //! `--json` also gives `speedup_of_medians`, their ratio.
 
 use crate::{
-    replay::{find_block_dirs, paired_speedup},
+    replay::{find_block_dirs, paired_speedup, rounds_for},
     EngineKind,
 };
 use eyre::{bail, eyre, WrapErr};
@@ -50,7 +50,9 @@ pub(crate) struct Args {
     /// Thread counts of the parallel engine, comma-separated.
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
-    /// Interleaved repetitions per engine (the median is reported).
+    /// Interleaved repetitions per engine (the median is reported). With 2 or more, a block
+    /// whose oracle run takes under 200 ms / REPS runs more times (at most 40 REPS, every engine
+    /// alike), as `replay --repeat` does: the `oracle` column shows the count.
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Transactions per generated block (ignored with `--gas-limit`).
@@ -427,9 +429,14 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
     // (workload, configuration, speedup with every mechanism / speedup without this one).
     let mut ablation: Vec<(String, String, f64)> = Vec::new();
     for block in &blocks {
+        let started = Instant::now();
         let oracle = Engine::Sequential
             .execute(&block.spec, &block.state, block.input())
             .map_err(|e| eyre!("{}: oracle failed: {e}", block.name))?;
+        // A short block gets more repetitions: a few medians of runs of a fraction of a
+        // millisecond read the machine's jitter (a block of 4 transactions, run on the oracle
+        // by both sides, read 0.87x at 9 repetitions; see `replay::rounds_for`).
+        let reps = rounds_for(u32::try_from(args.reps).unwrap_or(u32::MAX), started.elapsed());
         let trace = trace_accesses(&block.spec, &block.state, block.input())
             .map_err(|e| eyre!("{}: tracing failed: {e}", block.name))?;
         let bound = critical_path(&trace).bound;
@@ -440,7 +447,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
         let mut seq = Samples::default();
         let configs = args.configurations();
         let mut par: Vec<Samples> = configs.iter().map(|_| Samples::default()).collect();
-        for rep in 0..args.reps {
+        for rep in 0..reps as usize {
             let t = Instant::now();
             let output = Engine::Sequential.execute(&block.spec, &block.state, block.input())?;
             seq.times.push(t.elapsed());
@@ -495,7 +502,7 @@ pub(crate) fn run(args: Args) -> eyre::Result<ExitCode> {
                     "re_executions": s.stats.re_executions(txs), "validations": s.stats.validations,
                     "aborts": s.stats.aborts, "suspensions": s.stats.suspensions,
                     "storage_credits": s.stats.storage_credits,
-                    "oracle_runs": s.oracle_runs,
+                    "oracle_runs": s.oracle_runs, "runs": s.times.len(),
                     "critical_path_bound": bound, "efficiency": eff,
                     "time_bound": time_bound,
                     "time_efficiency": efficiency(speedup, threads, time_bound),

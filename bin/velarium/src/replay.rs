@@ -318,7 +318,7 @@ fn short_block_ms(repeat: u32) -> String {
 /// 0.97x (as low as 0.84x); a budget of 50 ms (at most 5R) 1, 1, 1, 0 (0.92x-0.96x), each
 /// run about 1.5 s longer. The present budget, with the median of pairs ([`paired_speedup`]),
 /// reads 0-1 below: about 20 s for the 47 blocks, against 10 s.
-fn rounds_for(repeat: u32, one_run: Duration) -> u32 {
+pub(crate) fn rounds_for(repeat: u32, one_run: Duration) -> u32 {
     if repeat < 2 {
         return repeat;
     }
