@@ -180,14 +180,15 @@ fn bench_counts_the_blocks_the_engine_gives_the_oracle() {
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
             .collect();
-        // (runs on the oracle, runs): blocks this short get more than the 3 repetitions.
+        // (runs on the oracle, runs): at least the 3 repetitions (a block this short gets more
+        // where its first run is fast, which is the machine's to say, not the test's).
         let of = |name: &str| {
             let record = records
                 .iter()
                 .find(|r| r["workload"] == name && r["engine"] == "parallel/2")
                 .unwrap_or_else(|| panic!("no parallel/2 record of {name}: {text}"));
             let runs = record["runs"].as_u64().expect("a count of runs");
-            assert!(runs > 3, "{record}");
+            assert!(runs >= 3, "{record}");
             (record["oracle_runs"].as_u64().expect("a count of oracle runs"), runs)
         };
         (of("airdrop"), of("eth_transfers"))
